@@ -1,0 +1,38 @@
+"""The project's errors: one base class, a few subclasses, each message in French.
+
+The CLI turns any :class:`EssqpvError` into one line on standard error and exit code 1;
+``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+
+class EssqpvError(Exception):
+    """Base error of essqpv: its message is one complete French sentence for the user."""
+
+
+class FichierIntrouvable(EssqpvError):
+    """An input file does not exist: ``Fichier introuvable : stock.csv``."""
+
+
+class FichierInvalide(EssqpvError):
+    """An input file cannot be read as what it claims to be (bad zip, wrong file, no CRS)."""
+
+
+class ColonneManquante(FichierInvalide):
+    """A required column is missing: names the file and the column."""
+
+
+class TerritoireInconnu(EssqpvError):
+    """A territory code or name is unknown; the message lists the closest suggestions."""
+
+
+class ParametreInvalide(EssqpvError):
+    """A parameter value is not allowed (perimeter, vintage, format...)."""
+
+
+class BaseInvalide(EssqpvError):
+    """The base file is missing, unreadable, or has no such vintage."""
+
+
+class ReseauIndisponible(EssqpvError):
+    """A download failed because the network or the server cannot be reached."""
