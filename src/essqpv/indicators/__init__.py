@@ -1,0 +1,1 @@
+"""Indicators of the observatory: compute first (compute.py), suppress second (confidentiality.py)."""
