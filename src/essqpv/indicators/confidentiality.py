@@ -390,8 +390,8 @@ def proteger(
        cell's 0 is public); when there is none, the group's total. A total is itself a member of
        other groups (margins, grand total), so suppression propagates.
     3. Audit: while :func:`recuperables` finds a recoverable suppressed cell (first in key order),
-       suppress the smallest published non-empty cell of a group containing it, then go back
-       to step 2.
+       suppress the smallest published non-empty member of a group containing it (that
+       group's total when no member is left), then go back to step 2.
 
     Parameters
     ----------
@@ -447,12 +447,19 @@ def proteger(
         if not exposees:
             break
         cible = min(exposees, key=rang.__getitem__)
+        # Members first: a total hides as well but is the table's most useful figure.
         voisines = {
             k
             for i in groupes_de[cible]
-            for k in (groupes[i][0], *groupes[i][1])
+            for k in groupes[i][1]
             if not statuts[k] and cellules[k].nombre >= 1
         }
+        if not voisines:
+            voisines = {
+                groupes[i][0]
+                for i in groupes_de[cible]
+                if not statuts[groupes[i][0]] and cellules[groupes[i][0]].nombre >= 1
+            }
         if not voisines:
             # Every neighbour is suppressed or empty: widen to any group holding a suppression.
             voisines = {
