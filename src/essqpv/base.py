@@ -1,0 +1,671 @@
+"""The observatory base: one DuckDB file, several vintages (docs/architecture.md).
+
+:func:`construire` reads the official files, classifies, places and writes one vintage;
+it builds in a temporary file and swaps it in at the end, so an interrupted or failed build
+leaves the previous base intact. The other functions read a base (read-only).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from essqpv import __version__, perimeter
+from essqpv.config import LICENCE_DONNEES, Reglages
+from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
+from essqpv.sources import sirene
+from essqpv.sources.emplois import COMPTES, valider_emplois
+
+__all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
+           "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES"]
+
+Progression = Callable[[str], None]
+
+RENOMMAGE_ETABLISSEMENTS = {
+    "siren": "siren", "nic": "nic", "siret": "siret",
+    "dateCreationEtablissement": "date_creation", "trancheEffectifsEtablissement": "tranche",
+    "codeCommuneEtablissement": "code_commune", "etatAdministratifEtablissement": "etat",
+    "activitePrincipaleEtablissement": "naf",
+    "nomenclatureActivitePrincipaleEtablissement": "nomenclature_naf",
+    "caractereEmployeurEtablissement": "employeur_brut",
+    "coordonneeLambertAbscisseEtablissement": "lambert_x",
+    "coordonneeLambertOrdonneeEtablissement": "lambert_y",
+    "enseigne1Etablissement": "enseigne", "denominationUsuelleEtablissement": "denomination_usuelle",
+    "numeroVoieEtablissement": "numero_voie", "indiceRepetitionEtablissement": "indice_repetition",
+    "typeVoieEtablissement": "type_voie", "libelleVoieEtablissement": "libelle_voie",
+    "codePostalEtablissement": "code_postal", "libelleCommuneEtablissement": "libelle_commune",
+    "codePaysEtrangerEtablissement": "pays", "longitude": "etalab_lon", "latitude": "etalab_lat",
+}
+RENOMMAGE_UNITES_LEGALES = {
+    "siren": "siren", "categorieJuridiqueUniteLegale": "categorie_juridique",
+    "economieSocialeSolidaireUniteLegale": "ess", "denominationUniteLegale": "denomination",
+    "sigleUniteLegale": "sigle",
+}
+RENOMMAGE_GEOLOCALISATION = {
+    "siret": "siret", "x": "geo_x", "y": "geo_y", "qualite_xy": "geo_qualite",
+    "epsg": "geo_epsg", "plg_qp15": "plg_qp15", "plg_qp24": "plg_qp24", "plg_qp": "plg_qp",
+}
+COLONNES_EMPLOIS = ["siret", "effectif", *COMPTES, "annee"]
+
+COLONNES_ETABLISSEMENTS = [
+    "siret", "siren", "nic", "denomination", "enseigne", "famille", "motif_famille",
+    "categorie_juridique", "naf", "nomenclature_naf", "secteur", "employeur", "tranche",
+    "effectif_estime", "date_creation", "code_commune", "commune", "departement", "region",
+    "epci", "adresse", "lon", "lat", "source_coordonnees", "localise", "motif_non_localise",
+    "qpv", "qpv_tampon", "distance_qpv_m", "qpv_insee", "effectif", "femmes", "cdi",
+    "contrats_aides", "temps_complet",
+]
+COLONNES_PUBLIQUES = ["siret", "denomination", "enseigne", "famille", "secteur", "naf",
+                      "tranche", "employeur", "commune", "departement", "region", "adresse",
+                      "qpv", "qpv_tampon", "lon", "lat"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS millesimes (
+    millesime VARCHAR PRIMARY KEY, geographie_qpv VARCHAR, tampon_m INTEGER,
+    date_construction TIMESTAMP, version VARCHAR, synthetique BOOLEAN, avec_emplois BOOLEAN,
+    sources JSON, controle JSON, accord_qpv_insee JSON, avertissements JSON);
+CREATE TABLE IF NOT EXISTS qpv (
+    millesime VARCHAR, code_qp VARCHAR, nom_qp VARCHAR, communes VARCHAR,
+    departement VARCHAR, region VARCHAR, surface_m2 DOUBLE, repare BOOLEAN,
+    hors_champ_sirene BOOLEAN, geometrie BLOB);
+CREATE TABLE IF NOT EXISTS rejets (
+    millesime VARCHAR, fichier VARCHAR, ligne BIGINT, motif VARCHAR, contenu VARCHAR);
+CREATE TABLE IF NOT EXISTS discordances_qpv_insee (
+    millesime VARCHAR, siret VARCHAR, qpv_essqpv VARCHAR, qpv_insee VARCHAR);
+"""
+
+
+@dataclass
+class _Fichiers:
+    etablissements: sirene.FichierSource
+    unites_legales: sirene.FichierSource
+    geolocalisation: sirene.FichierSource | None
+    emplois: sirene.FichierSource | None
+
+
+def _verifier_millesime(millesime: str) -> str:
+    if not re.fullmatch(r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])", millesime or ""):
+        raise ParametreInvalide(
+            f"Millésime invalide : « {millesime} » (attendu : AAAA-MM, par exemple 2024-01).")
+    return millesime
+
+
+def _empreinte_rapide(chemin: Path) -> str:
+    """Fingerprint for the cache: size, mtime, and SHA-256 of the first and last 8 MiB."""
+    st = chemin.stat()
+    h = hashlib.sha256(f"{chemin.resolve()}|{st.st_size}|{st.st_mtime_ns}|{__version__}".encode())
+    with open(chemin, "rb") as f:
+        h.update(f.read(8 << 20))
+        if st.st_size > 16 << 20:
+            f.seek(-(8 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:20]
+
+
+def _sha256(chemin: Path, limite: int = 1 << 30) -> tuple[str, str]:
+    """SHA-256 of a file (``methode='sha256'``), or of its first and last 64 MiB above ``limite``."""
+    h = hashlib.sha256()
+    taille = chemin.stat().st_size
+    with open(chemin, "rb") as f:
+        if taille <= limite:
+            for bloc in iter(lambda: f.read(1 << 22), b""):
+                h.update(bloc)
+            return h.hexdigest(), "sha256"
+        h.update(f.read(64 << 20))
+        f.seek(-(64 << 20), os.SEEK_END)
+        h.update(f.read())
+    return h.hexdigest(), "sha256-debut-fin-64Mio"
+
+
+def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
+                     con: duckdb.DuckDBPyConnection) -> sirene.Conversion:
+    """Convert to Parquet, reusing the cached conversion of the same file when present."""
+    cle = _empreinte_rapide(source.chemin)
+    parquet = travail / f"{source.role}-{cle}.parquet"
+    meta = travail / f"{source.role}-{cle}.json"
+    if parquet.exists() and meta.exists():
+        m = json.loads(meta.read_text("utf-8"))
+        rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
+                  for r in m["rejets"]]
+        return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets)
+    for ancien in travail.glob(f"{source.role}-*"):
+        ancien.unlink()
+    conv = sirene.convertir(source, colonnes, parquet, con)
+    meta.write_text(json.dumps({
+        "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
+        "rejets": [{"ligne": r.ligne, "motif": r.motif, "contenu": r.contenu.hex()}
+                   for r in conv.rejets]}), "utf-8")
+    return conv
+
+
+def _adresse() -> pl.Expr:
+    parties = [pl.col(c).fill_null("") for c in
+               ("numero_voie", "indice_repetition", "type_voie", "libelle_voie")]
+    rue = pl.concat_str(parties, separator=" ").str.replace_all(r"\s+", " ").str.strip_chars()
+    ville = pl.concat_str([pl.col("code_postal").fill_null(""),
+                           pl.col("libelle_commune").fill_null("")], separator=" ").str.strip_chars()
+    return (pl.when(rue != "").then(rue + pl.lit(", ") + ville).otherwise(ville)
+            .str.strip_chars(", ").alias("adresse"))
+
+
+def _departement_du_code(col: str = "code_commune") -> pl.Expr:
+    code = pl.col(col).fill_null("")
+    return (pl.when(code.str.len_chars() < 5).then(None)
+            .when(code.str.starts_with("97") | code.str.starts_with("98")).then(code.str.slice(0, 3))
+            .otherwise(code.str.slice(0, 2)))
+
+
+def construire(*, etablissements: str | Path, unites_legales: str | Path,
+               millesime: str, base: str | Path, qpv: str | Path | None = None,
+               geolocalisation: str | Path | None = None, emplois: str | Path | None = None,
+               reglages: Reglages | None = None, synthetique: bool | None = None,
+               progression: Progression | None = None) -> dict:
+    """Build (or replace) one vintage of the base from the official files.
+
+    Parameters
+    ----------
+    etablissements, unites_legales : path
+        ``StockEtablissement`` and ``StockUniteLegale`` (CSV or ZIP, any published schema).
+    millesime : str
+        ``AAAA-MM``.
+    base : path
+        The DuckDB file; other vintages in it are kept.
+    qpv : path, optional
+        QPV contours (2015 or 2024 geography); the embedded 2015 contours by default.
+    geolocalisation, emplois : path, optional
+        INSEE's geolocation file; the establishment-level employment file.
+    synthetique : bool, optional
+        Mark the vintage as synthetic demo data; by default, detected from the
+        ``LISEZMOI.txt`` the generator writes beside its files.
+
+    Returns
+    -------
+    dict
+        The reconciliation of METHODOLOGY 8 (the object ``essqpv controle`` prints).
+    """
+    from essqpv.placement import IndexQPV, localiser_etablissements
+    from essqpv.sources.qpv import lire_qpv
+
+    reglages = reglages or Reglages()
+    etape = progression or (lambda _texte: None)
+    millesime = _verifier_millesime(millesime)
+    base = Path(base)
+    if base.exists() and base.is_dir():
+        raise BaseInvalide(f"{base} est un dossier ; un fichier .duckdb était attendu.")
+    travail = base.with_name(base.name + ".travail")
+    travail.mkdir(parents=True, exist_ok=True)
+
+    etape("Vérification des fichiers")
+    fichiers = _Fichiers(
+        sirene.preparer(etablissements, "etablissements", travail / "extraits"),
+        sirene.preparer(unites_legales, "unites_legales", travail / "extraits"),
+        sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
+        if geolocalisation else None,
+        sirene.preparer(emplois, "emplois", travail / "extraits") if emplois else None,
+    )
+    if qpv is not None and not Path(qpv).exists():
+        raise FichierIntrouvable(f"Fichier introuvable : {qpv} (contours des QPV).")
+    avertissements = [a for f in (fichiers.etablissements, fichiers.unites_legales,
+                                  fichiers.geolocalisation, fichiers.emplois) if f
+                      for a in f.avertissements]
+    if synthetique is None:
+        lisez = Path(etablissements).with_name("LISEZMOI.txt")
+        synthetique = lisez.exists() and "synthétiques" in lisez.read_text("utf-8", "replace")
+
+    etape("Contours des QPV")
+    couche = lire_qpv(qpv)
+    index = IndexQPV(couche)
+
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        etape("Lecture du stock des établissements")
+        c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
+                                  travail, con)
+        etape("Lecture du stock des unités légales")
+        c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
+                                travail, con)
+        c_geo = None
+        if fichiers.geolocalisation:
+            etape("Lecture du fichier de géolocalisation")
+            c_geo = _convertir_cache(fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION),
+                                     travail, con)
+        c_emp = v_emp = None
+        if fichiers.emplois:
+            etape("Lecture du fichier des emplois")
+            c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail, con)
+            v_emp = valider_emplois(fichiers.emplois, c_emp)
+    finally:
+        con.close()
+
+    etape("Périmètre de l'ESS")
+    etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
+    ul = perimeter.familles_unites_legales(
+        pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
+        .unique("siren", keep="first"))
+    actives = etab.filter(pl.col("etat") == "A")
+    jointes = actives.join(ul.select("siren", "famille", "motif_famille", "categorie_juridique",
+                                     "denomination", pl.lit(True).alias("_ul")),
+                           on="siren", how="left")
+    classees = perimeter.classer_etablissements(jointes)
+    comptes = classees.select(
+        pl.len().alias("actives"),
+        pl.col("famille").is_not_null().sum().alias("ess"),
+        pl.col("_ul").is_null().sum().alias("sans_ul"),
+        (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
+        .alias("exclues"),
+    )
+    dans = classees.filter(pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_null())
+    dans_df, comptes_df, acceptees_df = pl.collect_all(
+        [dans, comptes, etab.select(pl.len())])
+    comptes_d = comptes_df.row(0, named=True)
+    acceptees = acceptees_df.item()
+
+    etape("Communes et territoires")
+    from essqpv.territoires import table_communes
+    dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}), on="code_commune",
+                            how="left")
+               .with_columns(pl.coalesce(pl.col("departement"), _departement_du_code())
+                             .alias("departement_crs"), _adresse()))
+    communes_inconnues = dans_df.filter(pl.col("commune").is_null()
+                                        & pl.col("code_commune").is_not_null()).height
+
+    if c_geo is not None:
+        etape("Coordonnées de géolocalisation")
+        geo = (pl.scan_parquet(c_geo.parquet).rename(RENOMMAGE_GEOLOCALISATION)
+               .join(dans_df.lazy().select("siret"), on="siret", how="semi")
+               .unique("siret", keep="first").with_columns(pl.lit(True).alias("geo_present"))
+               .collect())
+        dans_df = dans_df.join(geo, on="siret", how="left").with_columns(
+            pl.col("geo_present").fill_null(False))
+    else:
+        dans_df = dans_df.with_columns(
+            pl.lit(False).alias("geo_present"),
+            *[pl.lit(None, dtype=pl.String).alias(c) for c in
+              ("geo_x", "geo_y", "geo_qualite", "geo_epsg", "plg_qp15", "plg_qp24", "plg_qp")])
+
+    etape("Localisation dans les QPV")
+    entree = dans_df.select(
+        "siret", pl.col("departement_crs").alias("departement"), "geo_present", "geo_x",
+        "geo_y", "geo_epsg", "geo_qualite", "etalab_lon", "etalab_lat", "lambert_x",
+        "lambert_y")
+    places = localiser_etablissements(entree, index, reglages.tampon_m)
+    dans_df = dans_df.with_columns(places.select(
+        "lon", "lat", "source_coordonnees", "localise", "motif_non_localise", "qpv",
+        "qpv_tampon", "distance_qpv_m"))
+
+    # INSEE's own QPV code, for the same geography.
+    colonne_insee = {"2015": ["plg_qp15", "plg_qp"], "2024": ["plg_qp24"]}[couche.geographie]
+    colonne_insee = [c for c in colonne_insee if c in dans_df.columns]
+    code_insee = pl.coalesce([pl.col(c) for c in colonne_insee]) if colonne_insee \
+        else pl.lit(None, dtype=pl.String)
+    dans_df = dans_df.with_columns(
+        pl.when(pl.col("geo_present")).then(code_insee).otherwise(None).alias("qpv_insee_brut"))
+    dans_df = dans_df.with_columns(
+        pl.when(pl.col("qpv_insee_brut").is_in(["HZ", "CSZ", "", " "])).then(None)
+        .otherwise(pl.col("qpv_insee_brut").str.strip_chars()).alias("qpv_insee"))
+    accord = None
+    discordances = pl.DataFrame(schema={"siret": pl.String, "qpv_essqpv": pl.String,
+                                        "qpv_insee": pl.String})
+    if colonne_insee and c_geo is not None and any(
+            f.a(c) for f in [fichiers.geolocalisation] for c in colonne_insee):
+        comparees = dans_df.filter((pl.col("source_coordonnees") == "geolocalisation")
+                                   & pl.col("localise") & pl.col("qpv_insee_brut").is_not_null())
+        differentes = comparees.filter(pl.col("qpv").fill_null("") !=
+                                       pl.col("qpv_insee").fill_null(""))
+        accord = {"colonne": colonne_insee[0], "comparees": comparees.height,
+                  "concordantes": comparees.height - differentes.height,
+                  "discordantes": differentes.height}
+        discordances = differentes.select("siret", pl.col("qpv").alias("qpv_essqpv"),
+                                          "qpv_insee")
+
+    if v_emp is not None:
+        etape("Emplois")
+        dans_df = dans_df.join(v_emp.valides.select("siret", "effectif", *COMPTES), on="siret",
+                               how="left")
+    else:
+        dans_df = dans_df.with_columns(
+            *[pl.lit(None, dtype=pl.Int64).alias(c) for c in ("effectif", *COMPTES)])
+
+    dans_df = dans_df.with_columns(
+        pl.col("date_creation").str.to_date("%Y-%m-%d", strict=False),
+        pl.coalesce(pl.col("denomination"), pl.col("denomination_usuelle"), pl.col("enseigne"))
+        .alias("denomination"),
+    ).select(COLONNES_ETABLISSEMENTS)
+
+    # Reconciliation (METHODOLOGY 8).
+    localisees = int(dans_df["localise"].sum())
+    motifs = (dans_df.filter(~pl.col("localise")).group_by("motif_non_localise").len()
+              .sort("motif_non_localise"))
+    en_qpv = int(dans_df["qpv"].is_not_null().sum())
+    rapport = {
+        "millesime": millesime,
+        "lignes_lues": c_etab.lignes_lues,
+        "lignes_rejetees": len(c_etab.rejets),
+        "rejets_par_motif": c_etab.rejets_par_motif,
+        "acceptees": acceptees,
+        "actives": comptes_d["actives"],
+        "fermees": acceptees - comptes_d["actives"],
+        "ess": comptes_d["ess"],
+        "non_ess": comptes_d["actives"] - comptes_d["ess"],
+        "exclues_activite": comptes_d["exclues"],
+        "dans_perimetre": dans_df.height,
+        "localisees": localisees,
+        "non_localisees": dans_df.height - localisees,
+        "non_localisees_par_motif": dict(motifs.iter_rows()),
+        "en_qpv": en_qpv,
+        "hors_qpv": localisees - en_qpv,
+        f"en_qpv_{reglages.tampon_m}m": int(dans_df["qpv_tampon"].is_not_null().sum()),
+        "etablissements_sans_unite_legale": comptes_d["sans_ul"],
+        "communes_inconnues": communes_inconnues,
+        "unites_legales": _compte_fichier(c_ul),
+    }
+    if c_geo is not None:
+        rapport["geolocalisation"] = _compte_fichier(c_geo)
+    if c_emp is not None and v_emp is not None:
+        tous = c_emp.rejets + v_emp.rejets
+        rapport["emplois"] = {
+            "lignes_lues": c_emp.lignes_lues, "lignes_rejetees": len(tous),
+            "rejets_par_motif": _par_motif(tous), "acceptees": v_emp.valides.height,
+            "jointes": int(dans_df["effectif"].is_not_null().sum()),
+        }
+    if accord is not None:
+        rapport["accord_qpv_insee"] = accord
+    if index_multiples := getattr(index, "multiples", 0):
+        rapport["points_dans_plusieurs_qpv"] = int(index_multiples)
+
+    etape("Écriture de la base")
+    rejets = []
+    for role, conv, extra in (("etablissements", c_etab, []), ("unites_legales", c_ul, []),
+                              ("geolocalisation", c_geo, []),
+                              ("emplois", c_emp, v_emp.rejets if v_emp else [])):
+        if conv is None:
+            continue
+        for r in sorted(conv.rejets + extra, key=lambda r: r.ligne):
+            rejets.append((role, r.ligne, r.motif, r.contenu))
+    _ecrire_rejets(base, millesime, rejets)
+
+    sources = []
+    for role, f in (("etablissements", fichiers.etablissements),
+                    ("unites_legales", fichiers.unites_legales),
+                    ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)):
+        if f is None:
+            continue
+        empreinte, methode = _sha256(f.chemin)
+        sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
+                        "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
+                        "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(
+                            f.chemin.stat().st_mtime).isoformat(timespec="seconds"),
+                        "producteur": "Insee" if role != "emplois" else "fichier de l'observatoire",
+                        "licence": LICENCE_DONNEES if role != "emplois" else "usage sous convention"})
+    sources.append({"role": "qpv", "fichier": couche.fichier, "geographie": couche.geographie,
+                    "polygones_repares": couche.reparees, "producteur": "ANCT",
+                    "licence": LICENCE_DONNEES})
+
+    qpv_df = pl.DataFrame({
+        "millesime": millesime,
+        "code_qp": couche.codes.astype(str), "nom_qp": couche.noms.astype(str),
+        "communes": couche.communes.astype(str), "departement": couche.departements.astype(str),
+        "surface_m2": _surfaces(couche), "repare": _repares(couche),
+        "hors_champ_sirene": couche.hors_champ_sirene.astype(bool),
+        "geometrie": _wkb(couche),
+    })
+    dep_reg = {d["code"]: d["region"] for d in _departements()}
+    qpv_df = qpv_df.with_columns(pl.col("departement").replace_strict(
+        dep_reg, default=None, return_dtype=pl.String).alias("region")).select(
+        "millesime", "code_qp", "nom_qp", "communes", "departement", "region", "surface_m2",
+        "repare", "hors_champ_sirene", "geometrie")
+
+    meta = {
+        "millesime": millesime, "geographie_qpv": couche.geographie,
+        "tampon_m": reglages.tampon_m,
+        "date_construction": dt.datetime.now().replace(microsecond=0),
+        "version": __version__, "synthetique": bool(synthetique),
+        "avec_emplois": fichiers.emplois is not None,
+        "sources": json.dumps(sources, ensure_ascii=False),
+        "controle": json.dumps(rapport, ensure_ascii=False),
+        "accord_qpv_insee": json.dumps(accord) if accord else None,
+        "avertissements": json.dumps(avertissements, ensure_ascii=False),
+    }
+    _ecrire(base, millesime, meta, dans_df.with_columns(pl.lit(millesime).alias("millesime")),
+            qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")))
+    rapport["avertissements"] = avertissements
+    return rapport
+
+
+def _departements() -> list[dict]:
+    from essqpv import reference
+    return reference.departements()
+
+
+def _surfaces(couche) -> list[float]:
+    if hasattr(couche, "surfaces_m2"):
+        return [float(v) for v in couche.surfaces_m2()]
+    return [None] * len(couche.codes)
+
+
+def _repares(couche) -> list[bool]:
+    r = getattr(couche, "repares", None)
+    return [bool(v) for v in r] if r is not None else [False] * len(couche.codes)
+
+
+def _wkb(couche) -> list[bytes]:
+    import shapely
+    return list(shapely.to_wkb(couche.geometries))
+
+
+def _compte_fichier(conv: sirene.Conversion) -> dict:
+    return {"lignes_lues": conv.lignes_lues, "lignes_rejetees": len(conv.rejets),
+            "rejets_par_motif": conv.rejets_par_motif, "acceptees": conv.lignes_acceptees}
+
+
+def _par_motif(rejets: list[sirene.Rejet]) -> dict[str, int]:
+    compte: dict[str, int] = {}
+    for r in rejets:
+        compte[r.motif] = compte.get(r.motif, 0) + 1
+    return dict(sorted(compte.items()))
+
+
+def dossier_rejets(base: str | Path, millesime: str) -> Path:
+    """Folder of the rejects files of one vintage: ``<base>.rejets/<millesime>/``."""
+    base = Path(base)
+    return base.with_name(base.name + ".rejets") / millesime
+
+
+def _ecrire_rejets(base: Path, millesime: str, rejets: list) -> None:
+    """One text file per input: ``ligne<TAB>motif<TAB>`` then the line's bytes, unchanged."""
+    dossier = dossier_rejets(base, millesime)
+    if dossier.exists():
+        shutil.rmtree(dossier)
+    if not rejets:
+        return
+    dossier.mkdir(parents=True)
+    for role in sorted({r[0] for r in rejets}):
+        with open(dossier / f"{role}.txt", "wb") as f:
+            f.write(b"# essqpv - lignes rejetees : ligne<TAB>motif<TAB>contenu inchange\n")
+            for r in rejets:
+                if r[0] == role:
+                    f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
+
+
+def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
+            rejets: list, discordances: pl.DataFrame) -> None:
+    """Write one vintage into a copy of the base, then swap it in atomically."""
+    temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
+    for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
+        if f.exists():
+            f.unlink()
+    if base.exists():
+        shutil.copyfile(base, temporaire)
+    try:
+        con = duckdb.connect(str(temporaire))
+        try:
+            con.execute("BEGIN")
+            con.execute(SCHEMA)
+            existe = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                                 "table_name = 'etablissements'").fetchone()[0]
+            for table in ("millesimes", "qpv", "rejets", "discordances_qpv_insee") + (
+                    ("etablissements",) if existe else ()):
+                con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
+            con.register("_etab", etab.to_arrow())
+            if existe:
+                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab")
+            else:
+                con.execute("CREATE TABLE etablissements AS SELECT * FROM _etab")
+            con.register("_qpv", qpv.to_arrow())
+            con.execute("INSERT INTO qpv BY NAME SELECT * FROM _qpv")
+            con.register("_disc", discordances.to_arrow())
+            con.execute("INSERT INTO discordances_qpv_insee BY NAME SELECT * FROM _disc")
+            if rejets:
+                rj = pl.DataFrame({"millesime": millesime, "fichier": [r[0] for r in rejets],
+                                   "ligne": [r[1] for r in rejets], "motif": [r[2] for r in rejets],
+                                   "contenu": [r[3].decode("utf-8", "replace") for r in rejets]})
+                con.register("_rej", rj.to_arrow())
+                con.execute("INSERT INTO rejets BY NAME SELECT * FROM _rej")
+            colonnes = ", ".join(meta)
+            marques = ", ".join("?" for _ in meta)
+            con.execute(f"INSERT INTO millesimes ({colonnes}) VALUES ({marques})",
+                        list(meta.values()))
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(temporaire, base)
+    except BaseException:
+        for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
+            if f.exists():
+                f.unlink()
+        raise
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def ouvrir(base: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the base read-only.
+
+    Raises
+    ------
+    BaseInvalide
+        When the file is missing or is not an essqpv base.
+    """
+    base = Path(base)
+    if not base.exists():
+        raise BaseInvalide(f"Base introuvable : {base} (construisez-la avec essqpv construire).")
+    try:
+        con = duckdb.connect(str(base), read_only=True)
+    except duckdb.Error as exc:
+        raise BaseInvalide(f"{base} n'est pas une base DuckDB lisible ({exc}).") from None
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
+              .fetchall()}
+    if not {"millesimes", "etablissements"} <= tables:
+        con.close()
+        raise BaseInvalide(f"{base} n'est pas une base essqpv (tables millesimes et "
+                           "etablissements absentes).")
+    return con
+
+
+def millesimes(base: str | Path) -> list[dict]:
+    """The vintages of the base, newest first."""
+    con = ouvrir(base)
+    try:
+        lignes = con.execute(
+            "SELECT millesime, geographie_qpv, tampon_m, date_construction, version, "
+            "synthetique, avec_emplois, sources, avertissements FROM millesimes "
+            "ORDER BY millesime DESC").fetchall()
+    finally:
+        con.close()
+    return [{"millesime": m, "geographie_qpv": g, "tampon_m": t,
+             "date_construction": d.isoformat() if d else None, "version": v,
+             "synthetique": bool(s), "avec_emplois": bool(e), "sources": json.loads(src or "[]"),
+             "avertissements": json.loads(av or "[]")}
+            for m, g, t, d, v, s, e, src, av in lignes]
+
+
+def millesime_par_defaut(base: str | Path, millesime: str | None = None) -> str:
+    """The given vintage if the base holds it, else the newest one."""
+    liste = [m["millesime"] for m in millesimes(base)]
+    if not liste:
+        raise BaseInvalide(f"La base {base} ne contient aucun millésime.")
+    if millesime is None:
+        return liste[0]
+    if millesime not in liste:
+        raise BaseInvalide(f"Millésime {millesime} absent de la base {Path(base).name} "
+                           f"(disponibles : {', '.join(liste)}).")
+    return millesime
+
+
+def metadonnees(base: str | Path, millesime: str | None = None) -> dict:
+    """The metadata of one vintage (newest by default)."""
+    m = millesime_par_defaut(base, millesime)
+    return next(x for x in millesimes(base) if x["millesime"] == m)
+
+
+def controle(base: str | Path, millesime: str | None = None) -> list[dict]:
+    """The reconciliation of every vintage (or one), METHODOLOGY 8."""
+    con = ouvrir(base)
+    try:
+        if millesime:
+            millesime_par_defaut(base, millesime)
+            lignes = con.execute("SELECT controle FROM millesimes WHERE millesime = ?",
+                                 [millesime]).fetchall()
+        else:
+            lignes = con.execute("SELECT controle FROM millesimes ORDER BY millesime DESC"
+                                 ).fetchall()
+    finally:
+        con.close()
+    return [json.loads(r[0]) for r in lignes]
+
+
+def qpv_de_la_base(base: str | Path, millesime: str | None = None) -> dict[str, str]:
+    """QPV codes → names of one vintage."""
+    m = millesime_par_defaut(base, millesime)
+    con = ouvrir(base)
+    try:
+        return dict(con.execute("SELECT code_qp, nom_qp FROM qpv WHERE millesime = ? "
+                                "ORDER BY code_qp", [m]).fetchall())
+    finally:
+        con.close()
+
+
+def lister_etablissements(base: str | Path, territoire: str, millesime: str | None = None,
+                          perimetre: str = "strict", en_qpv: bool | None = None,
+                          page: int = 1, taille: int = 50) -> dict:
+    """A page of the in-scope establishments of a territory (public Sirene attributes only)."""
+    from essqpv.indicators.compute import condition_territoire, verifier_perimetre
+    from essqpv.territoires import resoudre
+    if not (1 <= taille <= 1000):
+        raise ParametreInvalide("taille doit être comprise entre 1 et 1000.")
+    if page < 1:
+        raise ParametreInvalide("page doit être supérieure ou égale à 1.")
+    m = millesime_par_defaut(base, millesime)
+    t = resoudre(territoire, qpv_de_la_base(base, m))
+    con = ouvrir(base)
+    try:
+        colonne_qpv = verifier_perimetre(con, m, perimetre)
+        ou, params = condition_territoire(t, colonne_qpv)
+        if en_qpv is True:
+            ou += f" AND {colonne_qpv} IS NOT NULL"
+        elif en_qpv is False:
+            ou += f" AND {colonne_qpv} IS NULL"
+        total = con.execute(f"SELECT count(*) FROM etablissements WHERE millesime = ? AND {ou}",
+                            [m, *params]).fetchone()[0]
+        colonnes = ", ".join(COLONNES_PUBLIQUES)
+        lignes = con.execute(
+            f"SELECT {colonnes} FROM etablissements WHERE millesime = ? AND {ou} "
+            "ORDER BY siret LIMIT ? OFFSET ?", [m, *params, taille, (page - 1) * taille]
+        ).fetchall()
+    finally:
+        con.close()
+    return {"territoire": t.en_dict(), "millesime": m, "perimetre": perimetre, "total": total,
+            "page": page, "taille": taille,
+            "etablissements": [dict(zip(COLONNES_PUBLIQUES, ligne)) for ligne in lignes]}

@@ -1,0 +1,119 @@
+"""Commands ``construire`` and ``controle``: build the base, print its reconciliation."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from essqpv.cli._commun import console, json_texte, sortie
+
+
+def _afficher_controle(rapport: dict) -> None:
+    t = Table(title=f"Réconciliation — millésime {rapport['millesime']}", title_justify="left")
+    t.add_column("Étape")
+    t.add_column("Lignes", justify="right")
+
+    def ligne(libelle: str, valeur, retrait: int = 0) -> None:
+        t.add_row("  " * retrait + libelle, f"{valeur:,}".replace(",", "\u202f"))
+
+    ligne("Lignes lues (établissements)", rapport["lignes_lues"])
+    ligne("rejetées", rapport["lignes_rejetees"], 1)
+    for motif, n in rapport["rejets_par_motif"].items():
+        ligne(motif, n, 2)
+    ligne("acceptées", rapport["acceptees"], 1)
+    ligne("fermées", rapport["fermees"], 2)
+    ligne("actives", rapport["actives"], 2)
+    ligne("hors ESS", rapport["non_ess"], 3)
+    ligne("dont sans unité légale", rapport["etablissements_sans_unite_legale"], 4)
+    ligne("ESS", rapport["ess"], 3)
+    ligne("exclues (activité)", rapport["exclues_activite"], 4)
+    ligne("dans le périmètre", rapport["dans_perimetre"], 4)
+    ligne("non localisées", rapport["non_localisees"], 5)
+    for motif, n in rapport["non_localisees_par_motif"].items():
+        ligne(motif, n, 6)
+    ligne("localisées", rapport["localisees"], 5)
+    ligne("hors QPV", rapport["hors_qpv"], 6)
+    ligne("en QPV (périmètre strict)", rapport["en_qpv"], 6)
+    for fichier in ("unites_legales", "geolocalisation", "emplois"):
+        if fichier in rapport:
+            f = rapport[fichier]
+            ligne(f"Lignes lues ({fichier.replace('_', ' ')})", f["lignes_lues"])
+            ligne("rejetées", f["lignes_rejetees"], 1)
+            for motif, n in f["rejets_par_motif"].items():
+                ligne(motif, n, 2)
+    sortie.print(t)
+    if "accord_qpv_insee" in rapport:
+        a = rapport["accord_qpv_insee"]
+        taux = a["concordantes"] / a["comparees"] if a["comparees"] else 1
+        sortie.print(f"Accord avec le code QPV de l'Insee ({a['colonne']}) : "
+                     f"{a['concordantes']:,} / {a['comparees']:,} ({taux:.1%}), "
+                     f"{a['discordantes']:,} discordances".replace(",", "\u202f"))
+
+
+def construire(
+    etablissements: Path = typer.Option(..., "--etablissements", "-e",
+                                        help="Stock des établissements (StockEtablissement, CSV ou ZIP)."),
+    unites_legales: Path = typer.Option(..., "--unites-legales", "-u",
+                                        help="Stock des unités légales (StockUniteLegale, CSV ou ZIP)."),
+    millesime: str = typer.Option(..., "--millesime", "-m", help="Millésime AAAA-MM (ex. 2024-01)."),
+    base: Path = typer.Option(Path("observatoire.duckdb"), "--base", "-b",
+                              help="Fichier de la base DuckDB (créé ou complété)."),
+    qpv: Optional[Path] = typer.Option(None, "--qpv",
+                                       help="Contours des QPV (shapefile, GeoJSON, GeoPackage) ; "
+                                            "par défaut les contours 2015 embarqués."),
+    geolocalisation: Optional[Path] = typer.Option(
+        None, "--geolocalisation", "-g", help="Fichier de géolocalisation Insee (facultatif)."),
+    emplois: Optional[Path] = typer.Option(None, "--emplois",
+                                           help="Fichier des emplois par établissement (facultatif)."),
+    tampon: int = typer.Option(300, "--tampon", min=1, max=5000,
+                               help="Distance du périmètre élargi, en mètres."),
+    format: str = typer.Option("texte", "--format", help="texte ou json."),
+) -> None:
+    """Construire (ou remplacer) un millésime de la base à partir des fichiers officiels."""
+    from essqpv.base import construire as construire_base
+    from essqpv.config import Reglages
+
+    debut = time.perf_counter()
+    with console.status("Construction…") as statut:
+        def etape(texte: str) -> None:
+            console.print(f"[dim]{time.perf_counter() - debut:6.1f} s[/]  {texte}…")
+            statut.update(texte + "…")
+        rapport = construire_base(
+            etablissements=etablissements, unites_legales=unites_legales, millesime=millesime,
+            base=base, qpv=qpv, geolocalisation=geolocalisation, emplois=emplois,
+            reglages=Reglages(tampon_m=tampon), progression=etape)
+    for a in rapport.pop("avertissements", []):
+        console.print(f"[yellow]Avertissement :[/] {a}")
+    if format == "json":
+        sortie.print_json(json_texte(rapport))
+    else:
+        _afficher_controle(rapport)
+        console.print(f"Base écrite : [bold]{base}[/] en {time.perf_counter() - debut:.1f} s.")
+
+
+def controle(
+    base: Path = typer.Option(Path("observatoire.duckdb"), "--base", "-b", help="Fichier de la base."),
+    millesime: Optional[str] = typer.Option(None, "--millesime", "-m",
+                                            help="Un millésime (par défaut : tous)."),
+    format: str = typer.Option("texte", "--format", help="texte ou json."),
+) -> None:
+    """Afficher la réconciliation (lignes lues, rejetées, actives, ESS, en QPV…)."""
+    from essqpv.base import controle as lire_controle
+    from essqpv.errors import ParametreInvalide
+    if format not in ("texte", "json"):
+        raise ParametreInvalide(f"Format inconnu : {format} (attendu : texte ou json).")
+    rapports = lire_controle(base, millesime)
+    if format == "json":
+        sortie.print(json_texte(rapports if millesime is None else rapports[0]),
+                     highlight=False, soft_wrap=True)
+        return
+    for r in rapports:
+        _afficher_controle(r)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("construire")(construire)
+    app.command("controle")(controle)

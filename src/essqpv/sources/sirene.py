@@ -1,0 +1,334 @@
+"""Readers of INSEE's Sirene files: establishments, legal units, geolocation.
+
+Every file is read as published (zipped or not, every column as text), its header checked
+against the official column lists of ``reference/colonnes_sources.csv``, and its rows streamed
+by DuckDB's CSV reader into a Parquet file. Malformed lines (wrong field count, undecodable
+bytes, broken quoting) never stop a run: they are collected with their physical line number
+(the header is line 1) and the reason, and their bytes are kept unchanged.
+
+Public verbs: :func:`preparer` (open and check a file) and :func:`convertir` (rows to Parquet,
+rejects out).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from essqpv import reference
+from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
+
+__all__ = ["FichierSource", "Rejet", "Conversion", "preparer", "convertir", "colonnes_officielles",
+           "ROLES"]
+
+ROLES = {
+    "etablissements": "stock des établissements (StockEtablissement)",
+    "unites_legales": "stock des unités légales (StockUniteLegale)",
+    "geolocalisation": "fichier de géolocalisation des établissements",
+    "emplois": "fichier des emplois par établissement",
+}
+
+# DuckDB's error types -> our reject reasons (French slugs, stable: they are public).
+MOTIFS_DUCKDB = {
+    "MISSING COLUMNS": "champs_manquants",
+    "TOO MANY COLUMNS": "champs_en_trop",
+    "INVALID ENCODING": "octets_non_decodables",
+    "INVALID UNICODE": "octets_non_decodables",
+    "UNQUOTED VALUE": "guillemets_invalides",
+    "LINE SIZE OVER MAXIMUM": "ligne_trop_longue",
+    "CAST ERROR": "ligne_illisible",
+}
+
+
+@lru_cache(maxsize=None)
+def colonnes_officielles(role: str) -> pl.DataFrame:
+    """Official columns of a file role, with their status (obligatoire, utilisee...)."""
+    table = reference._csv("colonnes_sources.csv")
+    return table.filter(pl.col("fichier") == role)
+
+
+@dataclass
+class FichierSource:
+    """An input file, opened and checked.
+
+    Attributes
+    ----------
+    role : str
+        ``etablissements``, ``unites_legales`` or ``geolocalisation``.
+    chemin : Path
+        The file as given by the user (CSV or ZIP).
+    csv : Path
+        The plain CSV read (the file itself, or its member extracted from the ZIP).
+    colonnes : list of str
+        The header, as written in the file.
+    separateur : str
+        ``,`` (stock files) or ``;`` (geolocation file).
+    variante : str
+        Which published schema the header matches (e.g. ``insee-53``, ``etalab``).
+    avertissements : list of str
+        Non-fatal problems (missing optional columns), in French.
+    """
+
+    role: str
+    chemin: Path
+    csv: Path
+    colonnes: list[str]
+    separateur: str
+    variante: str
+    taille: int
+    avertissements: list[str] = field(default_factory=list)
+
+    def a(self, colonne: str) -> bool:
+        """Whether the file has this column."""
+        return colonne in self.colonnes
+
+
+@dataclass
+class Rejet:
+    """A malformed line: physical line number (header = 1), reason, bytes unchanged."""
+
+    ligne: int
+    motif: str
+    contenu: bytes
+
+
+@dataclass
+class Conversion:
+    """Result of :func:`convertir`: the Parquet file, the counts, the rejects."""
+
+    parquet: Path
+    lignes_lues: int
+    lignes_acceptees: int
+    rejets: list[Rejet]
+
+    @property
+    def rejets_par_motif(self) -> dict[str, int]:
+        compte: dict[str, int] = {}
+        for r in self.rejets:
+            compte[r.motif] = compte.get(r.motif, 0) + 1
+        return dict(sorted(compte.items()))
+
+
+def _premiere_ligne(flux: io.BufferedIOBase, nom: str) -> str:
+    brut = flux.readline(1 << 20)
+    if not brut:
+        raise FichierInvalide(f"Fichier vide : {nom} (une ligne d'en-tête était attendue).")
+    try:
+        texte = brut.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FichierInvalide(
+            f"{nom} : l'en-tête n'est pas en UTF-8 (octet {exc.start + 1}) ; "
+            "les fichiers Sirene sont publiés en UTF-8.") from None
+    return texte.rstrip("\r\n")
+
+
+def _extraire(chemin: Path, dossier: Path) -> tuple[Path, str]:
+    """Extract the CSV member of a ZIP into ``dossier``; return its path and header."""
+    try:
+        with zipfile.ZipFile(chemin) as archive:
+            membres = [m for m in archive.infolist()
+                       if not m.is_dir() and m.filename.lower().endswith((".csv", ".txt"))]
+            if len(membres) != 1:
+                noms = ", ".join(m.filename for m in archive.infolist()) or "aucun fichier"
+                raise FichierInvalide(
+                    f"{chemin} : l'archive doit contenir exactement un fichier CSV "
+                    f"(trouvé : {noms}).")
+            membre = membres[0]
+            cible = dossier / Path(membre.filename).name
+            dossier.mkdir(parents=True, exist_ok=True)
+            with archive.open(membre) as src:
+                entete = _premiere_ligne(src, f"{chemin}!{membre.filename}")
+            if not (cible.exists() and cible.stat().st_size == membre.file_size):
+                temporaire = cible.with_name(cible.name + f".partiel-{os.getpid()}")
+                with archive.open(membre) as src, open(temporaire, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+                os.replace(temporaire, cible)
+            return cible, entete
+    except zipfile.BadZipFile:
+        raise FichierInvalide(f"{chemin} : archive ZIP corrompue ou illisible.") from None
+    except (zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise FichierInvalide(f"{chemin} : archive ZIP corrompue ({exc}).") from None
+
+
+def _separer(entete: str, separateur: str) -> list[str]:
+    return [c.strip().strip('"') for c in entete.split(separateur)]
+
+
+def preparer(chemin: str | Path, role: str, dossier_travail: str | Path) -> FichierSource:
+    """Open an official file, check its header, and make it readable as plain CSV.
+
+    Parameters
+    ----------
+    chemin : path
+        The file as downloaded (``.csv`` or ``.zip``).
+    role : str
+        ``etablissements``, ``unites_legales`` or ``geolocalisation``.
+    dossier_travail : path
+        Where a zipped CSV is extracted (reused when already extracted).
+
+    Raises
+    ------
+    FichierIntrouvable, FichierInvalide, ColonneManquante
+        With a one-line French message naming the file and the column.
+    """
+    if role not in ROLES:
+        raise ValueError(role)
+    chemin = Path(chemin)
+    if not chemin.exists():
+        raise FichierIntrouvable(f"Fichier introuvable : {chemin} ({ROLES[role]}).")
+    if chemin.is_dir():
+        raise FichierInvalide(f"{chemin} est un dossier ; un fichier CSV ou ZIP était attendu.")
+    if zipfile.is_zipfile(chemin):
+        csv, entete = _extraire(chemin, Path(dossier_travail))
+    else:
+        with open(chemin, "rb") as flux:
+            debut = flux.read(4)
+            if debut[:2] == b"PK":
+                raise FichierInvalide(f"{chemin} : archive ZIP corrompue ou illisible.")
+            flux.seek(0)
+            entete = _premiere_ligne(flux, str(chemin))
+        csv = chemin
+    separateur = ";" if role == "geolocalisation" else ","
+    if role != "geolocalisation" and entete.count(";") > entete.count(","):
+        separateur = ";"
+    if role == "geolocalisation" and entete.count(",") > entete.count(";"):
+        separateur = ","
+    colonnes = _separer(entete, separateur)
+    source = FichierSource(role=role, chemin=chemin, csv=csv, colonnes=colonnes,
+                           separateur=separateur, variante="", taille=chemin.stat().st_size)
+    _verifier_colonnes(source)
+    return source
+
+
+def _verifier_colonnes(source: FichierSource) -> None:
+    role, nom, presentes = source.role, source.chemin.name, set(source.colonnes)
+    # A file that is plainly another official file.
+    if role == "etablissements" and "siret" not in presentes:
+        if "categorieJuridiqueUniteLegale" in presentes:
+            raise FichierInvalide(
+                f"{nom} : ce fichier est le stock des unités légales (colonne "
+                "categorieJuridiqueUniteLegale), pas celui des établissements attendu ici.")
+        if "plg_qp15" in presentes or "qualite_xy" in presentes:
+            raise FichierInvalide(
+                f"{nom} : ce fichier est le fichier de géolocalisation, pas le stock des "
+                "établissements attendu ici.")
+    if role == "unites_legales" and "siret" in presentes:
+        raise FichierInvalide(
+            f"{nom} : ce fichier contient une colonne siret : c'est un fichier "
+            "d'établissements, pas le stock des unités légales attendu ici.")
+    if role == "geolocalisation" and "siret" in presentes and "x" not in presentes \
+            and "activitePrincipaleEtablissement" in presentes:
+        raise FichierInvalide(
+            f"{nom} : ce fichier est le stock des établissements, pas le fichier de "
+            "géolocalisation attendu ici.")
+    officielles = colonnes_officielles(role)
+    for ligne in officielles.filter(pl.col("statut") == "obligatoire").iter_rows(named=True):
+        if ligne["colonne"] not in presentes:
+            raise ColonneManquante(
+                f"{nom} : colonne obligatoire absente : {ligne['colonne']} "
+                f"({ROLES[role]}).")
+    if role == "geolocalisation":
+        if not ({"plg_qp15", "plg_qp24", "plg_qp"} & presentes):
+            source.avertissements.append(
+                f"{nom} : aucune colonne plg_qp15, plg_qp24 ou plg_qp : l'accord avec le "
+                "code QPV de l'Insee ne sera pas mesuré.")
+    for ligne in officielles.filter(pl.col("statut") == "utilisee").iter_rows(named=True):
+        c = ligne["colonne"]
+        if c in presentes or ligne["depuis"] in ("etalab",) or c.startswith("plg_qp"):
+            continue
+        if c.startswith("coordonneeLambert"):
+            source.avertissements.append(
+                f"{nom} : colonne {c} absente (schéma antérieur à 2021) : les établissements "
+                "sans ligne de géolocalisation ne pourront pas être localisés.")
+        else:
+            source.avertissements.append(f"{nom} : colonne facultative absente : {c}.")
+    n = len(source.colonnes)
+    if role == "etablissements":
+        if "longitude" in presentes and "latitude" in presentes:
+            source.variante = "etalab"
+        else:
+            source.variante = f"insee-{n}"
+    elif role == "unites_legales":
+        source.variante = f"insee-{n}"
+    else:
+        source.variante = "insee-plg_qp" if "plg_qp" in presentes else f"insee-{n}"
+
+
+def _lire_brut(chemin: Path, position: int) -> bytes:
+    """The line around DuckDB's reported byte position, unchanged.
+
+    DuckDB reports a position at (or just after) the start of the line: go back to the
+    previous newline so the bytes returned are exactly the physical line.
+    """
+    with open(chemin, "rb") as flux:
+        debut = max(0, position - (1 << 16))
+        flux.seek(debut)
+        avant = flux.read(position - debut)
+        coupure = avant.rfind(b"\n", 0, max(0, len(avant) - 1)) if avant.endswith(b"\n") \
+            else avant.rfind(b"\n")
+        flux.seek(debut + coupure + 1 if coupure >= 0 else debut)
+        return flux.readline().rstrip(b"\r\n")
+
+
+def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
+              con: duckdb.DuckDBPyConnection | None = None) -> Conversion:
+    """Stream the rows of ``source`` into a Parquet file, keeping only ``colonnes``.
+
+    Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
+    see one schema whatever the vintage. Every value stays text.
+
+    Returns
+    -------
+    Conversion
+        ``lignes_lues`` (data lines, malformed included) = ``lignes_acceptees`` + rejects.
+    """
+    parquet = Path(parquet)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    propre = con is None
+    con = con or duckdb.connect()
+    try:
+        types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
+        choix = ", ".join(
+            f'"{c}"' if c in source.colonnes else f'CAST(NULL AS VARCHAR) AS "{c}"'
+            for c in colonnes)
+        temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
+        suffixe = hashlib.sha1(str(parquet).encode()).hexdigest()[:8]
+        table_rejets, table_scans = f"rejets_{suffixe}", f"scans_{suffixe}"
+        con.execute(
+            f"""COPY (SELECT {choix} FROM read_csv(?, header=true, auto_detect=false,
+                    columns={types}, delim=?, quote='"', escape='"', strict_mode=true,
+                    null_padding=false, store_rejects=true, rejects_table='{table_rejets}',
+                    rejects_scan='{table_scans}', max_line_size=1048576, parallel=true))
+                TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION zstd,
+                ROW_GROUP_SIZE 122880)""",
+            [str(source.csv), source.separateur],
+        )
+        os.replace(temporaire, parquet)
+        acceptees = con.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone()[0]
+        erreurs = con.execute(
+            f"""SELECT line, min(line_byte_position), min(error_type)
+                FROM {table_rejets} GROUP BY line ORDER BY line""").fetchall()
+        rejets = [Rejet(int(ligne), MOTIFS_DUCKDB.get(str(typ), "ligne_illisible"),
+                        _lire_brut(source.csv, int(pos)))
+                  for ligne, pos, typ in erreurs]
+        return Conversion(parquet=parquet, lignes_lues=acceptees + len(rejets),
+                          lignes_acceptees=acceptees, rejets=rejets)
+    except duckdb.Error as exc:
+        raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
+    finally:
+        if propre:
+            con.close()
+
+
+def _sql_str(texte: str) -> str:
+    return texte.replace("'", "''")

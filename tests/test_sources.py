@@ -1,0 +1,122 @@
+"""Loaders of the official Sirene files: schemas, zips, errors, rejects with line numbers."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
+from essqpv.sources import sirene
+
+ETAB = "sirene/StockEtablissement_utf8_sample_trackdechets.csv"
+UL = "sirene/StockUniteLegale_utf8_sample_trackdechets.csv"
+
+
+def test_vrai_stock_etablissements_53_colonnes(partage, tmp_path):
+    src = sirene.preparer(partage / ETAB, "etablissements", tmp_path)
+    assert src.variante == "insee-53" and len(src.colonnes) == 53
+    assert src.avertissements == []
+    conv = sirene.convertir(src, ["siret", "nic", "codeCommuneEtablissement", "longitude"],
+                            tmp_path / "e.parquet")
+    assert (conv.lignes_lues, conv.lignes_acceptees, conv.rejets) == (299, 299, [])
+    df = pl.read_parquet(conv.parquet)
+    assert df.schema == {"siret": pl.String, "nic": pl.String,
+                         "codeCommuneEtablissement": pl.String, "longitude": pl.String}
+    assert df["siret"][0] == "00032517500016" and df["nic"][0] == "00016"
+    assert df["longitude"].is_null().all()
+
+
+def test_vrai_stock_unites_legales_33_colonnes(partage, tmp_path):
+    src = sirene.preparer(partage / UL, "unites_legales", tmp_path)
+    assert src.variante == "insee-33"
+    conv = sirene.convertir(src, ["siren", "economieSocialeSolidaireUniteLegale"],
+                            tmp_path / "u.parquet")
+    assert conv.lignes_lues == 3999 and conv.rejets == []
+    df = pl.read_parquet(conv.parquet)
+    assert (df["economieSocialeSolidaireUniteLegale"] == "O").sum() == 6
+
+
+def test_zip_lu_comme_le_csv(partage, tmp_path):
+    archive = tmp_path / "StockEtablissement_utf8.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(partage / ETAB, "StockEtablissement_utf8.csv")
+    src = sirene.preparer(archive, "etablissements", tmp_path / "x")
+    conv = sirene.convertir(src, ["siret"], tmp_path / "z.parquet")
+    assert conv.lignes_lues == 299
+
+
+def _entete_48(partage) -> list[str]:
+    officielles = sirene.colonnes_officielles("etablissements")
+    return [c for c, d in officielles.select("colonne", "depuis").iter_rows()
+            if d == "2019"]
+
+
+def test_schema_2019_sans_coordonnees_avertit(partage, tmp_path):
+    colonnes = _entete_48(partage)
+    assert len(colonnes) == 48
+    f = tmp_path / "stock2019.csv"
+    f.write_text(",".join(colonnes) + "\n", "utf-8")
+    src = sirene.preparer(f, "etablissements", tmp_path)
+    assert src.variante == "insee-48"
+    assert any("coordonneeLambertAbscisseEtablissement" in a for a in src.avertissements)
+
+
+def test_fichier_unites_legales_donne_pour_etablissements(partage, tmp_path):
+    with pytest.raises(FichierInvalide, match="unités légales"):
+        sirene.preparer(partage / UL, "etablissements", tmp_path)
+    with pytest.raises(FichierInvalide, match="établissements"):
+        sirene.preparer(partage / ETAB, "unites_legales", tmp_path)
+
+
+def test_colonne_obligatoire_absente(partage, tmp_path):
+    lignes = (partage / ETAB).read_text("utf-8").splitlines()
+    entete = lignes[0].replace("etatAdministratifEtablissement", "etat")
+    f = tmp_path / "e.csv"
+    f.write_text("\n".join([entete, *lignes[1:]]) + "\n", "utf-8")
+    with pytest.raises(ColonneManquante) as exc:
+        sirene.preparer(f, "etablissements", tmp_path)
+    assert "etatAdministratifEtablissement" in str(exc.value) and "e.csv" in str(exc.value)
+
+
+def test_fichier_absent_et_zip_corrompu(tmp_path):
+    with pytest.raises(FichierIntrouvable, match="absent.csv"):
+        sirene.preparer(tmp_path / "absent.csv", "etablissements", tmp_path)
+    bad = tmp_path / "stock.zip"
+    bad.write_bytes(b"PK\x03\x04" + b"\x00" * 50)
+    with pytest.raises(FichierInvalide, match="ZIP corrompue"):
+        sirene.preparer(bad, "etablissements", tmp_path)
+
+
+def test_lignes_malformees_rejetees_avec_numero_et_octets_intacts(partage, tmp_path):
+    lignes = (partage / ETAB).read_bytes().split(b"\n")
+    entete, donnees = lignes[0], [x for x in lignes[1:] if x]
+    trop = donnees[3] + b",en_trop"
+    court = b",".join(donnees[5].split(b",")[:10])
+    octets = donnees[7].replace(b"MANIHI", b"MAN\xff\xfeHI") if b"MANIHI" in donnees[7] \
+        else donnees[7][:20] + b"\xff\xfe" + donnees[7][20:]
+    corps = [entete, *donnees[:3], trop, donnees[4], court, donnees[6], octets, *donnees[8:]]
+    f = tmp_path / "stock.csv"
+    f.write_bytes(b"\n".join(corps) + b"\n")
+    src = sirene.preparer(f, "etablissements", tmp_path)
+    conv = sirene.convertir(src, ["siret"], tmp_path / "p.parquet")
+    assert conv.lignes_lues == 299
+    assert conv.lignes_acceptees == 296
+    assert [(r.ligne, r.motif) for r in conv.rejets] == [
+        (5, "champs_en_trop"), (7, "champs_manquants"), (9, "octets_non_decodables")]
+    assert [r.contenu for r in conv.rejets] == [trop, court, octets]
+    assert conv.rejets_par_motif == {"champs_en_trop": 1, "champs_manquants": 1,
+                                     "octets_non_decodables": 1}
+
+
+def test_guillemets_rfc4180(tmp_path):
+    colonnes = sirene.colonnes_officielles("etablissements")["colonne"].to_list()[:53]
+    valeurs = [""] * 53
+    valeurs[colonnes.index("siret")] = "12345678900011"
+    valeurs[colonnes.index("libelleVoieEtablissement")] = '"DE LA PAIX, ""BIS"""'
+    f = tmp_path / "q.csv"
+    f.write_text(",".join(colonnes) + "\n" + ",".join(valeurs) + "\n", "utf-8")
+    src = sirene.preparer(f, "etablissements", tmp_path)
+    conv = sirene.convertir(src, ["siret", "libelleVoieEtablissement"], tmp_path / "q.parquet")
+    assert pl.read_parquet(conv.parquet).row(0) == ("12345678900011", 'DE LA PAIX, "BIS"')
