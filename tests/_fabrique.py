@@ -1,0 +1,84 @@
+"""Write small registers in the official schemas, for hand-built test cases."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyproj
+import shapely
+
+from essqpv import reference
+from essqpv.sources.sirene import colonnes_officielles
+
+
+def colonnes(role: str, n: int | None = None) -> list[str]:
+    cols = colonnes_officielles(role)
+    if role == "etablissements":
+        cols = cols.filter(cols["depuis"] != "etalab")
+    liste = cols["colonne"].to_list()
+    if role == "geolocalisation":
+        liste = [c for c in liste if c != "plg_qp"]
+    return liste[:n] if n else liste
+
+
+def ecrire(chemin: Path, role: str, lignes: list[dict], sep: str = ",",
+           n: int | None = None, extra: list[str] | None = None) -> Path:
+    cols = colonnes(role, n) + (extra or [])
+    with open(chemin, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=sep, lineterminator="\n")
+        w.writerow(cols)
+        for ligne in lignes:
+            inconnues = set(ligne) - set(cols)
+            assert not inconnues, inconnues
+            w.writerow([ligne.get(c, "") for c in cols])
+    return chemin
+
+
+def etab(siret: str, commune: str, naf: str = "88.10A", etat: str = "A", tranche: str = "12",
+         employeur: str = "O", nomenclature: str = "NAFRev2", **autres) -> dict:
+    d = {"siren": siret[:9], "nic": siret[9:], "siret": siret,
+         "etatAdministratifEtablissement": etat, "codeCommuneEtablissement": commune,
+         "activitePrincipaleEtablissement": naf,
+         "nomenclatureActivitePrincipaleEtablissement": nomenclature,
+         "trancheEffectifsEtablissement": tranche, "caractereEmployeurEtablissement": employeur,
+         "dateCreationEtablissement": "2010-01-01"}
+    d.update(autres)
+    return d
+
+
+def ul(siren: str, cj: str, ess: str = "", nom: str = "STRUCTURE") -> dict:
+    return {"siren": siren, "categorieJuridiqueUniteLegale": cj,
+            "economieSocialeSolidaireUniteLegale": ess, "denominationUniteLegale": nom,
+            "etatAdministratifUniteLegale": "A"}
+
+
+def polygone(code: str):
+    q = reference.qpv2015()
+    ligne = q.filter(q["code_qp"] == code)
+    return shapely.from_wkb(ligne["geometrie"][0])
+
+
+def point_interieur(code: str) -> tuple[float, float]:
+    p = shapely.point_on_surface(polygone(code))
+    return p.x, p.y
+
+
+def points_bord(code: str, metres: float, epsg: int = 2154):
+    """(lon, lat) of a point ``metres`` inside and one ``metres`` outside the boundary."""
+    vers = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+    retour = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+    poly = shapely.transform(polygone(code), lambda c: np.column_stack(
+        vers.transform(c[:, 0], c[:, 1])))
+    bord = poly.exterior if poly.geom_type == "Polygon" else max(poly.geoms, key=lambda g: g.area).exterior
+    a = bord.interpolate(0.37, normalized=True)
+    b = bord.interpolate(0.37 * bord.length + 1.0)
+    dx, dy = b.x - a.x, b.y - a.y
+    norme = (dx * dx + dy * dy) ** 0.5
+    nx, ny = -dy / norme, dx / norme
+    p1 = shapely.Point(a.x + nx * metres, a.y + ny * metres)
+    p2 = shapely.Point(a.x - nx * metres, a.y - ny * metres)
+    dedans, dehors = (p1, p2) if poly.covers(p1) else (p2, p1)
+    assert poly.covers(dedans) and not poly.covers(dehors)
+    return retour.transform(dedans.x, dedans.y), retour.transform(dehors.x, dehors.y), \
+        (dedans.x, dedans.y), (dehors.x, dehors.y)

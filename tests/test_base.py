@@ -1,0 +1,170 @@
+"""The base builder on hand-built registers, with exact expected numbers."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pyproj
+import pytest
+
+from essqpv import base as B
+from essqpv.errors import BaseInvalide, ParametreInvalide
+from tests import _fabrique as F
+
+
+@pytest.fixture(scope="module")
+def registre(tmp_path_factory):
+    d = tmp_path_factory.mktemp("registre")
+    (lon_in, lat_in), (lon_out, lat_out), xy_in, xy_out = F.points_bord("QP093001", 4.0)
+    lon_c, lat_c = F.point_interieur("QP013001")
+    lon_r, lat_r = F.point_interieur("QP974001")
+    x_r, y_r = pyproj.Transformer.from_crs(4326, 2975, always_xy=True).transform(lon_r, lat_r)
+    lon_2a, lat_2a = 8.7369, 41.9192  # Ajaccio centre, not in a QPV
+    x_2a, y_2a = pyproj.Transformer.from_crs(4326, 2154, always_xy=True).transform(lon_2a, lat_2a)
+    e = [
+        F.etab("10000000100011", "93013", tranche="12"),                      # 1 asso in QPV (geo)
+        F.etab("10000000100029", "93013", tranche="03"),                      # 2 asso outside (geo, 4 m)
+        F.etab("10000000100037", "93013", tranche="01", etat="F"),            # 3 closed
+        F.etab("20000000200018", "93013", naf="84.11Z"),                      # 4 excluded activity
+        F.etab("30000000300015", "93013", naf="47.11A"),                      # 5 not ESS
+        F.etab("40000000400012", "13201", tranche="11"),                      # 6 coop, Marseille arr., etalab
+        F.etab("50000000500019", "97411", tranche="02",                       # 7 mutuelle Réunion, stock Lambert 2975
+               coordonneeLambertAbscisseEtablissement=f"{x_r:.1f}",
+               coordonneeLambertOrdonneeEtablissement=f"{y_r:.1f}"),
+        F.etab("60000000600016", "2A004", tranche="NN", employeur="N",        # 8 fondation Corsica, Lambert 93
+               coordonneeLambertAbscisseEtablissement=f"{x_2a:.1f}",
+               coordonneeLambertOrdonneeEtablissement=f"{y_2a:.1f}"),
+        F.etab("70000000700013", "93013", tranche=""),                        # 9 ESS company, [ND]
+        F.etab("70000000700021", "93013", tranche="21"),                      # 10 ESS company, qualite 33
+        F.etab("80000000800010", "93013"),                                    # 11 siren without legal unit
+        F.etab("10000000100045", "93013", naf="85.3K", nomenclature="NAFRev1",  # 12 asso, no coords
+               tranche="01"),
+    ]
+    e[5]["longitude"], e[5]["latitude"] = f"{lon_c:.7f}", f"{lat_c:.7f}"
+    etab = F.ecrire(d / "StockEtablissement_utf8.csv", "etablissements", e,
+                    extra=["longitude", "latitude"])
+    u = [F.ul("100000001", "9220", nom="ASSO"), F.ul("200000002", "9220"),
+         F.ul("300000003", "5710", "N"), F.ul("400000004", "5710", "O", "SCOP DU SUD"),
+         F.ul("500000005", "8210"), F.ul("600000006", "9300"),
+         F.ul("700000007", "5710", "O", "SOLIDAIRE SAS")]
+    ul = F.ecrire(d / "StockUniteLegale_utf8.csv", "unites_legales", u)
+    g = [
+        {"siret": "10000000100011", "x": f"{xy_in[0]:.2f}", "y": f"{xy_in[1]:.2f}",
+         "qualite_xy": "11", "epsg": "2154", "plg_qp15": "QP093001"},
+        {"siret": "10000000100029", "x": f"{xy_out[0]:.2f}", "y": f"{xy_out[1]:.2f}",
+         "qualite_xy": "11", "epsg": "2154", "plg_qp15": "QP093001"},   # INSEE disagrees
+        {"siret": "70000000700013", "x": "[ND]", "y": "[ND]", "qualite_xy": "[ND]",
+         "epsg": "[ND]", "plg_qp15": "[ND]"},
+        {"siret": "70000000700021", "x": f"{xy_in[0]:.2f}", "y": f"{xy_in[1]:.2f}",
+         "qualite_xy": "33", "epsg": "2154", "plg_qp15": "HZ"},
+    ]
+    geo = F.ecrire(d / "geo.csv", "geolocalisation", g, sep=";")
+    emplois = d / "emplois.csv"
+    emplois.write_text(
+        "siret,effectif,femmes,cdi,contrats_aides,temps_complet,annee\n"
+        "10000000100011,30,20,18,5,15,2024\n"
+        "10000000100029,8,9,1,1,1,2024\n"          # femmes > effectif: rejected
+        "4000000040001,12,6,6,0,6,2024\n"          # 13 digits: rejected
+        "40000000400012,12,6,6,0,6,2024\n"
+        "40000000400012,13,6,6,0,6,2024\n"          # duplicate: rejected
+        "50000000500019,4,x,1,0,1,2024\n", "utf-8")  # text: rejected
+    return {"etab": etab, "ul": ul, "geo": geo, "emplois": emplois, "dossier": d}
+
+
+@pytest.fixture(scope="module")
+def construite(registre):
+    b = registre["dossier"] / "obs.duckdb"
+    rapport = B.construire(etablissements=registre["etab"], unites_legales=registre["ul"],
+                           geolocalisation=registre["geo"], emplois=registre["emplois"],
+                           millesime="2024-01", base=b)
+    return b, rapport
+
+
+def test_reconciliation_exacte(construite):
+    _, r = construite
+    assert r["lignes_lues"] == 12 and r["lignes_rejetees"] == 0
+    assert (r["acceptees"], r["actives"], r["fermees"]) == (12, 11, 1)
+    assert (r["ess"], r["non_ess"], r["etablissements_sans_unite_legale"]) == (9, 2, 1)
+    assert (r["exclues_activite"], r["dans_perimetre"]) == (1, 8)
+    assert (r["localisees"], r["non_localisees"]) == (5, 3)
+    assert r["non_localisees_par_motif"] == {"non_diffusible": 1, "qualite_xy_33": 1,
+                                             "sans_coordonnees": 1}
+    assert (r["en_qpv"], r["hors_qpv"]) == (3, 2)
+    assert r["en_qpv_300m"] == 4
+    assert r["accord_qpv_insee"] == {"colonne": "plg_qp15", "comparees": 2, "concordantes": 1,
+                                     "discordantes": 1}
+    assert r["emplois"]["lignes_lues"] == 6 and r["emplois"]["lignes_rejetees"] == 4
+    assert r["emplois"]["rejets_par_motif"] == {"doublon": 1, "siret_invalide": 1,
+                                                "valeur_hors_bornes": 2}
+    assert r["unites_legales"]["lignes_lues"] == 7
+
+
+def test_etablissements_classes_et_places(construite):
+    b, _ = construite
+    con = duckdb.connect(str(b), read_only=True)
+    lignes = {s: rest for s, *rest in con.execute(
+        "SELECT siret, famille, motif_famille, secteur, qpv, source_coordonnees, "
+        "motif_non_localise, commune, departement, region, effectif, qpv_insee "
+        "FROM etablissements ORDER BY siret").fetchall()}
+    con.close()
+    assert lignes["10000000100011"] == ["association", "cj=9220", "Action sociale", "QP093001",
+                                        "geolocalisation", None, "93013", "93", "11", 30,
+                                        "QP093001"]
+    assert lignes["10000000100029"][3] is None                      # 4 m outside
+    assert lignes["10000000100029"][9] is None                     # its employment row rejected
+    assert lignes["40000000400012"][:6] == ["cooperative", "ess=O+nom", "Action sociale", "QP013001",
+                                            "etalab", None]
+    assert lignes["40000000400012"][6:9] == ["13055", "13", "93"]  # arrondissement → Marseille
+    assert lignes["50000000500019"][3:5] == ["QP974001", "stock"]  # Réunion, EPSG:2975
+    assert lignes["60000000600016"][:5] == ["fondation", "cj=9300", "Action sociale", None,
+                                            "stock"]
+    assert lignes["60000000600016"][7:9] == ["2A", "94"]
+    assert lignes["70000000700013"][4:6] == [None, "non_diffusible"]
+    assert lignes["70000000700021"][5] == "qualite_xy_33"
+    assert lignes["10000000100045"][2] == "Non classé"
+    assert lignes["10000000100045"][5] == "sans_coordonnees"
+    assert "20000000200018" not in lignes and "80000000800010" not in lignes
+
+
+def test_metadonnees_et_rejets(construite):
+    b, _ = construite
+    m = B.metadonnees(b)
+    assert m["millesime"] == "2024-01" and m["geographie_qpv"] == "2015"
+    assert m["avec_emplois"] and not m["synthetique"]
+    roles = {s["role"]: s for s in m["sources"]}
+    assert set(roles) == {"etablissements", "unites_legales", "geolocalisation", "emplois", "qpv"}
+    assert len(roles["etablissements"]["empreinte"]) == 64
+    assert roles["qpv"]["polygones_repares"] == 34
+    fichier = B.dossier_rejets(b, "2024-01") / "emplois.txt"
+    lignes = fichier.read_bytes().splitlines()[1:]
+    assert lignes[0] == b"3\tvaleur_hors_bornes\t10000000100029,8,9,1,1,1,2024"
+    assert [x.split(b"\t")[:2] for x in lignes] == [
+        [b"3", b"valeur_hors_bornes"], [b"4", b"siret_invalide"], [b"6", b"doublon"],
+        [b"7", b"valeur_hors_bornes"]]
+
+
+def test_plusieurs_millesimes_et_echange_atomique(registre, tmp_path):
+    b = tmp_path / "obs.duckdb"
+    for m in ("2023-01", "2024-01"):
+        B.construire(etablissements=registre["etab"], unites_legales=registre["ul"],
+                     millesime=m, base=b)
+    assert [x["millesime"] for x in B.millesimes(b)] == ["2024-01", "2023-01"]
+    avant = b.read_bytes()
+    with pytest.raises(ParametreInvalide):
+        B.construire(etablissements=registre["etab"], unites_legales=registre["ul"],
+                     millesime="2024-13", base=b)
+    from essqpv.errors import FichierIntrouvable
+    with pytest.raises(FichierIntrouvable):
+        B.construire(etablissements=registre["etab"], unites_legales=tmp_path / "absent.csv",
+                     millesime="2025-01", base=b)
+    assert b.read_bytes() == avant
+    assert not list(tmp_path.glob("obs.duckdb.tmp-*"))
+    con = duckdb.connect(str(b), read_only=True)
+    assert con.execute("SELECT millesime, count(*) FROM etablissements GROUP BY 1 ORDER BY 1"
+                       ).fetchall() == [("2023-01", 8), ("2024-01", 8)]
+    con.close()
+
+
+def test_base_absente(tmp_path):
+    with pytest.raises(BaseInvalide, match="introuvable"):
+        B.millesimes(tmp_path / "rien.duckdb")
