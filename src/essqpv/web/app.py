@@ -1,0 +1,461 @@
+"""The dashboard and its JSON API (FastAPI), read-only over one base.
+
+Every answer comes from the confidentiality-protected functions of the library (through
+:class:`essqpv.web._donnees.Donnees`); the HTML page is a shell that the same JavaScript
+fills from the API here, or from the pre-computed JSON of a published site.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from essqpv import __version__
+from essqpv.errors import BaseInvalide, EssqpvError, ParametreInvalide, TerritoireInconnu
+from essqpv.web._donnees import (TAILLE_PAGE_MAX, Donnees, json_compact, json_octets,
+                                 nom_fichier)
+
+__all__ = ["creer_application", "ENTETES_SECURITE", "TAILLE_CORPS_MAX"]
+
+ICI = Path(__file__).resolve().parent
+STATIQUE = ICI / "static"
+
+TAILLE_CORPS_MAX = 5 * 1024 * 1024  # bytes of any request body (CSV file of the lookup)
+MOTIF_QPV = re.compile(r"^Q[PN][0-9A-Z]{4,8}$")
+MOTIF_SIRET = re.compile(r"^[0-9]{14}$")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+       "form-action 'self'; frame-ancestors 'none'")
+ENTETES_SECURITE = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "geolocation=(), camera=(), microphone=()",
+}
+
+
+def environnement_gabarits() -> Environment:
+    """Jinja2 environment of the dashboard's templates (shared with the publication)."""
+    env = Environment(loader=PackageLoader("essqpv.web", "templates"),
+                      autoescape=select_autoescape(["html"]))
+    return env
+
+
+class _Securite:
+    """Pure ASGI middleware: security headers on every answer, bounded request bodies."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        longueur = dict(scope.get("headers") or []).get(b"content-length")
+        if longueur is not None and (not longueur.isdigit()
+                                     or int(longueur) > TAILLE_CORPS_MAX):
+            await _erreur_brute(send, 413, "Corps de requête trop volumineux : "
+                                f"{TAILLE_CORPS_MAX // (1024 * 1024)} Mo au plus.")
+            return
+        recu = 0
+
+        async def recevoir() -> dict:
+            nonlocal recu
+            message = await receive()
+            if message["type"] == "http.request":
+                recu += len(message.get("body", b""))
+                if recu > TAILLE_CORPS_MAX:
+                    raise _CorpsTropGros()
+            return message
+
+        statique = scope["path"].startswith("/static/")
+
+        async def envoyer(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                entetes = [(k, v) for k, v in message.get("headers", [])
+                           if k.decode("latin-1").lower() not in ENTETES_SECURITE]
+                entetes += [(k.encode(), v.encode()) for k, v in ENTETES_SECURITE.items()]
+                if statique:
+                    entetes.append((b"cache-control", b"public, max-age=3600"))
+                message = {**message, "headers": entetes}
+            await send(message)
+
+        try:
+            await self.app(scope, recevoir, envoyer)
+        except _CorpsTropGros:
+            await _erreur_brute(send, 413, "Corps de requête trop volumineux : "
+                                f"{TAILLE_CORPS_MAX // (1024 * 1024)} Mo au plus.")
+
+
+class _CorpsTropGros(Exception):
+    pass
+
+
+async def _erreur_brute(send: Callable, statut: int, message: str) -> None:
+    corps = json_octets({"erreur": message})
+    entetes = [(b"content-type", b"application/json; charset=utf-8"),
+               (b"content-length", str(len(corps)).encode())]
+    entetes += [(k.encode(), v.encode()) for k, v in ENTETES_SECURITE.items()]
+    await send({"type": "http.response.start", "status": statut, "headers": entetes})
+    await send({"type": "http.response.body", "body": corps})
+
+
+def _statut(exc: EssqpvError) -> int:
+    if isinstance(exc, TerritoireInconnu):
+        return 404
+    if isinstance(exc, ParametreInvalide):
+        return 400
+    if isinstance(exc, BaseInvalide):
+        return 503
+    return 400
+
+
+def _reponse_json(request: Request, corps: bytes, statut: int = 200) -> Response:
+    """JSON bytes, gzipped when the client accepts it and the body is worth it."""
+    entetes = {"vary": "Accept-Encoding"}
+    if len(corps) > 1400 and "gzip" in request.headers.get("accept-encoding", ""):
+        corps = gzip.compress(corps, compresslevel=5)
+        entetes["content-encoding"] = "gzip"
+    return Response(content=corps, status_code=statut, headers=entetes,
+                    media_type="application/json")
+
+
+def _traduire_validation(exc: RequestValidationError) -> str:
+    morceaux = []
+    for err in exc.errors()[:3]:
+        champ = ".".join(str(x) for x in err.get("loc", ())[1:]) or "requête"
+        type_ = err.get("type", "")
+        if type_ == "missing":
+            morceaux.append(f"paramètre « {champ} » manquant")
+        elif type_ in ("int_parsing", "int_type"):
+            morceaux.append(f"paramètre « {champ} » : nombre entier attendu")
+        elif type_ in ("float_parsing", "float_type"):
+            morceaux.append(f"paramètre « {champ} » : nombre attendu")
+        elif type_ in ("bool_parsing", "bool_type"):
+            morceaux.append(f"paramètre « {champ} » : true ou false attendu")
+        elif type_.startswith(("greater_than", "less_than")):
+            borne = err.get("ctx", {})
+            morceaux.append(f"paramètre « {champ} » hors bornes ({_bornes(borne)})")
+        elif type_.startswith("string_too"):
+            morceaux.append(f"paramètre « {champ} » de longueur invalide")
+        else:
+            morceaux.append(f"paramètre « {champ} » invalide")
+    return "Requête invalide : " + " ; ".join(morceaux) + "."
+
+
+def _bornes(ctx: dict) -> str:
+    parts = []
+    for cle, mot in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+        if cle in ctx:
+            parts.append(f"{mot} {ctx[cle]}")
+    return ", ".join(parts) or "voir la documentation"
+
+
+def creer_application(base: Path | str) -> FastAPI:
+    """The FastAPI application of the dashboard over ``base`` (read-only).
+
+    Parameters
+    ----------
+    base : Path
+        The DuckDB base built by ``essqpv construire`` (or ``essqpv demo``).
+
+    Returns
+    -------
+    FastAPI
+        Serve it with uvicorn (``essqpv servir``). The OpenAPI description is at
+        ``/openapi.json``.
+
+    Raises
+    ------
+    BaseInvalide
+        When the base file does not exist or holds no vintage.
+    """
+    donnees = Donnees(base)
+    donnees.contexte()  # fail now, not at the first request, when the base is unusable
+    gabarits = environnement_gabarits()
+    dossier_fichiers = Path(tempfile.mkdtemp(prefix="essqpv-web-"))
+    verrous: dict[tuple, threading.Lock] = {}
+    verrou_global = threading.Lock()
+
+    app = FastAPI(
+        title="essqpv — API de l'observatoire ESS × QPV",
+        version=__version__,
+        description=(
+            "Indicateurs de l'économie sociale et solidaire dans les quartiers prioritaires "
+            "de la politique de la ville, calculés sur les tables protégées par le secret "
+            "statistique. Les réponses sont le JSON de `essqpv indicateurs --format json`. "
+            "Erreurs : `{\"erreur\": \"...\"}` en français (400 paramètre invalide, "
+            "404 territoire inconnu, 413 corps trop volumineux)."),
+        docs_url=None, redoc_url=None,
+        openapi_tags=[
+            {"name": "indicateurs", "description": "Chiffres clés, secteurs, familles."},
+            {"name": "territoires", "description": "Recherche de territoires."},
+            {"name": "carte", "description": "Contours simplifiés (GeoJSON, EPSG:4326)."},
+            {"name": "fichiers", "description": "Rapport PDF et exports."},
+        ],
+    )
+    app.state.donnees = donnees
+    app.state.dossier_fichiers = dossier_fichiers
+    app.add_middleware(_Securite)
+    app.mount("/static", StaticFiles(directory=STATIQUE), name="static")
+
+    # -- errors ------------------------------------------------------------------------
+    def _est_api(request: Request) -> bool:
+        return request.url.path.startswith(("/api/", "/telecharger/"))
+
+    def _page_erreur(request: Request, statut: int, message: str) -> Response:
+        if _est_api(request):
+            return _reponse_json(request, json_octets({"erreur": message}), statut)
+        try:
+            contexte = donnees.contexte()
+        except EssqpvError:
+            contexte = {}
+        html = gabarits.get_template("erreur.html").render(
+            statut=statut, message=message, ctx=contexte, racine="/")
+        return HTMLResponse(html, status_code=statut)
+
+    @app.exception_handler(EssqpvError)
+    async def _erreur_essqpv(request: Request, exc: EssqpvError) -> Response:
+        return _page_erreur(request, _statut(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _erreur_validation(request: Request, exc: RequestValidationError) -> Response:
+        return _page_erreur(request, 400, _traduire_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _erreur_http(request: Request, exc: StarletteHTTPException) -> Response:
+        messages = {404: "Page introuvable.", 405: "Méthode non autorisée.",
+                    413: "Corps de requête trop volumineux."}
+        message = messages.get(exc.status_code, "Requête refusée.")
+        if isinstance(exc.detail, str) and exc.detail and exc.status_code not in messages:
+            message = exc.detail
+        return _page_erreur(request, exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _erreur_interne(request: Request, exc: Exception) -> Response:
+        return _page_erreur(request, 500, "Erreur interne du serveur : la requête n'a pas "
+                            "pu aboutir ; merci de la signaler.")
+
+    # -- cached JSON helper ------------------------------------------------------------------
+    async def _json(request: Request, cle: tuple, calcul: Callable[[], bytes]) -> Response:
+        donnees.verifier_fraicheur()
+        corps = donnees.en_cache(("requete",) + cle)
+        if corps is None:
+            corps = await run_in_threadpool(calcul)
+            donnees.memo(("requete",) + cle, lambda: corps)
+        return _reponse_json(request, corps)
+
+    # -- pages ---------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(territoire: str = Query("FR", max_length=120),
+             perimetre: str = Query("strict", max_length=12),
+             millesime: str | None = Query(None, max_length=7)) -> HTMLResponse:
+        t = donnees.territoire(territoire)
+        ctx = donnees.contexte(millesime)
+        if perimetre not in ctx["perimetres"]:
+            raise ParametreInvalide(
+                f"Périmètre invalide : « {perimetre[:40]} » ; disponibles : "
+                f"{', '.join(ctx['perimetres'])}.")
+        html = gabarits.get_template("index.html").render(
+            ctx=ctx, territoire=t, perimetre=perimetre, mode="api", racine="/",
+            lien_json=f"/api/indicateurs/{t['code']}?perimetre={perimetre}"
+                      f"&millesime={ctx['millesime']}",
+            avec_initiatives=donnees.initiatives_disponibles())
+        return HTMLResponse(html)
+
+    # -- API ----------------------------------------------------------------------------
+    @app.get("/api/contexte", tags=["indicateurs"],
+             summary="Millésimes, périmètres, sources, licence, marque des données synthétiques")
+    async def api_contexte(request: Request,
+                           millesime: str | None = Query(None, max_length=7)) -> Response:
+        return await _json(request, ("contexte", millesime),
+                           lambda: json_octets(donnees.contexte(millesime)))
+
+    @app.get("/api/territoires", tags=["territoires"],
+             summary="Recherche d'un territoire par nom ou par code (autocomplétion)")
+    async def api_territoires(request: Request,
+                              q: str = Query(..., min_length=1, max_length=80,
+                                             description="Début d'un nom ou d'un code"),
+                              limite: int = Query(10, ge=1, le=50)) -> Response:
+        return await _json(request, ("territoires", q.casefold(), limite),
+                           lambda: json_octets(donnees.rechercher(q, limite)))
+
+    @app.get("/api/indicateurs/{territoire}", tags=["indicateurs"],
+             summary="Indicateurs d'un territoire (JSON de `essqpv indicateurs`)")
+    async def api_indicateurs(request: Request, territoire: str,
+                              perimetre: str = Query("strict", max_length=12),
+                              millesime: str | None = Query(None, max_length=7)) -> Response:
+        return await _json(request, ("indicateurs", territoire, perimetre, millesime),
+                           lambda: donnees.indicateurs_octets(territoire, perimetre, millesime))
+
+    @app.get("/api/qpv/{code}", tags=["indicateurs"],
+             summary="Indicateurs d'un quartier prioritaire (code QP… ou QN…)")
+    async def api_qpv(request: Request, code: str,
+                      perimetre: str = Query("strict", max_length=12),
+                      millesime: str | None = Query(None, max_length=7)) -> Response:
+        code_qp = code.upper().removeprefix("QPV:")
+        if not MOTIF_QPV.match(code_qp):
+            raise ParametreInvalide(
+                f"Code de quartier invalide : « {code[:40]} » ; attendu un code comme "
+                "« QP093001 » ou « QN00101M ».")
+        return await _json(request, ("qpv", code_qp, perimetre, millesime),
+                           lambda: donnees.indicateurs_octets(f"QPV:{code_qp}", perimetre,
+                                                              millesime))
+
+    @app.get("/api/quartiers", tags=["indicateurs"],
+             summary="Les quartiers prioritaires d'un territoire et leurs chiffres")
+    async def api_quartiers(request: Request,
+                            territoire: str = Query("FR", max_length=120),
+                            perimetre: str = Query("strict", max_length=12),
+                            millesime: str | None = Query(None, max_length=7)) -> Response:
+        return await _json(request, ("quartiers", territoire, perimetre, millesime),
+                           lambda: json_octets(reponse_quartiers(
+                               donnees, territoire, perimetre, millesime)))
+
+    @app.get("/api/etablissements", tags=["indicateurs"],
+             summary="Établissements de l'ESS d'un territoire (attributs publics Sirene, paginé)")
+    async def api_etablissements(
+            request: Request,
+            territoire: str = Query(..., max_length=120),
+            perimetre: str = Query("strict", max_length=12),
+            millesime: str | None = Query(None, max_length=7),
+            en_qpv: bool | None = Query(None, description="true : en QPV seulement"),
+            page: int = Query(1, ge=1, le=1_000_000),
+            taille: int = Query(50, ge=1, le=TAILLE_PAGE_MAX)) -> Response:
+        return await _json(
+            request, ("etablissements", territoire, perimetre, millesime, en_qpv, page, taille),
+            lambda: json_octets(donnees.etablissements(territoire, perimetre, millesime,
+                                                       en_qpv, page, taille)))
+
+    @app.get("/api/initiatives", tags=["indicateurs"],
+             summary="Initiatives de l'annuaire pour un territoire")
+    async def api_initiatives(request: Request,
+                              territoire: str = Query("FR", max_length=120)) -> Response:
+        def calcul() -> bytes:
+            liste = donnees.initiatives(territoire)
+            if liste is None:
+                raise StarletteHTTPException(404)
+            return json_octets(liste)
+        return await _json(request, ("initiatives", territoire), calcul)
+
+    @app.get("/api/carte/qpv", tags=["carte"],
+             summary="Contours simplifiés des quartiers prioritaires (GeoJSON)")
+    async def api_carte_qpv(request: Request,
+                            millesime: str | None = Query(None, max_length=7)) -> Response:
+        return await _json(request, ("carte_qpv", millesime),
+                           lambda: json_compact(donnees.contours_qpv(millesime)))
+
+    @app.get("/api/carte/{niveau}", tags=["carte"],
+             summary="Contours simplifiés des régions ou des départements (GeoJSON)")
+    async def api_carte(request: Request, niveau: str) -> Response:
+        return await _json(request, ("carte", niveau),
+                           lambda: json_compact(donnees.contours(niveau)))
+
+    # -- downloads -------------------------------------------------------------------------
+    def _fichier(cle: tuple, produire: Callable[[Path], Path]) -> Path:
+        with verrou_global:
+            verrou = verrous.setdefault(cle, threading.Lock())
+        with verrou:
+            dossier = dossier_fichiers / "_".join(nom_fichier(str(c)) for c in cle)
+            prets = [p for p in dossier.glob("*") if p.is_file()] if dossier.exists() else []
+            if prets:
+                return prets[0]
+            travail = Path(tempfile.mkdtemp(dir=dossier_fichiers))
+            try:
+                chemin = produire(travail)
+                dossier.mkdir(parents=True, exist_ok=True)
+                final = dossier / chemin.name
+                shutil.move(str(chemin), final)
+            finally:
+                shutil.rmtree(travail, ignore_errors=True)
+            return final
+
+    @app.get("/telecharger/rapport/{territoire}", tags=["fichiers"],
+             summary="Rapport PDF du territoire", response_class=FileResponse)
+    def telecharger_rapport(territoire: str,
+                            perimetre: str = Query("strict", max_length=12),
+                            millesime: str | None = Query(None, max_length=7)) -> FileResponse:
+        t = donnees.territoire(territoire)
+        m = donnees.millesime(millesime)
+        donnees.indicateurs(t["code"], perimetre, m)  # validates the perimeter first
+        chemin = _fichier(("rapport", t["code"], perimetre, m),
+                          lambda d: produire_rapport(donnees.base, t["code"], perimetre, m, d))
+        return FileResponse(chemin, media_type="application/pdf",
+                            filename=f"essqpv-{nom_fichier(t['code'])}-{perimetre}-{m}.pdf")
+
+    @app.get("/telecharger/{format}/{territoire}", tags=["fichiers"],
+             summary="Export Excel (xlsx) ou CSV (zip) du territoire",
+             response_class=FileResponse)
+    def telecharger_export(format: str, territoire: str) -> FileResponse:
+        if format not in ("xlsx", "csv"):
+            raise ParametreInvalide(
+                f"Format d'export inconnu : « {format[:20]} » ; attendu « xlsx » ou « csv ».")
+        t = donnees.territoire(territoire)
+        m = donnees.millesime(None)
+        chemin = _fichier(("export", format, t["code"], m),
+                          lambda d: produire_export(donnees.base, t["code"], format, d))
+        types = {".xlsx": "application/vnd.openxmlformats-officedocument."
+                          "spreadsheetml.sheet",
+                 ".zip": "application/zip", ".csv": "text/csv; charset=utf-8"}
+        return FileResponse(chemin, media_type=types.get(chemin.suffix,
+                                                         "application/octet-stream"),
+                            filename=f"essqpv-{nom_fichier(t['code'])}-{m}{chemin.suffix}")
+
+    _ajouter_localisation(app, donnees)
+    return app
+
+
+def reponse_quartiers(donnees: Donnees, territoire: str, perimetre: str,
+                      millesime: str | None) -> dict:
+    """The QPV of a territory with their figures (used by the API and the publication)."""
+    t = donnees.territoire(territoire)
+    m = donnees.millesime(millesime)
+    return {"territoire": t, "perimetre": perimetre, "millesime": m,
+            "quartiers": donnees.quartiers(t["code"], perimetre, m)}
+
+
+def produire_rapport(base: Path, code: str, perimetre: str, millesime: str,
+                     dossier: Path) -> Path:
+    """The PDF report of a territory, written in ``dossier``."""
+    from essqpv.outputs import rapport
+    return Path(rapport(base, code, perimetre, millesime, format="pdf", sortie=dossier))
+
+
+def produire_export(base: Path, code: str, format: str, dossier: Path) -> Path:
+    """The export of a territory: one xlsx, or the CSV files (zipped when several)."""
+    from essqpv.outputs import exporter
+    chemins = [Path(p) for p in exporter(base, code, format=format, sortie=dossier)]
+    if format == "xlsx" or len(chemins) == 1:
+        return next(p for p in chemins if p.suffix == f".{format}") if format == "xlsx" \
+            else chemins[0]
+    archive = dossier / f"{nom_fichier(code)}-csv.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in chemins:
+            z.write(p, p.name)
+    return archive
+
+
+def _ajouter_localisation(app: FastAPI, donnees: Donnees) -> None:
+    """Routes of the lookup (``/api/localiser``) when ``essqpv.lookup`` exists."""
+    try:
+        import essqpv.lookup  # noqa: F401
+    except ImportError:
+        return
+    from essqpv.web._localiser import ajouter
+    ajouter(app, donnees)

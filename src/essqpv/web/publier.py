@@ -1,0 +1,234 @@
+"""The dashboard as static files: pre-computed JSON per territory, served by any static host.
+
+Layout of a published site (``essqpv publier --sortie site/``)::
+
+    index.html, static/…                     the dashboard (same page and JavaScript)
+    donnees/territoires.json                 the territories of the search box
+    donnees/carte/regions.json, departements.json
+    donnees/<millesime>/carte/qpv.json
+    donnees/<millesime>/<perimetre>/indicateurs/<code>.json    (= GET /api/indicateurs/<code>)
+    donnees/<millesime>/<perimetre>/quartiers/<code>.json      (= GET /api/quartiers)
+    donnees/<millesime>/<perimetre>/points/<code>.json         (establishments in QPV, map)
+    donnees/<millesime>/<perimetre>/etablissements/<code>/qpv-<n>.json, tous-<n>.json
+    donnees/<millesime>/telechargements.json, telechargements/…   (PDF report, Excel, CSV)
+    donnees/initiatives/<code>.json          (when the directory module is installed)
+
+``<code>`` is the territory code with ``:`` replaced by ``_`` (``DEP_93``).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from essqpv.errors import EssqpvError, ParametreInvalide
+from essqpv.web._donnees import (TAILLE_PAGE_MAX, Donnees, json_compact, json_octets,
+                                 nom_fichier)
+
+__all__ = ["publier", "NIVEAUX_FICHIERS", "POINTS_MAX", "PAGES_LISTE_MAX", "TAILLE_LISTE"]
+
+NIVEAUX_FICHIERS = ("tous", "departements", "aucun")
+POINTS_MAX = 5000          # establishments drawn on the map of one territory
+TAILLE_LISTE = 20          # rows of a page of the establishments list (as the dashboard)
+PAGES_LISTE_MAX = 50       # pages of the list published per territory and filter
+_NIVEAUX_DEPARTEMENTS = ("france", "metropole", "drom", "region", "departement")
+
+
+def _ecrire(chemin: Path, contenu: bytes) -> None:
+    chemin.parent.mkdir(parents=True, exist_ok=True)
+    chemin.write_bytes(contenu)
+
+
+def _tous_les_etablissements(donnees: Donnees, code: str, perimetre: str, millesime: str,
+                             en_qpv: bool | None, limite: int) -> tuple[int, list[dict]]:
+    """Total and the first ``limite`` establishments (pages of the base's maximum size)."""
+    lignes: list[dict] = []
+    page, total = 1, 0
+    while len(lignes) < limite:
+        r = donnees.etablissements(code, perimetre, millesime, en_qpv, page, TAILLE_PAGE_MAX)
+        total = r["total"]
+        lignes.extend(r["etablissements"])
+        if len(r["etablissements"]) < TAILLE_PAGE_MAX:
+            break
+        page += 1
+    return total, lignes[:limite]
+
+
+def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, list[str]]
+                 ) -> list[dict]:
+    """France, METRO, DROM, régions, départements, EPCI and communes with QPV, QPV."""
+    from essqpv.territoires import table_communes, territoires_niveau
+    codes: list[str] = ["FR", "METRO", "DROM"]
+    codes += sorted(t.code for t in territoires_niveau("region"))
+    codes += sorted(t.code for t in territoires_niveau("departement"))
+    communes: set[str] = set()
+    qpv: set[str] = set()
+    for m in millesimes:
+        for p in perimetres[m]:
+            qpv.update(r["code_qp"] for r in donnees.quartiers("FR", p, m))
+            _, lignes = _tous_les_etablissements(donnees, "FR", p, m, True, 10**9)
+            communes.update(e["commune"] for e in lignes if e.get("commune"))
+    table = table_communes()
+    epci = {e for c, e in table.select("commune", "epci").unique().iter_rows()
+            if c in communes and e}
+    codes += sorted(f"EPCI:{e}" for e in epci)
+    codes += sorted(f"COM:{c}" for c in communes)
+    codes += sorted(f"QPV:{q}" for q in qpv)
+    sortie, vus = [], set()
+    for code in codes:
+        try:
+            t = donnees.territoire(code)
+        except EssqpvError:
+            continue  # a commune of the register absent from the COG index: not published
+        if t["code"] not in vus:
+            vus.add(t["code"])
+            sortie.append(t)
+    return sortie
+
+
+def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None = None,
+            fichiers: str = "departements",
+            progression: Callable[[int, int, str], None] | None = None) -> dict:
+    """Write the dashboard as a static site (no server needed to read it).
+
+    Parameters
+    ----------
+    base : Path
+        The DuckDB base.
+    sortie : Path
+        Folder of the site; written in a temporary sibling folder, then swapped in.
+    millesimes : list of str, optional
+        Vintages to publish (default: every vintage of the base).
+    fichiers : str
+        Which territories get their PDF report and exports: ``"tous"``, ``"departements"``
+        (France, METRO, DROM, régions, départements) or ``"aucun"``.
+    progression : callable, optional
+        Called with (done, total, message) as territories are written.
+
+    Returns
+    -------
+    dict
+        ``dossier``, ``territoires``, ``fichiers`` (count), ``taille_mo``.
+
+    Raises
+    ------
+    ParametreInvalide
+        Unknown ``fichiers`` level or vintage. Errors of the base pass through.
+    """
+    from essqpv.web.app import (STATIQUE, environnement_gabarits, reponse_quartiers)
+    if fichiers not in NIVEAUX_FICHIERS:
+        raise ParametreInvalide(f"Niveau de fichiers inconnu : « {fichiers} » ; attendu "
+                                f"{', '.join(NIVEAUX_FICHIERS)}.")
+    donnees = Donnees(base, taille_cache=512)
+    tous = [str(m["millesime"]) for m in donnees.millesimes()]
+    choisis = [donnees.millesime(m) for m in millesimes] if millesimes else tous
+    choisis = [m for m in tous if m in choisis]  # newest first, no duplicates
+    perimetres = {m: donnees.contexte(m)["perimetres"] for m in choisis}
+    signaler = progression or (lambda fait, total, message: None)
+
+    sortie = Path(sortie)
+    sortie.parent.mkdir(parents=True, exist_ok=True)
+    travail = Path(tempfile.mkdtemp(prefix=f".{sortie.name}-", dir=sortie.parent))
+    try:
+        signaler(0, 1, "Liste des territoires")
+        territoires = _territoires(donnees, choisis, perimetres)
+        d = travail / "donnees"
+        _ecrire(d / "territoires.json", json_octets(territoires))
+        for niveau in ("regions", "departements"):
+            _ecrire(d / "carte" / f"{niveau}.json", json_compact(donnees.contours(niveau)))
+        total = len(territoires) * len(choisis)
+        fait = 0
+        avec_initiatives = donnees.initiatives_disponibles()
+        for m in choisis:
+            _ecrire(d / m / "carte" / "qpv.json", json_compact(donnees.contours_qpv(m)))
+            manifeste: dict[str, dict] = {}
+            for t in territoires:
+                code, f = t["code"], nom_fichier(t["code"])
+                signaler(fait, total, f"{m} · {t['libelle']}")
+                for p in perimetres[m]:
+                    racine = d / m / p
+                    _ecrire(racine / "indicateurs" / f"{f}.json",
+                            donnees.indicateurs_octets(code, p, m))
+                    _ecrire(racine / "quartiers" / f"{f}.json",
+                            json_octets(reponse_quartiers(donnees, code, p, m)))
+                    _publier_etablissements(donnees, racine, code, f, p, m)
+                if fichiers == "tous" or (fichiers == "departements"
+                                          and t["niveau"] in _NIVEAUX_DEPARTEMENTS):
+                    manifeste[code] = _publier_fichiers(donnees, travail, code, f, m,
+                                                        perimetres[m], m == tous[0])
+                if avec_initiatives and m == choisis[0]:
+                    _ecrire(d / "initiatives" / f"{f}.json",
+                            json_octets(donnees.initiatives(code) or []))
+                fait += 1
+            _ecrire(d / m / "telechargements.json", json_octets(manifeste))
+        # the dashboard page and its assets
+        ctx = {**donnees.contexte(choisis[0]), "millesimes": choisis}
+        page = environnement_gabarits().get_template("index.html").render(
+            ctx=ctx, territoire=donnees.territoire("FR"), perimetre="strict", mode="statique",
+            racine="", lien_json=f"donnees/{choisis[0]}/strict/indicateurs/FR.json",
+            avec_initiatives=avec_initiatives)
+        (travail / "index.html").write_text(page, encoding="utf-8")
+        shutil.copytree(STATIQUE, travail / "static")
+        if sortie.exists():
+            ancien = sortie.with_name(f".{sortie.name}-ancien")
+            if ancien.exists():
+                shutil.rmtree(ancien)
+            sortie.rename(ancien)
+            travail.rename(sortie)
+            shutil.rmtree(ancien)
+        else:
+            travail.rename(sortie)
+    except BaseException:
+        shutil.rmtree(travail, ignore_errors=True)
+        raise
+    signaler(total, total, "Publication terminée")
+    compte = [p for p in sortie.rglob("*") if p.is_file()]
+    return {"dossier": str(sortie), "territoires": len(territoires), "fichiers": len(compte),
+            "taille_mo": sum(p.stat().st_size for p in compte) / 1e6}
+
+
+def _publier_etablissements(donnees: Donnees, racine: Path, code: str, f: str, p: str,
+                            m: str) -> None:
+    """Map points and the first pages of the list, in the API's page format."""
+    limite = max(POINTS_MAX, TAILLE_LISTE * PAGES_LISTE_MAX)
+    t = donnees.territoire(code)
+    for cle, en_qpv in (("qpv", True), ("tous", None)):
+        total, lignes = _tous_les_etablissements(
+            donnees, code, p, m, en_qpv, limite if en_qpv else TAILLE_LISTE * PAGES_LISTE_MAX)
+        if en_qpv:
+            points = lignes[:POINTS_MAX]
+            _ecrire(racine / "points" / f"{f}.json", json_octets(
+                {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": 1,
+                 "taille": max(len(points), 1), "etablissements": points}))
+        pages = max(1, min(PAGES_LISTE_MAX, -(-total // TAILLE_LISTE)))
+        for n in range(1, pages + 1):
+            morceau = lignes[(n - 1) * TAILLE_LISTE:n * TAILLE_LISTE]
+            _ecrire(racine / "etablissements" / f / f"{cle}-{n}.json", json_octets(
+                {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": n,
+                 "taille": TAILLE_LISTE, "pages_publiees": pages,
+                 "etablissements": morceau}))
+
+
+def _publier_fichiers(donnees: Donnees, travail: Path, code: str, f: str, m: str,
+                      perimetres: list[str], exports: bool) -> dict:
+    """PDF reports (one per perimeter) and, for the newest vintage, the exports."""
+    from essqpv.web.app import produire_export, produire_rapport
+    dossier = travail / "telechargements" / m
+    entree: dict = {"rapport": {}}
+    for p in perimetres:
+        with tempfile.TemporaryDirectory() as tmp:
+            chemin = produire_rapport(donnees.base, code, p, m, Path(tmp))
+            cible = dossier / p / f"essqpv-{f}-{p}-{m}.pdf"
+            cible.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(chemin), cible)
+        entree["rapport"][p] = cible.relative_to(travail).as_posix()
+    if exports:
+        for fmt in ("xlsx", "csv"):
+            with tempfile.TemporaryDirectory() as tmp:
+                chemin = produire_export(donnees.base, code, fmt, Path(tmp))
+                cible = dossier / f"essqpv-{f}-{m}{chemin.suffix}"
+                cible.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(chemin), cible)
+            entree[fmt] = cible.relative_to(travail).as_posix()
+    return entree
