@@ -1,0 +1,245 @@
+"""Charts of the report (matplotlib, Agg, no pyplot state).
+
+Every function takes the protected indicators (plain JSON-able data) and returns a
+:class:`matplotlib.figure.Figure` with a title, axis labels with units and a source line;
+:func:`en_svg` and :func:`en_png` turn it into text or bytes for the report. Suppressed
+cells are drawn as an ``s`` mark, never as a value.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from contextlib import contextmanager
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (rc_context only; figures are built without pyplot)
+from matplotlib.figure import Figure  # noqa: E402
+
+from essqpv.outputs._format import MARQUE_SECRET, nombre, points  # noqa: E402
+
+__all__ = [
+    "STYLE", "COULEURS", "COULEURS_FAMILLES", "LIBELLES_FAMILLES", "style", "en_svg", "en_png",
+    "en_data_uri", "en_balise", "ligne_source", "barres_ecarts", "barres_familles", "barres_tailles",
+]
+
+# Print-friendly palette: a deep teal for the QPV, an orange accent, greys for context.
+COULEURS = {
+    "qpv": "#1b5e7a",
+    "france": "#9aa5ad",
+    "positif": "#1b7a5e",
+    "negatif": "#c2562b",
+    "secret": "#d9d9d9",
+    "texte": "#222222",
+    "discret": "#666666",
+}
+COULEURS_FAMILLES = {
+    "association": "#1b5e7a",
+    "fondation": "#8e5ea2",
+    "mutuelle": "#d1495b",
+    "cooperative": "#edae49",
+    "societe_commerciale_ess": "#66a182",
+}
+LIBELLES_FAMILLES = {
+    "association": "Associations",
+    "fondation": "Fondations",
+    "mutuelle": "Mutuelles",
+    "cooperative": "Coopératives",
+    "societe_commerciale_ess": "Sociétés commerciales de l'ESS",
+}
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#888888",
+    "axes.labelcolor": COULEURS["texte"],
+    "xtick.color": COULEURS["texte"],
+    "ytick.color": COULEURS["texte"],
+    "svg.fonttype": "none",
+    "svg.hashsalt": "essqpv",
+    "hatch.color": "#8a8a8a",
+}
+
+
+@contextmanager
+def style():
+    """Apply the project's matplotlib style for the duration of a block."""
+    with plt.rc_context(STYLE):
+        yield
+
+
+def ligne_source(source: str | None) -> str:
+    """The source line printed under each chart."""
+    return source or "Source : Sirene (INSEE), traitement essqpv."
+
+
+def _source(fig: Figure, source: str | None) -> None:
+    fig.text(0.01, 0.01, ligne_source(source), fontsize=6.5, color=COULEURS["discret"],
+             ha="left", va="bottom")
+
+
+def en_svg(fig: Figure) -> str:
+    """The figure as an SVG document (text stays text), without the XML prolog."""
+    with style():
+        tampon = io.StringIO()
+        fig.savefig(tampon, format="svg", metadata={"Date": None})
+    texte = tampon.getvalue()
+    debut = texte.find("<svg")
+    return texte[debut:]
+
+
+def en_png(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG bytes."""
+    with style():
+        tampon = io.BytesIO()
+        fig.savefig(tampon, format="png", dpi=dpi)
+    return tampon.getvalue()
+
+
+def en_balise(fig: Figure, format: str = "svg", dpi: int = 200) -> str:
+    """Markup of a figure for a self-contained document.
+
+    ``svg``: the inline SVG (browsers; text stays text). ``png``: an ``<img>`` with a base64
+    PNG (WeasyPrint draws large SVG slowly; 200 dpi prints sharply on A4).
+    """
+    titre = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    if format == "svg":
+        svg = en_svg(fig)
+        return svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(titre)}" ', 1)
+    donnees = base64.b64encode(en_png(fig, dpi)).decode("ascii")
+    return f'<img class="graphique" alt="{_attr(titre)}" src="data:image/png;base64,{donnees}">'
+
+
+def _attr(texte: str) -> str:
+    return (texte.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+            .replace(">", "&gt;"))
+
+
+def en_data_uri(svg: str) -> str:
+    """A ``data:`` URI for an SVG document (for ``<img>`` in self-contained files)."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def _secret(ligne: dict, colonne: str) -> bool:
+    return colonne in (ligne.get("secret") or {})
+
+
+def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
+                  titre: str = "Écart de structure sectorielle de l'emploi ESS : QPV − France",
+                  largeur: float = 7.2) -> Figure:
+    """Diverging horizontal bars of ``ecart_points`` by sector (tableau 3).
+
+    The ``Ensemble`` row is left out (its gap is 0 by construction); sectors are sorted
+    by gap, suppressed gaps are drawn as ``s`` on the zero line.
+    """
+    lignes = [r for r in tableau_secteurs if r.get("secteur") != "Ensemble"]
+    connues = sorted((r for r in lignes if not _secret(r, "ecart_points")
+                      and r.get("ecart_points") is not None),
+                     key=lambda r: r["ecart_points"])
+    inconnues = [r for r in lignes if r not in connues]
+    ordre = inconnues + connues
+    with style():
+        hauteur = 1.3 + 0.36 * max(len(ordre), 1)
+        fig = Figure(figsize=(largeur, hauteur))
+        gauche = 2.75 / largeur
+        ax = fig.add_axes((gauche, 0.95 / hauteur, 0.93 - gauche, 1 - (1.5 / hauteur)))
+        ys = range(len(ordre))
+        valeurs = [0.0 if r in inconnues else r["ecart_points"] for r in ordre]
+        couleurs = [COULEURS["positif"] if v >= 0 else COULEURS["negatif"] for v in valeurs]
+        ax.barh(list(ys), valeurs, color=couleurs, height=0.65)
+        ax.axvline(0, color="#444444", lw=0.8)
+        etendue = max([abs(v) for v in valeurs] + [1.0])
+        ax.set_xlim(-etendue * 1.35, etendue * 1.35)
+        for y, r, v in zip(ys, ordre, valeurs):
+            if r in inconnues:
+                ax.text(etendue * 0.02, y, f"{MARQUE_SECRET} (secret statistique)",
+                        va="center", ha="left", fontsize=7.5, color=COULEURS["texte"],
+                        style="italic")
+                continue
+            decal = etendue * 0.03
+            ax.text(v + (decal if v >= 0 else -decal), y, points(v), va="center",
+                    ha="left" if v >= 0 else "right", fontsize=7.5)
+        ax.set_yticks(list(ys), [_court(r["secteur"]) for r in ordre], fontsize=8)
+        ax.set_xlabel("Écart en points de pourcentage (part QPV − part France)")
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+        ax.xaxis.set_major_formatter(lambda x, _: nombre(x, 0))
+        fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        _source(fig, source)
+    return fig
+
+
+def _court(secteur: str) -> str:
+    """Wrap long sector names on two lines."""
+    if len(secteur) <= 32:
+        return secteur
+    mots, lignes, courante = secteur.split(), [], ""
+    for mot in mots:
+        if len(courante) + len(mot) + 1 > 32 and courante:
+            lignes.append(courante)
+            courante = mot
+        else:
+            courante = f"{courante} {mot}".strip()
+    lignes.append(courante)
+    return "\n".join(lignes)
+
+
+def barres_familles(familles_en_qpv: dict, source: str | None = None,
+                    titre: str = "Établissements ESS en QPV par famille",
+                    largeur: float = 7.2) -> Figure:
+    """Horizontal bars: employer and non-employer establishments in QPV by family."""
+    employeurs = familles_en_qpv.get("employeurs") or {}
+    non_employeurs = familles_en_qpv.get("non_employeurs") or {}
+    familles = [f for f in LIBELLES_FAMILLES if f in employeurs or f in non_employeurs]
+    with style():
+        fig = Figure(figsize=(largeur, 2.9))
+        gauche = 2.2 / largeur
+        ax = fig.add_axes((gauche, 0.22, 0.92 - gauche, 0.62))
+        ys = list(range(len(familles)))[::-1]
+        e = [employeurs.get(f) or 0 for f in familles]
+        n = [non_employeurs.get(f) or 0 for f in familles]
+        ax.barh([y + 0.18 for y in ys], e, height=0.36, color=COULEURS["qpv"], label="employeurs")
+        ax.barh([y - 0.18 for y in ys], n, height=0.36, color="#8fb9c9",
+                label="non employeurs")
+        maxi = max(e + n + [1])
+        for y, a, b in zip(ys, e, n):
+            ax.text(a + maxi * 0.01, y + 0.18, nombre(a), va="center", fontsize=7.5)
+            ax.text(b + maxi * 0.01, y - 0.18, nombre(b), va="center", fontsize=7.5)
+        ax.set_xlim(0, maxi * 1.15)
+        ax.set_yticks(ys, [LIBELLES_FAMILLES[f] for f in familles], fontsize=8)
+        ax.tick_params(axis="y", length=0)
+        ax.set_xlabel("Nombre d'établissements")
+        ax.xaxis.set_major_formatter(lambda x, _: nombre(x, 0))
+        ax.legend(loc="lower right", frameon=False, fontsize=8)
+        fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        _source(fig, source)
+    return fig
+
+
+def barres_tailles(tailles: list[tuple[str, int | None]], source: str | None = None,
+                   titre: str = "Établissements employeurs ESS en QPV par taille",
+                   largeur: float = 7.2) -> Figure:
+    """Vertical bars of employer establishments by size group (``(label, count)`` pairs)."""
+    with style():
+        fig = Figure(figsize=(largeur, 2.8))
+        ax = fig.add_axes((0.09, 0.22, 0.88, 0.6))
+        xs = list(range(len(tailles)))
+        vals = [v or 0 for _, v in tailles]
+        ax.bar(xs, vals, color=COULEURS["qpv"], width=0.6)
+        maxi = max(vals + [1])
+        for x, (_, v) in zip(xs, tailles):
+            ax.text(x, (v or 0) + maxi * 0.02, nombre(v), ha="center", fontsize=8)
+        ax.set_ylim(0, maxi * 1.18)
+        ax.set_xticks(xs, [lib for lib, _ in tailles])
+        ax.set_ylabel("Établissements")
+        ax.yaxis.set_major_formatter(lambda x, _: nombre(x, 0))
+        fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        _source(fig, source)
+    return fig
