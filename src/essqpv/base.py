@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from essqpv.sources import sirene
 from essqpv.sources.emplois import COMPTES, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
-           "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES"]
+           "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES", "fermer_connexions"]
 
 Progression = Callable[[str], None]
 
@@ -501,6 +502,7 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             rejets: list, discordances: pl.DataFrame) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically."""
     temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
+    fermer_connexions(base)
     for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
         if f.exists():
             f.unlink()
@@ -550,8 +552,28 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
 # --------------------------------------------------------------------------- reading
 
 
+# One read-only connection per base file, reused across calls (opening a DuckDB file costs
+# ~0.1 s): keyed by the file's identity, so a rebuilt (swapped-in) base gets a new connection.
+_CONNEXIONS: dict[str, tuple[tuple, duckdb.DuckDBPyConnection]] = {}
+_VERROU = threading.Lock()
+
+
+def fermer_connexions(base: str | Path | None = None) -> None:
+    """Close the cached read-only connections (of one base, or all).
+
+    Call it before opening a base read-write in the same process: DuckDB refuses two
+    configurations of one file in a process.
+    """
+    with _VERROU:
+        cles = [str(Path(base).resolve())] if base is not None else list(_CONNEXIONS)
+        for cle in cles:
+            entree = _CONNEXIONS.pop(cle, None)
+            if entree:
+                entree[1].close()
+
+
 def ouvrir(base: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open the base read-only.
+    """A read-only cursor on the base (close it when done; the connection is cached).
 
     Raises
     ------
@@ -561,17 +583,28 @@ def ouvrir(base: str | Path) -> duckdb.DuckDBPyConnection:
     base = Path(base)
     if not base.exists():
         raise BaseInvalide(f"Base introuvable : {base} (construisez-la avec essqpv construire).")
-    try:
-        con = duckdb.connect(str(base), read_only=True)
-    except duckdb.Error as exc:
-        raise BaseInvalide(f"{base} n'est pas une base DuckDB lisible ({exc}).") from None
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
-              .fetchall()}
-    if not {"millesimes", "etablissements"} <= tables:
-        con.close()
-        raise BaseInvalide(f"{base} n'est pas une base essqpv (tables millesimes et "
-                           "etablissements absentes).")
-    return con
+    chemin = str(base.resolve())
+    st = base.stat()
+    identite = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with _VERROU:
+        entree = _CONNEXIONS.get(chemin)
+        if entree and entree[0] == identite:
+            return entree[1].cursor()
+        if entree:
+            _CONNEXIONS.pop(chemin)
+            entree[1].close()
+        try:
+            con = duckdb.connect(chemin, read_only=True)
+        except duckdb.Error as exc:
+            raise BaseInvalide(f"{base} n'est pas une base DuckDB lisible ({exc}).") from None
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {"millesimes", "etablissements"} <= tables:
+            con.close()
+            raise BaseInvalide(f"{base} n'est pas une base essqpv (tables millesimes et "
+                               "etablissements absentes).")
+        _CONNEXIONS[chemin] = (identite, con)
+        return con.cursor()
 
 
 def millesimes(base: str | Path) -> list[dict]:

@@ -143,6 +143,9 @@ def _connexion(base: str | Path, ecriture: bool, creer: bool = False):
     if not base.exists() and not creer:
         raise BaseInvalide(f"Base introuvable : {base} (construire la base d'abord, "
                            f"ou utiliser --creer).")
+    if ecriture:
+        from essqpv.base import fermer_connexions
+        fermer_connexions(base)  # the cached read-only connection of this process
     try:
         return duckdb.connect(str(base), read_only=not ecriture)
     except duckdb.Error as exc:
