@@ -136,6 +136,8 @@ class IndexQPV:
         self._boites = shapely.bounds(self._geoms)
         self._metriques = np.array(couche.geometries_metriques(), dtype=object)
         self._epsg = np.asarray(couche.epsg_metriques, dtype=np.int64)
+        self._groupes = np.unique(self._epsg)
+        self._boites_metriques = shapely.bounds(self._metriques)
         surfaces = shapely.area(self._metriques)
         # priority of a QPV when a point is in (or at the same distance of) several:
         # smallest metric area first, then smallest code
@@ -252,13 +254,29 @@ class IndexQPV:
             return idx, dist
         p = np.concatenate(points)
         q = np.concatenate(qpv)
-        d = np.empty(len(p))
+        # metric coordinates of the candidate points, in the CRS of each candidate QPV
+        mx = np.empty(len(p))
+        my = np.empty(len(p))
         for epsg in np.unique(self._epsg[q]):
-            m = self._epsg[q] == epsg
+            m = self._epsg[q] == epsg if len(self._groupes) > 1 else slice(None)
             uniques, inverse = np.unique(p[m], return_inverse=True)
             x, y = _vers_metrique(int(epsg), xs[uniques], ys[uniques])
-            pts = shapely.points(x, y)
-            d[m] = shapely.distance(self._metriques[q[m]], pts[inverse])
+            mx[m], my[m] = x[inverse], y[inverse]
+        # cheap bounds from the metric bounding box before any exact distance: the polygon
+        # lies in its box (lower bound) and touches each side of it (upper bound)
+        bm = self._boites_metriques[q]
+        dx0, dx1 = mx - bm[:, 0], mx - bm[:, 2]
+        dy0, dy1 = my - bm[:, 1], my - bm[:, 3]
+        bas = np.hypot(np.maximum(np.maximum(-dx0, dx1), 0), np.maximum(np.maximum(-dy0, dy1), 0))
+        c00, c10 = np.hypot(dx0, dy0), np.hypot(dx1, dy0)
+        c01, c11 = np.hypot(dx0, dy1), np.hypot(dx1, dy1)
+        haut = np.minimum(np.minimum(np.maximum(c00, c10), np.maximum(c01, c11)),
+                          np.minimum(np.maximum(c00, c01), np.maximum(c10, c11)))
+        meilleur_haut = np.full(len(xs), np.inf)
+        np.minimum.at(meilleur_haut, p, haut)
+        garde = (bas <= metres) & (bas <= meilleur_haut[p] + 1e-6)
+        p, q, mx, my = p[garde], q[garde], mx[garde], my[garde]
+        d = shapely.distance(self._metriques[q], shapely.points(mx, my))
         garde = d <= metres
         p, q, d = p[garde], q[garde], d[garde]
         if len(p) == 0:
@@ -354,17 +372,40 @@ def _vers_metrique(epsg: int, lon: np.ndarray, lat: np.ndarray):
 _ENTREES = ("siret", "departement", "geo_present", "geo_x", "geo_y", "geo_epsg", "geo_qualite",
             "etalab_lon", "etalab_lat", "lambert_x", "lambert_y")
 
+# state of a coordinate value read from text
+_OK, _VIDE, _ND, _INVALIDE = 0, 1, 2, 3
+_SANS, _NONDIFF, _Q33, _INVAL, _HORS = range(1, 6)  # indices in MOTIFS_NON_LOCALISE + 1
+_SOURCES = {1: "geolocalisation", 2: "etalab", 3: "stock"}
 
-def _texte(col: str) -> pl.Expr:
-    """Trimmed text, empty → null."""
-    t = pl.col(col).cast(pl.String).str.strip_chars()
-    return pl.when(t == "").then(None).otherwise(t)
+
+def _colonne(df: pl.DataFrame, nom: str, lignes: np.ndarray) -> pl.Series:
+    if nom not in df.columns:
+        return pl.Series(nom, [None] * len(lignes), dtype=pl.String)
+    return df[nom].cast(pl.String).gather(lignes)
 
 
-def _nombre(expr: pl.Expr) -> pl.Expr:
-    """Text → Float64 (decimal comma accepted); not a finite number → null."""
-    v = expr.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-    return pl.when(v.is_finite()).then(v).otherwise(None)
+def _nombres(s: pl.Series, entier: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Text → (float values, state): fast cast first, careful re-read of the failures only."""
+    v = s.cast(pl.Float64, strict=False).to_numpy().astype(float)
+    etat = np.zeros(len(s), dtype=np.int8)
+    nul = s.is_null().to_numpy()
+    etat[nul] = _VIDE
+    revoir = np.flatnonzero(~nul & ~np.isfinite(v))
+    if len(revoir):
+        t = s.gather(revoir).str.strip_chars()
+        if entier:
+            t = t.str.replace(r"(?i)^epsg:", "")
+        w = t.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False).to_numpy()
+        w = w.astype(float)
+        e = np.where(np.isfinite(w), _OK, _INVALIDE).astype(np.int8)
+        e[(t == "").to_numpy()] = _VIDE
+        e[(t.str.to_uppercase() == "[ND]").to_numpy()] = _ND
+        v[revoir] = np.where(e == _OK, w, np.nan)
+        etat[revoir] = e
+    if entier:
+        entiers = np.isfinite(v) & (v == np.round(v))
+        etat[(etat == _OK) & ~entiers] = _INVALIDE
+    return v, etat
 
 
 @lru_cache(maxsize=1)
@@ -408,83 +449,86 @@ def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 
     département (``reference/crs_departements.csv``), with the same reasons.
     """
     n = df.height
-    entree = df
-    manquantes = [c for c in _ENTREES if c not in df.columns]
-    if manquantes:
-        entree = df.with_columns([pl.lit(None, dtype=pl.Boolean if c == "geo_present"
-                                         else pl.String).alias(c) for c in manquantes])
+    tous = np.arange(n)
+
+    def present(nom: str) -> np.ndarray:
+        if nom not in df.columns:
+            return np.zeros(n, dtype=bool)
+        c = df[nom].cast(pl.String)
+        return (c.is_not_null() & (c.str.len_bytes() > 0)).to_numpy()
+
+    geo = (df["geo_present"].cast(pl.Boolean).fill_null(False).to_numpy()
+           if "geo_present" in df.columns else np.zeros(n, dtype=bool))
+    source = np.zeros(n, dtype=np.int8)
+    source[geo] = 1
+    source[(source == 0) & (present("etalab_lon") | present("etalab_lat"))] = 2
+    source[(source == 0) & (present("lambert_x") | present("lambert_y"))] = 3
+
+    x = np.full(n, np.nan)
+    y = np.full(n, np.nan)
+    epsg = np.zeros(n, dtype=np.int64)
+    motif = np.zeros(n, dtype=np.int8)
+    motif[source == 0] = _SANS
     lambert, defaut = _crs_lambert()
-    nd = "[ND]"
-    e = entree.select(
-        pl.col("geo_present").cast(pl.Boolean).fill_null(False).alias("gp"),
-        _texte("geo_x").alias("gx"), _texte("geo_y").alias("gy"),
-        _texte("geo_epsg").str.replace(r"(?i)^epsg:", "").alias("ge"),
-        _texte("geo_qualite").alias("gq"),
-        _texte("etalab_lon").alias("ex"), _texte("etalab_lat").alias("ey"),
-        _texte("lambert_x").alias("lx"), _texte("lambert_y").alias("ly"),
-        _texte("departement").alias("dep"),
-    )
-    ep = pl.col("ex").is_not_null() | pl.col("ey").is_not_null()
-    lp = pl.col("lx").is_not_null() | pl.col("ly").is_not_null()
-    source = (pl.when(pl.col("gp")).then(pl.lit("geolocalisation"))
-              .when(ep).then(pl.lit("etalab")).when(lp).then(pl.lit("stock"))
-              .otherwise(None))
-    e = e.with_columns(source.alias("src"))
-    src = pl.col("src")
-    cx = (pl.when(src == "geolocalisation").then(pl.col("gx"))
-          .when(src == "etalab").then(pl.col("ex")).otherwise(pl.col("lx")))
-    cy = (pl.when(src == "geolocalisation").then(pl.col("gy"))
-          .when(src == "etalab").then(pl.col("ey")).otherwise(pl.col("ly")))
-    epsg_stock = (pl.col("dep").replace_strict(
-        {d: (str(v) if v else "") for d, v in lambert.items()}, default=str(defaut),
-        return_dtype=pl.String))
-    cepsg = (pl.when(src == "geolocalisation").then(pl.col("ge"))
-             .when(src == "etalab").then(pl.lit("4326"))
-             .otherwise(epsg_stock.fill_null(str(defaut))))
-    e = e.with_columns(cx.alias("cx"), cy.alias("cy"), cepsg.alias("cepsg"))
-    e = e.with_columns(_nombre(pl.col("cx")).alias("x"), _nombre(pl.col("cy")).alias("y"),
-                       pl.col("cepsg").cast(pl.Int64, strict=False).alias("epsg"))
-    est_nd = ((pl.col("cx") == nd) | (pl.col("cy") == nd)
-              | ((src == "geolocalisation") & (pl.col("ge") == nd)))
-    motif = (pl.when(src.is_null()).then(pl.lit("sans_coordonnees"))
-             .when(est_nd).then(pl.lit("non_diffusible"))
-             .when(pl.col("cx").is_null() | pl.col("cy").is_null()).then(pl.lit("sans_coordonnees"))
-             .when((src == "geolocalisation") & (pl.col("gq") == "33"))
-             .then(pl.lit("qualite_xy_33"))
-             .when(pl.col("x").is_null() | pl.col("y").is_null() | pl.col("epsg").is_null())
-             .then(pl.lit("coordonnees_invalides"))
-             .otherwise(None))
-    e = e.with_columns(motif.alias("motif"))
-    a_convertir = e["motif"].is_null().to_numpy()
+    for k, (cx, cy) in {1: ("geo_x", "geo_y"), 2: ("etalab_lon", "etalab_lat"),
+                        3: ("lambert_x", "lambert_y")}.items():
+        lignes = tous[source == k]
+        if len(lignes) == 0:
+            continue
+        vx, ex = _nombres(_colonne(df, cx, lignes))
+        vy, ey = _nombres(_colonne(df, cy, lignes))
+        if k == 1:
+            ve, ee = _nombres(_colonne(df, "geo_epsg", lignes), entier=True)
+            q33 = (_colonne(df, "geo_qualite", lignes).str.strip_chars() == "33"
+                   ).fill_null(False).to_numpy()
+        elif k == 2:
+            ve, ee = np.full(len(lignes), 4326.0), np.zeros(len(lignes), dtype=np.int8)
+            q33 = np.zeros(len(lignes), dtype=bool)
+        else:
+            deps = _colonne(df, "departement", lignes).str.strip_chars()
+            crs = deps.replace_strict({d: (e if e else -1) for d, e in lambert.items()},
+                                      default=defaut, return_dtype=pl.Int64)
+            ve = crs.fill_null(defaut).to_numpy().astype(float)
+            ee = np.where(ve < 0, _INVALIDE, _OK).astype(np.int8)  # no Sirene CRS (987)
+            q33 = np.zeros(len(lignes), dtype=bool)
+        m = np.zeros(len(lignes), dtype=np.int8)
+        regles = [((ex == _ND) | (ey == _ND) | (ee == _ND), _NONDIFF),
+                  ((ex == _VIDE) | (ey == _VIDE), _SANS),
+                  (q33, _Q33),
+                  ((ex == _INVALIDE) | (ey == _INVALIDE) | (ee != _OK), _INVAL)]
+        for condition, code in regles:
+            m[(m == 0) & condition] = code
+        motif[lignes] = m
+        x[lignes], y[lignes] = vx, vy
+        epsg[lignes] = np.where(ee == _OK, np.nan_to_num(ve), 0).astype(np.int64)
+
     lon = np.full(n, np.nan)
     lat = np.full(n, np.nan)
-    motifs = e["motif"].to_numpy().astype(object)
-    if a_convertir.any():
-        x = e["x"].to_numpy()[a_convertir]
-        y = e["y"].to_numpy()[a_convertir]
-        epsg = e["epsg"].to_numpy()[a_convertir].astype(np.int64)
-        connus = np.array([crs_connu(c) for c in np.unique(epsg)])
-        inconnus = np.unique(epsg)[~connus]
-        lo, la, ok = vers_wgs84(x, y, epsg)
-        m = np.flatnonzero(a_convertir)
-        mauvais_crs = np.isin(epsg, inconnus)
-        motifs[m[mauvais_crs]] = "coordonnees_invalides"
-        motifs[m[~ok & ~mauvais_crs]] = "hors_zone_crs"
-        lon[m[ok]] = lo[ok]
-        lat[m[ok]] = la[ok]
-    place = np.isfinite(lon)
+    a_convertir = np.flatnonzero(motif == 0)
+    if len(a_convertir):
+        codes = np.unique(epsg[a_convertir])
+        inconnus = codes[[not crs_connu(int(c)) for c in codes]]
+        lo, la, ok = vers_wgs84(x[a_convertir], y[a_convertir], epsg[a_convertir])
+        mauvais = np.isin(epsg[a_convertir], inconnus)
+        motif[a_convertir[mauvais]] = _INVAL
+        motif[a_convertir[~ok & ~mauvais]] = _HORS
+        lon[a_convertir[ok]] = lo[ok]
+        lat[a_convertir[ok]] = la[ok]
+    place = motif == 0
     strict_idx = index.strict_indices(lon, lat)
     rayon = max(int(tampon_m), int(distance_max_m))
     proche_idx, distance = index.proches_indices(lon, lat, rayon, strict_idx)
     tampon_idx = np.where(distance <= tampon_m, proche_idx, -1)
-    place_s = pl.Series(place, dtype=pl.Boolean)
+    source[~place] = 0
+    noms_motifs = {0: None, **{i + 1: m for i, m in enumerate(MOTIFS_NON_LOCALISE)}}
     return df.with_columns(
-        pl.Series("lon", np.where(place, lon, np.nan), dtype=pl.Float64).fill_nan(None),
-        pl.Series("lat", np.where(place, lat, np.nan), dtype=pl.Float64).fill_nan(None),
-        e["src"].zip_with(place_s, pl.Series([None], dtype=pl.String))
-        .alias("source_coordonnees"),
-        place_s.alias("localise"),
-        pl.Series("motif_non_localise", motifs.tolist(), dtype=pl.String),
+        pl.Series("lon", lon, dtype=pl.Float64).fill_nan(None),
+        pl.Series("lat", lat, dtype=pl.Float64).fill_nan(None),
+        pl.Series("source_coordonnees", source).replace_strict(
+            {0: None, **_SOURCES}, return_dtype=pl.String),
+        pl.Series("localise", place, dtype=pl.Boolean),
+        pl.Series("motif_non_localise", motif).replace_strict(noms_motifs,
+                                                              return_dtype=pl.String),
         index.serie_codes("qpv", strict_idx),
         index.serie_codes("qpv_tampon", tampon_idx),
         pl.Series("distance_qpv_m", distance, dtype=pl.Float64).fill_nan(None),
