@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
                 resume = importer(base, fichier, format.value if format else None, source,
                                   creer=creer)
         if affichage == Affichage.json:
-            sortie.print(json_texte(resume), highlight=False)
+            sortie.print(json_texte(resume), highlight=False, markup=False, soft_wrap=True)
         else:
             _afficher_resume(resume, f"Import dans {base}")
 
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
         resume = valider(fichier, format.value if format else None).resume()
         if affichage == Affichage.json:
-            sortie.print(json_texte(resume), highlight=False)
+            sortie.print(json_texte(resume), highlight=False, markup=False, soft_wrap=True)
         else:
             _afficher_resume(resume, f"Contrôle de {fichier.name}")
         if resume["rejetees"]:
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         if modele:
             lignes = [r for r in lignes if r["modele"] == modele]
         if affichage == Affichage.json:
-            sortie.print(json_texte(lignes), highlight=False)
+            sortie.print(json_texte(lignes), highlight=False, markup=False, soft_wrap=True)
             return
         t = Table(title=f"Initiatives ({len(lignes)})")
         for c in ("nom", "modèle", "catégories", "commune", "QPV", "rattachement"):
@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
 
         m = modeles()
         if affichage == Affichage.json:
-            sortie.print(json_texte(m), highlight=False)
+            sortie.print(json_texte(m), highlight=False, markup=False, soft_wrap=True)
             return
         t = Table(title="Les trois modèles socio-économiques", show_lines=True)
         for c in ("modèle", "caractéristiques", "modèle économique", "environnement",
@@ -195,7 +195,8 @@ def register(app: typer.Typer) -> None:
                 resume = importer_relais(base, fichier)
         lignes = relais_par_departement(base)
         if affichage == Affichage.json:
-            sortie.print(json_texte({"bilan": resume, "departements": lignes}), highlight=False)
+            sortie.print(json_texte({"bilan": resume, "departements": lignes}), highlight=False,
+                         markup=False, soft_wrap=True)
             return
         if resume:
             sortie.print(

@@ -32,7 +32,7 @@ COLONNES_EXPORT: tuple[str, ...] = CHAMPS
 _COLONNES_TABLE: tuple[tuple[str, str], ...] = tuple(
     [(r["champ"], _TYPES_SQL[r["type"]] + ("[]" if r["champ"] in _MULTIPLES else ""))
      for r in schema()]
-    + [("nom_normalise", "VARCHAR"), ("categories_source", "VARCHAR[]"),
+    + [("nom_normalise", "VARCHAR"),
        ("fichier", "VARCHAR"), ("ligne", "INTEGER"), ("date_import", "TIMESTAMP")])
 _REJETS = (("fichier", "VARCHAR"), ("ligne", "INTEGER"), ("motif", "VARCHAR"),
            ("message", "VARCHAR"), ("contenu", "VARCHAR"), ("date_import", "TIMESTAMP"))
@@ -394,8 +394,7 @@ def importer_annuaire_initial(base: str | Path, creer: bool = False) -> dict:
 
 def _publique(ini: dict) -> dict:
     out = {c: ini.get(c) for c in COLONNES_EXPORT}
-    out["categories_source"] = ini.get("categories_source")
-    for c in (*_MULTIPLES, "categories_source"):
+    for c in _MULTIPLES:
         out[c] = list(out[c] or [])
     libelles = {r["categorie"]: r["libelle_categorie"] for r in categories()}
     out["libelles_axes"] = [axes()[a] for a in out["axes"]]
@@ -472,10 +471,9 @@ def lister(base: str | Path | None, territoire=None) -> list[dict]:
         try:
             if "initiatives" in _tables(con):
                 cur = con.execute(
-                    f"SELECT {', '.join(COLONNES_EXPORT)}, categories_source FROM initiatives "
+                    f"SELECT {', '.join(COLONNES_EXPORT)} FROM initiatives "
                     f"ORDER BY modele NULLS LAST, nom_normalise, identifiant")
-                lignes = [dict(zip((*COLONNES_EXPORT, "categories_source"), r))
-                          for r in cur.fetchall()]
+                lignes = [dict(zip(COLONNES_EXPORT, r)) for r in cur.fetchall()]
         finally:
             con.close()
     if lignes is None:

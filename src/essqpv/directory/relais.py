@@ -206,7 +206,7 @@ def relais_par_departement(base: str | Path | None) -> list[dict]:
         con = _connexion(base, ecriture=False)
         try:
             if "relais_adultes" in _tables(con):
-                df = con.execute("SELECT * FROM relais_adultes").pl()
+                df = pl.from_arrow(con.sql("SELECT * FROM relais_adultes").to_arrow_table())
             else:
                 df = _joindre(relais_adultes(), con)
         finally:

@@ -339,7 +339,10 @@ def valider_enregistrement(brut: dict, strict_categories: bool = True
                 sources_cat.append(c)
         elif code not in cats:
             cats.append(code)
-    if sources_cat:
+    for c in _liste(brut.get("categories_source")):
+        if c not in sources_cat:
+            sources_cat.append(c)
+    if sources_cat and not brut.get("categories_source"):
         avert.append("catégories non reconnues, gardées dans categories_source : "
                      + ", ".join(sources_cat))
     axes_ok: list[str] = []
