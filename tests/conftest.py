@@ -16,3 +16,40 @@ def partage() -> Path:
     if not PARTAGE.exists():
         pytest.skip("../shared/data absent")
     return PARTAGE
+
+
+def _construire_demo(dossier: Path, avec_emplois: bool) -> Path:
+    from essqpv.base import construire
+    from essqpv.synthese import generer
+    registre = dossier / "registre"
+    if not (registre / "LISEZMOI.txt").exists():
+        generer(registre, profil="test", graine=2024, millesime="2024-01")
+    f = {p.name: p for p in registre.iterdir()}
+    base = dossier / ("demo.duckdb" if avec_emplois else "demo_sans_emplois.duckdb")
+    construire(etablissements=f["StockEtablissement_utf8.zip"],
+               unites_legales=f["StockUniteLegale_utf8.csv"],
+               geolocalisation=f["GeolocalisationEtablissement_Sirene_pour_etudes_statistiques_utf8.csv"],
+               emplois=f["emplois.csv"] if avec_emplois else None,
+               millesime="2024-01", base=base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def dossier_demo(tmp_path_factory) -> Path:
+    """A folder holding the synthetic register of profile ``test`` (seed 2024)."""
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="session")
+def base_demo(dossier_demo) -> Path:
+    """A real base built from the synthetic register (profile ``test``), with employment file.
+
+    Read-only for the tests: copy it before writing into it.
+    """
+    return _construire_demo(dossier_demo, avec_emplois=True)
+
+
+@pytest.fixture(scope="session")
+def base_sans_emplois(dossier_demo) -> Path:
+    """The same register built without the employment file (estimated headcounts)."""
+    return _construire_demo(dossier_demo, avec_emplois=False)

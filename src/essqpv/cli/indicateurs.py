@@ -16,7 +16,7 @@ def _nombre(v, decimales: int = 0) -> str:
     if v is None:
         return "s"
     texte = f"{v:,.{decimales}f}".replace(",", "\u202f").replace(".", ",")
-    return texte
+    return texte[1:] if texte.startswith("-") and not texte.strip("-0,\u202f") else texte
 
 
 def _pct(v) -> str:

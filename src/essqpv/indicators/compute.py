@@ -281,7 +281,7 @@ def _calculer(base: str, m: str, t: Territoire, perimetre: str, avec_regions: bo
             if "part_qpv" in secret or "part_france" in secret:
                 secret["ecart_points"] = secret.get("part_qpv") or secret.get("part_france")
         else:
-            ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2)
+            ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2) + 0.0
         ligne["secret"] = secret
         lignes_secteurs.append(ligne)
 
@@ -315,7 +315,8 @@ def _calculer(base: str, m: str, t: Territoire, perimetre: str, avec_regions: bo
     resultat["sources"] = sources
     avert = list(avert_base)
     if synthetique:
-        avert.insert(0, f"Données synthétiques de démonstration — ne pas citer ({MARQUE_SYNTHETIQUE}).")
+        avert.insert(0, MARQUE_SYNTHETIQUE[0].upper() + MARQUE_SYNTHETIQUE[1:] + " : le registre "
+                     "de ce millésime est synthétique (essqpv synthese).")
     if not avec_emplois:
         avert.append("Salariés estimés au centre de la tranche d'effectif Insee (aucun fichier "
                      "des emplois) ; parts de femmes, de CDI, de contrats aidés et de temps "
