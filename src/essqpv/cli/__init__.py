@@ -32,6 +32,7 @@ MODULES = [
     "rapport",       # rapport, exporter
     "web",           # servir, publier
     "initiatives",   # initiatives ...
+    "demo",          # demo
 ]
 
 
