@@ -1,0 +1,1 @@
+"""Readers of the official input files (Sirene, geolocation, employment, QPV contours, downloads)."""
