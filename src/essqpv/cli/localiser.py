@@ -1,0 +1,175 @@
+"""``essqpv localiser``: is this SIRET, point or file in a QPV?"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from essqpv.cli._commun import console, json_texte, sortie
+from essqpv.errors import ParametreInvalide
+
+
+def _perimetre(texte: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*(m)?\s*", texte or "")
+    if not m:
+        raise ParametreInvalide(f"Périmètre invalide : « {texte} » (par exemple 300m).")
+    return int(m.group(1))
+
+
+def _texte_resultat(r: dict, tampon_m: int) -> list[str]:
+    cle = f"qpv_code_{tampon_m}m"
+    statut = r.get("statut")
+    if statut != "localise":
+        motifs = {"hors_zone": "le point est hors des territoires couverts (zone d'usage du "
+                               "système de coordonnées)",
+                  "sans_coordonnees": "coordonnées absentes",
+                  "coordonnees_invalides": "coordonnées invalides",
+                  "siret_absent": "SIRET absent de la base (pas un établissement ESS actif "
+                                  "du millésime)",
+                  "non_diffusible": "coordonnées non diffusibles ([ND])",
+                  "qualite_xy_33": "point placé au hasard dans la commune (qualité 33)",
+                  "hors_zone_crs": "coordonnées hors de la zone de leur système"}
+        return [f"Non localisé : {motifs.get(statut, statut)}."]
+    lignes = []
+    if r.get("qpv_code"):
+        lignes.append(f"Dans le QPV {r['qpv_code']} « {r.get('qpv_nom') or ''} » "
+                      f"({r.get('qpv_communes') or ''}).")
+    else:
+        lignes.append("Hors QPV (périmètre strict).")
+    if r.get(cle):
+        d = r.get("distance_qpv_m")
+        lignes.append(f"Périmètre {tampon_m} m : {r[cle]} (distance {d:g} m).")
+    else:
+        d = r.get("distance_qpv_m")
+        lignes.append(f"Périmètre {tampon_m} m : aucun QPV" + (
+            f" (le plus proche à {d:g} m)." if d is not None else " à moins de 1 000 m."))
+    return lignes
+
+
+def register(app: typer.Typer) -> None:
+    """Register ``essqpv localiser``."""
+
+    @app.command("localiser")
+    def localiser(
+        siret: Optional[str] = typer.Option(None, "--siret", help="SIRET (14 chiffres) à "
+                                            "chercher dans la base."),
+        base: Optional[Path] = typer.Option(None, "--base", help="Base essqpv (fichier DuckDB) "
+                                            "pour --siret ou un fichier de SIRET."),
+        millesime: Optional[str] = typer.Option(None, "--millesime",
+                                                help="Millésime de la base (AAAA-MM)."),
+        lon: Optional[str] = typer.Option(None, "--lon", help="Longitude WGS84 (degrés)."),
+        lat: Optional[str] = typer.Option(None, "--lat", help="Latitude WGS84 (degrés)."),
+        x: Optional[str] = typer.Option(None, "--x", help="Abscisse dans le système --epsg."),
+        y: Optional[str] = typer.Option(None, "--y", help="Ordonnée dans le système --epsg."),
+        epsg: Optional[int] = typer.Option(None, "--epsg", help="Code EPSG de --x/--y ou des "
+                                           "colonnes x/y d'un fichier (ex. 2154, 2975)."),
+        fichier: Optional[Path] = typer.Option(None, "--fichier", help="Fichier CSV ou XLSX "
+                                               "à compléter."),
+        sortie_fichier: Optional[Path] = typer.Option(None, "--sortie", help="Fichier produit "
+                                                      "(.csv ou .xlsx ; par défaut "
+                                                      "<fichier>_qpv)."),
+        colonne_siret: Optional[str] = typer.Option(None, "--colonne-siret",
+                                                    help="Nom de la colonne des SIRET."),
+        colonne_lon: Optional[str] = typer.Option(None, "--colonne-lon",
+                                                  help="Nom de la colonne des longitudes."),
+        colonne_lat: Optional[str] = typer.Option(None, "--colonne-lat",
+                                                  help="Nom de la colonne des latitudes."),
+        colonne_x: Optional[str] = typer.Option(None, "--colonne-x", help="Nom de la colonne x."),
+        colonne_y: Optional[str] = typer.Option(None, "--colonne-y", help="Nom de la colonne y."),
+        colonne_epsg: Optional[str] = typer.Option(None, "--colonne-epsg",
+                                                   help="Nom de la colonne du code EPSG."),
+        qpv: Optional[Path] = typer.Option(None, "--qpv", help="Autre fichier de contours des "
+                                           "QPV (ex. géographie 2024) ; par défaut les contours "
+                                           "2015 intégrés."),
+        perimetre: str = typer.Option("300m", "--perimetre", help="Périmètre élargi (tampon), "
+                                      "en mètres : 300m par défaut."),
+        format_: str = typer.Option("texte", "--format", help="Format de sortie : texte ou "
+                                    "json."),
+    ) -> None:
+        """Dire si un SIRET, un point ou chaque ligne d'un fichier est dans un QPV."""
+        from essqpv import lookup
+
+        if format_ not in ("texte", "json"):
+            raise ParametreInvalide(f"Format inconnu : {format_} (texte ou json).")
+        tampon = _perimetre(perimetre)
+        modes = [fichier is not None, siret is not None,
+                 lon is not None or lat is not None, x is not None or y is not None]
+        if sum(modes) != 1:
+            raise ParametreInvalide("Indiquez une seule question : --siret, --lon/--lat, "
+                                    "--x/--y/--epsg ou --fichier.")
+        if fichier is not None:
+            colonnes = {k: v for k, v in {"siret": colonne_siret, "lon": colonne_lon,
+                                          "lat": colonne_lat, "x": colonne_x, "y": colonne_y,
+                                          "epsg": colonne_epsg}.items() if v}
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            with Progress(TextColumn("Localisation"), BarColumn(),
+                          TextColumn("{task.completed:,}/{task.total:,} lignes"),
+                          TimeElapsedColumn(), console=console, transient=True) as barre:
+                tache = barre.add_task("localiser", total=None)
+
+                def avancer(fait: int, total: int) -> None:
+                    barre.update(tache, completed=fait, total=total)
+
+                resume = lookup.localiser_fichier(
+                    fichier, sortie_fichier, colonnes=colonnes, couche=qpv, tampon_m=tampon,
+                    base=base, millesime=millesime, epsg=epsg, progression=avancer)
+            if format_ == "json":
+                sortie.print(json_texte(resume), highlight=False, soft_wrap=True)
+                return
+            p = resume["par_statut"]
+            sortie.print(f"{resume['lignes']:,} lignes lues dans {fichier.name} "
+                         f"(colonnes {', '.join(resume['colonnes'].values())}) ; "
+                         f"{resume['localisees']:,} localisées, {resume['dans_qpv']:,} dans un "
+                         f"QPV, {resume['dans_tampon']:,} à moins de {tampon} m.".replace(",", " "),
+                         highlight=False)
+            autres = {k: v for k, v in p.items() if k != "localise"}
+            if autres:
+                sortie.print("Non localisées : " + ", ".join(f"{k} {v}" for k, v in
+                                                            autres.items()) + ".",
+                             highlight=False)
+            sortie.print(f"Résultat écrit dans {resume['sortie']}.", highlight=False)
+            _pied(resume["geographie_qpv"], resume["contours"], resume["avertissements"])
+            return
+        if siret is not None:
+            if base is None:
+                raise ParametreInvalide("--siret demande la base essqpv (--base).")
+            r = lookup.localiser_siret(base, siret, millesime, couche=qpv)
+            tampon_r = int(r["perimetre"].rstrip("m"))
+            if format_ == "json":
+                sortie.print(json_texte(r), highlight=False, soft_wrap=True)
+                return
+            e = r.get("etablissement") or {}
+            sortie.print(f"SIRET {r['siret']}" + (f" — {e.get('denomination')}"
+                                                  if e.get("denomination") else "")
+                         + f" (millésime {r['millesime']})", highlight=False)
+            for ligne in _texte_resultat(r, tampon_r):
+                sortie.print(ligne, highlight=False)
+            _pied(r["geographie_qpv"], "base essqpv", r["avertissements"])
+            return
+        if lon is not None or lat is not None:
+            df = lookup.localiser_points(lon, lat, couche=qpv, tampon_m=tampon)
+        else:
+            if epsg is None:
+                raise ParametreInvalide("--x/--y demandent --epsg (par exemple 2154).")
+            df = lookup.localiser_xy(x, y, epsg, couche=qpv, tampon_m=tampon)
+        r = df.to_dicts()[0]
+        prov = lookup.provenance(qpv)
+        if format_ == "json":
+            sortie.print(json_texte({**r, "perimetre": f"{tampon}m", **prov}), highlight=False,
+                         soft_wrap=True)
+            return
+        if r.get("lon") is not None:
+            sortie.print(f"Point ({r['lon']:.6f}, {r['lat']:.6f})", highlight=False)
+        for ligne in _texte_resultat(r, tampon):
+            sortie.print(ligne, highlight=False)
+        _pied(prov["geographie_qpv"], prov["contours"], [])
+
+
+def _pied(geographie: str, contours: str, avertissements: list[str]) -> None:
+    for a in avertissements:
+        sortie.print(f"[bold]{a}[/]", highlight=False)
+    sortie.print(f"Géographie prioritaire {geographie} — contours : {contours} (ANCT, Licence "
+                 "Ouverte). Un point sur la limite d'un QPV compte comme dedans. Résultat "
+                 "indicatif, pas une attestation officielle.", highlight=False, style="dim")

@@ -1,0 +1,642 @@
+""""Is this point / SIRET / file in a QPV?" — the lookup functions of the CLI and the web API.
+
+They return plain data (polars frames, dicts) and raise :mod:`essqpv.errors` for bad
+parameters; a row of a file that cannot be placed is kept with its ``statut``:
+
+``localise``               placed (in a QPV or not: see ``dans_qpv``)
+``sans_coordonnees``       empty coordinate
+``coordonnees_invalides``  text that is not a number, latitude out of range, unknown EPSG
+``hors_zone``              outside every territory with QPV (area of use of its metric CRS
+                           widened by 0.5°), e.g. a point in the middle of the ocean
+``siret_invalide``         not 14 digits; ``sans_siret`` empty
+``siret_absent``           the SIRET is not in the base (not an in-scope ESS establishment)
+``non_diffusible``, ``qualite_xy_33``, ``hors_zone_crs`` : the base could not place it
+(METHODOLOGY 5).
+"""
+from __future__ import annotations
+
+import weakref
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
+from essqpv.errors import (ColonneManquante, FichierIntrouvable, FichierInvalide,
+                           ParametreInvalide)
+from essqpv.placement import (DISTANCE_MAX_M, IndexQPV, _nombres, crs_connu, vers_wgs84,
+                              _ND, _OK, _VIDE)
+from essqpv.sources.qpv import CoucheQPV, lire_qpv
+
+__all__ = ["localiser_points", "localiser_xy", "localiser_siret", "localiser_fichier",
+           "index_qpv", "provenance", "colonnes_resultat", "STATUTS"]
+
+STATUTS = ("localise", "sans_coordonnees", "coordonnees_invalides", "hors_zone", "sans_siret",
+           "siret_invalide", "siret_absent", "non_diffusible", "qualite_xy_33", "hors_zone_crs")
+
+NOMS_COLONNES = {
+    "siret": ("siret",),
+    "lon": ("longitude", "lon", "lng", "long", "x_longitude"),
+    "lat": ("latitude", "lat", "y_latitude"),
+    "x": ("x", "coord_x", "coordonnee_x"),
+    "y": ("y", "coord_y", "coordonnee_y"),
+    "epsg": ("epsg", "srid", "crs"),
+}
+
+_TAILLE_LOT = 25_000
+_index_par_couche: "weakref.WeakKeyDictionary[CoucheQPV, IndexQPV]" = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------- layer, index
+
+@lru_cache(maxsize=4)
+def _couche_fichier(chemin: str, _mtime: float) -> CoucheQPV:
+    return lire_qpv(chemin)
+
+
+def index_qpv(couche: CoucheQPV | IndexQPV | str | Path | None = None) -> IndexQPV:
+    """The (cached) index of a layer: ``None`` = embedded 2015 contours, or a contour file."""
+    if isinstance(couche, IndexQPV):
+        return couche
+    if couche is None:
+        couche = lire_qpv()
+    elif isinstance(couche, (str, Path)):
+        p = Path(couche)
+        if not p.exists():
+            raise FichierIntrouvable(f"Fichier introuvable : {p} (contours des QPV).")
+        couche = _couche_fichier(str(p.resolve()), p.stat().st_mtime)
+    if couche not in _index_par_couche:
+        _index_par_couche[couche] = IndexQPV(couche)
+    return _index_par_couche[couche]
+
+
+def provenance(couche: CoucheQPV | IndexQPV | str | Path | None = None) -> dict:
+    """Where the QPV answer comes from: geography, file, producer, licence, caveat."""
+    c = index_qpv(couche).couche
+    return {"geographie_qpv": c.geographie, "contours": Path(c.fichier).name
+            if not c.fichier.startswith("qpv2015.parquet") else c.fichier,
+            "producteur": "ANCT (ex-CGET), contours officiels des QPV",
+            "licence": LICENCE_DONNEES, "polygones_repares": c.reparees,
+            "avertissement": "Résultat indicatif calculé sur les contours publiés : ce n'est pas "
+                             "une attestation officielle d'appartenance à un QPV."}
+
+
+def colonnes_resultat(tampon_m: int) -> list[str]:
+    """Names of the columns the lookup adds."""
+    return ["qpv_code", "qpv_nom", "qpv_communes", "dans_qpv", f"qpv_code_{tampon_m}m",
+            "distance_qpv_m", "statut"]
+
+
+def _verifier_tampon(tampon_m) -> int:
+    try:
+        t = int(tampon_m)
+    except (TypeError, ValueError):
+        raise ParametreInvalide(f"Périmètre invalide : {tampon_m!r} (nombre entier de mètres "
+                                "attendu, par exemple 300).") from None
+    if not 0 <= t <= DISTANCE_MAX_M or t != float(tampon_m):
+        raise ParametreInvalide(f"Périmètre invalide : {tampon_m} m (entier de 0 à "
+                                f"{DISTANCE_MAX_M} m attendu).")
+    return t
+
+
+@lru_cache(maxsize=1)
+def _zones() -> np.ndarray:
+    """Widened areas of use of the metric CRS of every territory with QPV or Sirene."""
+    from essqpv import reference
+    from essqpv.placement import _crs_info
+    codes = {int(e) for e in reference.crs_departements()["epsg_metrique"]}
+    return np.array([_crs_info(e)[1] for e in sorted(codes)])
+
+
+def _dans_territoire(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    z = _zones()
+    ok = np.zeros(lon.shape, dtype=bool)
+    for w, s, e, n in z:
+        ok |= (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
+    return ok
+
+
+# --------------------------------------------------------------------------- core
+
+def _placer(lon: np.ndarray, lat: np.ndarray, statut: np.ndarray, index: IndexQPV,
+            tampon_m: int, progression: Callable[[int, int], None] | None = None
+            ) -> dict[str, Any]:
+    """Columns of the answer for points already in WGS84 (``statut`` None = to place)."""
+    n = len(lon)
+    a_placer = np.array([s is None for s in statut], dtype=bool) if n else np.zeros(0, bool)
+    a_placer &= np.isfinite(lon) & np.isfinite(lat)
+    hors = a_placer & ~_dans_territoire(lon, lat)
+    statut = statut.copy()
+    statut[hors] = "hors_zone"
+    a_placer &= ~hors
+    statut[a_placer] = "localise"
+    strict = np.full(n, -1, dtype=np.int64)
+    proche = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, np.nan)
+    lignes = np.flatnonzero(a_placer)
+    for debut in range(0, max(len(lignes), 1), _TAILLE_LOT):
+        lot = lignes[debut:debut + _TAILLE_LOT]
+        if len(lot):
+            s = index.strict_indices(lon[lot], lat[lot])
+            p, d = index.proches_indices(lon[lot], lat[lot],
+                                         max(tampon_m, DISTANCE_MAX_M), s)
+            strict[lot], proche[lot], distance[lot] = s, p, d
+        if progression is not None:
+            progression(min(debut + _TAILLE_LOT, len(lignes)), len(lignes))
+    tampon = np.where(distance <= tampon_m, proche, -1)
+    c = index.couche
+    noms = np.asarray(c.noms, dtype=object)
+    communes = np.asarray(c.communes, dtype=object)
+
+    def prendre(valeurs, idx):
+        out = np.full(n, None, dtype=object)
+        m = idx >= 0
+        out[m] = valeurs[idx[m]]
+        return out.tolist()
+
+    dans = np.where(a_placer, strict >= 0, False)
+    return {
+        "qpv_code": prendre(index.codes, strict),
+        "qpv_nom": prendre(noms, strict),
+        "qpv_communes": prendre(communes, strict),
+        "dans_qpv": [bool(v) if p else None for v, p in zip(dans, a_placer)],
+        f"qpv_code_{tampon_m}m": prendre(index.codes, tampon),
+        "distance_qpv_m": [None if np.isnan(v) else round(float(v), 1) for v in distance],
+        "statut": statut.tolist(),
+    }
+
+
+def _frame(debut: dict[str, Any], resultat: dict[str, Any], tampon_m: int) -> pl.DataFrame:
+    schema = {"qpv_code": pl.String, "qpv_nom": pl.String, "qpv_communes": pl.String,
+              "dans_qpv": pl.Boolean, f"qpv_code_{tampon_m}m": pl.String,
+              "distance_qpv_m": pl.Float64, "statut": pl.String}
+    df = pl.DataFrame({**debut, **resultat},
+                      schema={**{k: pl.Float64 if k != "epsg" else pl.Int64 for k in debut},
+                              **schema})
+    return df.with_columns(pl.col(k).fill_nan(None) for k in debut if k != "epsg")
+
+
+def _flottants(valeurs, nom: str) -> np.ndarray:
+    if np.isscalar(valeurs) or valeurs is None:
+        valeurs = [valeurs]
+    sortie = []
+    for v in valeurs:
+        if v is None:
+            sortie.append(np.nan)
+            continue
+        try:
+            sortie.append(float(str(v).strip().replace(",", ".")) if isinstance(v, str)
+                          else float(v))
+        except (TypeError, ValueError):
+            raise ParametreInvalide(f"Coordonnée invalide ({nom}) : {v!r} n'est pas un nombre."
+                                    ) from None
+    return np.asarray(sortie, dtype=float)
+
+
+# --------------------------------------------------------------------------- public
+
+def localiser_points(lon, lat, couche=None, tampon_m: int = 300) -> pl.DataFrame:
+    """QPV of WGS84 points.
+
+    Parameters
+    ----------
+    lon, lat : float or sequence of float
+        Longitude and latitude in decimal degrees (WGS84). ``None``/NaN = no point.
+    couche : CoucheQPV, IndexQPV or path, optional
+        QPV contours; the embedded 2015 geography by default.
+    tampon_m : int
+        Buffer perimeter in metres (0 to 1,000).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``lon, lat, qpv_code, qpv_nom, qpv_communes, dans_qpv, qpv_code_<N>m,
+        distance_qpv_m`` (null beyond 1,000 m), ``statut``.
+
+    Raises
+    ------
+    ParametreInvalide
+        A coordinate is not a number, a latitude is outside [-90, 90] or a longitude outside
+        [-180, 180], the two lists differ in length, or the perimeter is not allowed.
+    """
+    tampon_m = _verifier_tampon(tampon_m)
+    x = _flottants(lon, "longitude")
+    y = _flottants(lat, "latitude")
+    if x.shape != y.shape:
+        raise ParametreInvalide(f"Autant de longitudes que de latitudes attendues "
+                                f"({len(x)} et {len(y)}).")
+    if np.any(np.abs(y[np.isfinite(y)]) > 90):
+        raise ParametreInvalide(f"Latitude hors de [-90, 90] : {y[np.abs(y) > 90][0]:g}.")
+    if np.any(np.abs(x[np.isfinite(x)]) > 180):
+        raise ParametreInvalide(f"Longitude hors de [-180, 180] : {x[np.abs(x) > 180][0]:g}.")
+    statut = np.full(len(x), None, dtype=object)
+    statut[~(np.isfinite(x) & np.isfinite(y))] = "sans_coordonnees"
+    index = index_qpv(couche)
+    return _frame({"lon": x, "lat": y}, _placer(x, y, statut, index, tampon_m), tampon_m)
+
+
+def localiser_xy(x, y, epsg, couche=None, tampon_m: int = 300) -> pl.DataFrame:
+    """QPV of projected points (``epsg`` for all rows or one per row).
+
+    Returns ``x, y, epsg, lon, lat`` then the columns of :func:`localiser_points`; a point
+    outside the area of use of its CRS (widened by 0.5°) gets ``statut = hors_zone``.
+
+    Raises
+    ------
+    ParametreInvalide
+        A coordinate is not a number or an EPSG code is unknown.
+    """
+    tampon_m = _verifier_tampon(tampon_m)
+    xs = _flottants(x, "x")
+    ys = _flottants(y, "y")
+    if xs.shape != ys.shape:
+        raise ParametreInvalide(f"Autant de x que de y attendus ({len(xs)} et {len(ys)}).")
+    try:
+        codes = np.broadcast_to(np.asarray(
+            [int(str(e).strip().upper().removeprefix("EPSG:"))
+             for e in (np.atleast_1d(np.asarray(epsg, dtype=object)))], dtype=np.int64),
+            xs.shape).copy()
+    except (TypeError, ValueError):
+        raise ParametreInvalide(f"Code EPSG invalide : {epsg!r} (un entier attendu, "
+                                "par exemple 2154).") from None
+    for c in np.unique(codes):
+        if not crs_connu(int(c)):
+            raise ParametreInvalide(f"Code EPSG inconnu : {c} (par exemple 2154 en métropole, "
+                                    "2975 à La Réunion).")
+    lon, lat, ok = vers_wgs84(xs, ys, codes)
+    statut = np.full(len(xs), None, dtype=object)
+    fini = np.isfinite(xs) & np.isfinite(ys)
+    statut[~fini] = "sans_coordonnees"
+    statut[fini & ~ok] = "hors_zone"
+    lon = np.where(ok, lon, np.nan)
+    lat = np.where(ok, lat, np.nan)
+    index = index_qpv(couche)
+    return _frame({"x": xs, "y": ys, "epsg": codes, "lon": lon, "lat": lat},
+                  _placer(lon, lat, statut, index, tampon_m), tampon_m)
+
+
+def _normaliser_siret(s) -> str:
+    return "".join(str(s if s is not None else "").split())
+
+
+def _etat_siret(s: str) -> str | None:
+    if not s:
+        return "sans_siret"
+    if len(s) != 14 or not s.isdigit():
+        return "siret_invalide"
+    return None
+
+
+def _depuis_base(base_path, sirets: list[str], millesime: str | None):
+    """(rows by siret, metadata, qpv names) from the base, read-only."""
+    from essqpv import base as module_base
+    meta = module_base.metadonnees(base_path, millesime)
+    m = meta["millesime"]
+    con = module_base.ouvrir(base_path)
+    try:
+        dispo = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = "
+            "'etablissements'").fetchall()}
+        voulues = ["siret", "denomination", "enseigne", "famille", "adresse", "code_commune",
+                   "commune", "lon", "lat", "source_coordonnees", "localise",
+                   "motif_non_localise", "qpv", "qpv_tampon", "distance_qpv_m"]
+        cols = [c for c in voulues if c in dispo]
+        demandes = pl.DataFrame({"siret": sorted(set(sirets))}, schema={"siret": pl.String})
+        con.register("demandes", demandes.to_arrow())
+        lignes = con.execute(
+            f"SELECT {', '.join('e.' + c for c in cols)} FROM etablissements e "
+            "JOIN demandes d USING (siret) WHERE e.millesime = ?", [m]).fetchall()
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        noms = {}
+        if "qpv" in tables:
+            noms = {c: (n, co) for c, n, co in con.execute(
+                "SELECT code_qp, nom_qp, communes FROM qpv WHERE millesime = ?", [m]
+            ).fetchall()}
+    finally:
+        con.close()
+    return {r[0]: dict(zip(cols, r)) for r in lignes}, meta, noms
+
+
+def _avertissements(meta: dict) -> list[str]:
+    av = [MARQUE_SYNTHETIQUE] if meta.get("synthetique") else []
+    return av + [a for a in meta.get("avertissements", []) if a not in av]
+
+
+def localiser_siret(base_path, siret: str, millesime: str | None = None,
+                    couche=None) -> dict:
+    """QPV of one establishment of the base (table ``etablissements``, read-only).
+
+    Parameters
+    ----------
+    base_path : path
+        The essqpv DuckDB base.
+    siret : str
+        14 digits (spaces are ignored).
+    millesime : str, optional
+        Vintage ``AAAA-MM``; the newest by default.
+    couche : optional
+        Other QPV contours: the establishment's coordinates from the base are then placed
+        again in them (otherwise the base's own answer is returned).
+
+    Returns
+    -------
+    dict
+        ``siret, millesime, geographie_qpv, perimetre, trouve, statut, etablissement,
+        lon, lat, source_coordonnees, qpv_code, qpv_nom, qpv_communes, dans_qpv,
+        qpv_code_<N>m, distance_qpv_m, sources, avertissements``.
+
+    Raises
+    ------
+    ParametreInvalide
+        The SIRET is not 14 digits.
+    BaseInvalide
+        Missing base or vintage.
+    """
+    s = _normaliser_siret(siret)
+    if _etat_siret(s):
+        raise ParametreInvalide(f"SIRET invalide : « {siret} » (14 chiffres attendus).")
+    lignes, meta, noms = _depuis_base(base_path, [s], millesime)
+    return _reponses_siret([s], lignes, meta, noms, couche)[0]
+
+
+def _reponses_siret(sirets: list[str], lignes: dict, meta: dict, noms: dict,
+                    couche) -> list[dict]:
+    recalcul = couche is not None
+    if recalcul:
+        index = index_qpv(couche)
+        tampon = int(meta.get("tampon_m") or 300)
+        geographie = index.couche.geographie
+        lon = np.array([(lignes.get(s) or {}).get("lon") or np.nan for s in sirets], float)
+        lat = np.array([(lignes.get(s) or {}).get("lat") or np.nan for s in sirets], float)
+        statut = np.array([None if s in lignes else "x" for s in sirets], dtype=object)
+        calc = _placer(lon, lat, statut, index, tampon)
+    else:
+        tampon = int(meta.get("tampon_m") or 300)
+        geographie = meta.get("geographie_qpv")
+    sources = [x for x in meta.get("sources", []) if isinstance(x, dict)]
+    reponses = []
+    for k, s in enumerate(sirets):
+        etat = _etat_siret(s)
+        ligne = lignes.get(s) if not etat else None
+        r: dict[str, Any] = {"siret": s, "millesime": meta["millesime"],
+                             "geographie_qpv": geographie, "perimetre": f"{tampon}m",
+                             "trouve": ligne is not None}
+        if ligne is None:
+            r.update(statut=etat or "siret_absent", etablissement=None, lon=None, lat=None,
+                     source_coordonnees=None, qpv_code=None, qpv_nom=None, qpv_communes=None,
+                     dans_qpv=None, **{f"qpv_code_{tampon}m": None}, distance_qpv_m=None)
+        else:
+            localise = bool(ligne.get("localise")) and ligne.get("lon") is not None
+            if recalcul:
+                code, tamp = calc["qpv_code"][k], calc[f"qpv_code_{tampon}m"][k]
+                dist = calc["distance_qpv_m"][k]
+                nom, communes = calc["qpv_nom"][k], calc["qpv_communes"][k]
+                statut_k = calc["statut"][k] if localise else None
+            else:
+                code, tamp, dist = ligne.get("qpv"), ligne.get("qpv_tampon"), \
+                    ligne.get("distance_qpv_m")
+                nom, communes = noms.get(code, (None, None)) if code else (None, None)
+                statut_k = "localise" if localise else None
+            r.update(
+                statut=statut_k or ligne.get("motif_non_localise") or "sans_coordonnees",
+                etablissement={c: ligne.get(c) for c in ("denomination", "enseigne", "famille",
+                                                         "adresse", "commune", "code_commune")
+                               if c in ligne},
+                lon=ligne.get("lon"), lat=ligne.get("lat"),
+                source_coordonnees=ligne.get("source_coordonnees"),
+                qpv_code=code, qpv_nom=nom, qpv_communes=communes,
+                dans_qpv=(code is not None) if localise else None,
+                **{f"qpv_code_{tampon}m": tamp},
+                distance_qpv_m=None if dist is None else round(float(dist), 1))
+        r["sources"] = sources
+        r["avertissements"] = _avertissements(meta)
+        reponses.append(r)
+    return reponses
+
+
+# --------------------------------------------------------------------------- files
+
+def _lire_csv(chemin: Path) -> tuple[pl.DataFrame, str]:
+    brut = chemin.read_bytes()
+    try:
+        texte = brut.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        texte = brut.decode("cp1252")
+    premiere = texte.split("\n", 1)[0]
+    separateur = max([";", ",", "\t", "|"], key=premiere.count)
+    if not premiere.strip():
+        raise FichierInvalide(f"{chemin.name} : fichier vide ou sans ligne d'en-tête.")
+    try:
+        df = pl.read_csv(texte.encode("utf-8"), separator=separateur, infer_schema=False,
+                         truncate_ragged_lines=True, raise_if_empty=False)
+    except pl.exceptions.PolarsError as exc:
+        raise FichierInvalide(f"{chemin.name} n'est pas un CSV lisible : "
+                              f"{str(exc).splitlines()[0]}") from None
+    return df, separateur
+
+
+def _lire_xlsx(chemin: Path) -> tuple[pl.DataFrame, list[list]]:
+    import openpyxl
+    try:
+        classeur = openpyxl.load_workbook(chemin, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile / openpyxl errors
+        raise FichierInvalide(f"{chemin.name} n'est pas un classeur Excel lisible : "
+                              f"{exc}") from None
+    feuille = classeur.worksheets[0]
+    lignes = [list(r) for r in feuille.iter_rows(values_only=True)]
+    classeur.close()
+    if not lignes:
+        raise FichierInvalide(f"{chemin.name} : feuille vide, ligne d'en-tête attendue.")
+    entete = [str(v) if v is not None else f"colonne_{i + 1}" for i, v in enumerate(lignes[0])]
+    corps = [(r + [None] * len(entete))[:len(entete)] for r in lignes[1:]]
+
+    def texte(v):
+        if v is None:
+            return None
+        if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return str(v)
+
+    df = pl.DataFrame({c: [texte(r[i]) for r in corps] for i, c in enumerate(entete)},
+                      schema={c: pl.String for c in entete})
+    return df, [entete] + corps
+
+
+def _trouver(colonnes: list[str], cle: str, impose: dict) -> str | None:
+    if impose.get(cle):
+        nom = impose[cle]
+        if nom not in colonnes:
+            raise ColonneManquante(f"Colonne « {nom} » absente (colonnes : "
+                                   f"{', '.join(colonnes)}).")
+        return nom
+    bas = {c.strip().lower(): c for c in colonnes}
+    return next((bas[n] for n in NOMS_COLONNES[cle] if n in bas), None)
+
+
+def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=None,
+                      tampon_m: int = 300, base=None, millesime: str | None = None,
+                      epsg: int | None = None,
+                      progression: Callable[[int, int], None] | None = None) -> dict:
+    """Add the QPV of every row of a CSV or XLSX file, keeping every row and column in order.
+
+    Parameters
+    ----------
+    entree : path
+        ``.csv`` (separator ``;``, ``,``, tab or ``|``, UTF-8 or Windows-1252) or ``.xlsx``
+        (first sheet, header on the first row).
+    sortie : path, optional
+        ``.csv`` or ``.xlsx``; by default ``<entree>_qpv.<ext>`` next to the input.
+    colonnes : dict, optional
+        Column names to use, keys ``siret``, ``lon``, ``lat``, ``x``, ``y``, ``epsg``.
+        Without it: ``longitude``/``latitude`` (or ``lon``/``lat``), then ``x``/``y``/``epsg``,
+        then ``siret``.
+    couche : optional
+        QPV contours (embedded 2015 geography by default).
+    tampon_m : int
+        Buffer perimeter in metres.
+    base, millesime : optional
+        The essqpv base, needed for a file of SIRET.
+    epsg : int, optional
+        CRS of ``x``/``y`` when the file has no ``epsg`` column.
+    progression : callable, optional
+        Called with (rows done, rows to place).
+
+    Returns
+    -------
+    dict
+        Summary: ``fichier, sortie, mode, colonnes, lignes, localisees, dans_qpv,
+        dans_tampon, perimetre, par_statut, geographie_qpv, contours, avertissements``.
+        Columns added to the file: ``qpv_code, qpv_nom, qpv_communes, dans_qpv`` (oui/non),
+        ``qpv_code_<N>m, distance_qpv_m, statut``.
+    """
+    tampon_m = _verifier_tampon(tampon_m)
+    entree = Path(entree)
+    if not entree.exists():
+        raise FichierIntrouvable(f"Fichier introuvable : {entree}.")
+    ext = entree.suffix.lower()
+    if ext not in (".csv", ".txt", ".tsv", ".xlsx"):
+        raise FichierInvalide(f"{entree.name} : format non pris en charge "
+                              f"({ext or 'sans extension'}) ; CSV ou XLSX attendu.")
+    sortie = Path(sortie) if sortie else entree.with_name(
+        f"{entree.stem}_qpv{'.xlsx' if ext == '.xlsx' else '.csv'}")
+    if sortie.suffix.lower() not in (".csv", ".xlsx"):
+        raise ParametreInvalide(f"Fichier de sortie {sortie.name} : extension .csv ou .xlsx "
+                                "attendue.")
+    if sortie.resolve() == entree.resolve():
+        raise ParametreInvalide(f"Le fichier de sortie doit être différent de l'entrée "
+                                f"({entree.name}).")
+    separateur, valeurs_xlsx = ";", None
+    if ext == ".xlsx":
+        df, valeurs_xlsx = _lire_xlsx(entree)
+    else:
+        df, separateur = _lire_csv(entree)
+    impose = colonnes or {}
+    noms = list(df.columns)
+    c_lon, c_lat = _trouver(noms, "lon", impose), _trouver(noms, "lat", impose)
+    c_x, c_y = _trouver(noms, "x", impose), _trouver(noms, "y", impose)
+    c_epsg, c_siret = _trouver(noms, "epsg", impose), _trouver(noms, "siret", impose)
+    n = df.height
+    statut = np.full(n, None, dtype=object)
+    avertissements: list[str] = []
+
+    def lire(col: str, libelle: str) -> np.ndarray:
+        v, etat = _nombres(df[col])
+        statut[(statut == None) & (etat == _VIDE)] = "sans_coordonnees"  # noqa: E711
+        statut[(statut == None) & (etat == _ND)] = "non_diffusible"  # noqa: E711
+        statut[(statut == None) & (etat != _OK)] = "coordonnees_invalides"  # noqa: E711
+        return v
+
+    if c_lon and c_lat and not (impose.get("siret") or impose.get("x")):
+        mode, utilisees = "lonlat", {"lon": c_lon, "lat": c_lat}
+        lon, lat = lire(c_lon, "longitude"), lire(c_lat, "latitude")
+        faux = (statut == None) & ((np.abs(lat) > 90) | (np.abs(lon) > 180))  # noqa: E711
+        statut[faux] = "coordonnees_invalides"
+    elif c_x and c_y and not impose.get("siret"):
+        mode, utilisees = "xy", {"x": c_x, "y": c_y}
+        x, y = lire(c_x, "x"), lire(c_y, "y")
+        if c_epsg:
+            utilisees["epsg"] = c_epsg
+            e, etat = _nombres(df[c_epsg], entier=True)
+            statut[(statut == None) & (etat != _OK)] = "coordonnees_invalides"  # noqa: E711
+            codes = np.where(np.isfinite(e), e, 0).astype(np.int64)
+        elif epsg is not None:
+            codes = np.full(n, int(epsg), dtype=np.int64)
+        else:
+            raise ColonneManquante(f"{entree.name} : colonne epsg absente ; précisez le système "
+                                   "de coordonnées de x/y (option --epsg, par exemple 2154).")
+        connus = {int(c): crs_connu(int(c)) for c in np.unique(codes)}
+        statut[(statut == None) & ~np.array([connus[int(c)] for c in codes],  # noqa: E711
+                                            dtype=bool)] = "coordonnees_invalides"
+        lon, lat, ok = vers_wgs84(x, y, np.where(statut == None, codes, 4326))  # noqa: E711
+        statut[(statut == None) & ~ok] = "hors_zone"  # noqa: E711
+    elif c_siret:
+        if base is None:
+            raise ParametreInvalide(f"{entree.name} contient des SIRET sans coordonnées : "
+                                    "précisez la base essqpv (option --base).")
+        mode, utilisees = "siret", {"siret": c_siret}
+        sirets = [_normaliser_siret(s) for s in df[c_siret].to_list()]
+        valides = [s for s in sirets if not _etat_siret(s)]
+        lignes, meta, noms_qpv = _depuis_base(base, valides, millesime)
+        rep = _reponses_siret(sirets, lignes, meta, noms_qpv, couche)
+        tampon_m = int(meta.get("tampon_m") or 300) if couche is None else tampon_m
+        avertissements = _avertissements(meta)
+        resultat = {k: [r[k] for r in rep] for k in colonnes_resultat(tampon_m)}
+        if progression is not None:
+            progression(n, n)
+        geographie = rep[0]["geographie_qpv"] if rep else meta.get("geographie_qpv")
+        contours = (provenance(couche)["contours"] if couche is not None
+                    else f"base {Path(base).name}, millésime {meta['millesime']}")
+    else:
+        raise ColonneManquante(
+            f"{entree.name} : aucune colonne reconnue (longitude/latitude, x/y/epsg ou siret "
+            f"attendues ; colonnes lues : {', '.join(noms)}).")
+    if mode != "siret":
+        index = index_qpv(couche)
+        resultat = _placer(lon, lat, statut, index, tampon_m, progression)
+        geographie, contours = index.couche.geographie, provenance(index)["contours"]
+    _ecrire(sortie, df, valeurs_xlsx, resultat, separateur, tampon_m)
+    statuts = resultat["statut"]
+    par_statut = {s: statuts.count(s) for s in STATUTS if statuts.count(s)}
+    return {
+        "fichier": str(entree), "sortie": str(sortie), "mode": mode, "colonnes": utilisees,
+        "lignes": n, "localisees": par_statut.get("localise", 0),
+        "dans_qpv": sum(1 for v in resultat["dans_qpv"] if v),
+        "dans_tampon": sum(1 for v in resultat[f"qpv_code_{tampon_m}m"] if v),
+        "perimetre": f"{tampon_m}m", "par_statut": par_statut, "geographie_qpv": geographie,
+        "contours": contours, "avertissements": avertissements,
+    }
+
+
+def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separateur: str,
+            tampon_m: int) -> None:
+    ajout = dict(resultat)
+    ajout["dans_qpv"] = [None if v is None else ("oui" if v else "non")
+                         for v in resultat["dans_qpv"]]
+    noms_ajout = list(ajout)
+    originales = [c for c in df.columns if c not in ajout]
+    sortie.parent.mkdir(parents=True, exist_ok=True)
+    if sortie.suffix.lower() == ".csv":
+        out = df.select(originales).with_columns(
+            [pl.Series(k, v, dtype=pl.Float64 if k == "distance_qpv_m" else pl.String)
+             for k, v in ajout.items()])
+        out.write_csv(sortie, separator=separateur, null_value="")
+        return
+    import xlsxwriter
+    with xlsxwriter.Workbook(str(sortie), {"constant_memory": True}) as classeur:
+        f = classeur.add_worksheet("qpv")
+        gras = classeur.add_format({"bold": True})
+        entete = originales + noms_ajout
+        f.write_row(0, 0, entete, gras)
+        f.freeze_panes(1, 0)
+        if valeurs_xlsx is not None:
+            indices = [valeurs_xlsx[0].index(c) for c in originales]
+            lignes = ([r[i] for i in indices] for r in valeurs_xlsx[1:])
+        else:
+            lignes = iter(df.select(originales).rows())
+        colonnes_ajout = [ajout[k] for k in noms_ajout]
+        for i, ligne in enumerate(lignes):
+            f.write_row(i + 1, 0, list(ligne) + [c[i] for c in colonnes_ajout])
+
