@@ -296,13 +296,14 @@ def _communes_tirage() -> dict:
     c = _communes_sirene().filter(pl.col("code_departement").is_in(list(deps))
                                   & (pl.col("population") > 0))
     p = c["population"].to_numpy().astype(float)
-    return {"code": c["code_commune"].to_numpy(), "dep": c["code_departement"].to_numpy(),
-            "poids": p / p.sum()}
+    deps, idep = np.unique(c["code_departement"].to_numpy().astype(str), return_inverse=True)
+    return {"code": c["code_commune"].to_numpy().astype("<U5"), "dep": deps[idep],
+            "idep": idep.ravel(), "deps": deps, "poids": p / p.sum()}
 
 
 @lru_cache(maxsize=None)
-def _communes_avec_qpv() -> frozenset:
-    return frozenset(_qpv()["commune"].tolist())
+def _communes_avec_qpv() -> np.ndarray:
+    return np.unique(_qpv()["commune"])
 
 
 @lru_cache(maxsize=None)
@@ -666,12 +667,12 @@ def _placer(rng, t: dict[str, np.ndarray], forcer: bool) -> None:
     iq_pres = rng.choice(len(q["code"]), size=proches.size, p=q["poids"])
     iproche = np.full(n, -1, dtype=np.int64)
     iproche[proches] = iq_pres
-    for i in np.unique(iq[en_qpv]):
-        rangs = en_qpv[iq[en_qpv] == i]
+    for i, j in _groupes(iq[en_qpv]):
+        rangs = en_qpv[j]
         x, y = _points_interieurs(rng, q["geom"][i], rangs.size)
         lon[rangs], lat[rangs] = x, y
-    for i in np.unique(iq_pres):
-        rangs = proches[iq_pres == i]
+    for i, j in _groupes(iq_pres):
+        rangs = proches[j]
         x, y = _points_proches(rng, q["geom"][i], rangs.size)
         lon[rangs], lat[rangs] = x, y
     commune[en_qpv] = q["commune"][iq[en_qpv]]
@@ -685,9 +686,9 @@ def _placer(rng, t: dict[str, np.ndarray], forcer: bool) -> None:
     commune[ailleurs] = c["code"][k]
     dep[ailleurs] = c["dep"][k]
     geoms = _departements()
-    for d in np.unique(dep[ailleurs]):
-        rangs = ailleurs[dep[ailleurs] == d]
-        x, y = _points_dans(rng, geoms[d], rangs.size)
+    for idep, j in _groupes(c["idep"][k]):
+        rangs = ailleurs[j]
+        x, y = _points_dans(rng, geoms[c["deps"][idep]], rangs.size)
         lon[rangs], lat[rangs] = x, y
     # Points outside QPV must really be outside (and near ones outside too) for ESS rows.
     a_verifier = np.flatnonzero(np.isin(t["zone"], ("hors", "pres")) & t["ess"])
@@ -756,7 +757,11 @@ def _unites(rng, t: dict[str, np.ndarray], siren_debut: int) -> tuple[dict, int]
     n = len(t["famille"])
     # Closed ESS establishments: half in closed legal units, half in active ones.
     unite_fermee = (t["etat"] == "F") & (rng.random(n) < 0.5)
-    cle = np.char.add(t["famille"].astype(str), np.where(unite_fermee, "|C", "|A"))
+    noms = list(_TAILLE_UNITE)
+    ifam = np.zeros(n, dtype=np.int64)
+    for j, f in enumerate(noms):
+        ifam[t["famille"] == f] = j
+    cle = 2 * ifam + unite_fermee
     ordre = np.lexsort((rng.random(n), cle))
     cle_o = cle[ordre]
     debuts = np.flatnonzero(np.r_[True, cle_o[1:] != cle_o[:-1]])
@@ -764,8 +769,7 @@ def _unites(rng, t: dict[str, np.ndarray], siren_debut: int) -> tuple[dict, int]
     unite = np.empty(n, dtype=np.int64)
     prochain = 0
     for a, b in zip(debuts, fins):
-        famille = cle_o[a].split("|")[0]
-        moyenne = _TAILLE_UNITE[famille]
+        moyenne = _TAILLE_UNITE[noms[cle_o[a] // 2]]
         tailles = rng.geometric(1 / moyenne, size=(b - a))
         bornes = np.cumsum(tailles)
         k = np.searchsorted(bornes, np.arange(b - a), side="right")
@@ -816,16 +820,34 @@ def _unites(rng, t: dict[str, np.ndarray], siren_debut: int) -> tuple[dict, int]
 def _s(a) -> pl.Series:
     """A text column from a numpy string array; ``""`` becomes null (an empty field).
 
-    Built through the distinct values (few in every column this is used for), which is
-    much faster than converting each string.
+    Built through the distinct values (few in every column this is used for): rows are
+    hashed on their raw UTF-32 code units, so no Python string is made per row.
     """
     a = np.asarray(a)
     if a.dtype.kind != "U":
         a = a.astype(str)
-    vocab, inverse = np.unique(a, return_inverse=True)
+    if a.size == 0:
+        return pl.Series([], dtype=pl.String)
+    largeur = max(a.dtype.itemsize // 4, 1)
+    a = np.ascontiguousarray(a.astype(f"<U{largeur}"))
+    unites = pl.DataFrame(a.view(np.uint32).reshape(-1, largeur))
+    cles = unites.hash_rows(seed=0).to_numpy()
+    _, premier, inverse = np.unique(cles, return_index=True, return_inverse=True)
+    vocab = a[premier]
     v = pl.Series(vocab.tolist(), dtype=pl.String)
-    v = v.scatter(np.flatnonzero(vocab == ""), None) if (vocab == "").any() else v
-    return v.gather(inverse.astype(np.int64))
+    if (vocab == "").any():
+        v = v.scatter(np.flatnonzero(vocab == ""), None)
+    return v.gather(inverse.astype(np.int64).ravel())
+
+
+def _groupes(cles: np.ndarray):
+    """(key, row indices) for each distinct integer key, via one stable sort."""
+    ordre = np.argsort(cles, kind="stable")
+    triees = cles[ordre]
+    coupures = np.flatnonzero(triees[1:] != triees[:-1]) + 1
+    for morceau in np.split(ordre, coupures):
+        if morceau.size:
+            yield cles[morceau[0]], morceau
 
 
 def _dates(rng, n: int, debut: str, fin: str) -> np.ndarray:
