@@ -18,6 +18,11 @@ def _perimetre(texte: str) -> int:
     return int(m.group(1))
 
 
+def _n(v: int) -> str:
+    """French thousands separator (narrow no-break space)."""
+    return f"{v:,}".replace(",", "\u202f")
+
+
 def _texte_resultat(r: dict, tampon_m: int) -> list[str]:
     cle = f"qpv_code_{tampon_m}m"
     statut = r.get("statut")
@@ -103,9 +108,10 @@ def register(app: typer.Typer) -> None:
             colonnes = {k: v for k, v in {"siret": colonne_siret, "lon": colonne_lon,
                                           "lat": colonne_lat, "x": colonne_x, "y": colonne_y,
                                           "epsg": colonne_epsg}.items() if v}
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-            with Progress(TextColumn("Localisation"), BarColumn(),
-                          TextColumn("{task.completed:,}/{task.total:,} lignes"),
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+            with Progress(TextColumn("Localisation"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("lignes"),
                           TimeElapsedColumn(), console=console, transient=True) as barre:
                 tache = barre.add_task("localiser", total=None)
 
@@ -119,10 +125,10 @@ def register(app: typer.Typer) -> None:
                 sortie.print(json_texte(resume), highlight=False, soft_wrap=True)
                 return
             p = resume["par_statut"]
-            sortie.print(f"{resume['lignes']:,} lignes lues dans {fichier.name} "
+            sortie.print(f"{_n(resume['lignes'])} lignes lues dans {fichier.name} "
                          f"(colonnes {', '.join(resume['colonnes'].values())}) ; "
-                         f"{resume['localisees']:,} localisées, {resume['dans_qpv']:,} dans un "
-                         f"QPV, {resume['dans_tampon']:,} à moins de {tampon} m.".replace(",", " "),
+                         f"{_n(resume['localisees'])} localisées, {_n(resume['dans_qpv'])} dans "
+                         f"un QPV, {_n(resume['dans_tampon'])} à moins de {tampon} m.",
                          highlight=False)
             autres = {k: v for k, v in p.items() if k != "localise"}
             if autres:
