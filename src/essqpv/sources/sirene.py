@@ -295,6 +295,7 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     parquet.parent.mkdir(parents=True, exist_ok=True)
     propre = con is None
     con = con or duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
         choix = ", ".join(
