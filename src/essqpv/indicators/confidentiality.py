@@ -23,6 +23,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import null_space
 from scipy.optimize import linprog
 
 from essqpv.config import Confidentialite, confidentialite
@@ -34,11 +35,11 @@ __all__ = [
     "TOTAL",
     "Cellule",
     "agreger",
-    "secret_primaire",
+    "parts_publiees",
     "proteger",
     "proteger_tableau",
     "recuperables",
-    "parts_publiees",
+    "secret_primaire",
 ]
 
 PRIMAIRE = "primaire"
@@ -253,6 +254,7 @@ def recuperables(
     cellules: Mapping[Hashable, Cellule],
     groupes: Sequence[Groupe],
     statuts: Mapping[Hashable, str | None],
+    methode: str = "auto",
 ) -> set[Hashable]:
     """Suppressed cells whose headcount can be computed exactly from what is published.
 
@@ -264,8 +266,11 @@ def recuperables(
 
     An exact fast path first solves every group that has a single unknown cell, and propagates
     (substitution, no arithmetic needed: the answer is structural). The remaining suppressed
-    cells are decided with two linear programs each (``scipy.optimize.linprog``, HiGHS), skipped
-    when an earlier optimum already showed two different feasible values for the cell.
+    cells are decided at once by the directions in which the true table can move (one linear
+    program, ``scipy.optimize.linprog`` with HiGHS, finds the empty-valued cells that must stay at
+    0; a null space does the rest), or, with ``methode="lp"``, by two linear programs per cell
+    (its minimum and maximum), skipped when an earlier optimum already showed two different
+    feasible values for the cell. Both give the same answer (a property test checks it).
 
     Parameters
     ----------
@@ -275,6 +280,8 @@ def recuperables(
         The additive constraints.
     statuts : mapping key -> str or None
         A cell is suppressed when its status is truthy (``"primaire"``, ``"secondaire"``).
+    methode : {"auto", "lp"}, default "auto"
+        ``"lp"``: min and max of every remaining cell by linear programming (slower reference).
 
     Returns
     -------
@@ -339,6 +346,11 @@ def recuperables(
     bornes = [(0.0, None)] * len(variables)
 
     tolerance = _TOLERANCE_RELATIVE
+    if methode == "auto":
+        reelles = np.array([cellules[k].effectif / echelle for k in variables])
+        return determinees | _immobiles(variables, a_eq, reelles <= tolerance)
+    if methode != "lp":
+        raise ParametreInvalide(f"Audit du secret : méthode inconnue {methode!r} (auto ou lp).")
     vus_min = np.full(len(variables), np.inf)
     vus_max = np.full(len(variables), -np.inf)
 
@@ -369,6 +381,43 @@ def recuperables(
         if len(extremes) == 2 and extremes[1] - extremes[0] < tolerance:
             resultat.add(cle)
     return resultat
+
+
+def _immobiles(variables: list[Hashable], a_eq: np.ndarray, nuls: np.ndarray) -> set[Hashable]:
+    """Cells that no feasible table moves away from the true one (one LP at most).
+
+    The feasible tables form a convex polyhedron P = {x >= 0, A x = b} containing the true
+    table x*. A cell is constant on P iff every feasible direction d from x* has d_i = 0. The
+    feasible directions form the cone C = {A d = 0, d_j >= 0 where x*_j = 0}. One LP finds the
+    zero cells J that C keeps at 0 (maximise sum t_j, 0 <= t_j <= 1, t_j <= d_j: at the optimum
+    t_j = 1 exactly for the cells C can raise). C then spans L = {A d = 0, d_J = 0}, so a cell
+    is constant iff its row in a basis of L's null space is 0.
+    """
+    n = len(variables)
+    zeros = np.flatnonzero(nuls)
+    forcees = np.zeros(n, dtype=bool)
+    if zeros.size:
+        m = zeros.size
+        # variables [d (n), t (m)]: A d = 0 ; t_j - d_j <= 0
+        a_eq_cone = np.hstack([a_eq, np.zeros((a_eq.shape[0], m))])
+        a_ub = np.zeros((m, n + m))
+        a_ub[np.arange(m), zeros] = -1.0
+        a_ub[np.arange(m), n + np.arange(m)] = 1.0
+        objectif = np.concatenate([np.zeros(n), -np.ones(m)])
+        bornes = [(None, None)] * n + [(0.0, 1.0)] * m
+        res = linprog(objectif, A_ub=a_ub, b_ub=np.zeros(m), A_eq=a_eq_cone,
+                      b_eq=np.zeros(a_eq.shape[0]), bounds=bornes, method="highs")
+        if res.status != 0:
+            raise EssqpvError(
+                f"Audit du secret statistique : le programme linéaire n'a pas abouti ({res.message})."
+            )
+        forcees[zeros[res.x[n:] < 0.5]] = True
+    contraintes = np.vstack([a_eq, np.eye(n)[forcees]]) if forcees.any() else a_eq
+    noyau = null_space(contraintes)
+    if noyau.shape[1] == 0:
+        return set(variables)
+    mobiles = np.abs(noyau).max(axis=1) > 1e-9
+    return {k for k, mobile in zip(variables, mobiles) if not mobile}
 
 
 # --------------------------------------------------------------------------------------------
