@@ -347,8 +347,9 @@ def test_csv_windows_1252(tmp_path):
 # --------------------------------------------------------------------------- enrichment
 
 def test_rattachement_par_siret(base):
-    avant = duckdb.connect(str(base)).execute(
-        "SELECT * FROM etablissements ORDER BY millesime").fetchall()
+    con = duckdb.connect(str(base))
+    avant = con.execute("SELECT * FROM etablissements ORDER BY millesime").fetchall()
+    con.close()
     s = annuaire.importer(base, CSV_VALIDE)
     assert (s["acceptees"], s["nouvelles"], s["mises_a_jour"]) == (5, 5, 0)
     assert (s["rattachees_siret"], s["millesime_base"]) == (1, "2024-01")
@@ -365,7 +366,7 @@ def test_rattachement_par_siret(base):
     assert "effectif" not in c  # the employment file's headcount is never copied
     a = par_nom["Accorderie de test"]
     assert (a["rattachement"], a["motif_rattachement"]) == (None, "sans coordonnées")
-    con = duckdb.connect(str(base))
+    con = duckdb.connect(str(base), read_only=True)
     apres = con.execute("SELECT * FROM etablissements ORDER BY millesime").fetchall()
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     assert apres == avant
@@ -402,11 +403,12 @@ def test_rattachement_par_coordonnees(base):
     par_nom = {i["nom"]: i for i in annuaire.lister(base)}
     e = par_nom["Épicerie solidaire du Bourget"]
     assert (e["qpv"], e["rattachement"], e["famille"]) == ("QP093001", "coordonnees", None)
-    assert e["motif_rattachement"] == "QPV par coordonnées (périmètre strict)"
+    assert e["motif_rattachement"] == "QPV par coordonnées (périmètre strict, géographie 2015)"
     c = par_nom["CIDFF test"]  # SIRET not in the base: falls back on its coordinates
     assert (c["qpv"], c["rattachement"]) == (None, "coordonnees")
     assert c["motif_rattachement"] == ("SIRET absent de la base (hors périmètre ESS ou base "
-                                       "absente) ; coordonnées hors QPV (périmètre strict)")
+                                       "absente) ; coordonnées hors QPV (périmètre strict, "
+                                       "géographie 2015)")
     assert [i["nom"] for i in annuaire.lister(base, "QPV:QP093001")] == [
         "Épicerie solidaire du Bourget"]
     g = annuaire.importer(base, GOGOCARTO)
