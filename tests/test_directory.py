@@ -15,8 +15,14 @@ import essqpv.directory as annuaire
 from essqpv.directory import _reference
 from essqpv.directory.modele import choisir_modele, deduire_modele, parts_ressources
 from essqpv.directory.schema import MOTIFS, alias_colonnes, siret_valide
-from essqpv.errors import (BaseInvalide, ColonneManquante, FichierIntrouvable, FichierInvalide,
-                           ParametreInvalide, TerritoireInconnu)
+from essqpv.errors import (
+    BaseInvalide,
+    ColonneManquante,
+    FichierIntrouvable,
+    FichierInvalide,
+    ParametreInvalide,
+    TerritoireInconnu,
+)
 
 DONNEES = Path(__file__).resolve().parent / "data" / "initiatives"
 CSV_VALIDE = DONNEES / "initiatives.csv"
@@ -434,7 +440,7 @@ def test_reimport_remplace(base):
 
 def test_lister_par_territoire(base):
     annuaire.importer(base, CSV_VALIDE)
-    noms = lambda t: sorted(i["nom"] for i in annuaire.lister(base, t))  # noqa: E731
+    noms = lambda t: sorted(i["nom"] for i in annuaire.lister(base, t))
     assert len(noms(None)) == len(noms("FR")) == len(noms("METRO")) == 5
     assert noms("DEP:93") == ["Coopérative jeunesse Nord", "Épicerie solidaire du Bourget"]
     assert noms("REG:11") == ["Accorderie de test", "CIDFF test", "Coopérative jeunesse Nord",
@@ -478,7 +484,7 @@ def test_aller_retour(tmp_path, fmt):
     if fmt == "xlsx":
         import openpyxl
 
-        lire = lambda p: list(openpyxl.load_workbook(p)["initiatives"].values)  # noqa: E731
+        lire = lambda p: list(openpyxl.load_workbook(p)["initiatives"].values)
         assert lire(export1) == lire(export2)
     else:
         assert export1.read_bytes() == export2.read_bytes()

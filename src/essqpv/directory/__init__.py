@@ -9,18 +9,46 @@ directory), :func:`modeles` (the seed deck's table of the three models),
 from __future__ import annotations
 
 from essqpv.directory import _reference
-from essqpv.directory.annuaire import (COLONNES_EXPORT, ResultatValidation, annuaire_initial,
-                                       exporter, importer, importer_annuaire_initial, lister,
-                                       valider)
+from essqpv.directory.annuaire import (
+    COLONNES_EXPORT,
+    ResultatValidation,
+    annuaire_initial,
+    exporter,
+    importer,
+    importer_annuaire_initial,
+    lister,
+    valider,
+)
 from essqpv.directory.modele import choisir_modele, deduire_modele, parts_ressources
-from essqpv.directory.relais import (SOURCE_RELAIS, importer_relais, lire_relais,
-                                     relais_adultes, relais_par_departement)
+from essqpv.directory.relais import (
+    SOURCE_RELAIS,
+    importer_relais,
+    lire_relais,
+    relais_adultes,
+    relais_par_departement,
+)
 
-__all__ = ["valider", "importer", "lister", "exporter", "modeles", "categories",
-           "deduire_modele", "choisir_modele", "parts_ressources", "annuaire_initial",
-           "importer_annuaire_initial", "importer_relais", "relais_par_departement",
-           "relais_adultes", "lire_relais", "SOURCE_RELAIS", "COLONNES_EXPORT",
-           "ResultatValidation", "SOURCE_WEBINAIRE"]
+__all__ = [
+    "COLONNES_EXPORT",
+    "SOURCE_RELAIS",
+    "SOURCE_WEBINAIRE",
+    "ResultatValidation",
+    "annuaire_initial",
+    "categories",
+    "choisir_modele",
+    "deduire_modele",
+    "exporter",
+    "importer",
+    "importer_annuaire_initial",
+    "importer_relais",
+    "lire_relais",
+    "lister",
+    "modeles",
+    "parts_ressources",
+    "relais_adultes",
+    "relais_par_departement",
+    "valider",
+]
 
 #: The seed deck, source of the models table, the categories and the starter directory.
 SOURCE_WEBINAIRE = ("Webinaire ANCT / ESS France / RTES « L'ESS dans les quartiers prioritaires "

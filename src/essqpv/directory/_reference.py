@@ -8,11 +8,21 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
-__all__ = ["lire_csv", "normaliser", "cle_colonne", "schema", "categories", "axes",
-           "modeles", "ressources", "regles_modele", "emprises"]
+__all__ = [
+    "axes",
+    "categories",
+    "cle_colonne",
+    "emprises",
+    "lire_csv",
+    "modeles",
+    "normaliser",
+    "regles_modele",
+    "ressources",
+    "schema",
+]
 
 
 def lire_csv(nom: str) -> list[dict]:
@@ -40,43 +50,43 @@ def cle_colonne(texte: str) -> str:
     return normaliser(texte).lower().replace(" ", "_")
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> tuple[dict, ...]:
     """The fields of an initiative (``schema.csv``), in order."""
     return tuple(lire_csv("schema.csv"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def categories() -> tuple[dict, ...]:
     """The categories of the seed deck with their axis (``categories.csv``)."""
     return tuple(lire_csv("categories.csv"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def axes() -> dict[str, str]:
     """Axis code → label, in the deck's order."""
     return {r["axe"]: r["libelle_axe"] for r in categories()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def modeles() -> tuple[dict, ...]:
     """The seed deck's table of the three socio-economic models (``modeles.csv``)."""
     return tuple(lire_csv("modeles.csv"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ressources() -> tuple[dict, ...]:
     """Resource columns, their group and their conversion to euros (``ressources_modele.csv``)."""
     return tuple(lire_csv("ressources_modele.csv"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def regles_modele() -> tuple[dict, ...]:
     """Threshold rules of the model, in order (``regles_modele.csv``)."""
     return tuple(sorted(lire_csv("regles_modele.csv"), key=lambda r: int(r["ordre"])))
 
 
-@lru_cache(maxsize=None)
+@cache
 def emprises() -> tuple[dict, ...]:
     """Bounding boxes of France and its overseas territories (``emprises_france.csv``)."""
     return tuple(lire_csv("emprises_france.csv"))

@@ -9,19 +9,28 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 from essqpv.config import MARQUE_SYNTHETIQUE
-from essqpv.directory._reference import axes, categories, lire_csv, modeles, normaliser, schema
+from essqpv.directory._reference import axes, categories, lire_csv, modeles, schema
 from essqpv.directory.lecture import Lecture, format_de, lire_fichier
-from essqpv.directory.schema import CHAMPS, MOTIFS, valider_enregistrement
-from essqpv.errors import BaseInvalide, ParametreInvalide, TerritoireInconnu
+from essqpv.directory.schema import CHAMPS, valider_enregistrement
+from essqpv.errors import BaseInvalide, TerritoireInconnu
 
-__all__ = ["ResultatValidation", "valider", "importer", "lister", "exporter",
-           "annuaire_initial", "importer_annuaire_initial", "COLONNES_EXPORT"]
+__all__ = [
+    "COLONNES_EXPORT",
+    "ResultatValidation",
+    "annuaire_initial",
+    "exporter",
+    "importer",
+    "importer_annuaire_initial",
+    "lister",
+    "valider",
+]
 
 _TYPES_SQL = {"texte": "VARCHAR", "siret": "VARCHAR", "commune": "VARCHAR", "url": "VARCHAR",
               "nombre": "DOUBLE", "montant": "DOUBLE", "entier": "INTEGER", "modele": "INTEGER",
@@ -232,8 +241,8 @@ def qpv_par_coordonnees(lon: list[float], lat: list[float]) -> list[str | None] 
     except ImportError:
         return None
     codes = index.strict(np.asarray(lon, dtype="float64"), np.asarray(lat, dtype="float64"))
-    return [None if c is None or c == "" or (isinstance(c, float) and c != c) else str(c)
-            for c in list(codes)]
+    return [None if c is None or c == "" or (isinstance(c, float) and math.isnan(c))
+            else str(c) for c in list(codes)]
 
 
 def enrichir(initiatives: list[dict], con=None) -> dict:

@@ -17,7 +17,7 @@ from essqpv.directory._reference import cle_colonne, schema
 from essqpv.directory.schema import alias_colonnes
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide, ParametreInvalide
 
-__all__ = ["Lecture", "lire_fichier", "FORMATS"]
+__all__ = ["FORMATS", "Lecture", "lire_fichier"]
 
 FORMATS = ("csv", "xlsx", "json")
 _CALCULES = {cle_colonne(r["champ"]) for r in schema() if r["role"] == "calcule"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from essqpv.directory._reference import regles_modele, ressources
 
-__all__ = ["deduire_modele", "parts_ressources", "choisir_modele"]
+__all__ = ["choisir_modele", "deduire_modele", "parts_ressources"]
 
 
 def _pct(x: float) -> str:

@@ -18,8 +18,14 @@ import polars as pl
 from essqpv.directory.schema import siret_valide
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
 
-__all__ = ["lire_relais", "relais_adultes", "importer_relais", "relais_par_departement",
-           "SOURCE_RELAIS", "COLONNES_RELAIS"]
+__all__ = [
+    "COLONNES_RELAIS",
+    "SOURCE_RELAIS",
+    "importer_relais",
+    "lire_relais",
+    "relais_adultes",
+    "relais_par_departement",
+]
 
 COLONNES_RELAIS = ("id_poste", "siret", "raison_sociale", "annee", "montant", "code_cv",
                    "departement", "region")

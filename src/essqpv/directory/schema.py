@@ -11,12 +11,26 @@ import math
 import re
 from functools import lru_cache
 
-from essqpv.directory._reference import (axes, categories, cle_colonne, emprises, normaliser,
-                                         ressources, schema)
+from essqpv.directory._reference import (
+    axes,
+    categories,
+    cle_colonne,
+    emprises,
+    normaliser,
+    ressources,
+    schema,
+)
 from essqpv.directory.modele import choisir_modele
 
-__all__ = ["CHAMPS_SAISIE", "CHAMPS", "alias_colonnes", "valider_enregistrement", "siret_valide",
-           "identifiant_calcule", "MOTIFS"]
+__all__ = [
+    "CHAMPS",
+    "CHAMPS_SAISIE",
+    "MOTIFS",
+    "alias_colonnes",
+    "identifiant_calcule",
+    "siret_valide",
+    "valider_enregistrement",
+]
 
 CHAMPS: tuple[str, ...] = tuple(r["champ"] for r in schema())
 CHAMPS_SAISIE: tuple[str, ...] = tuple(r["champ"] for r in schema() if r["role"] == "saisie")
@@ -76,7 +90,7 @@ def siret_valide(siret: str) -> bool:
 
 def identifiant_calcule(nom_normalise: str, commune: str | None) -> str:
     """Stable identifier from the normalised name and the commune (code or normalised name)."""
-    cle = f"{nom_normalise}|{commune or ''}".encode("utf-8")
+    cle = f"{nom_normalise}|{commune or ''}".encode()
     return "INI-" + hashlib.sha1(cle).hexdigest()[:12]
 
 
@@ -98,9 +112,9 @@ def _code(v, largeur: int) -> str | None:
     """A code that a spreadsheet may have turned into a number (leading zeros lost)."""
     if isinstance(v, bool):
         return _texte(v)
-    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
-        if float(v).is_integer():
-            return str(int(v)).zfill(largeur)
+    if (isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+            and float(v).is_integer()):
+        return str(int(v)).zfill(largeur)
     t = _texte(v)
     return re.sub(r"[\s\u00a0\u202f.]", "", t) if t else None
 
@@ -195,7 +209,7 @@ def _index_communes() -> tuple[dict, dict]:
 
 
 def _departements_du_code_postal(cp: str) -> set[str]:
-    if cp.startswith("97") or cp.startswith("98"):
+    if cp.startswith(("97", "98")):
         return {cp[:3]}
     if cp.startswith("20"):
         return {"2A", "2B"}
@@ -319,10 +333,10 @@ def valider_enregistrement(brut: dict, strict_categories: bool = True
 
     url = _texte(brut.get("site_web"))
     if url:
-        if re.fullmatch(r"www\.[^\s]+\.[^\s]+", url, flags=re.I):
+        if re.fullmatch(r"www\.[^\s]+\.[^\s]+", url, flags=re.IGNORECASE):
             url = "https://" + url
             avert.append(f"site_web : « https:// » ajouté devant « {url[8:]} »")
-        if not re.fullmatch(r"https?://[^\s/]+\.[^\s]+", url, flags=re.I):
+        if not re.fullmatch(r"https?://[^\s/]+\.[^\s]+", url, flags=re.IGNORECASE):
             err.append(("url_invalide", f"site_web « {url} » : adresse http:// ou https:// attendue"))
     out["site_web"] = url
 
