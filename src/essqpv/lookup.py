@@ -26,8 +26,8 @@ import polars as pl
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
 from essqpv.errors import (ColonneManquante, FichierIntrouvable, FichierInvalide,
                            ParametreInvalide)
-from essqpv.placement import (DISTANCE_MAX_M, IndexQPV, _nombres, crs_connu, vers_wgs84,
-                              _ND, _OK, _VIDE)
+from essqpv.placement import (DISTANCE_MAX_M, IndexQPV, _nombres, crs_connu,
+                              ordre_par_longitude, vers_wgs84, _ND, _OK, _VIDE)
 from essqpv.sources.qpv import CoucheQPV, lire_qpv
 
 __all__ = ["localiser_points", "localiser_xy", "localiser_siret", "localiser_fichier",
@@ -139,9 +139,10 @@ def _placer(lon: np.ndarray, lat: np.ndarray, statut: np.ndarray, index: IndexQP
     for debut in range(0, max(len(lignes), 1), _TAILLE_LOT):
         lot = lignes[debut:debut + _TAILLE_LOT]
         if len(lot):
-            s = index.strict_indices(lon[lot], lat[lot])
-            p, d = index.proches_indices(lon[lot], lat[lot],
-                                         max(tampon_m, DISTANCE_MAX_M), s)
+            x, y = lon[lot], lat[lot]
+            o = ordre_par_longitude(x, y)
+            s = index.strict_indices(x, y, o)
+            p, d = index.proches_indices(x, y, max(tampon_m, DISTANCE_MAX_M), s, o)
             strict[lot], proche[lot], distance[lot] = s, p, d
         if progression is not None:
             progression(min(debut + _TAILLE_LOT, len(lignes)), len(lignes))

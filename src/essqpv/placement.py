@@ -19,7 +19,8 @@ import shapely
 from essqpv.config import Reglages
 from essqpv.sources.qpv import CoucheQPV
 
-__all__ = ["vers_wgs84", "IndexQPV", "localiser_etablissements", "DISTANCE_MAX_M",
+__all__ = ["vers_wgs84", "IndexQPV", "localiser_etablissements", "ordre_par_longitude",
+           "DISTANCE_MAX_M",
            "MOTIFS_NON_LOCALISE"]
 
 #: Distance search limit of ``distance_qpv_m``: beyond it the distance is null.
@@ -111,6 +112,12 @@ def vers_wgs84(x, y, epsg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- index
 
+def ordre_par_longitude(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Indices of the finite points, sorted by longitude (shared by strict and buffer)."""
+    fini = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
+    return fini[np.argsort(lon[fini])]
+
+
 class IndexQPV:
     """Spatial index of a QPV layer, built once, queried many times.
 
@@ -152,16 +159,19 @@ class IndexQPV:
         return len(self.codes)
 
     # -- strict ---------------------------------------------------------------
-    def strict_indices(self, lon, lat) -> np.ndarray:
-        """Index of the QPV covering each point (-1 for none); see :meth:`strict`."""
+    def strict_indices(self, lon, lat, ordre: np.ndarray | None = None) -> np.ndarray:
+        """Index of the QPV covering each point (-1 for none); see :meth:`strict`.
+
+        ``ordre`` (from :func:`ordre_par_longitude`) saves a sort when given.
+        """
         lon = np.asarray(lon, dtype=float).ravel()
         lat = np.asarray(lat, dtype=float).ravel()
         resultat = np.full(lon.shape, -1, dtype=np.int64)
         self.multiples = 0
-        fini = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
-        if len(fini) == 0:
+        if ordre is None:
+            ordre = ordre_par_longitude(lon, lat)
+        if len(ordre) == 0:
             return resultat
-        ordre = fini[np.argsort(lon[fini], kind="stable")]
         xs, ys = lon[ordre], lat[ordre]
         b = self._boites
         debut = np.searchsorted(xs, b[:, 0], side="left")
@@ -218,8 +228,8 @@ class IndexQPV:
         return sortie
 
     # -- buffer ---------------------------------------------------------------
-    def proches_indices(self, lon, lat, metres: float,
-                        strict_idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def proches_indices(self, lon, lat, metres: float, strict_idx: np.ndarray | None = None,
+                        ordre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Nearest QPV within ``metres`` of each point: (index or -1, distance in m or NaN).
 
         Distances are measured in the metric CRS of the QPV's territory; a point inside
@@ -227,14 +237,15 @@ class IndexQPV:
         """
         lon = np.asarray(lon, dtype=float).ravel()
         lat = np.asarray(lat, dtype=float).ravel()
+        if ordre is None:
+            ordre = ordre_par_longitude(lon, lat)
         if strict_idx is None:
-            strict_idx = self.strict_indices(lon, lat)
+            strict_idx = self.strict_indices(lon, lat, ordre)
         idx = strict_idx.copy()
         dist = np.where(idx >= 0, 0.0, np.nan)
-        libres = np.flatnonzero((idx < 0) & np.isfinite(lon) & np.isfinite(lat))
-        if len(libres) == 0 or metres < 0:
+        ordre = ordre[idx[ordre] < 0]  # still sorted by longitude
+        if len(ordre) == 0 or metres < 0:
             return idx, dist
-        ordre = libres[np.argsort(lon[libres], kind="stable")]
         xs, ys = lon[ordre], lat[ordre]
         # boxes widened by `metres` in degrees, on the safe side (x 1.02 + 1e-6°)
         b = self._boites
@@ -515,9 +526,10 @@ def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 
         lon[a_convertir[ok]] = lo[ok]
         lat[a_convertir[ok]] = la[ok]
     place = motif == 0
-    strict_idx = index.strict_indices(lon, lat)
+    ordre = ordre_par_longitude(lon, lat)
+    strict_idx = index.strict_indices(lon, lat, ordre)
     rayon = max(int(tampon_m), int(distance_max_m))
-    proche_idx, distance = index.proches_indices(lon, lat, rayon, strict_idx)
+    proche_idx, distance = index.proches_indices(lon, lat, rayon, strict_idx, ordre)
     tampon_idx = np.where(distance <= tampon_m, proche_idx, -1)
     source[~place] = 0
     noms_motifs = {0: None, **{i + 1: m for i, m in enumerate(MOTIFS_NON_LOCALISE)}}
