@@ -23,7 +23,6 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import null_space
 from scipy.optimize import linprog
 
 from essqpv.config import Confidentialite, confidentialite
@@ -391,7 +390,8 @@ def _immobiles(variables: list[Hashable], a_eq: np.ndarray, nuls: np.ndarray) ->
     feasible directions form the cone C = {A d = 0, d_j >= 0 where x*_j = 0}. One LP finds the
     zero cells J that C keeps at 0 (maximise sum t_j, 0 <= t_j <= 1, t_j <= d_j: at the optimum
     t_j = 1 exactly for the cells C can raise). C then spans L = {A d = 0, d_J = 0}, so a cell
-    is constant iff its row in a basis of L's null space is 0.
+    i is constant iff L is orthogonal to e_i, i.e. e_i lies in the row space of the constraints
+    [A; e_J]: its squared projection on an orthonormal basis of that row space is 1.
     """
     n = len(variables)
     zeros = np.flatnonzero(nuls)
@@ -412,12 +412,14 @@ def _immobiles(variables: list[Hashable], a_eq: np.ndarray, nuls: np.ndarray) ->
                 f"Audit du secret statistique : le programme linéaire n'a pas abouti ({res.message})."
             )
         forcees[zeros[res.x[n:] < 0.5]] = True
-    contraintes = np.vstack([a_eq, np.eye(n)[forcees]]) if forcees.any() else a_eq
-    noyau = null_space(contraintes)
-    if noyau.shape[1] == 0:
-        return set(variables)
-    mobiles = np.abs(noyau).max(axis=1) > 1e-9
-    return {k for k, mobile in zip(variables, mobiles) if not mobile}
+    fixations = np.zeros((int(forcees.sum()), n))
+    fixations[np.arange(fixations.shape[0]), np.flatnonzero(forcees)] = 1.0
+    contraintes = np.vstack([a_eq, fixations])
+    _, valeurs_singulieres, vt = np.linalg.svd(contraintes, full_matrices=False)
+    seuil = valeurs_singulieres.max(initial=0.0) * max(contraintes.shape) * np.finfo(float).eps
+    base = vt[: int((valeurs_singulieres > seuil).sum())]
+    projection = (base**2).sum(axis=0)
+    return {k for k, p in zip(variables, projection) if p > 1 - 1e-9}
 
 
 # --------------------------------------------------------------------------------------------
