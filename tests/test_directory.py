@@ -674,3 +674,45 @@ def test_cli_erreur_en_une_ligne(tmp_path, capsys, monkeypatch):
         main()
     assert fin.value.code == 1
     assert "Erreur :" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- real base
+
+def test_sur_la_base_de_demonstration(tmp_path, base_demo):
+    """The builder's real base: attach by SIRET and by coordinates, agreeing on the QPV."""
+    import shutil
+
+    from essqpv.config import MARQUE_SYNTHETIQUE
+
+    base = tmp_path / "demo.duckdb"
+    shutil.copyfile(base_demo, base)
+    con = duckdb.connect(str(base), read_only=True)
+    etabs = con.execute(
+        "SELECT siret, famille, qpv, qpv_tampon, lon, lat, commune FROM etablissements "
+        "WHERE qpv IS NOT NULL AND lon IS NOT NULL ORDER BY siret LIMIT 3").fetchall()
+    total = con.execute("SELECT count(*) FROM etablissements").fetchone()[0]
+    con.close()
+    assert len(etabs) == 3
+    p = tmp_path / "demo.csv"
+    with p.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["nom", "siret", "longitude", "latitude"])
+        for k, (siret, _, _, _, lon, lat, _) in enumerate(etabs):
+            w.writerow([f"Par SIRET {k}", siret, "", ""])
+            w.writerow([f"Par coordonnées {k}", "", lon, lat])
+    s = annuaire.importer(base, p)
+    assert (s["acceptees"], s["rattachees_siret"], s["rattachees_coordonnees"], s["en_qpv"],
+            s["base_synthetique"]) == (6, 3, 3, 6, True)
+    par_nom = {i["nom"]: i for i in annuaire.lister(base)}
+    for k, (siret, famille, qpv, qpv_tampon, _, _, commune) in enumerate(etabs):
+        a, b = par_nom[f"Par SIRET {k}"], par_nom[f"Par coordonnées {k}"]
+        assert (a["famille"], a["qpv"], a["qpv_tampon"], a["commune"]) == (
+            famille, qpv, qpv_tampon, commune)
+        assert a["motif_rattachement"].endswith(MARQUE_SYNTHETIQUE)
+        assert b["qpv"] == qpv  # the same placement module decided both
+    con = duckdb.connect(str(base), read_only=True)
+    assert con.execute("SELECT count(*) FROM etablissements").fetchone()[0] == total
+    con.close()
+    r = annuaire.importer_relais(base)
+    assert (r["postes"], r["employeurs"], r["millesime_base"]) == (5416, 2839, "2024-01")
+    assert sum(x["postes"] for x in annuaire.relais_par_departement(base)) == 5416
