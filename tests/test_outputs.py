@@ -177,17 +177,16 @@ def test_html_structure_et_marques_secret():
     assert secteurs[0] == ["Secteur", "Salariés en QPV", "Part en QPV", "Part en France",
                            "Écart (points)"]
     par_secteur = {r[0]: r[1:] for r in secteurs[1:]}
-    assert par_secteur["Activités financières et d'assurance"] == ["s(s)", "s(s)", "5,0 %",
-                                                                   "s(s)"]
+    assert par_secteur["Activités financières et d'assurance"] == ["s", "s", "5,0 %", "s"]
     assert _norm(par_secteur["Action sociale"][0]) == "4 100"
     assert _norm(par_secteur["Action sociale"][1]) == "48,2 %"
     assert _norm(par_secteur["Ensemble"][0]) == "8 500"
     # exactly the suppressed cells carry the mark
-    marques = sum(c == "s(s)" for r in secteurs for c in r)
+    marques = sum(c == "s" for r in secteurs for c in r)
     assert marques == 6
     # regional table: Mayotte suppressed
     regions = {r[0]: r[1:] for r in s.tables["regions"][1:]}
-    assert regions["Mayotte"][1] == "s(s)" and regions["Mayotte"][3] == "s(s)"
+    assert regions["Mayotte"][1] == "s" and regions["Mayotte"][3] == "s"
     # models: one column per model
     assert s.tables["modeles"][0] == ["", "Modèle 1", "Modèle 2", "Modèle 3"]
     # the footnote of the mark, the synthetic mark, the link to the methodology
@@ -234,10 +233,174 @@ def test_format_inconnu():
         report.rendre(_exemple(), "docx")
 
 
-def _ecrire_exemple(dossier: Path) -> None:  # pragma: no cover - manual preview
-    for f in ("html", "pdf", "diapos"):
-        report.ecrire(report.rendre(_exemple(), f), dossier / f"exemple-{f}.{'html' if f == 'html' else 'pdf'}", f)
+# --- the real base (synthetic register, profile test) -----------------------------------
+
+def _texte_pdf(chemin: Path) -> list[str]:
+    pypdf = pytest.importorskip("pypdf")
+    return [_norm(p.extract_text()) for p in pypdf.PdfReader(chemin).pages]
 
 
-if __name__ == "__main__":  # pragma: no cover
-    _ecrire_exemple(Path("/tmp/o"))
+@pytest.fixture(scope="module")
+def rapports(base_demo, tmp_path_factory) -> dict[str, Path]:
+    """The reports of France (PDF, slides) and Seine-Saint-Denis (HTML, PDF)."""
+    from essqpv.outputs import rapport
+    d = tmp_path_factory.mktemp("rapports")
+    return {
+        "fr_pdf": rapport(base_demo, "FR", format="pdf", sortie=d),
+        "dep_html": rapport(base_demo, "DEP:93", format="html", sortie=d),
+        "dep_pdf": rapport(base_demo, "Seine-Saint-Denis", format="pdf", sortie=d),
+        "fr_diapos": rapport(base_demo, "FR", format="diapos", sortie=d),
+    }
+
+
+def test_rapport_pdf_france_chiffres_cles(base_demo, rapports):
+    from essqpv.indicators import indicateurs
+    ind = indicateurs(base_demo, "FR")
+    cc = ind["chiffres_cles"]
+    chemin = rapports["fr_pdf"]
+    assert chemin.name == "rapport-ess-qpv-fr-2024-01-strict.pdf"
+    pages = _texte_pdf(chemin)
+    assert len(pages) == 11
+    premiere = pages[0]
+    assert "L'économie sociale et solidaire dans les" in premiere
+    assert "France entière" in premiere
+    # each key figure of the JSON, in French formatting, on the first page
+    for attendu in (nombre(cc["etablissements_employeurs"]), nombre(cc["salaries"]),
+                    pourcentage(cc["part_associations"]), pourcentage(cc["part_femmes"]),
+                    pourcentage(cc["part_cdi"]), pourcentage(cc["part_contrats_aides"]),
+                    pourcentage(cc["part_temps_complet"]),
+                    pourcentage(cc["part_emploi_ess_en_qpv"])):
+        assert _norm(attendu) in premiere, attendu
+    assert "530" in premiere and "5 195" in premiere and "89,6 %" in premiere
+    # the synthetic mark on every page; sources, licence, methodology link at the end
+    assert all(MARQUE_SYNTHETIQUE in p for p in pages)
+    texte = "\n".join(pages)
+    assert "Méthodologie et sources" in texte
+    assert "StockEtablissement_utf8.zip" in texte
+    assert "Licence Ouverte / Open Licence 2.0" in texte
+    assert "docs/methodologie.md" in texte
+    assert "Trois modèles socio-économiques" in texte
+
+
+def test_rapport_pdf_departement(base_demo, rapports):
+    from essqpv.indicators import indicateurs
+    pages = _texte_pdf(rapports["dep_pdf"])
+    cc = indicateurs(base_demo, "DEP:93")["chiffres_cles"]
+    assert "Seine-Saint-Denis" in pages[0]
+    assert _norm(nombre(cc["salaries"])) in pages[0] and "496" in pages[0]
+    texte = "\n".join(pages)
+    assert "Les quartiers prioritaires de Seine-Saint-Denis" in texte
+    assert "Les établissements de l'ESS de Seine-Saint-Denis" in texte
+    assert all(MARQUE_SYNTHETIQUE in p for p in pages)
+
+
+def test_rapport_html_departement_tableaux_et_secret(base_demo, rapports):
+    from essqpv.indicators import indicateurs, indicateurs_qpv
+    html = rapports["dep_html"].read_text("utf-8")
+    s = _structure(html)
+    ind = indicateurs(base_demo, "DEP:93")
+    assert [t for n, t in s.titres if n == "h1"] == [report.TITRE]
+    h2 = [t for n, t in s.titres if n == "h2"]
+    assert h2 == ["L'ESS dans les quartiers prioritaires : chiffres clés",
+                  "Carte 1 — L'emploi ESS dans les QPV, par région",
+                  "Les quartiers prioritaires de Seine-Saint-Denis",
+                  "Les établissements de l'ESS de Seine-Saint-Denis",
+                  "Tableau 3 — Les secteurs de l'ESS en QPV, comparés à la France",
+                  "Un dynamisme qui ne se mesure pas seulement à travers l'emploi",
+                  "Trois modèles socio-économiques", "Méthodologie et sources"]
+    # the sector table is the JSON, cell by cell; "s" exactly where the JSON suppresses
+    lignes = s.tables["secteurs"][1:]
+    assert [r[0] for r in lignes] == [x["secteur"] for x in ind["tableau_secteurs"]]
+    for cellules, x in zip(lignes, ind["tableau_secteurs"]):
+        sec = x["secret"]
+        assert cellules[1] == ("s" if "salaries_qpv" in sec else _norm(nombre(x["salaries_qpv"])))
+        assert cellules[2] == ("s" if "part_qpv" in sec else _norm(pourcentage(x["part_qpv"])))
+        assert cellules[3] == ("s" if "part_france" in sec
+                               else _norm(pourcentage(x["part_france"])))
+        assert cellules[4] == ("s" if "ecart_points" in sec else _norm(points(x["ecart_points"])))
+    assert sum(c == "s" for r in lignes for c in r) == sum(len(x["secret"])
+                                                          for x in ind["tableau_secteurs"])
+    assert sum(c == "s" for r in lignes for c in r) == 9  # 3 sectors × 3 cells
+    assert "s : secret statistique" in _norm(html)
+    # one row per QPV of the département, in the HTML
+    qpv = indicateurs_qpv(base_demo, territoire="DEP:93")
+    table_qpv = s.tables["qpv"][1:]
+    assert len(table_qpv) == len(qpv) == 63
+    secrets = sum(1 for r in qpv if r["secret"])
+    assert sum(r[-1] == "s" for r in table_qpv) == secrets == 22
+    # regions, the models (one column per model), the methodology tables
+    assert len(s.tables["regions"]) == 1 + len(indicateurs(base_demo, "FR")["regions"])
+    assert s.tables["modeles"][0] == ["", "Modèle 1", "Modèle 2", "Modèle 3"]
+    assert len(s.tables["regles-secteurs"]) == 1 + len(reference.SECTEURS)
+    assert len(s.tables["exclusions"]) == 1 + reference.exclusions_activite().height
+    # five inline SVG figures (regional map, QPV map, establishments map, gaps, families)
+    # plus the size distribution; nothing external
+    assert s.svg == 6
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert html.count(MARQUE_SYNTHETIQUE) >= 2
+
+
+def test_diapos_france_16_9(rapports):
+    pypdf = pytest.importorskip("pypdf")
+    lecteur = pypdf.PdfReader(rapports["fr_diapos"])
+    largeur, hauteur = (float(x) for x in lecteur.pages[0].mediabox[2:])
+    assert abs(largeur / hauteur - 16 / 9) < 0.005
+    pages = [_norm(p.extract_text()) for p in lecteur.pages]
+    assert len(pages) == 11
+    assert all(MARQUE_SYNTHETIQUE in p for p in pages)
+    assert "5 195" in pages[1]
+    assert any("Tableau 3" in p for p in pages)
+    assert "Méthodologie et sources" in pages[-1]
+
+
+def test_rapport_sans_emplois_avertit(base_sans_emplois, tmp_path):
+    from essqpv.outputs import rapport
+    chemin = rapport(base_sans_emplois, "DEP:93", format="html", sortie=tmp_path / "r.html")
+    assert chemin == tmp_path / "r.html"
+    html = _norm(chemin.read_text("utf-8"))
+    assert "salariés (estimation)" in html
+    assert "Salariés estimés au centre de la tranche d'effectif" in html
+    assert html.count("non disponible sans fichier d'emploi") == 4
+
+
+def test_cli_rapport(base_demo, tmp_path):
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    r = CliRunner().invoke(app, ["rapport", "--base", str(base_demo), "--territoire", "DEP:93",
+                                 "--format", "html", "--sortie", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rapport-ess-qpv-dep-93-2024-01-strict.html").exists()
+    aide = CliRunner().invoke(app, ["rapport", "--help"])
+    assert "Écrire le rapport territorial" in aide.output
+    r = CliRunner().invoke(app, ["rapport", "--base", str(base_demo), "--territoire", "DEP:93",
+                                 "--format", "docx"])
+    assert r.exit_code != 0
+
+
+# --- figures -----------------------------------------------------------------------------
+
+def test_carte_regions_insets_et_secret():
+    from essqpv.outputs import charts, maps
+    regions = _exemple()["france"]["regions"]
+    fig = maps.carte_regions(regions, "Source : test")
+    assert len(fig.axes) == 1 + 5  # metropolitan France + one inset per DROM
+    svg = charts.en_svg(fig)
+    assert "s : secret statistique" in svg
+    assert "Mayotte : s · s sal." in svg
+    assert "Source : test" in svg
+    assert maps.epsg_region("04") == 2975 and maps.epsg_departement("93") == 2154
+
+
+def test_barres_ecarts_ordonnees_et_secret():
+    from essqpv.outputs import charts
+    lignes = _exemple()["indicateurs"]["tableau_secteurs"]
+    fig = charts.barres_ecarts(lignes)
+    ax = fig.axes[0]
+    etiquettes = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
+    assert etiquettes[-1] == "Action sociale"  # largest gap on top
+    assert "Ensemble" not in etiquettes
+    assert len(etiquettes) == len(SECTEURS)
+    textes = [t.get_text() for t in ax.texts]
+    assert textes.count("s (secret statistique)") == 2
+    assert ax.get_xlabel() == "Écart en points de pourcentage (part QPV − part France)"

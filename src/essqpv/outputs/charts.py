@@ -96,11 +96,16 @@ def en_svg(fig: Figure) -> str:
 
 
 def en_png(fig: Figure, dpi: int = 150) -> bytes:
-    """The figure as PNG bytes."""
+    """The figure as PNG bytes: 8-bit palette, no alpha (small, and quick for WeasyPrint)."""
+    from PIL import Image
     with style():
         tampon = io.BytesIO()
-        fig.savefig(tampon, format="png", dpi=dpi)
-    return tampon.getvalue()
+        fig.savefig(tampon, format="png", dpi=dpi, facecolor="white")
+    image = Image.open(io.BytesIO(tampon.getvalue())).convert("RGB")
+    image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sortie = io.BytesIO()
+    image.save(sortie, format="PNG", optimize=False, compress_level=6)
+    return sortie.getvalue()
 
 
 def en_balise(fig: Figure, format: str = "svg", dpi: int = 200) -> str:

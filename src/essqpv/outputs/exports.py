@@ -381,14 +381,17 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
         ws.write_string(ligne, 1, val)
         ligne += 1
     ligne += 1
-    entetes = ["Rôle", "Fichier", "Taille (octets)", "Modifié le", "SHA-256", "Licence"]
+    entetes = ["Rôle", "Fichier", "Taille (octets)", "Modifié le", "Empreinte SHA-256",
+               "Producteur", "Licence"]
     ws.write_row(ligne, 0, entetes, f_entete)
     for s in _fichiers_sources(ctx):
         ligne += 1
         ws.write_row(ligne, 0, [str(s.get("role") or ""), str(s.get("fichier") or "")])
         if s.get("taille") is not None:
             ws.write_number(ligne, 2, s["taille"], f_nombre)
-        ws.write_row(ligne, 3, [str(s.get("modifie_le") or ""), str(s.get("sha256") or ""),
+        ws.write_row(ligne, 3, [str(s.get("modifie_le") or ""),
+                                str(s.get("sha256") or s.get("empreinte") or ""),
+                                str(s.get("producteur") or ""),
                                 str(s.get("licence") or LICENCE_DONNEES)])
     classeur.close()
 
@@ -434,6 +437,11 @@ def _couches(tabs: dict, ctx: dict, base, crs: int) -> dict[str, tuple[pl.DataFr
         pts = np.array([], dtype=object)
     etab = e.with_columns(pl.Series("geometrie", list(pts), dtype=pl.Binary))
     return {"qpv": (qpv, "MultiPolygon"), "etablissements": (etab, "Point")}
+
+
+def _arrow(df: pl.DataFrame):
+    """Arrow table with classic string and binary types (GDAL does not read views)."""
+    return df.to_arrow(compat_level=pl.CompatLevel.oldest())
 
 
 def _metadonnees_couche(ctx: dict) -> dict[str, str]:
@@ -491,11 +499,14 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
                 meta = {"essqpv": json.dumps(dict(_provenance(ctx)), ensure_ascii=False)}
                 df.write_parquet(chemin, metadata=meta)
             ecrits.append(chemin)
-        chemin = dossier / f"{prefixe}-sources.csv"
+        chemin = dossier / f"{prefixe}-sources.{format}"
         sources = pl.DataFrame(_provenance(ctx), schema=["cle", "valeur"], orient="row")
-        with open(chemin, "wb") as f:
-            f.write("\ufeff".encode())
-            sources.write_csv(f)
+        if format == "csv":
+            with open(chemin, "wb") as f:
+                f.write("\ufeff".encode())
+                sources.write_csv(f)
+        else:
+            sources.write_parquet(chemin)
         ecrits.append(chemin)
     else:
         from pyogrio import write_arrow
@@ -505,7 +516,8 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
             chemin = dossier / f"{prefixe}.gpkg"
             chemin.unlink(missing_ok=True)
             for nom, (df, type_geom) in couches.items():
-                write_arrow(df, chemin, layer=nom, driver="GPKG", geometry_name="geometrie",
+                write_arrow(_arrow(df), chemin, layer=nom, driver="GPKG",
+                            geometry_name="geometrie",
                             geometry_type=type_geom, crs=f"EPSG:{crs}", append=chemin.exists(),
                             layer_metadata=meta)
             ecrits.append(chemin)
@@ -513,7 +525,8 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
             for nom, (df, type_geom) in couches.items():
                 chemin = dossier / f"{prefixe}-{nom}.geojson"
                 chemin.unlink(missing_ok=True)
-                write_arrow(df, chemin, layer=nom, driver="GeoJSON", geometry_name="geometrie",
+                write_arrow(_arrow(df), chemin, layer=nom, driver="GeoJSON",
+                            geometry_name="geometrie",
                             geometry_type=type_geom, crs="EPSG:4326")
                 ecrits.append(chemin)
     return ecrits

@@ -374,7 +374,7 @@ def carte_etablissements(etablissements: list[dict], geometries: dict[str, bytes
                     vus.append(famille)
                 x, y = projeter_points([e["lon"] for e in sel], [e["lat"] for e in sel], epsg)
                 projetes.append(shapely.multipoints(np.column_stack([x, y])))
-                ax.scatter(x, y, s=10 if dans_qpv else 4, color=couleur,
+                ax.scatter(x, y, s=12 if dans_qpv else 6, color=couleur,
                            edgecolor="#222222" if dans_qpv else "none", lw=0.35,
                            alpha=0.95 if dans_qpv else 0.55, zorder=3 if dans_qpv else 2)
         if recadrer and (projetes or geometries):

@@ -234,7 +234,7 @@ def _avertissements(ind: dict, meta: dict) -> list[str]:
     if cc.get("estime") and not any("estim" in a.lower() for a in out):
         out.append("Effectifs salariés estimés au centre de la tranche d'effectif Sirene "
                    "(aucun fichier d'emploi) : ordres de grandeur.")
-    if meta.get("synthetique") and not any(MARQUE_SYNTHETIQUE in a for a in out):
+    if meta.get("synthetique") and not any(MARQUE_SYNTHETIQUE.lower() in a.lower() for a in out):
         out.insert(0, f"Base construite à partir de {MARQUE_SYNTHETIQUE}.")
     return out
 
@@ -344,11 +344,13 @@ def _table_sources(ind: dict, meta: dict) -> dict:
         if cle in vus:
             continue
         vus.add(cle)
-        lignes.append([s.get("role") or s.get("producteur") or "", s.get("fichier") or
-                       s.get("nom") or "", s.get("modifie_le") or s.get("date") or "",
-                       s.get("licence") or LICENCE_DONNEES, (s.get("sha256") or "")[:16]])
+        empreinte = s.get("sha256") or s.get("empreinte") or ""
+        lignes.append([s.get("role") or "", s.get("fichier") or s.get("nom") or "",
+                       s.get("producteur") or "", (s.get("modifie_le") or s.get("date") or
+                                                   "")[:10],
+                       s.get("licence") or LICENCE_DONNEES, empreinte[:12]])
     return {"titre": None, "classe": "sources",
-            "entetes": ["Rôle", "Fichier", "Date", "Licence", "SHA-256 (début)"],
+            "entetes": ["Rôle", "Fichier", "Producteur", "Date", "Licence", "Empreinte"],
             "lignes": lignes}
 
 
@@ -530,7 +532,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
         "regions_top": sorted([r for r in regions if r.get("part_emploi_ess_en_qpv")
                                is not None], key=lambda r: -r["part_emploi_ess_en_qpv"])[:6],
         "qpv": _ordre_qpv(qpv) if qpv is not None else None,
-        "limite_qpv": None if format == "html" else 40,
+        "limite_qpv": None if format == "html" else 25,
         "etablissements_note": etab_note,
         "modeles": _table_modeles(donnees.get("modeles")),
         "initiatives": _table_initiatives(donnees.get("initiatives")),
