@@ -267,7 +267,7 @@ def recuperables(
     (substitution, no arithmetic needed: the answer is structural). The remaining suppressed
     cells are decided at once by the directions in which the true table can move (one linear
     program, ``scipy.optimize.linprog`` with HiGHS, finds the empty-valued cells that must stay at
-    0; a null space does the rest), or, with ``methode="lp"``, by two linear programs per cell
+    0; a projection on the row space of the constraints does the rest), or, with ``methode="lp"``, by two linear programs per cell
     (its minimum and maximum), skipped when an earlier optimum already showed two different
     feasible values for the cell. Both give the same answer (a property test checks it).
 
