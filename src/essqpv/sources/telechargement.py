@@ -160,6 +160,7 @@ def telecharger_fichier(url: str, destination: str | Path, *, sha256: str | None
     up to ``essais`` times, and a later call resumes a partial file left by an earlier one.
     """
     destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
     partiel = destination.with_name(destination.name + ".partiel")
     sha256 = sha256.lower() if sha256 else None
     if sha256 and not re.fullmatch(r"[0-9a-f]{64}", sha256):
@@ -256,7 +257,7 @@ def _transfert(client: httpx.Client, url: str, partiel: Path, avancer: Progressi
             deja, mode = 0, "wb"
         avancer(nom, deja, total)
         with open(partiel, mode) as f:
-            for bloc in reponse.iter_bytes(_BLOC):
+            for bloc in reponse.iter_bytes():  # as received: a drop loses nothing written
                 f.write(bloc)
                 deja += len(bloc)
                 avancer(nom, deja, total)
