@@ -256,7 +256,7 @@ def test_distance_et_tampon_des_etablissements(index, couche):
     d = r["distance_qpv_m"].to_list()
     assert d[0] == pytest.approx(3, abs=0.05) and d[1] == pytest.approx(250, abs=0.05)
     assert d[2] == pytest.approx(400, abs=0.05)
-    assert d[3] is None  # beyond the 1,000 m search limit
+    assert d[3] is None  # beyond the 500 m search limit
 
 
 def test_colonnes_absentes_et_frame_vide(index):

@@ -46,6 +46,8 @@ NOMS_COLONNES = {
 }
 
 _TAILLE_LOT = 25_000
+#: Largest buffer perimeter accepted, in metres.
+TAMPON_MAX_M = 2000
 _index_par_couche: "weakref.WeakKeyDictionary[CoucheQPV, IndexQPV]" = weakref.WeakKeyDictionary()
 
 
@@ -95,9 +97,9 @@ def _verifier_tampon(tampon_m) -> int:
     except (TypeError, ValueError):
         raise ParametreInvalide(f"Périmètre invalide : {tampon_m!r} (nombre entier de mètres "
                                 "attendu, par exemple 300).") from None
-    if not 0 <= t <= DISTANCE_MAX_M or t != float(tampon_m):
+    if not 0 <= t <= TAMPON_MAX_M or t != float(tampon_m):
         raise ParametreInvalide(f"Périmètre invalide : {tampon_m} m (entier de 0 à "
-                                f"{DISTANCE_MAX_M} m attendu).")
+                                f"{TAMPON_MAX_M} m attendu).")
     return t
 
 
@@ -208,13 +210,13 @@ def localiser_points(lon, lat, couche=None, tampon_m: int = 300) -> pl.DataFrame
     couche : CoucheQPV, IndexQPV or path, optional
         QPV contours; the embedded 2015 geography by default.
     tampon_m : int
-        Buffer perimeter in metres (0 to 1,000).
+        Buffer perimeter in metres (0 to 2,000).
 
     Returns
     -------
     polars.DataFrame
         ``lon, lat, qpv_code, qpv_nom, qpv_communes, dans_qpv, qpv_code_<N>m,
-        distance_qpv_m`` (null beyond 1,000 m), ``statut``.
+        distance_qpv_m`` (null beyond 500 m or the buffer), ``statut``.
 
     Raises
     ------

@@ -23,8 +23,10 @@ __all__ = ["vers_wgs84", "IndexQPV", "localiser_etablissements", "ordre_par_long
            "DISTANCE_MAX_M",
            "MOTIFS_NON_LOCALISE"]
 
-#: Distance search limit of ``distance_qpv_m``: beyond it the distance is null.
-DISTANCE_MAX_M = 1000
+#: Distance search limit of ``distance_qpv_m``: beyond it (or beyond the buffer, if larger)
+#: the distance is null. Exact distances cost one GEOS call per candidate pair, whose number
+#: grows with the square of the radius: 500 m keeps 3 M establishments within seconds.
+DISTANCE_MAX_M = 500
 
 #: Reasons why an establishment is not placed (METHODOLOGY 5), in the order they are tested.
 MOTIFS_NON_LOCALISE = ("sans_coordonnees", "non_diffusible", "qualite_xy_33",

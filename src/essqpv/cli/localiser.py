@@ -9,6 +9,7 @@ import typer
 
 from essqpv.cli._commun import console, json_texte, sortie
 from essqpv.errors import ParametreInvalide
+from essqpv.placement import DISTANCE_MAX_M
 
 
 def _perimetre(texte: str) -> int:
@@ -49,7 +50,8 @@ def _texte_resultat(r: dict, tampon_m: int) -> list[str]:
     else:
         d = r.get("distance_qpv_m")
         lignes.append(f"Périmètre {tampon_m} m : aucun QPV" + (
-            f" (le plus proche à {d:g} m)." if d is not None else " à moins de 1 000 m."))
+            f" (le plus proche à {d:g} m)." if d is not None
+            else f" à moins de {max(tampon_m, DISTANCE_MAX_M)} m."))
     return lignes
 
 
