@@ -459,3 +459,19 @@ def test_points_dans_leur_systeme(registre):
                                 g["y"].cast(pl.Float64).to_numpy())
         assert np.allclose(lon, g["x_longitude"].cast(pl.Float64).to_numpy(), atol=1e-5)
         assert np.allclose(lat, g["y_latitude"].cast(pl.Float64).to_numpy(), atol=1e-5)
+
+
+def test_commande_synthese(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    res = CliRunner().invoke(app, ["synthese", "--dossier", str(tmp_path), "--etablissements",
+                                   "3000", "--graine", "5", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["marque"] == MARQUE_SYNTHETIQUE and r["graine"] == 5
+    assert Path(r["fichiers"]["etablissements"]).exists()
+    aide = CliRunner().invoke(app, ["synthese", "--help"])
+    assert "SYNTHÉTIQUE" in aide.stdout and "--etablissements" in aide.stdout

@@ -175,3 +175,21 @@ def test_table_des_sources_officielles():
     assert t["url"].str.starts_with("https://").all()
     assert t["verifie_le"].str.contains(r"^\d{4}-\d{2}-\d{2}$").all()
     assert t["remarque"].str.contains("non vérifi").any()
+
+
+def test_commande_telecharger(serveur, donnees, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    serveur.fichiers["/ul.zip"] = donnees
+    res = CliRunner().invoke(app, [
+        "telecharger", "--dossier", str(tmp_path), "--sources", "sirene", "--format", "json",
+        "--url", f"StockUniteLegale_utf8.zip={serveur.adresse}/ul.zip",
+        "--url", f"StockEtablissement_utf8.zip={serveur.adresse}/ul.zip"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert sorted(x["fichier"] for x in r) == ["StockEtablissement_utf8.zip",
+                                               "StockUniteLegale_utf8.zip"]
+    assert (tmp_path / "StockUniteLegale_utf8.zip").read_bytes() == donnees
