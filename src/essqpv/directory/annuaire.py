@@ -15,6 +15,8 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+import polars as pl
+
 from essqpv.config import MARQUE_SYNTHETIQUE
 from essqpv.directory._reference import axes, categories, lire_csv, modeles, schema
 from essqpv.directory.lecture import Lecture, format_de, lire_fichier
@@ -43,6 +45,8 @@ _COLONNES_TABLE: tuple[tuple[str, str], ...] = tuple(
      for r in schema()]
     + [("nom_normalise", "VARCHAR"),
        ("fichier", "VARCHAR"), ("ligne", "INTEGER"), ("date_import", "TIMESTAMP")])
+_POLARS = {"VARCHAR": pl.Utf8, "DOUBLE": pl.Float64, "INTEGER": pl.Int32,
+           "BOOLEAN": pl.Boolean, "VARCHAR[]": pl.List(pl.Utf8), "TIMESTAMP": pl.Datetime("us")}
 _REJETS = (("fichier", "VARCHAR"), ("ligne", "INTEGER"), ("motif", "VARCHAR"),
            ("message", "VARCHAR"), ("contenu", "VARCHAR"), ("date_import", "TIMESTAMP"))
 
@@ -213,8 +217,6 @@ def etablissements_par_siret(con, sirets: list[str], millesime: str | None) -> d
     voulues = [c for c in ("siret", "famille", "employeur", "tranche", "effectif_estime",
                            "commune", "departement", "region", "epci", "qpv", "qpv_tampon")
                if c in cols]
-    import polars as pl
-
     cles = pl.DataFrame({"siret": sorted(set(sirets))})  # noqa: F841 (used by DuckDB)
     filtre = "AND e.millesime = ?" if millesime and "millesime" in cols else ""
     params = [millesime] if filtre else []
@@ -343,21 +345,35 @@ def _ecrire(con, res: ResultatValidation) -> tuple[int, int]:
                 cibles.add(par_nom[cle])
             mises_a_jour += bool(cibles)
             a_supprimer |= cibles
+        # bulk writes through Arrow: executemany costs ~8 ms a row in DuckDB
         if a_supprimer:
-            con.executemany("DELETE FROM initiatives WHERE identifiant = ?",
-                            [[i] for i in sorted(a_supprimer)])
+            con.register("_initiatives_suppr",
+                         pl.DataFrame({"identifiant": sorted(a_supprimer)}).to_arrow())
+            con.execute("DELETE FROM initiatives WHERE identifiant IN "
+                        "(SELECT identifiant FROM _initiatives_suppr)")
+            con.unregister("_initiatives_suppr")
         colonnes = [c for c, _ in _COLONNES_TABLE]
-        lignes = [[ini.get(c) if c != "date_import" else maintenant for c in colonnes]
-                  for ini in res.initiatives]
-        if lignes:
-            con.executemany(
-                f"INSERT INTO initiatives ({', '.join(colonnes)}) VALUES "
-                f"({', '.join('?' for _ in colonnes)})", lignes)
+        if res.initiatives:
+            cadre = pl.DataFrame(
+                {c: [ini.get(c) if c != "date_import" else maintenant for ini in res.initiatives]
+                 for c in colonnes},
+                schema={c: _POLARS[t] for c, t in _COLONNES_TABLE})
+            con.register("_initiatives_a_ecrire", cadre.to_arrow())
+            con.execute(f"INSERT INTO initiatives ({', '.join(colonnes)}) "
+                        f"SELECT {', '.join(colonnes)} FROM _initiatives_a_ecrire")
+            con.unregister("_initiatives_a_ecrire")
         if res.rejets:
-            con.executemany(
-                "INSERT INTO initiatives_rejets VALUES (?, ?, ?, ?, ?, ?)",
-                [[res.fichier, r["ligne"], r["motif"], r["message"], r["contenu"], maintenant]
-                 for r in res.rejets])
+            cadre = pl.DataFrame(
+                {"fichier": [res.fichier] * len(res.rejets),
+                 "ligne": [r["ligne"] for r in res.rejets],
+                 "motif": [r["motif"] for r in res.rejets],
+                 "message": [r["message"] for r in res.rejets],
+                 "contenu": [r["contenu"] for r in res.rejets],
+                 "date_import": [maintenant] * len(res.rejets)},
+                schema={c: _POLARS[t] for c, t in _REJETS})
+            con.register("_initiatives_rejets", cadre.to_arrow())
+            con.execute("INSERT INTO initiatives_rejets SELECT * FROM _initiatives_rejets")
+            con.unregister("_initiatives_rejets")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
