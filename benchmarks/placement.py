@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=2_000_000)
     ap.add_argument("--etablissements", type=int, default=3_000_000)
     a = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}")
     t = time.perf_counter()
     couche = lire_qpv()
     index = IndexQPV(couche)
@@ -90,7 +91,8 @@ def main() -> None:
     d, res = chrono(localiser_etablissements, df, index, 300, repetitions=1)
     print(f"localiser_etablissements, {n:,} lignes (1/3 géolocalisation EPSG:2154, 1/3 Etalab, "
           f"1/3 Lambert du stock) : {d:.2f} s — localisés {int(res['localise'].sum()):,}, "
-          f"en QPV {res['qpv'].is_not_null().sum():,}, tampon {res['qpv_tampon'].is_not_null().sum():,}")
+          f"en QPV {res['qpv'].is_not_null().sum():,}, "
+          f"tampon {res['qpv_tampon'].is_not_null().sum():,}")
     print(f"pic mémoire (RSS) : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 

@@ -592,6 +592,8 @@ def test_relais_jointure(tmp_path):
         "postes": 5416, "employeurs": 2839, "postes_ess": 16, "employeurs_ess": 5,
         "employeurs_ess_par_famille": {"association": 3, "cooperative": 1, "fondation": 1},
         "employeurs_ess_en_qpv": 2, "postes_sans_departement": 23, "millesime_base": "2024-01"}
+    assert s["base_synthetique"] is False
+    assert all(not x["base_synthetique"] for x in a_la_volee)
     assert s["source"]["licence"] == "Licence Ouverte 2.0"
     lignes = annuaire.relais_par_departement(b)
     assert lignes == a_la_volee
@@ -714,5 +716,12 @@ def test_sur_la_base_de_demonstration(tmp_path, base_demo):
     assert con.execute("SELECT count(*) FROM etablissements").fetchone()[0] == total
     con.close()
     r = annuaire.importer_relais(base)
-    assert (r["postes"], r["employeurs"], r["millesime_base"]) == (5416, 2839, "2024-01")
-    assert sum(x["postes"] for x in annuaire.relais_par_departement(base)) == 5416
+    assert (r["postes"], r["employeurs"], r["millesime_base"], r["base_synthetique"]) == (
+        5416, 2839, "2024-01", True)
+    lignes = annuaire.relais_par_departement(base)
+    assert sum(x["postes"] for x in lignes) == 5416
+    assert all(x["base_synthetique"] for x in lignes)
+    from essqpv.cli import app
+
+    res = CliRunner().invoke(app, ["initiatives", "relais", "--base", str(base)])
+    assert res.exit_code == 0 and MARQUE_SYNTHETIQUE in " ".join(res.stdout.split())

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import openpyxl
 import polars as pl
 import pyproj
@@ -20,8 +19,13 @@ from typer.testing import CliRunner
 from essqpv.cli import app
 from essqpv.config import MARQUE_SYNTHETIQUE
 from essqpv.errors import BaseInvalide, ColonneManquante, FichierInvalide, ParametreInvalide
-from essqpv.lookup import (index_qpv, localiser_fichier, localiser_points, localiser_siret,
-                           localiser_xy)
+from essqpv.lookup import (
+    index_qpv,
+    localiser_fichier,
+    localiser_points,
+    localiser_siret,
+    localiser_xy,
+)
 from essqpv.sources.qpv import lire_qpv
 
 DONNEES = Path(__file__).resolve().parent / "data" / "qpv"
@@ -233,8 +237,8 @@ def test_fichier_xy_epsg_vers_xlsx(tmp_path, couche):
     feuille = openpyxl.load_workbook(tmp_path / "xy.xlsx").active
     lignes = [list(r) for r in feuille.iter_rows(values_only=True)]
     assert lignes[0] == ["ref", "X", "Y", "EPSG"] + COLONNES
-    assert [l[4] for l in lignes[1:]] == ["QP974001", None, None, None]
-    assert [l[-1] for l in lignes[1:]] == ["localise", "localise", "coordonnees_invalides",
+    assert [ligne[4] for ligne in lignes[1:]] == ["QP974001", None, None, None]
+    assert [ligne[-1] for ligne in lignes[1:]] == ["localise", "localise", "coordonnees_invalides",
                                            "sans_coordonnees"]
 
 

@@ -7,8 +7,7 @@ import pyproj
 import pytest
 import shapely
 
-from essqpv.placement import (MOTIFS_NON_LOCALISE, IndexQPV, localiser_etablissements,
-                              vers_wgs84)
+from essqpv.placement import MOTIFS_NON_LOCALISE, IndexQPV, localiser_etablissements, vers_wgs84
 from essqpv.sources.qpv import lire_qpv
 
 
@@ -180,7 +179,7 @@ def test_tampon_outre_mer_en_metres_locaux(index, couche):
 def _frame(lignes: list[dict]) -> pl.DataFrame:
     colonnes = ["siret", "departement", "geo_present", "geo_x", "geo_y", "geo_epsg",
                 "geo_qualite", "etalab_lon", "etalab_lat", "lambert_x", "lambert_y"]
-    return pl.DataFrame([{c: l.get(c) for c in colonnes} for l in lignes],
+    return pl.DataFrame([{c: d.get(c) for c in colonnes} for d in lignes],
                         schema={c: (pl.Boolean if c == "geo_present" else pl.String)
                                 for c in colonnes})
 

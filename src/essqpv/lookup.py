@@ -24,10 +24,18 @@ import numpy as np
 import polars as pl
 
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
-from essqpv.errors import (ColonneManquante, FichierIntrouvable, FichierInvalide,
-                           ParametreInvalide)
-from essqpv.placement import (DISTANCE_MAX_M, IndexQPV, _nombres, crs_connu,
-                              ordre_par_longitude, vers_wgs84, _ND, _OK, _VIDE)
+from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide, ParametreInvalide
+from essqpv.placement import (
+    _ND,
+    _OK,
+    _VIDE,
+    DISTANCE_MAX_M,
+    IndexQPV,
+    _nombres,
+    crs_connu,
+    ordre_par_longitude,
+    vers_wgs84,
+)
 from essqpv.sources.qpv import CoucheQPV, lire_qpv
 
 __all__ = ["localiser_points", "localiser_xy", "localiser_siret", "localiser_fichier",

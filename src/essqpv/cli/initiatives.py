@@ -32,6 +32,9 @@ def _afficher_resume(resume: dict, titre: str) -> None:
         if cle in resume:
             t.add_row(cle.replace("_", " "), str(resume[cle]))
     sortie.print(t)
+    if resume.get("base_synthetique"):
+        from essqpv.config import MARQUE_SYNTHETIQUE
+        sortie.print(f"[bold red]Base : {MARQUE_SYNTHETIQUE}[/]")
     if resume.get("rejets_par_motif"):
         sortie.print("Rejets par motif : " + ", ".join(
             f"{k} = {v}" for k, v in resume["rejets_par_motif"].items()))
@@ -214,5 +217,8 @@ def register(app: typer.Typer) -> None:
         sortie.print(t)
         sortie.print(f"Source : {SOURCE_RELAIS['producteur']}, millésime "
                      f"{SOURCE_RELAIS['millesime']}, {SOURCE_RELAIS['licence']}.", highlight=False)
+        if lignes and lignes[0]["base_synthetique"]:
+            from essqpv.config import MARQUE_SYNTHETIQUE
+            sortie.print(f"[bold red]Base : {MARQUE_SYNTHETIQUE}[/]")
 
     app.add_typer(sous, name="initiatives")

@@ -110,8 +110,13 @@ def register(app: typer.Typer) -> None:
             colonnes = {k: v for k, v in {"siret": colonne_siret, "lon": colonne_lon,
                                           "lat": colonne_lat, "x": colonne_x, "y": colonne_y,
                                           "epsg": colonne_epsg}.items() if v}
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
             with Progress(TextColumn("Localisation"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("lignes"),
                           TimeElapsedColumn(), console=console, transient=True) as barre:

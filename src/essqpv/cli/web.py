@@ -35,6 +35,11 @@ def publier(
                                         help="Dossier du site statique à écrire."),
     millesime: Optional[list[str]] = typer.Option(
         None, "--millesime", "-m", help="Millésime à publier (répétable ; par défaut : tous)."),
+    territoire: Optional[list[str]] = typer.Option(
+        None, "--territoire", "-t",
+        help="Publier ce territoire et ce qu'il contient (répétable ; par défaut : la France "
+             "entière). Ex. DEP:93 publie la France, la Seine-Saint-Denis, ses EPCI, "
+             "communes et quartiers."),
     fichiers: str = typer.Option(
         "departements", "--fichiers",
         help="Rapports PDF et exports à joindre : « tous » les territoires, jusqu'aux "
@@ -53,7 +58,7 @@ def publier(
             barre.update(tache, completed=fait, total=total, description=message)
 
         bilan = publier_site(base, sortie_dossier, millesimes=millesime or None,
-                             fichiers=fichiers, progression=progression)
+                             territoires=territoire or None, fichiers=fichiers, progression=progression)
     sortie.print(f"Site statique écrit dans [bold]{bilan['dossier']}[/] : "
                  f"{bilan['territoires']} territoires, {bilan['fichiers']} fichiers, "
                  f"{bilan['taille_mo']:.1f} Mo. Ouvrez index.html depuis un serveur web "

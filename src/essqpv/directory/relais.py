@@ -146,7 +146,7 @@ def importer_relais(base: str | Path, chemin: str | Path | None = None) -> dict:
         ``employeurs_ess``, ``employeurs_ess_par_famille``, ``employeurs_ess_en_qpv``,
         ``postes_sans_departement``, ``millesime_base``, ``source``.
     """
-    from essqpv.directory.annuaire import _connexion
+    from essqpv.directory.annuaire import _connexion, millesime_et_marque
 
     df = lire_relais(chemin)
     con = _connexion(base, ecriture=True)
@@ -172,10 +172,12 @@ def importer_relais(base: str | Path, chemin: str | Path | None = None) -> dict:
             con.execute("ROLLBACK")
             raise
         millesime = joint["millesime"][0] if joint.height else None
+        synthetique = millesime_et_marque(con)[1]
     finally:
         con.close()
     source = dict(SOURCE_RELAIS) if chemin is None else {"fichier": Path(chemin).name}
-    return {**_resume(joint), "millesime_base": millesime, "source": source}
+    return {**_resume(joint), "millesime_base": millesime, "base_synthetique": synthetique,
+            "source": source}
 
 
 def _libelle_departement(code: str | None) -> str:
@@ -202,15 +204,20 @@ def relais_par_departement(base: str | Path | None) -> list[dict]:
         One row per département (code order; posts without département last):
         ``departement, libelle, region, postes, employeurs, montant, postes_ess,
         employeurs_ess, part_employeurs_ess, employeurs_ess_par_famille,
-        employeurs_ess_en_qpv, source``.
+        employeurs_ess_en_qpv, source, base_synthetique`` (the ESS columns come from
+        synthetic demo data when ``base_synthetique`` is true).
     """
     from essqpv.directory.annuaire import _connexion, _tables
 
+    from essqpv.directory.annuaire import millesime_et_marque
+
     df = None
+    synthetique = False
     avec_base = base is not None and Path(base).exists()
     if avec_base:
         con = _connexion(base, ecriture=False)
         try:
+            synthetique = millesime_et_marque(con)[1]
             if "relais_adultes" in _tables(con):
                 df = pl.from_arrow(con.sql("SELECT * FROM relais_adultes").to_arrow_table())
             else:
@@ -246,5 +253,6 @@ def relais_par_departement(base: str | Path | None) -> list[dict]:
             ligne.update(postes_ess=None, employeurs_ess=None, part_employeurs_ess=None,
                          employeurs_ess_par_famille=None, employeurs_ess_en_qpv=None)
         ligne["source"] = SOURCE_RELAIS["producteur"] + ", " + SOURCE_RELAIS["licence"]
+        ligne["base_synthetique"] = synthetique
         sortie.append(ligne)
     return sortie

@@ -151,7 +151,7 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
     inconnues = [r for r in lignes if r not in connues]
     ordre = inconnues + connues
     with style():
-        hauteur = 1.3 + 0.36 * max(len(ordre), 1)
+        hauteur = 1.25 + 0.27 * max(len(ordre), 1)
         fig = Figure(figsize=(largeur, hauteur))
         gauche = 2.75 / largeur
         ax = fig.add_axes((gauche, 0.95 / hauteur, 0.93 - gauche, 1 - (1.5 / hauteur)))
@@ -205,7 +205,7 @@ def barres_familles(familles_en_qpv: dict, source: str | None = None,
     familles = [f for f in LIBELLES_FAMILLES if f in employeurs or f in non_employeurs]
     with style():
         fig = Figure(figsize=(largeur, 2.9))
-        gauche = 2.2 / largeur
+        gauche = 2.6 / largeur
         ax = fig.add_axes((gauche, 0.22, 0.92 - gauche, 0.62))
         ys = list(range(len(familles)))[::-1]
         e = [employeurs.get(f) or 0 for f in familles]

@@ -215,6 +215,8 @@ def carte_regions(regions: list[dict], source: str | None = None,
         part = MARQUE_SECRET if "part_emploi_ess_en_qpv" in sec else pourcentage(
             r.get("part_emploi_ess_en_qpv"))
         sal = MARQUE_SECRET if "salaries" in sec else nombre(r.get("salaries"))
+        if part == sal == MARQUE_SECRET:
+            return MARQUE_SECRET, ""
         return part, f"{sal} sal."
 
     def etiquette(ax, code, geom, couleur):
@@ -222,11 +224,11 @@ def carte_regions(regions: list[dict], source: str | None = None,
         p = geom.representative_point()
         xmin, _, xmax, _ = geom.bounds
         if xmax - xmin < 150_000:  # too narrow for its label (Corse): write it alongside
-            ax.text(xmin - 8_000, p.y, f"{part}\n{sal}", ha="right", va="center",
+            ax.text(xmin - 8_000, p.y, f"{part}\n{sal}".strip(), ha="right", va="center",
                     fontsize=6.5, color=COULEURS["texte"], linespacing=1.1, path_effects=HALO)
             return
         fonce = couleur in CLASSES[3:]
-        ax.text(p.x, p.y, f"{part}\n{sal}", ha="center", va="center", fontsize=6.5,
+        ax.text(p.x, p.y, f"{part}\n{sal}".strip(), ha="center", va="center", fontsize=6.5,
                 color="white" if fonce else COULEURS["texte"], linespacing=1.1,
                 path_effects=None if fonce else HALO)
 
@@ -260,7 +262,8 @@ def carte_regions(regions: list[dict], source: str | None = None,
                 cote.set_color("#bbbbbb")
                 cote.set_linewidth(0.6)
             part, sal = textes(c)
-            fig.text(0.02, haut - pas * 0.66 - 0.006, f"{contours[c][0]} : {part} · {sal}",
+            fig.text(0.02, haut - pas * 0.66 - 0.006,
+                     f"{contours[c][0]} : {part}" + (f" · {sal}" if sal else ""),
                      fontsize=6.5, va="top", ha="left", color=COULEURS["texte"])
         fig.legend(handles=_legende_classes(bornes, vu_secret, vu_absent),
                    title="Part de l'emploi salarié ESS situé en QPV",

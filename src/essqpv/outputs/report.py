@@ -331,8 +331,11 @@ def _table_initiatives(initiatives: list[dict] | None) -> dict | None:
         for cles, _ in COLONNES_INITIATIVES:
             ligne.append(_texte(_premier(i, cles)))
         lignes.append(ligne)
+    # columns nobody filled in (a starter directory without communes) are left out
+    garder = [j for j in range(len(COLONNES_INITIATIVES)) if any(lg[j] for lg in lignes)]
     return {"titre": None, "classe": "initiatives",
-            "entetes": [lib for _, lib in COLONNES_INITIATIVES], "lignes": lignes}
+            "entetes": [COLONNES_INITIATIVES[j][1] for j in garder],
+            "lignes": [[lg[j] for j in garder] for lg in lignes]}
 
 
 def _table_sources(ind: dict, meta: dict) -> dict:

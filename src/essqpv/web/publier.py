@@ -9,7 +9,7 @@ Layout of a published site (``essqpv publier --sortie site/``)::
     donnees/<millesime>/<perimetre>/indicateurs/<code>.json    (= GET /api/indicateurs/<code>)
     donnees/<millesime>/<perimetre>/quartiers/<code>.json      (= GET /api/quartiers)
     donnees/<millesime>/<perimetre>/points/<code>.json         (establishments in QPV, map)
-    donnees/<millesime>/<perimetre>/etablissements/<code>/qpv-<n>.json, tous-<n>.json
+    donnees/<millesime>/<perimetre>/etablissements/<code>/qpv-<n>.json  (list, in QPV)
     donnees/<millesime>/telechargements.json, telechargements/…   (PDF report, Excel, CSV)
     donnees/initiatives/<code>.json          (when the directory module is installed)
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -55,20 +56,32 @@ def _tous_les_etablissements(donnees: Donnees, code: str, perimetre: str, milles
     return total, lignes[:limite]
 
 
-def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, list[str]]
-                 ) -> list[dict]:
-    """France, METRO, DROM, régions, départements, EPCI and communes with QPV, QPV."""
+def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, list[str]],
+                 racines: list[str]) -> list[dict]:
+    """The territories to publish: France always, then for each root territory itself,
+    its régions and départements (for France), and its EPCI and communes with QPV, its QPV.
+    """
+    from essqpv import reference
     from essqpv.territoires import table_communes, territoires_niveau
-    codes: list[str] = ["FR", "METRO", "DROM"]
-    codes += sorted(t.code for t in territoires_niveau("region"))
-    codes += sorted(t.code for t in territoires_niveau("departement"))
+    codes: list[str] = ["FR"]
     communes: set[str] = set()
     qpv: set[str] = set()
-    for m in millesimes:
-        for p in perimetres[m]:
-            qpv.update(r["code_qp"] for r in donnees.quartiers("FR", p, m))
-            _, lignes = _tous_les_etablissements(donnees, "FR", p, m, True, 10**9)
-            communes.update(e["commune"] for e in lignes if e.get("commune"))
+    for racine in racines:
+        t = donnees.territoire(racine)
+        codes.append(t["code"])
+        if t["niveau"] == "france":
+            codes += ["METRO", "DROM"]
+            codes += sorted(x.code for x in territoires_niveau("region"))
+            codes += sorted(x.code for x in territoires_niveau("departement"))
+        elif t["niveau"] == "region":
+            region = t["code"].split(":", 1)[1]
+            codes += sorted(f"DEP:{d['code']}" for d in reference.departements()
+                            if d.get("region") == region)
+        for m in millesimes:
+            for p in perimetres[m]:
+                qpv.update(r["code_qp"] for r in donnees.quartiers(t["code"], p, m))
+                _, lignes = _tous_les_etablissements(donnees, t["code"], p, m, True, 10**9)
+                communes.update(e["commune"] for e in lignes if e.get("commune"))
     table = table_communes()
     epci = {e for c, e in table.select("commune", "epci").unique().iter_rows()
             if c in communes and e}
@@ -88,8 +101,9 @@ def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, 
 
 
 def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None = None,
-            fichiers: str = "departements",
-            progression: Callable[[int, int, str], None] | None = None) -> dict:
+            territoires: list[str] | None = None, fichiers: str = "departements",
+            progression: Callable[[int, int, str], None] | None = None,
+            processus: int = 4) -> dict:
     """Write the dashboard as a static site (no server needed to read it).
 
     Parameters
@@ -100,11 +114,17 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
         Folder of the site; written in a temporary sibling folder, then swapped in.
     millesimes : list of str, optional
         Vintages to publish (default: every vintage of the base).
+    territoires : list of str, optional
+        Publish these territories and what they contain (EPCI and communes with QPV, QPV;
+        régions and départements for France) — default ``["FR"]``, the whole country.
+        France entière is always published (the dashboard compares with it).
     fichiers : str
         Which territories get their PDF report and exports: ``"tous"``, ``"departements"``
         (France, METRO, DROM, régions, départements) or ``"aucun"``.
     progression : callable, optional
         Called with (done, total, message) as territories are written.
+    processus : int
+        Threads computing the JSON of the territories (the base is read-only).
 
     Returns
     -------
@@ -132,35 +152,45 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     travail = Path(tempfile.mkdtemp(prefix=f".{sortie.name}-", dir=sortie.parent))
     try:
         signaler(0, 1, "Liste des territoires")
-        territoires = _territoires(donnees, choisis, perimetres)
+        territoires = _territoires(donnees, choisis, perimetres, territoires or ["FR"])
         d = travail / "donnees"
         _ecrire(d / "territoires.json", json_octets(territoires))
         for niveau in ("regions", "departements"):
             _ecrire(d / "carte" / f"{niveau}.json", json_compact(donnees.contours(niveau)))
-        total = len(territoires) * len(choisis)
         fait = 0
         avec_initiatives = donnees.initiatives_disponibles()
+        def un_territoire(t: dict, m: str) -> None:
+            code, f = t["code"], nom_fichier(t["code"])
+            for p in perimetres[m]:
+                racine = d / m / p
+                _ecrire(racine / "indicateurs" / f"{f}.json",
+                        donnees.indicateurs_octets(code, p, m))
+                _ecrire(racine / "quartiers" / f"{f}.json",
+                        json_octets(reponse_quartiers(donnees, code, p, m)))
+                _publier_etablissements(donnees, racine, code, f, p, m)
+            if avec_initiatives and m == choisis[0]:
+                _ecrire(d / "initiatives" / f"{f}.json",
+                        json_octets(donnees.initiatives(code) or []))
+
+        avec_fichiers = [t for t in territoires if fichiers == "tous" or (
+            fichiers == "departements" and t["niveau"] in _NIVEAUX_DEPARTEMENTS)]
+        total = len(territoires) * len(choisis) + len(avec_fichiers) * len(choisis)
         for m in choisis:
             _ecrire(d / m / "carte" / "qpv.json", json_compact(donnees.contours_qpv(m)))
+            with ThreadPoolExecutor(max_workers=max(1, processus)) as pool:
+                travaux = {pool.submit(un_territoire, t, m): t for t in territoires}
+                for fini in as_completed(travaux):
+                    fini.result()
+                    fait += 1
+                    signaler(fait, total, f"{m} · {travaux[fini]['libelle']}")
+            # reports and exports one at a time (matplotlib is not thread-safe)
             manifeste: dict[str, dict] = {}
-            for t in territoires:
-                code, f = t["code"], nom_fichier(t["code"])
-                signaler(fait, total, f"{m} · {t['libelle']}")
-                for p in perimetres[m]:
-                    racine = d / m / p
-                    _ecrire(racine / "indicateurs" / f"{f}.json",
-                            donnees.indicateurs_octets(code, p, m))
-                    _ecrire(racine / "quartiers" / f"{f}.json",
-                            json_octets(reponse_quartiers(donnees, code, p, m)))
-                    _publier_etablissements(donnees, racine, code, f, p, m)
-                if fichiers == "tous" or (fichiers == "departements"
-                                          and t["niveau"] in _NIVEAUX_DEPARTEMENTS):
-                    manifeste[code] = _publier_fichiers(donnees, travail, code, f, m,
-                                                        perimetres[m], m == tous[0])
-                if avec_initiatives and m == choisis[0]:
-                    _ecrire(d / "initiatives" / f"{f}.json",
-                            json_octets(donnees.initiatives(code) or []))
+            for t in avec_fichiers:
+                manifeste[t["code"]] = _publier_fichiers(
+                    donnees, travail, t["code"], nom_fichier(t["code"]), m, perimetres[m],
+                    m == tous[0])
                 fait += 1
+                signaler(fait, total, f"{m} · fichiers · {t['libelle']}")
             _ecrire(d / m / "telechargements.json", json_octets(manifeste))
         # the dashboard page and its assets
         ctx = {**donnees.contexte(choisis[0]), "millesimes": choisis}
@@ -190,24 +220,24 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
 
 def _publier_etablissements(donnees: Donnees, racine: Path, code: str, f: str, p: str,
                             m: str) -> None:
-    """Map points and the first pages of the list, in the API's page format."""
+    """Map points and the first pages of the list of the establishments in QPV.
+
+    The published list holds the establishments in QPV only (the subject of the
+    observatory); the API also lists the others.
+    """
     limite = max(POINTS_MAX, TAILLE_LISTE * PAGES_LISTE_MAX)
     t = donnees.territoire(code)
-    for cle, en_qpv in (("qpv", True), ("tous", None)):
-        total, lignes = _tous_les_etablissements(
-            donnees, code, p, m, en_qpv, limite if en_qpv else TAILLE_LISTE * PAGES_LISTE_MAX)
-        if en_qpv:
-            points = lignes[:POINTS_MAX]
-            _ecrire(racine / "points" / f"{f}.json", json_octets(
-                {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": 1,
-                 "taille": max(len(points), 1), "etablissements": points}))
-        pages = max(1, min(PAGES_LISTE_MAX, -(-total // TAILLE_LISTE)))
-        for n in range(1, pages + 1):
-            morceau = lignes[(n - 1) * TAILLE_LISTE:n * TAILLE_LISTE]
-            _ecrire(racine / "etablissements" / f / f"{cle}-{n}.json", json_octets(
-                {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": n,
-                 "taille": TAILLE_LISTE, "pages_publiees": pages,
-                 "etablissements": morceau}))
+    total, lignes = _tous_les_etablissements(donnees, code, p, m, True, limite)
+    points = lignes[:POINTS_MAX]
+    _ecrire(racine / "points" / f"{f}.json", json_compact(
+        {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": 1,
+         "taille": max(len(points), 1), "etablissements": points}))
+    pages = max(1, min(PAGES_LISTE_MAX, -(-total // TAILLE_LISTE)))
+    for n in range(1, pages + 1):
+        morceau = lignes[(n - 1) * TAILLE_LISTE:n * TAILLE_LISTE]
+        _ecrire(racine / "etablissements" / f / f"qpv-{n}.json", json_octets(
+            {"territoire": t, "millesime": m, "perimetre": p, "total": total, "page": n,
+             "taille": TAILLE_LISTE, "pages_publiees": pages, "etablissements": morceau}))
 
 
 def _publier_fichiers(donnees: Donnees, travail: Path, code: str, f: str, m: str,

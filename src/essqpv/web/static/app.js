@@ -70,7 +70,7 @@
       if (MODE === "api") {
         return "/api/etablissements?" + q({ territoire: code, perimetre: etat.perimetre, millesime: etat.millesime, en_qpv: enQpv ? "true" : null, page: page, taille: TAILLE_LISTE });
       }
-      return "donnees/" + etat.millesime + "/" + etat.perimetre + "/etablissements/" + fichier(code) + "/" + (enQpv ? "qpv" : "tous") + "-" + page + ".json";
+      return "donnees/" + etat.millesime + "/" + etat.perimetre + "/etablissements/" + fichier(code) + "/qpv-" + page + ".json";
     },
     contours: function (niveau) {
       return MODE === "api" ? "/api/carte/" + niveau : "donnees/carte/" + niveau + ".json";
@@ -737,6 +737,11 @@
 
   // ---------------------------------------------------------------- start
   var depart = new URLSearchParams(location.search);
+  if (MODE === "statique") {
+    // A published site lists the establishments in QPV only.
+    document.getElementById("seulement-qpv").disabled = true;
+    document.getElementById("seulement-qpv").parentNode.hidden = true;
+  }
   if (MODE === "statique") {
     etat.perimetre = depart.get("perimetre") || etat.perimetre;
     etat.millesime = depart.get("millesime") || etat.millesime;
