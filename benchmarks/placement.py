@@ -93,7 +93,8 @@ def main() -> None:
           f"1/3 Lambert du stock) : {d:.2f} s — localisés {int(res['localise'].sum()):,}, "
           f"en QPV {res['qpv'].is_not_null().sum():,}, "
           f"tampon {res['qpv_tampon'].is_not_null().sum():,}")
-    print(f"pic mémoire (RSS) : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"pic mémoire (RSS) : {rss:.2f} GiB")
 
 
 if __name__ == "__main__":
