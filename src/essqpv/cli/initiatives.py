@@ -9,7 +9,7 @@ from rich.table import Table
 
 from essqpv.cli._commun import console, json_texte, sortie
 
-OPTION_BASE = typer.Option(Path("essqpv.duckdb"), "--base", "-b", envvar="ESSQPV_BASE",
+OPTION_BASE = typer.Option(Path("observatoire.duckdb"), "--base", "-b", envvar="ESSQPV_BASE",
                            help="Base DuckDB de l'observatoire (variable ESSQPV_BASE).")
 
 
