@@ -21,8 +21,13 @@ from pyproj import Transformer
 from essqpv import reference
 from essqpv.config import MARQUE_SYNTHETIQUE
 from essqpv.errors import ParametreInvalide
-from essqpv.synthese import (COLONNES_EMPLOIS, COLONNES_ETABLISSEMENTS,
-                             COLONNES_GEOLOCALISATION, COLONNES_UNITES_LEGALES, generer)
+from essqpv.synthese import (
+    COLONNES_EMPLOIS,
+    COLONNES_ETABLISSEMENTS,
+    COLONNES_GEOLOCALISATION,
+    COLONNES_UNITES_LEGALES,
+    generer,
+)
 
 TRANCHES_EMPLOYEUR = ["01", "02", "03", "11", "12", "21", "22", "31", "32", "41", "42", "51",
                       "52", "53"]
@@ -61,10 +66,9 @@ def _frame(r, role: str) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 def _liste_sources(texte: str, marque: str) -> list[str]:
-    debut = texte.index(marque)
-    bloc = texte[debut:].split("`", 3)[3] if marque.startswith("`") else texte[debut:]
-    liste = re.search(r"`([a-zA-Z0-9_, \n]+)`", texte[debut + len(marque):]).group(1)
-    del bloc
+    """The backticked comma-separated column list that follows ``marque`` in SOURCES.md."""
+    debut = texte.index(marque) + len(marque)
+    liste = re.search(r"`([a-zA-Z0-9_, \n]+)`", texte[debut:]).group(1)
     return [c.strip() for c in liste.split(",")]
 
 

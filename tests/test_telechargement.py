@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 from essqpv.errors import FichierInvalide, ParametreInvalide, ReseauIndisponible
-from essqpv.sources.telechargement import (SOURCES, sources_officielles, telecharger,
-                                           telecharger_fichier)
+from essqpv.sources.telechargement import (
+    SOURCES,
+    sources_officielles,
+    telecharger,
+    telecharger_fichier,
+)
 
 FIXTURE = Path(__file__).parent / "data" / "telechargement" / "StockUniteLegale_utf8.zip"
 

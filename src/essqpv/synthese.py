@@ -26,7 +26,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,13 @@ from essqpv.config import MARQUE_SYNTHETIQUE
 from essqpv.errors import ParametreInvalide
 
 __all__ = [
-    "generer", "PROFILS", "COLONNES_ETABLISSEMENTS", "COLONNES_UNITES_LEGALES",
-    "COLONNES_GEOLOCALISATION", "COLONNES_EMPLOIS", "FICHIERS",
+    "COLONNES_EMPLOIS",
+    "COLONNES_ETABLISSEMENTS",
+    "COLONNES_GEOLOCALISATION",
+    "COLONNES_UNITES_LEGALES",
+    "FICHIERS",
+    "PROFILS",
+    "generer",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +149,7 @@ class _Cible:
 # Reference tables (calibration data of reference/synthese_*.csv)
 # --------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _calibration() -> dict[tuple[str, str], float]:
     t = reference._csv("synthese_calibration.csv")
     return {(c, p): float(v) for c, p, v in t.select("cle", "perimetre", "valeur").iter_rows()}
@@ -154,13 +159,13 @@ def _cal(cle: str, perimetre: str = "france") -> float:
     return _calibration()[(cle, perimetre)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _secteurs() -> pl.DataFrame:
     return reference._csv("synthese_secteurs.csv").with_columns(
         pl.col("part_salaries_qpv").cast(pl.Float64), pl.col("part_salaries_france").cast(pl.Float64))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _naf_par_secteur() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t = reference._csv("synthese_naf.csv").with_columns(pl.col("poids").cast(pl.Float64))
     out = {}
@@ -170,7 +175,7 @@ def _naf_par_secteur() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _categories() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t = reference._csv("synthese_categories.csv").with_columns(pl.col("poids").cast(pl.Float64))
     out = {}
@@ -180,14 +185,14 @@ def _categories() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _affinites() -> tuple[list[str], np.ndarray]:
     t = reference._csv("synthese_familles_secteurs.csv")
     familles = list(reference.FAMILLES)
     return t["secteur"].to_list(), t.select(familles).cast(pl.Float64).to_numpy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tranches() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     t = reference._csv("synthese_tranches.csv")
     ref = reference.tranches()
@@ -213,14 +218,14 @@ def _normaliser(texte: str) -> str:
 
 def _dep_de_code_qp(code: str) -> str:
     d = code[2:5]
-    return d[1:] if d.startswith("0") else d
+    return d.removeprefix("0")
 
 
 _PLM = {"PARIS": 75100, "LYON": 69380, "MARSEILLE": 13200}
 _PLM_COMMUNES = ("75056", "69123", "13055")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _communes_sirene() -> pl.DataFrame:
     """Commune codes Sirene uses (arrondissements instead of Paris, Lyon, Marseille)."""
     c = reference.communes()
@@ -235,7 +240,7 @@ def _communes_sirene() -> pl.DataFrame:
              "anciens_codes", "type")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _qpv() -> dict:
     """QPV 2015 (Sirene territories only): geometry, département, commune, weight."""
     q = reference.qpv2015()
@@ -281,7 +286,7 @@ def _commune_du_qpv(dep: str, texte: str, noms: dict[str, str], defaut: str | No
     return defaut or ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _departements() -> dict[str, object]:
     c = reference.contours("departements")
     geoms = shapely.make_valid(shapely.from_wkb(c["geometrie"].to_numpy()))
@@ -289,7 +294,7 @@ def _departements() -> dict[str, object]:
     return dict(zip(c["code"].to_list(), geoms))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _communes_tirage() -> dict:
     """Communes drawn for establishments outside QPV (weighted by population)."""
     deps = set(_departements())
@@ -301,12 +306,12 @@ def _communes_tirage() -> dict:
             "idep": idep.ravel(), "deps": deps, "poids": p / p.sum()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _communes_avec_qpv() -> np.ndarray:
     return np.unique(_qpv()["commune"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _transformateur(epsg: int) -> Transformer:
     return Transformer.from_crs(4326, epsg, always_xy=True)
 

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
-                           TaskProgressColumn, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from essqpv.cli._commun import console, json_texte, sortie
 from essqpv.errors import ParametreInvalide
@@ -37,7 +43,7 @@ def register(app: typer.Typer) -> None:
         profil: str = typer.Option("demo", "--profil",
                                    help="demo (volumes nationaux de l'ESS, ≈ 450 000 "
                                         "établissements) ou test (1/20e)."),
-        etablissements: Optional[int] = typer.Option(
+        etablissements: int | None = typer.Option(
             None, "--etablissements", "-n",
             help="Nombre de lignes d'établissements voulu (jusqu'au répertoire national, "
                  "≈ 40 millions) ; remplace le profil."),
@@ -90,7 +96,7 @@ def register(app: typer.Typer) -> None:
                                      help="Dossier de destination."),
         sources: str = typer.Option("sirene,geolocalisation,qpv2024,qpv2015,cog", "--sources",
                                     help="Sources à télécharger, séparées par des virgules."),
-        url: Optional[list[str]] = typer.Option(
+        url: list[str] | None = typer.Option(
             None, "--url", help="Adresse de remplacement nom=URL (source ou nom de fichier), "
                                 "répétable."),
         forcer: bool = typer.Option(False, "--forcer",
