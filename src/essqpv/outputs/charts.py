@@ -151,7 +151,7 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
     inconnues = [r for r in lignes if r not in connues]
     ordre = inconnues + connues
     with style():
-        hauteur = 1.25 + 0.27 * max(len(ordre), 1)
+        hauteur = 1.2 + 0.27 * max(len(ordre), 1)
         fig = Figure(figsize=(largeur, hauteur))
         gauche = 2.75 / largeur
         ax = fig.add_axes((gauche, 0.95 / hauteur, 0.93 - gauche, 1 - (1.5 / hauteur)))
@@ -171,7 +171,8 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
             decal = etendue * 0.03
             ax.text(v + (decal if v >= 0 else -decal), y, points(v), va="center",
                     ha="left" if v >= 0 else "right", fontsize=7.5)
-        ax.set_yticks(list(ys), [_court(r["secteur"]) for r in ordre], fontsize=8)
+        ax.set_yticks(list(ys), [_court(r["secteur"]) for r in ordre], fontsize=7.5,
+                      linespacing=0.95)
         ax.set_xlabel("Écart en points de pourcentage (part QPV − part France)")
         ax.tick_params(axis="y", length=0)
         ax.spines["left"].set_visible(False)
@@ -183,11 +184,11 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
 
 def _court(secteur: str) -> str:
     """Wrap long sector names on two lines."""
-    if len(secteur) <= 32:
+    if len(secteur) <= 40:
         return secteur
     mots, lignes, courante = secteur.split(), [], ""
     for mot in mots:
-        if len(courante) + len(mot) + 1 > 32 and courante:
+        if len(courante) + len(mot) + 1 > 40 and courante:
             lignes.append(courante)
             courante = mot
         else:

@@ -297,7 +297,7 @@ def carte_qpv(lignes_qpv: list[dict], geometries: dict[str, bytes], departements
     """
     with style():
         fig = Figure(figsize=(7.2, 6.2))
-        ax = fig.add_axes((0.02, 0.1, 0.96, 0.82))
+        ax = fig.add_axes((0.02, 0.17, 0.96, 0.75))
         _, fond = _fond(departements, epsg)
         if len(fond):
             _polygones(ax, fond, "#f3f3f1", bords="#9a9a9a", lw=0.6, zorder=0)
@@ -343,9 +343,8 @@ def carte_qpv(lignes_qpv: list[dict], geometries: dict[str, bytes], departements
             poignees.append(Line2D([], [], ls="", marker="o", markersize=5,
                                    markerfacecolor="white", markeredgecolor=COULEURS["discret"],
                                    label=f"{MARQUE_SECRET} : secret statistique"))
-        fig.legend(handles=poignees, loc="lower right", bbox_to_anchor=(0.99, 0.02), fontsize=7,
-                   frameon=True, framealpha=0.9, edgecolor="#cccccc", labelspacing=1.0,
-                   borderpad=0.8)
+        fig.legend(handles=poignees, loc="lower center", bbox_to_anchor=(0.5, 0.035),
+                   fontsize=7, frameon=False, ncol=len(poignees), columnspacing=1.8)
         fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
         _source(fig, source)
     return fig
@@ -358,7 +357,7 @@ def carte_etablissements(etablissements: list[dict], geometries: dict[str, bytes
     """Points of the ESS establishments by family; those in a QPV drawn larger and outlined."""
     with style():
         fig = Figure(figsize=(7.2, 6.2))
-        ax = fig.add_axes((0.02, 0.1, 0.96, 0.82))
+        ax = fig.add_axes((0.02, 0.17, 0.96, 0.75))
         _, fond = _fond(departements, epsg)
         if len(fond):
             _polygones(ax, fond, "#f3f3f1", bords="#9a9a9a", lw=0.6, zorder=0)
@@ -395,8 +394,8 @@ def carte_etablissements(etablissements: list[dict], geometries: dict[str, bytes
                                markeredgecolor="#222222", label="établissement en QPV"))
         poignees.append(Patch(facecolor="#cfe3e8", edgecolor=COULEURS["qpv"], lw=0.5,
                               label="quartier prioritaire (QPV)"))
-        fig.legend(handles=poignees, loc="lower right", bbox_to_anchor=(0.99, 0.02), fontsize=7,
-                   frameon=True, framealpha=0.9, edgecolor="#cccccc")
+        fig.legend(handles=poignees, loc="lower center", bbox_to_anchor=(0.5, 0.03),
+                   fontsize=7, frameon=False, ncol=4, columnspacing=1.5)
         fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
         _source(fig, source)
     return fig
