@@ -44,6 +44,9 @@ def publier(
         "departements", "--fichiers",
         help="Rapports PDF et exports à joindre : « tous » les territoires, jusqu'aux "
              "« departements » (France, régions, départements) ou « aucun »."),
+    rapports: bool = typer.Option(True, "--rapports/--sans-rapports",
+                                  help="Joindre les rapports PDF (quelques secondes chacun) "
+                                       "en plus des exports Excel et CSV."),
 ) -> None:
     """Publier le tableau de bord en fichiers statiques (JSON pré-calculés par territoire)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -58,7 +61,8 @@ def publier(
             barre.update(tache, completed=fait, total=total, description=message)
 
         bilan = publier_site(base, sortie_dossier, millesimes=millesime or None,
-                             territoires=territoire or None, fichiers=fichiers, progression=progression)
+                             territoires=territoire or None, fichiers=fichiers,
+                             rapports=rapports, progression=progression)
     sortie.print(f"Site statique écrit dans [bold]{bilan['dossier']}[/] : "
                  f"{bilan['territoires']} territoires, {bilan['fichiers']} fichiers, "
                  f"{bilan['taille_mo']:.1f} Mo. Ouvrez index.html depuis un serveur web "

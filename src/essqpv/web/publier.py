@@ -102,6 +102,7 @@ def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, 
 
 def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None = None,
             territoires: list[str] | None = None, fichiers: str = "departements",
+            rapports: bool = True,
             progression: Callable[[int, int, str], None] | None = None,
             processus: int = 4) -> dict:
     """Write the dashboard as a static site (no server needed to read it).
@@ -121,6 +122,8 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     fichiers : str
         Which territories get their PDF report and exports: ``"tous"``, ``"departements"``
         (France, METRO, DROM, régions, départements) or ``"aucun"``.
+    rapports : bool
+        Include the PDF reports (a few seconds each); False keeps the exports only.
     progression : callable, optional
         Called with (done, total, message) as territories are written.
     processus : int
@@ -187,8 +190,8 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
             manifeste: dict[str, dict] = {}
             for t in avec_fichiers:
                 manifeste[t["code"]] = _publier_fichiers(
-                    donnees, travail, t["code"], nom_fichier(t["code"]), m, perimetres[m],
-                    m == tous[0])
+                    donnees, travail, t["code"], nom_fichier(t["code"]), m,
+                    perimetres[m] if rapports else [], m == tous[0])
                 fait += 1
                 signaler(fait, total, f"{m} · fichiers · {t['libelle']}")
             _ecrire(d / m / "telechargements.json", json_octets(manifeste))
