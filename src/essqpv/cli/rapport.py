@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -36,7 +35,7 @@ def register(app: typer.Typer) -> None:
                                        "ou un nom (« Seine-Saint-Denis »)."),
         perimetre: str = typer.Option("strict", "--perimetre", "-p", help="Périmètre : "
                                       "« strict » (dans le QPV) ou « 300m » (QPV + tampon)."),
-        millesime: Optional[str] = typer.Option(None, "--millesime", "-m",
+        millesime: str | None = typer.Option(None, "--millesime", "-m",
                                                 help="Millésime AAAA-MM (le plus récent par "
                                                 "défaut)."),
         format: FormatRapport = typer.Option(FormatRapport.html, "--format", "-f",
@@ -56,7 +55,7 @@ def register(app: typer.Typer) -> None:
     def exporter(
         base: Path = typer.Option(..., "--base", "-b", help="Base DuckDB construite par "
                                   "« essqpv construire »."),
-        territoire: Optional[str] = typer.Option(None, "--territoire", "-t",
+        territoire: str | None = typer.Option(None, "--territoire", "-t",
                                                  help="Territoire (FR par défaut)."),
         format: FormatExport = typer.Option(FormatExport.xlsx, "--format", "-f",
                                             help="xlsx (classeur mis en forme), csv et parquet "
@@ -64,7 +63,7 @@ def register(app: typer.Typer) -> None:
                                             "établissements), geojson."),
         perimetre: str = typer.Option("strict", "--perimetre", "-p",
                                       help="Périmètre : « strict » ou « 300m »."),
-        millesime: Optional[str] = typer.Option(None, "--millesime", "-m",
+        millesime: str | None = typer.Option(None, "--millesime", "-m",
                                                 help="Millésime AAAA-MM (le plus récent par "
                                                 "défaut)."),
         crs: int = typer.Option(4326, "--crs", help="Système de coordonnées du GeoPackage : "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from essqpv.outputs.report import FORMATS_RAPPORT, rapport
 
-__all__ = ["rapport", "exporter", "FORMATS_RAPPORT", "FORMATS_EXPORT"]
+__all__ = ["FORMATS_EXPORT", "FORMATS_RAPPORT", "exporter", "rapport"]
 
 
 def __getattr__(nom: str):

@@ -13,7 +13,7 @@ ESPACE_INSECABLE = "\u00a0"
 MARQUE_SECRET = "s"
 TIRET = "–"
 
-__all__ = ["nombre", "pourcentage", "points", "valeur", "ESPACE_FINE", "MARQUE_SECRET"]
+__all__ = ["ESPACE_FINE", "MARQUE_SECRET", "nombre", "points", "pourcentage", "valeur"]
 
 
 def _vide(x) -> bool:

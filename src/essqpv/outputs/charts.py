@@ -15,14 +15,25 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (rc_context only; figures are built without pyplot)
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from essqpv.outputs._format import MARQUE_SECRET, nombre, points  # noqa: E402
+from essqpv.outputs._format import MARQUE_SECRET, nombre, points
 
 __all__ = [
-    "STYLE", "COULEURS", "COULEURS_FAMILLES", "LIBELLES_FAMILLES", "style", "en_svg", "en_png",
-    "en_data_uri", "en_balise", "ligne_source", "barres_ecarts", "barres_familles", "barres_tailles",
+    "COULEURS",
+    "COULEURS_FAMILLES",
+    "LIBELLES_FAMILLES",
+    "STYLE",
+    "barres_ecarts",
+    "barres_familles",
+    "barres_tailles",
+    "en_balise",
+    "en_data_uri",
+    "en_png",
+    "en_svg",
+    "ligne_source",
+    "style",
 ]
 
 # Print-friendly palette: a deep teal for the QPV, an orange accent, greys for context.
@@ -151,7 +162,7 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
     inconnues = [r for r in lignes if r not in connues]
     ordre = inconnues + connues
     with style():
-        hauteur = 1.2 + 0.27 * max(len(ordre), 1)
+        hauteur = 1.1 + 0.24 * max(len(ordre), 1)
         fig = Figure(figsize=(largeur, hauteur))
         gauche = 2.75 / largeur
         ax = fig.add_axes((gauche, 0.95 / hauteur, 0.93 - gauche, 1 - (1.5 / hauteur)))

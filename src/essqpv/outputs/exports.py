@@ -24,7 +24,7 @@ from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE, confidentialite
 from essqpv.errors import ParametreInvalide
 from essqpv.outputs._format import MARQUE_SECRET
 
-__all__ = ["exporter", "tables", "FORMATS_EXPORT", "ENTETES", "FEUILLES"]
+__all__ = ["ENTETES", "FEUILLES", "FORMATS_EXPORT", "exporter", "tables"]
 
 FORMATS_EXPORT = ("xlsx", "csv", "parquet", "gpkg", "geojson")
 CRS_EXPORT = (4326, 2154)

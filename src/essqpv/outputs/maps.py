@@ -8,7 +8,7 @@ values are hatched and marked ``s``.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import shapely
@@ -23,11 +23,20 @@ from pyproj import Transformer
 from essqpv import reference
 from essqpv.outputs._format import MARQUE_SECRET, nombre, pourcentage
 from essqpv.outputs.charts import (
-    COULEURS, COULEURS_FAMILLES, LIBELLES_FAMILLES, _source, style,
+    COULEURS,
+    COULEURS_FAMILLES,
+    LIBELLES_FAMILLES,
+    _source,
+    style,
 )
 
-__all__ = ["epsg_departement", "epsg_region", "carte_regions", "carte_qpv",
-           "carte_etablissements"]
+__all__ = [
+    "carte_etablissements",
+    "carte_qpv",
+    "carte_regions",
+    "epsg_departement",
+    "epsg_region",
+]
 
 # Sequential classes for shares (light to dark teal), readable in print and greyscale.
 CLASSES = ["#e3f0f2", "#a9d1d8", "#5fa8b8", "#2b7a93", "#12465c"]
@@ -36,7 +45,7 @@ HALO = [patheffects.withStroke(linewidth=2.2, foreground="white")]
 
 # --- projections -------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _transformateur(epsg: int) -> Transformer:
     return Transformer.from_crs(4326, epsg, always_xy=True)
 
@@ -57,7 +66,7 @@ def projeter_points(lon, lat, epsg: int):
     return _transformateur(int(epsg)).transform(np.asarray(lon, float), np.asarray(lat, float))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crs_par_departement() -> dict[str, int]:
     t = reference.crs_departements()
     return {d: int(e) for d, e in zip(t["departement"], t["epsg_metrique"]) if e}
@@ -69,7 +78,7 @@ def epsg_departement(departement: str) -> int:
     return crs.get(str(departement), crs.get("*", 2154))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _departements_de_region() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for d in reference.departements():
@@ -89,7 +98,7 @@ def departements_de_region(region: str) -> list[str]:
     return list(_departements_de_region().get(str(region), []))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _contours(niveau: str) -> dict[str, tuple[str, object]]:
     t = reference.contours(niveau)
     geoms = shapely.from_wkb(t["geometrie"].to_numpy())
@@ -228,7 +237,8 @@ def carte_regions(regions: list[dict], source: str | None = None,
                     fontsize=6.5, color=COULEURS["texte"], linespacing=1.1, path_effects=HALO)
             return
         fonce = couleur in CLASSES[3:]
-        ax.text(p.x, p.y, f"{part}\n{sal}".strip(), ha="center", va="center", fontsize=6.5,
+        ax.text(p.x, p.y, f"{part}\n{sal}".strip(), ha="center", va="center",
+                fontsize=8 if not sal else 6.5,
                 color="white" if fonce else COULEURS["texte"], linespacing=1.1,
                 path_effects=None if fonce else HALO)
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
+import duckdb
 import jinja2
 
 from essqpv import __version__, reference
@@ -27,7 +28,7 @@ from essqpv.errors import ParametreInvalide
 from essqpv.outputs import charts, maps
 from essqpv.outputs._format import MARQUE_SECRET, nombre, points, pourcentage, valeur
 
-__all__ = ["rapport", "rassembler", "rendre", "FORMATS_RAPPORT", "nom_fichier"]
+__all__ = ["FORMATS_RAPPORT", "nom_fichier", "rapport", "rassembler", "rendre"]
 
 FORMATS_RAPPORT = ("html", "pdf", "diapos")
 TITRE = "L'économie sociale et solidaire dans les quartiers prioritaires"
@@ -104,7 +105,7 @@ def _geometries_qpv(ouvrir, base, millesime, codes: list[str]) -> dict[str, byte
         finally:
             con.close()
         geoms = {c: bytes(g) for c, g in rows if g is not None}
-    except Exception:  # an older base without geometry: fall back on the embedded contours
+    except duckdb.Error:  # a base without QPV geometry: fall back on the embedded contours
         geoms = {}
     if len(geoms) < len(codes):
         ref = reference.qpv2015()
@@ -197,7 +198,7 @@ def _tuiles(ind: dict, fr: dict, local: bool) -> list[dict]:
 
     def comparaison(cle):
         if not local:
-            return "ensemble des QPV de France"
+            return None  # France is the territory: nothing to compare with
         return f"France : {_texte_cle(fr, cle, 'part')}"
 
     tuiles = [
@@ -220,6 +221,10 @@ def _tuiles(ind: dict, fr: dict, local: bool) -> list[dict]:
         tuiles.append({"cle": cle, "libelle": libelle, "valeur": _texte_cle(ind, cle, "part"),
                        "comparaison": comparaison(cle) if cc.get(cle) is not None
                        or _cle_secrete(ind, cle) else "non disponible sans fichier d'emploi"})
+    if not local:
+        tuiles[2]["comparaison"] = (f"sur {nombre(cc.get('salaries_ess_territoire'))} salariés "
+                                    "de l'ESS en France" if cc.get("salaries_ess_territoire")
+                                    else None)
     if ind["territoire"].get("niveau") == "qpv":
         tuiles = [t for t in tuiles if t["cle"] != "part_emploi_ess_en_qpv"]
     return tuiles
@@ -521,7 +526,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
         "marque": marque, "marque_css": _echapper_css(marque or ""),
         "pied": pied, "pied_css": _echapper_css(pied),
         "avertissements": _avertissements(ind, meta),
-        "tuiles": _tuiles(ind, fr, local), "figures": figures,
+        "tuiles": _tuiles(ind, fr, local), "figures": figures, "local": local,
         "secteurs": ind.get("tableau_secteurs") or [],
         "familles": _familles(ind),
         "dynamisme": {"etablissements": ind.get("etablissements_en_qpv"),
@@ -530,8 +535,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
                       else "n.d.",
                       "creations_periode": _periode(creations),
                       "creations_familles": _par_famille(creations)},
-        "regions": regions if not local or t["niveau"] in ("france", "metropole", "drom")
-        else regions,
+        "regions": regions,
         "regions_top": sorted([r for r in regions if r.get("part_emploi_ess_en_qpv")
                                is not None], key=lambda r: -r["part_emploi_ess_en_qpv"])[:6],
         "qpv": _ordre_qpv(qpv) if qpv is not None else None,
