@@ -113,17 +113,17 @@ def en_png(fig: Figure, dpi: int = 150) -> bytes:
         tampon = io.BytesIO()
         fig.savefig(tampon, format="png", dpi=dpi, facecolor="white")
     image = Image.open(io.BytesIO(tampon.getvalue())).convert("RGB")
-    image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     sortie = io.BytesIO()
     image.save(sortie, format="PNG", optimize=False, compress_level=6)
     return sortie.getvalue()
 
 
-def en_balise(fig: Figure, format: str = "svg", dpi: int = 200) -> str:
+def en_balise(fig: Figure, format: str = "svg", dpi: int = 180) -> str:
     """Markup of a figure for a self-contained document.
 
     ``svg``: the inline SVG (browsers; text stays text). ``png``: an ``<img>`` with a base64
-    PNG (WeasyPrint draws large SVG slowly; 200 dpi prints sharply on A4).
+    PNG (WeasyPrint draws large SVG slowly; 180 dpi prints sharply on A4).
     """
     titre = fig._suptitle.get_text() if fig._suptitle is not None else ""
     if format == "svg":

@@ -13,6 +13,7 @@ statistic from raw tables.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import unicodedata
 from functools import lru_cache
@@ -489,7 +490,8 @@ def rendre(donnees: dict, format: str = "html") -> str:
         return charts.en_balise(fig, "svg" if format == "html" else "png")
 
     figures = {
-        "carte_regions": balise(maps.carte_regions(regions, source)),
+        "carte_regions": _carte_regions(json.dumps(regions, sort_keys=True), source,
+                                        "svg" if format == "html" else "png"),
         "ecarts": balise(charts.barres_ecarts(ind.get("tableau_secteurs") or [], source,
                                               largeur=large)),
         "familles": balise(charts.barres_familles(ind.get("familles_en_qpv") or {}, source)),
@@ -555,6 +557,12 @@ def rendre(donnees: dict, format: str = "html") -> str:
     if format == "diapos":
         return env.get_template("diapos.html").render(css=_css("diapos.css"), **contexte)
     return env.get_template("rapport.html").render(css=_css("rapport.css"), **contexte)
+
+
+@lru_cache(maxsize=8)
+def _carte_regions(regions_json: str, source: str, format: str) -> str:
+    """The regional map is the same in every report of a vintage: draw it once."""
+    return charts.en_balise(maps.carte_regions(json.loads(regions_json), source), format)
 
 
 def _slug(texte: str) -> str:
