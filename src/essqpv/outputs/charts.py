@@ -172,7 +172,7 @@ def barres_ecarts(tableau_secteurs: list[dict], source: str | None = None,
         ax.barh(list(ys), valeurs, color=couleurs, height=0.65)
         ax.axvline(0, color="#444444", lw=0.8)
         etendue = max([abs(v) for v in valeurs] + [1.0])
-        ax.set_xlim(-etendue * 1.35, etendue * 1.35)
+        ax.set_xlim(-etendue * 1.6, etendue * 1.6)  # room for the value labels
         for y, r, v in zip(ys, ordre, valeurs):
             if r in inconnues:
                 ax.text(etendue * 0.02, y, f"{MARQUE_SECRET} (secret statistique)",
