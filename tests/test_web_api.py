@@ -465,3 +465,19 @@ def test_publier_parametres_invalides(base_demo, tmp_path):
         publier(base_demo, tmp_path / "s", territoires=["DEP:999"], fichiers="aucun")
     assert not (tmp_path / "s").exists()
     assert not list(tmp_path.glob(".s-*"))  # the temporary folder is removed
+
+
+def test_chemin_rapide_du_cache(client):
+    """A URL already answered is served by the middleware: same bytes, same headers."""
+    url = "/api/indicateurs/REG:32?perimetre=strict"
+    premier = client.get(url, headers={"accept-encoding": "identity"})
+    second = client.get(url, headers={"accept-encoding": "identity"})
+    assert premier.content == second.content
+    for cle in ("content-type", "content-security-policy", "x-frame-options",
+                "referrer-policy", "x-content-type-options"):
+        assert premier.headers[cle] == second.headers[cle]
+    gz = client.get(url, headers={"accept-encoding": "gzip"})
+    assert gz.headers["content-encoding"] == "gzip" and gz.content == premier.content
+    # an error is never cached
+    assert client.get("/api/indicateurs/DEP:999").status_code == 404
+    assert client.get("/api/indicateurs/DEP:999").status_code == 404

@@ -58,16 +58,43 @@ def environnement_gabarits() -> Environment:
 
 
 class _Securite:
-    """Pure ASGI middleware: security headers on every answer, bounded request bodies."""
+    """Pure ASGI middleware: security headers on every answer, bounded request bodies, and
+    the fast path of the API: a GET already answered is sent from the cache without going
+    through the router (the base is read-only, so the same URL gets the same bytes).
+    """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, donnees: Donnees) -> None:
         self.app = app
+        self.donnees = donnees
+        self.entetes = [(k.encode(), v.encode()) for k, v in ENTETES_SECURITE.items()]
+
+    async def _depuis_cache(self, scope: dict, entetes_requete: dict, send: Callable) -> bool:
+        self.donnees.verifier_fraicheur()
+        cle = (scope["path"], scope["query_string"])
+        corps = self.donnees.en_cache(("brut",) + cle)
+        if corps is None:
+            return False
+        entetes = [(b"content-type", b"application/json"), (b"vary", b"Accept-Encoding")]
+        if len(corps) > 1400 and b"gzip" in entetes_requete.get(b"accept-encoding", b""):
+            brut = corps
+            corps = self.donnees.memo(("brut_gz",) + cle,
+                                      lambda: gzip.compress(brut, compresslevel=5))
+            entetes.append((b"content-encoding", b"gzip"))
+        entetes.append((b"content-length", str(len(corps)).encode()))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": entetes + self.entetes})
+        await send({"type": "http.response.body", "body": corps})
+        return True
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        longueur = dict(scope.get("headers") or []).get(b"content-length")
+        entetes_requete = dict(scope.get("headers") or [])
+        if (scope["method"] == "GET" and scope["path"].startswith("/api/")
+                and await self._depuis_cache(scope, entetes_requete, send)):
+            return
+        longueur = entetes_requete.get(b"content-length")
         if longueur is not None and (not longueur.isdigit()
                                      or int(longueur) > TAILLE_CORPS_MAX):
             await _erreur_brute(send, 413, "Corps de requête trop volumineux : "
@@ -90,7 +117,7 @@ class _Securite:
             if message["type"] == "http.response.start":
                 entetes = [(k, v) for k, v in message.get("headers", [])
                            if k.decode("latin-1").lower() not in ENTETES_SECURITE]
-                entetes += [(k.encode(), v.encode()) for k, v in ENTETES_SECURITE.items()]
+                entetes += self.entetes
                 if statique:
                     entetes.append((b"cache-control", b"public, max-age=3600"))
                 message = {**message, "headers": entetes}
@@ -212,7 +239,7 @@ def creer_application(base: Path | str) -> FastAPI:
     )
     app.state.donnees = donnees
     app.state.dossier_fichiers = dossier_fichiers
-    app.add_middleware(_Securite)
+    app.add_middleware(_Securite, donnees=donnees)
     app.mount("/static", StaticFiles(directory=STATIQUE), name="static")
 
     # -- errors ------------------------------------------------------------------------
@@ -259,6 +286,8 @@ def creer_application(base: Path | str) -> FastAPI:
         if corps is None:
             corps = await run_in_threadpool(calcul)
             donnees.memo(("requete",) + cle, lambda: corps)
+        # the same URL will be answered by the middleware's fast path
+        donnees.memo(("brut", request.url.path, request.scope["query_string"]), lambda: corps)
         return _reponse_json(request, corps)
 
     # -- pages ---------------------------------------------------------------------------
