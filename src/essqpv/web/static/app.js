@@ -550,6 +550,7 @@
       var choroplethe = ["france", "metropole", "drom", "region"].indexOf(niveau) >= 0;
       var valeurs = valeursFond(decoupage);
       var bornes = choroplethe ? classes(valeurs) : [];
+      document.getElementById("choix-decoupage").disabled = !choroplethe;
       if (coucheFond) { carte.removeLayer(coucheFond); }
       coucheFond = L.geoJSON(geo, {
         style: function (f) {
