@@ -128,9 +128,17 @@ def _sha256(chemin: Path, limite: int = 1 << 30) -> tuple[str, str]:
 
 
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
-                     con: duckdb.DuckDBPyConnection) -> sirene.Conversion:
-    """Convert to Parquet, reusing the cached conversion of the same file when present."""
+                     con: duckdb.DuckDBPyConnection, garder: str | None = None,
+                     toujours: tuple[str, ...] = (), depend: str = "") -> sirene.Conversion:
+    """Convert to Parquet, reusing the cached conversion of the same file when present.
+
+    ``garder``/``toujours`` thin the rows no later stage uses (:func:`sirene.convertir`);
+    ``depend`` is the key of what ``garder`` depends on (another file's cache, the rules),
+    so that the cache is rebuilt when that changes.
+    """
     cle = _empreinte_rapide(source.chemin)
+    if depend:
+        cle = hashlib.sha256(f"{cle}|{depend}".encode()).hexdigest()[:20]
     parquet = travail / f"{source.role}-{cle}.parquet"
     meta = travail / f"{source.role}-{cle}.json"
     if parquet.exists() and meta.exists():
@@ -140,12 +148,33 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
         return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets)
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
-    conv = sirene.convertir(source, colonnes, parquet, con)
+    conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
         "rejets": [{"ligne": r.ligne, "motif": r.motif, "contenu": r.contenu.hex()}
                    for r in conv.rejets]}), "utf-8")
     return conv
+
+
+def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
+    """SQL condition true for the legal units an ESS family rule can match, and a key of
+    the rules (METHODOLOGY 3: a family needs a listed legal category or the ESS flag)."""
+    from essqpv import reference
+    regles = reference.regles_familles()
+    cle = hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
+    parties = []
+    for colonne, regle in (("categorieJuridiqueUniteLegale", ["categorie_juridique"]),
+                           ("economieSocialeSolidaireUniteLegale", ["ess", "ess_et_nom"])):
+        if not source.a(colonne):
+            continue
+        if colonne == "economieSocialeSolidaireUniteLegale":
+            valeurs = regles.filter(pl.col("regle") == "ess")["valeur"].to_list()
+        else:
+            valeurs = regles.filter(pl.col("regle").is_in(regle))["valeur"].to_list()
+        if valeurs:
+            liste = ", ".join(f"'{sirene._sql_str(v)}'" for v in valeurs)
+            parties.append(f'"{colonne}" IN ({liste})')
+    return (" OR ".join(parties) if parties else "false"), cle
 
 
 def _adresse() -> pl.Expr:
@@ -229,17 +258,32 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
     try:
-        etape("Lecture du stock des établissements")
-        c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
-                                  travail, con)
+        # Legal units first: only those an ESS rule can match keep their attributes, then
+        # only the active establishments of those legal units keep theirs, then only the
+        # geolocation rows of those establishments (every row is still counted and checked).
         etape("Lecture du stock des unités légales")
+        garder_ul, regles = _candidats_ess(fichiers.unites_legales)
         c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
-                                travail, con)
+                                travail, con, garder_ul, ("siren",), regles)
+        etape("Lecture du stock des établissements")
+        ul_pq = sirene._sql_str(str(c_ul.parquet))
+        garder_etab = (
+            "\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
+            f"read_parquet('{ul_pq}') WHERE categorieJuridiqueUniteLegale IS NOT NULL "
+            "OR economieSocialeSolidaireUniteLegale IS NOT NULL)"
+            if fichiers.etablissements.a("etatAdministratifEtablissement") else None)
+        c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
+                                  travail, con, garder_etab,
+                                  ("siren", "etatAdministratifEtablissement"),
+                                  c_ul.parquet.name)
         c_geo = None
         if fichiers.geolocalisation:
             etape("Lecture du fichier de géolocalisation")
-            c_geo = _convertir_cache(fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION),
-                                     travail, con)
+            etab_pq = sirene._sql_str(str(c_etab.parquet))
+            c_geo = _convertir_cache(
+                fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail, con,
+                f"\"siret\" IN (SELECT siret FROM read_parquet('{etab_pq}') "
+                "WHERE siret IS NOT NULL)", (), c_etab.parquet.name)
         c_emp = v_emp = None
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")

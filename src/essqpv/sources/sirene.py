@@ -280,11 +280,18 @@ def _lire_brut(chemin: Path, position: int) -> bytes:
 
 
 def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
-              con: duckdb.DuckDBPyConnection | None = None) -> Conversion:
+              con: duckdb.DuckDBPyConnection | None = None, garder: str | None = None,
+              toujours: tuple[str, ...] = ()) -> Conversion:
     """Stream the rows of ``source`` into a Parquet file, keeping only ``colonnes``.
 
     Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
     see one schema whatever the vintage. Every value stays text.
+
+    ``garder`` (an SQL condition on the file's columns) thins the file without losing a row:
+    where it is not true, every column but those of ``toujours`` is written NULL. The row
+    count, the rejects and the row order stay those of the file, while the rows no later
+    stage can use cost almost nothing to write (the national stock is mostly closed or
+    non-ESS establishments).
 
     Returns
     -------
@@ -298,17 +305,25 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     con.execute("SET enable_progress_bar = false")
     try:
         types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
-        choix = ", ".join(
-            f'"{c}"' if c in source.colonnes else f'CAST(NULL AS VARCHAR) AS "{c}"'
-            for c in colonnes)
         temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
         suffixe = hashlib.sha1(str(parquet).encode()).hexdigest()[:8]
         table_rejets, table_scans = f"rejets_{suffixe}", f"scans_{suffixe}"
-        con.execute(
-            f"""COPY (SELECT {choix} FROM read_csv(?, header=true, auto_detect=false,
+
+        def colonne(c: str) -> str:
+            if c not in source.colonnes:
+                return f'CAST(NULL AS VARCHAR) AS "{c}"'
+            if garder is None or c in toujours:
+                return f'"{c}"'
+            return f'CASE WHEN _garder THEN "{c}" END AS "{c}"'
+        choix = ", ".join(colonne(c) for c in colonnes)
+        lecture = f"""read_csv(?, header=true, auto_detect=false,
                     columns={types}, delim=?, quote='"', escape='"', strict_mode=true,
                     null_padding=false, store_rejects=true, rejects_table='{table_rejets}',
-                    rejects_scan='{table_scans}', max_line_size=1048576, parallel=true))
+                    rejects_scan='{table_scans}', max_line_size=1048576, parallel=true)"""
+        if garder is not None:
+            lecture = f"(SELECT *, coalesce({garder}, false) AS _garder FROM {lecture})"
+        con.execute(
+            f"""COPY (SELECT {choix} FROM {lecture})
                 TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION zstd,
                 ROW_GROUP_SIZE 122880)""",
             [str(source.csv), source.separateur],
