@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -27,7 +28,8 @@ from essqpv.sources import sirene
 from essqpv.sources.emplois import COMPTES, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
-           "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES", "fermer_connexions"]
+           "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES", "fermer_connexions",
+           "etablissements_publics"]
 
 Progression = Callable[[str], None]
 
@@ -177,6 +179,25 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
     return (" OR ".join(parties) if parties else "false"), cle
 
 
+def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> pl.LazyFrame:
+    """Number of active establishments whose siren has no legal unit in the file.
+
+    Tens of millions of sirens on each side: the join is on 64-bit integers for the sirens
+    of exactly nine digits (one integer per such text, so the same matches as on the text),
+    and on the text for the few others (a siren never equals one of the other kind).
+    """
+    neuf = pl.col("siren").str.contains(r"^[0-9]{9}$").fill_null(False)
+    cle = pl.when(neuf).then(pl.col("siren").str.to_integer(strict=False)).alias("_cle")
+    a = actives.select("siren", cle)
+    u = ul.select("siren", cle)
+    entiers = a.filter(pl.col("_cle").is_not_null()).join(
+        u.filter(pl.col("_cle").is_not_null()).select("_cle"), on="_cle", how="anti")
+    textes = a.filter(pl.col("_cle").is_null()).join(
+        u.filter(pl.col("_cle").is_null()).select("siren"), on="siren", how="anti")
+    return pl.concat([entiers.select(pl.len()), textes.select(pl.len())]).select(
+        pl.col("len").sum())
+
+
 def _adresse() -> pl.Expr:
     parties = [pl.col(c).fill_null("") for c in
                ("numero_voie", "indice_repetition", "type_voie", "libelle_voie")]
@@ -264,13 +285,12 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         etape("Lecture du stock des unités légales")
         garder_ul, regles = _candidats_ess(fichiers.unites_legales)
         c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
-                                travail, con, garder_ul, ("siren",), regles)
+                                travail, con, garder_ul, ("siren",), f"{regles}|amincie-2")
         etape("Lecture du stock des établissements")
         ul_pq = sirene._sql_str(str(c_ul.parquet))
         garder_etab = (
             "\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
-            f"read_parquet('{ul_pq}') WHERE categorieJuridiqueUniteLegale IS NOT NULL "
-            "OR economieSocialeSolidaireUniteLegale IS NOT NULL)"
+            f"read_parquet('{ul_pq}') WHERE _garder)"
             if fichiers.etablissements.a("etatAdministratifEtablissement") else None)
         c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
                                   travail, con, garder_etab,
@@ -283,7 +303,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             c_geo = _convertir_cache(
                 fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail, con,
                 f"\"siret\" IN (SELECT siret FROM read_parquet('{etab_pq}') "
-                "WHERE siret IS NOT NULL)", (), c_etab.parquet.name)
+                "WHERE _garder)", (), c_etab.parquet.name)
         c_emp = v_emp = None
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")
@@ -294,25 +314,30 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     etape("Périmètre de l'ESS")
     etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-    ul = perimeter.familles_unites_legales(
-        pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
-        .unique("siren", keep="first"))
+    ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
     actives = etab.filter(pl.col("etat") == "A")
-    jointes = actives.join(ul.select("siren", "famille", "motif_famille", "categorie_juridique",
-                                     "denomination", pl.lit(True).alias("_ul")),
-                           on="siren", how="left")
+    # Only the legal units an ESS rule can match were kept with their attributes: classify
+    # those, after keeping the first row of each of their sirens among *all* rows (the
+    # first row of a siren may be one that was not kept: it then has no family).
+    candidats = ul.filter(pl.col("_garder")).select("siren").unique()
+    ul_ess = perimeter.familles_unites_legales(
+        ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
+        .unique("siren", keep="first", maintain_order=True))
+    jointes = actives.filter(pl.col("_garder")).join(
+        ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
+                      "denomination"), on="siren", how="left")
     classees = perimeter.classer_etablissements(jointes)
     comptes = classees.select(
-        pl.len().alias("actives"),
         pl.col("famille").is_not_null().sum().alias("ess"),
-        pl.col("_ul").is_null().sum().alias("sans_ul"),
         (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
         .alias("exclues"),
     )
     dans = classees.filter(pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_null())
-    dans_df, comptes_df, acceptees_df = pl.collect_all(
-        [dans, comptes, etab.select(pl.len())])
-    comptes_d = comptes_df.row(0, named=True)
+    dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
+        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
+         _sans_unite_legale(actives, ul)])
+    comptes_d = {**comptes_df.row(0, named=True), "actives": actives_df.item(),
+                 "sans_ul": sans_ul_df.item()}
     acceptees = acceptees_df.item()
 
     etape("Communes et territoires")
@@ -326,7 +351,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     if c_geo is not None:
         etape("Coordonnées de géolocalisation")
-        geo = (pl.scan_parquet(c_geo.parquet).rename(RENOMMAGE_GEOLOCALISATION)
+        geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
+               .rename(RENOMMAGE_GEOLOCALISATION)
                .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                .unique("siret", keep="first").with_columns(pl.lit(True).alias("geo_present"))
                .collect())
@@ -651,8 +677,23 @@ def ouvrir(base: str | Path) -> duckdb.DuckDBPyConnection:
         return con.cursor()
 
 
+def _identite(base: str | Path) -> tuple:
+    b = Path(base)
+    if not b.exists():
+        raise BaseInvalide(f"Base introuvable : {b} (construisez-la avec essqpv construire).")
+    st = b.stat()
+    return (str(b.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def millesimes(base: str | Path) -> list[dict]:
-    """The vintages of the base, newest first."""
+    """The vintages of the base, newest first (cached while the file is unchanged)."""
+    import copy
+    return copy.deepcopy(_millesimes(_identite(base)))
+
+
+@lru_cache(maxsize=32)
+def _millesimes(identite: tuple) -> list[dict]:
+    base = identite[0]
     con = ouvrir(base)
     try:
         lignes = con.execute(
@@ -704,12 +745,17 @@ def controle(base: str | Path, millesime: str | None = None) -> list[dict]:
 
 
 def qpv_de_la_base(base: str | Path, millesime: str | None = None) -> dict[str, str]:
-    """QPV codes → names of one vintage."""
+    """QPV codes → names of one vintage (cached while the file is unchanged)."""
     m = millesime_par_defaut(base, millesime)
-    con = ouvrir(base)
+    return dict(_qpv_de_la_base(_identite(base), m))
+
+
+@lru_cache(maxsize=32)
+def _qpv_de_la_base(identite: tuple, m: str) -> tuple:
+    con = ouvrir(identite[0])
     try:
-        return dict(con.execute("SELECT code_qp, nom_qp FROM qpv WHERE millesime = ? "
-                                "ORDER BY code_qp", [m]).fetchall())
+        return tuple(con.execute("SELECT code_qp, nom_qp FROM qpv WHERE millesime = ? "
+                                 "ORDER BY code_qp", [m]).fetchall())
     finally:
         con.close()
 
@@ -746,3 +792,31 @@ def lister_etablissements(base: str | Path, territoire: str, millesime: str | No
     return {"territoire": t.en_dict(), "millesime": m, "perimetre": perimetre, "total": total,
             "page": page, "taille": taille,
             "etablissements": [dict(zip(COLONNES_PUBLIQUES, ligne)) for ligne in lignes]}
+
+
+def etablissements_publics(base: str | Path, territoire: str, millesime: str | None = None,
+                           perimetre: str = "strict", en_qpv: bool | None = None) -> pl.DataFrame:
+    """Every in-scope establishment of a territory, public Sirene attributes only, in one read.
+
+    The same rows as :func:`lister_etablissements` page after page, for exports.
+    """
+    from essqpv.indicators.compute import condition_territoire, verifier_perimetre
+    from essqpv.territoires import resoudre
+    m = millesime_par_defaut(base, millesime)
+    t = resoudre(territoire, qpv_de_la_base(base, m))
+    con = ouvrir(base)
+    try:
+        colonne_qpv = verifier_perimetre(con, m, perimetre)
+        ou, params = condition_territoire(t, colonne_qpv)
+        if en_qpv is True:
+            ou += f" AND {colonne_qpv} IS NOT NULL"
+        elif en_qpv is False:
+            ou += f" AND {colonne_qpv} IS NULL"
+        lecteur = ouvrir(base)  # a fresh cursor: con still holds a finished small result
+        table = lecteur.sql(
+            f"SELECT {', '.join(COLONNES_PUBLIQUES)} FROM etablissements "
+            f"WHERE millesime = ? AND {ou} ORDER BY siret", params=[m, *params]).to_arrow_table()
+        lecteur.close()
+    finally:
+        con.close()
+    return pl.from_arrow(table)

@@ -204,19 +204,11 @@ def _table_secret(ind: dict, fr: dict) -> pl.DataFrame:
 
 
 def _etablissements(base, territoire: str, perimetre: str, millesime: str) -> pl.DataFrame:
-    from essqpv.base import COLONNES_PUBLIQUES, lister_etablissements
-    lignes, page = [], 1
-    while True:
-        p = lister_etablissements(base, territoire, millesime=millesime, perimetre=perimetre,
-                                  page=page, taille=PAGE)
-        lignes.extend(p["etablissements"])
-        if page * PAGE >= p["total"]:
-            break
-        page += 1
+    from essqpv.base import COLONNES_PUBLIQUES, etablissements_publics
+    df = etablissements_publics(base, territoire, millesime=millesime, perimetre=perimetre)
     schema = {c: pl.String for c in COLONNES_PUBLIQUES}
     schema.update(employeur=pl.Boolean, lon=pl.Float64, lat=pl.Float64)
-    return pl.DataFrame(lignes, schema=schema, orient="row") if lignes else pl.DataFrame(
-        schema=schema)
+    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def tables(base: str | Path, territoire: str | None = None, perimetre: str = "strict",
@@ -321,8 +313,14 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
     f_gras = classeur.add_format({"bold": True})
     synthetique = bool(ctx["metadonnees"].get("synthetique"))
 
+    colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
+        else "qpv_tampon"
     for nom, feuille_nom in FEUILLES.items():
         df = tabs[nom]
+        if nom == "etablissements":
+            # The workbook is about the QPV: its list holds the establishments in QPV (the
+            # full list of the territory is in the CSV, Parquet and GeoPackage exports).
+            df = df.filter(pl.col(colonne_qpv).is_not_null())
         ws = classeur.add_worksheet(feuille_nom)
         colonnes = [c for c in df.columns if not (nom == "chiffres_cles" and c == "unite")]
         ws.write_row(0, 0, [ENTETES.get(c, c) for c in colonnes], f_entete)
