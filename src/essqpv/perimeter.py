@@ -11,11 +11,24 @@ Columns expected (already renamed by the loaders, every value text):
 """
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from essqpv import reference
 
 __all__ = ["familles_unites_legales", "classer_etablissements", "jetons_nom"]
+
+
+_ACCENTS = (("ÀÂÄÁÃÅ", "A"), ("ÉÈÊË", "E"), ("ÎÏÍÌ", "I"), ("ÔÖÓÒÕ", "O"), ("ÙÛÜÚ", "U"),
+            ("Ç", "C"), ("Ÿ", "Y"), ("Œ", "OE"), ("Æ", "AE"), ("Ñ", "N"))
+
+
+def _majuscules_sans_accents(colonne: str) -> pl.Expr:
+    """Upper case, accented capitals replaced (one Aho-Corasick pass, not one per letter)."""
+    avant = [a for lettres, _ in _ACCENTS for a in lettres]
+    apres = [b for lettres, b in _ACCENTS for _ in lettres]
+    return pl.col(colonne).fill_null("").str.to_uppercase().str.replace_many(avant, apres)
 
 
 def jetons_nom(colonne: str) -> pl.Expr:
@@ -24,12 +37,24 @@ def jetons_nom(colonne: str) -> pl.Expr:
     >>> pl.DataFrame({"n": ["Scop-BTP l'Équipe"]}).select(jetons_nom("n")).item().to_list()
     ['SCOP', 'BTP', 'L', 'EQUIPE']
     """
-    texte = pl.col(colonne).fill_null("").str.to_uppercase()
-    for accent, lettre in (("[ÀÂÄÁÃÅ]", "A"), ("[ÉÈÊË]", "E"), ("[ÎÏÍÌ]", "I"),
-                           ("[ÔÖÓÒÕ]", "O"), ("[ÙÛÜÚ]", "U"), ("Ç", "C"), ("Ÿ", "Y"),
-                           ("Œ", "OE"), ("Æ", "AE"), ("Ñ", "N")):
-        texte = texte.str.replace_all(accent, lettre)
+    texte = _majuscules_sans_accents(colonne)
     return texte.str.replace_all(r"[^A-Z0-9]+", " ").str.strip_chars().str.split(" ")
+
+
+def _contient_jeton(colonne: str, jetons: list[str]) -> pl.Expr:
+    """Whether one of ``jetons`` is a token of the name (same tokens as :func:`jetons_nom`).
+
+    A token is a maximal run of ``[A-Z0-9]`` in the upper-cased, accent-free text, so a
+    token equals ``J`` exactly when ``J`` occurs bounded by a non-alphanumeric character or
+    an end of the text on both sides: one regex, no list per row.
+    """
+    if not jetons:
+        return pl.lit(False)
+    alternatives = "|".join(re.escape(j) for j in jetons)
+    if any(not re.fullmatch(r"[A-Z0-9]+", j) for j in jetons):  # not a possible token
+        return jetons_nom(colonne).list.set_intersection(pl.lit(jetons)).list.len() > 0
+    return _majuscules_sans_accents(colonne).str.contains(
+        rf"(?:^|[^A-Z0-9])(?:{alternatives})(?:[^A-Z0-9]|$)")
 
 
 def familles_unites_legales(ul: pl.LazyFrame) -> pl.LazyFrame:
@@ -48,8 +73,7 @@ def familles_unites_legales(ul: pl.LazyFrame) -> pl.LazyFrame:
     correspondance = dict(zip(cj["valeur"].to_list(), cj["famille"].to_list()))
     valeur_ess = ess["valeur"].to_list()
     famille_ess = ess["famille"].to_list()
-    a_nom = (jetons_nom("denomination").list.set_intersection(pl.lit(jetons)).list.len() > 0) | (
-        jetons_nom("sigle").list.set_intersection(pl.lit(jetons)).list.len() > 0)
+    a_nom = _contient_jeton("denomination", jetons) | _contient_jeton("sigle", jetons)
     est_ess = pl.col("ess").is_in(valeur_ess)
     famille_cj = pl.col("categorie_juridique").replace_strict(
         correspondance, default=None, return_dtype=pl.String)

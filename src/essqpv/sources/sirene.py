@@ -291,7 +291,7 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     where it is not true, every column but those of ``toujours`` is written NULL. The row
     count, the rejects and the row order stay those of the file, while the rows no later
     stage can use cost almost nothing to write (the national stock is mostly closed or
-    non-ESS establishments).
+    non-ESS establishments). The Boolean column ``_garder`` then says which rows were kept.
 
     Returns
     -------
@@ -315,7 +315,8 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
             if garder is None or c in toujours:
                 return f'"{c}"'
             return f'CASE WHEN _garder THEN "{c}" END AS "{c}"'
-        choix = ", ".join(colonne(c) for c in colonnes)
+        choix = ", ".join(colonne(c) for c in colonnes) + (
+            ", _garder" if garder is not None else "")
         lecture = f"""read_csv(?, header=true, auto_detect=false,
                     columns={types}, delim=?, quote='"', escape='"', strict_mode=true,
                     null_padding=false, store_rejects=true, rejects_table='{table_rejets}',
