@@ -179,6 +179,33 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
     return (" OR ".join(parties) if parties else "false"), cle
 
 
+def _cle_derivee(*parties: str) -> str:
+    """Key of a derived cache: its inputs' cache files, the rules it applies, the version."""
+    from essqpv import reference
+    h = hashlib.sha256("|".join((__version__, *parties)).encode())
+    for nom in ("familles.csv", "exclusions_activite.csv", "secteurs.csv",
+                "tranches_effectifs.csv"):
+        h.update(reference.chemin(nom).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _cache_derive(travail: Path, prefixe: str, cle: str,
+                  calcul: Callable[[], tuple[pl.DataFrame, dict]]) -> tuple[pl.DataFrame, dict]:
+    """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``."""
+    parquet = travail / f"{prefixe}-{cle}.parquet"
+    meta = travail / f"{prefixe}-{cle}.json"
+    if parquet.exists() and meta.exists():
+        return pl.read_parquet(parquet), json.loads(meta.read_text("utf-8"))
+    for ancien in travail.glob(f"{prefixe}-*"):
+        ancien.unlink()
+    df, info = calcul()
+    temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
+    df.write_parquet(temporaire, compression="zstd")
+    os.replace(temporaire, parquet)
+    meta.write_text(json.dumps(info), "utf-8")
+    return df, info
+
+
 def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> pl.LazyFrame:
     """Number of active establishments whose siren has no legal unit in the file.
 
@@ -313,32 +340,40 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         con.close()
 
     etape("Périmètre de l'ESS")
-    etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-    ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
-    actives = etab.filter(pl.col("etat") == "A")
-    # Only the legal units an ESS rule can match were kept with their attributes: classify
-    # those, after keeping the first row of each of their sirens among *all* rows (the
-    # first row of a siren may be one that was not kept: it then has no family).
-    candidats = ul.filter(pl.col("_garder")).select("siren").unique()
-    ul_ess = perimeter.familles_unites_legales(
-        ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
-        .unique("siren", keep="first", maintain_order=True))
-    jointes = actives.filter(pl.col("_garder")).join(
-        ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
-                      "denomination"), on="siren", how="left")
-    classees = perimeter.classer_etablissements(jointes)
-    comptes = classees.select(
-        pl.col("famille").is_not_null().sum().alias("ess"),
-        (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
-        .alias("exclues"),
-    )
-    dans = classees.filter(pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_null())
-    dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
-        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
-         _sans_unite_legale(actives, ul)])
-    comptes_d = {**comptes_df.row(0, named=True), "actives": actives_df.item(),
-                 "sans_ul": sans_ul_df.item()}
-    acceptees = acceptees_df.item()
+
+    def perimetre_ess() -> tuple[pl.DataFrame, dict]:
+        etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
+        ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
+        actives = etab.filter(pl.col("etat") == "A")
+        # Only the legal units an ESS rule can match were kept with their attributes: classify
+        # those, after keeping the first row of each of their sirens among *all* rows (the
+        # first row of a siren may be one that was not kept: it then has no family).
+        candidats = ul.filter(pl.col("_garder")).select("siren").unique()
+        ul_ess = perimeter.familles_unites_legales(
+            ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
+            .unique("siren", keep="first", maintain_order=True))
+        jointes = actives.filter(pl.col("_garder")).join(
+            ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
+                          "denomination"), on="siren", how="left")
+        classees = perimeter.classer_etablissements(jointes)
+        comptes = classees.select(
+            pl.col("famille").is_not_null().sum().alias("ess"),
+            (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
+            .alias("exclues"),
+        )
+        dans = classees.filter(pl.col("famille").is_not_null()
+                               & pl.col("motif_exclusion").is_null())
+        dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
+            [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
+             _sans_unite_legale(actives, ul)])
+        return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
+                         "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
+
+    # The in-scope rows are cached too (a few hundred thousand rows): a rebuild from the
+    # cache (other QPV contours, buffer, employment file) then reads no large file at all.
+    cle_perimetre = _cle_derivee("perimetre", c_etab.parquet.name, c_ul.parquet.name)
+    dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_perimetre, perimetre_ess)
+    acceptees = comptes_d["acceptees"]
 
     etape("Communes et territoires")
     from essqpv.territoires import table_communes
@@ -351,11 +386,15 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     if c_geo is not None:
         etape("Coordonnées de géolocalisation")
-        geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
-               .rename(RENOMMAGE_GEOLOCALISATION)
-               .join(dans_df.lazy().select("siret"), on="siret", how="semi")
-               .unique("siret", keep="first").with_columns(pl.lit(True).alias("geo_present"))
-               .collect())
+        sirets = dans_df.select("siret")
+        geo, _ = _cache_derive(
+            travail, "geolocalisation_perimetre",
+            _cle_derivee("geo", c_geo.parquet.name, cle_perimetre),
+            lambda: (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
+                     .rename(RENOMMAGE_GEOLOCALISATION)
+                     .join(sirets.lazy(), on="siret", how="semi")
+                     .unique("siret", keep="first")
+                     .with_columns(pl.lit(True).alias("geo_present")).collect(), {}))
         dans_df = dans_df.join(geo, on="siret", how="left").with_columns(
             pl.col("geo_present").fill_null(False))
     else:
