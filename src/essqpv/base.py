@@ -129,6 +129,18 @@ def _sha256(chemin: Path, limite: int = 1 << 30) -> tuple[str, str]:
     return h.hexdigest(), "sha256-debut-fin-64Mio"
 
 
+def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
+    """:func:`_sha256`, remembered in ``travail`` for the same file (fast fingerprint)."""
+    memoire = travail / "empreintes.json"
+    connues = json.loads(memoire.read_text("utf-8")) if memoire.exists() else {}
+    cle = _empreinte_rapide(chemin)
+    if cle not in connues:
+        connues[cle] = list(_sha256(chemin))
+        connues = dict(list(connues.items())[-32:])
+        memoire.write_text(json.dumps(connues), "utf-8")
+    return connues[cle][0], connues[cle][1]
+
+
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
                      con: duckdb.DuckDBPyConnection, garder: str | None = None,
                      toujours: tuple[str, ...] = (), depend: str = "") -> sirene.Conversion:
@@ -184,7 +196,7 @@ def _cle_derivee(*parties: str) -> str:
     from essqpv import reference
     h = hashlib.sha256("|".join((__version__, *parties)).encode())
     for nom in ("familles.csv", "exclusions_activite.csv", "secteurs.csv",
-                "tranches_effectifs.csv"):
+                "tranches_effectifs.csv", "communes.csv", "epci.csv"):
         h.update(reference.chemin(nom).read_bytes())
     return h.hexdigest()[:20]
 
@@ -369,39 +381,41 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
                          "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
 
-    # The in-scope rows are cached too (a few hundred thousand rows): a rebuild from the
-    # cache (other QPV contours, buffer, employment file) then reads no large file at all.
-    cle_perimetre = _cle_derivee("perimetre", c_etab.parquet.name, c_ul.parquet.name)
-    dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_perimetre, perimetre_ess)
+    def amont() -> tuple[pl.DataFrame, dict]:
+        dans_df, comptes = perimetre_ess()
+        etape("Communes et territoires")
+        from essqpv.territoires import table_communes
+        dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}),
+                                on="code_commune", how="left")
+                   .with_columns(pl.coalesce(pl.col("departement"), _departement_du_code())
+                                 .alias("departement_crs"), _adresse()))
+        comptes["communes_inconnues"] = dans_df.filter(
+            pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
+        if c_geo is not None:
+            etape("Coordonnées de géolocalisation")
+            geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
+                   .rename(RENOMMAGE_GEOLOCALISATION)
+                   .join(dans_df.lazy().select("siret"), on="siret", how="semi")
+                   .unique("siret", keep="first")
+                   .with_columns(pl.lit(True).alias("geo_present")).collect())
+            dans_df = dans_df.join(geo, on="siret", how="left").with_columns(
+                pl.col("geo_present").fill_null(False))
+        else:
+            dans_df = dans_df.with_columns(
+                pl.lit(False).alias("geo_present"),
+                *[pl.lit(None, dtype=pl.String).alias(c) for c in
+                  ("geo_x", "geo_y", "geo_qualite", "geo_epsg", "plg_qp15", "plg_qp24",
+                   "plg_qp")])
+        return dans_df, comptes
+
+    # Everything up to placement is cached too (a few hundred thousand rows): a rebuild
+    # from the cache (other QPV contours or buffer, new employment file) then reads no
+    # large file at all.
+    cle_amont = _cle_derivee("amont", c_etab.parquet.name, c_ul.parquet.name,
+                             c_geo.parquet.name if c_geo is not None else "-")
+    dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_amont, amont)
     acceptees = comptes_d["acceptees"]
-
-    etape("Communes et territoires")
-    from essqpv.territoires import table_communes
-    dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}), on="code_commune",
-                            how="left")
-               .with_columns(pl.coalesce(pl.col("departement"), _departement_du_code())
-                             .alias("departement_crs"), _adresse()))
-    communes_inconnues = dans_df.filter(pl.col("commune").is_null()
-                                        & pl.col("code_commune").is_not_null()).height
-
-    if c_geo is not None:
-        etape("Coordonnées de géolocalisation")
-        sirets = dans_df.select("siret")
-        geo, _ = _cache_derive(
-            travail, "geolocalisation_perimetre",
-            _cle_derivee("geo", c_geo.parquet.name, cle_perimetre),
-            lambda: (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
-                     .rename(RENOMMAGE_GEOLOCALISATION)
-                     .join(sirets.lazy(), on="siret", how="semi")
-                     .unique("siret", keep="first")
-                     .with_columns(pl.lit(True).alias("geo_present")).collect(), {}))
-        dans_df = dans_df.join(geo, on="siret", how="left").with_columns(
-            pl.col("geo_present").fill_null(False))
-    else:
-        dans_df = dans_df.with_columns(
-            pl.lit(False).alias("geo_present"),
-            *[pl.lit(None, dtype=pl.String).alias(c) for c in
-              ("geo_x", "geo_y", "geo_qualite", "geo_epsg", "plg_qp15", "plg_qp24", "plg_qp")])
+    communes_inconnues = comptes_d["communes_inconnues"]
 
     etape("Localisation dans les QPV")
     entree = dans_df.select(
@@ -510,7 +524,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
                     ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)):
         if f is None:
             continue
-        empreinte, methode = _sha256(f.chemin)
+        empreinte, methode = _sha256_memorise(f.chemin, travail)
         sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
                         "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
                         "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(
@@ -607,6 +621,32 @@ def _ecrire_rejets(base: Path, millesime: str, rejets: list) -> None:
                     f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
 
 
+_TABLES_DE_LA_BASE = frozenset({"millesimes", "qpv", "rejets", "discordances_qpv_insee",
+                                 "etablissements"})
+
+
+def _remplacable(base: Path, millesime: str) -> bool:
+    """True when the base holds nothing but this vintage: the new file can start empty
+    instead of copying the old one and deleting its rows (same result, far less work)."""
+    try:
+        con = duckdb.connect(str(base), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        if not tables <= _TABLES_DE_LA_BASE:
+            return False
+        if "millesimes" not in tables:
+            return not tables
+        return con.execute("SELECT count(*) FROM millesimes WHERE millesime <> ?",
+                           [millesime]).fetchone()[0] == 0
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
 def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
             rejets: list, discordances: pl.DataFrame) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically."""
@@ -615,7 +655,7 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
     for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
         if f.exists():
             f.unlink()
-    if base.exists():
+    if base.exists() and not _remplacable(base, millesime):
         shutil.copyfile(base, temporaire)
     try:
         con = duckdb.connect(str(temporaire))
