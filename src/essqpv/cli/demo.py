@@ -78,17 +78,20 @@ def demo(
                 ecrits.append((f"Rapport {t} ({fmt})", p))
         etape("Exports (Excel, GeoPackage, CSV)…")
         for fmt in ("xlsx", "gpkg", "csv"):
-            for p in exporter(base, territoire=None, format=fmt, sortie=d / "exports"):
-                ecrits.append((f"Export {fmt}", p))
-                if fmt == "csv":
-                    break
+            chemins = exporter(base, territoire=None, format=fmt, sortie=d / "exports")
+            if fmt == "csv":
+                ecrits.append((f"Exports CSV ({len(chemins)} tableaux)", d / "exports"))
+            else:
+                ecrits.extend((f"Export {fmt}", p) for p in chemins)
 
     duree = time.perf_counter() - debut
     sortie.print()
     sortie.print(f"[bold yellow]⚠ {MARQUE_SYNTHETIQUE.upper()}[/]")
+    def n(x: int) -> str:
+        return f"{x:,}".replace(",", "\u202f")
     sortie.print(f"[bold]Démonstration terminée en {duree:.0f} s.[/] "
-                 f"{rapport['dans_perimetre']:,} établissements de l'ESS dans le périmètre, "
-                 f"dont {rapport['en_qpv']:,} en QPV.".replace(",", "\u202f"))
+                 f"{n(rapport['dans_perimetre'])} établissements de l'ESS dans le périmètre, "
+                 f"dont {n(rapport['en_qpv'])} en QPV.")
     for libelle, chemin in ecrits:
         sortie.print(f"  • {libelle} : {chemin}")
     sortie.print("\nPour ouvrir le tableau de bord :\n"
