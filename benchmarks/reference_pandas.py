@@ -88,8 +88,10 @@ def main() -> None:
         mots = re.split(r"[^A-Z0-9]+", _sans_accents(texte.upper()))
         return any(m in jetons for m in mots)
 
-    nom = ul["denominationUniteLegale"].map(a_nom) | ul["sigleUniteLegale"].map(a_nom)
-    ul.loc[ul.famille.isna() & est_ess & nom, "famille"] = fam_nom
+    a_tester = ul.famille.isna() & est_ess  # the name rule only matters there
+    nom = (ul.loc[a_tester, "denominationUniteLegale"].map(a_nom)
+           | ul.loc[a_tester, "sigleUniteLegale"].map(a_nom))
+    ul.loc[nom[nom].index, "famille"] = fam_nom
     ul.loc[ul.famille.isna() & est_ess, "famille"] = fam_ess
     ul = ul[ul.famille.notna()][["siren", "famille"]]
     etape("familles")
@@ -116,8 +118,8 @@ def main() -> None:
            ("x", "y", "epsg", "coordonneeLambertAbscisseEtablissement",
             "coordonneeLambertOrdonneeEtablissement")}
     code = etab.codeCommuneEtablissement.fillna("")
-    dep = etab.departement.fillna(np.where(code.str[:2].isin(["97", "98"]), code.str[:3],
-                                           code.str[:2]))
+    dep = etab.departement.fillna(pd.Series(np.where(
+        code.str[:2].isin(["97", "98"]), code.str[:3], code.str[:2]), index=etab.index))
     crs = reference.crs_departements().to_pandas()
     par_dep = dict(zip(crs.departement, crs.epsg_lambert_sirene))
     epsg_stock = pd.to_numeric(dep.map(par_dep).fillna(par_dep["*"]), errors="coerce")
