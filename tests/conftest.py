@@ -1,6 +1,7 @@
 """Shared fixtures: paths to the real reference data of ../shared/data."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ def _construire_demo(dossier: Path, avec_emplois: bool) -> Path:
     from essqpv.synthese import generer
     registre = dossier / "registre"
     if not (registre / "LISEZMOI.txt").exists():
-        generer(registre, profil="test", graine=2024, millesime="2024-01")
+        r = generer(registre, profil="test", graine=2024, millesime="2024-01")
+        (dossier / "malformees.json").write_text(json.dumps(r["malformees"]), "utf-8")
     f = {p.name: p for p in registre.iterdir()}
     base = dossier / ("demo.duckdb" if avec_emplois else "demo_sans_emplois.duckdb")
     construire(etablissements=f["StockEtablissement_utf8.zip"],

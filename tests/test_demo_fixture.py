@@ -25,3 +25,18 @@ def test_indicateurs_marques_synthetiques(base_demo, base_sans_emplois):
     assert r["chiffres_cles"]["estime"] is False
     r2 = indicateurs(base_sans_emplois, "FR")
     assert r2["chiffres_cles"]["estime"] is True and r2["chiffres_cles"]["part_femmes"] is None
+
+
+def test_rejets_exactement_les_lignes_plantees(base_demo, dossier_demo):
+    """The loaders reject exactly the malformed lines the generator plants, no other."""
+    import json
+
+    from essqpv.base import ouvrir
+    plantees = json.loads((dossier_demo / "malformees.json").read_text("utf-8"))
+    con = ouvrir(base_demo)
+    lues = con.execute("SELECT fichier, ligne, motif FROM rejets ORDER BY fichier, ligne"
+                       ).fetchall()
+    con.close()
+    attendu = sorted((f, m["ligne"], m["motif"]) for f, liste in plantees.items() for m in liste)
+    assert sorted(lues) == attendu
+    assert len(attendu) == 15
