@@ -839,32 +839,42 @@ def _qpv_de_la_base(identite: tuple, m: str) -> tuple:
         con.close()
 
 
-def lister_etablissements(base: str | Path, territoire: str, millesime: str | None = None,
-                          perimetre: str = "strict", en_qpv: bool | None = None,
-                          page: int = 1, taille: int = 50) -> dict:
-    """A page of the in-scope establishments of a territory (public Sirene attributes only)."""
+def _selection(base: str | Path, territoire: str, millesime: str | None, perimetre: str,
+               en_qpv: bool | None):
+    """Vintage, territory and SQL condition (with parameters) of an establishment listing."""
     from essqpv.indicators.compute import condition_territoire, verifier_perimetre
     from essqpv.territoires import resoudre
-    if not (1 <= taille <= 1000):
-        raise ParametreInvalide("taille doit être comprise entre 1 et 1000.")
-    if page < 1:
-        raise ParametreInvalide("page doit être supérieure ou égale à 1.")
     m = millesime_par_defaut(base, millesime)
     t = resoudre(territoire, qpv_de_la_base(base, m))
     con = ouvrir(base)
     try:
         colonne_qpv = verifier_perimetre(con, m, perimetre)
-        ou, params = condition_territoire(t, colonne_qpv)
-        if en_qpv is True:
-            ou += f" AND {colonne_qpv} IS NOT NULL"
-        elif en_qpv is False:
-            ou += f" AND {colonne_qpv} IS NULL"
-        total = con.execute(f"SELECT count(*) FROM etablissements WHERE millesime = ? AND {ou}",
-                            [m, *params]).fetchone()[0]
-        colonnes = ", ".join(COLONNES_PUBLIQUES)
+    finally:
+        con.close()
+    ou, params = condition_territoire(t, colonne_qpv)
+    if en_qpv is True:
+        ou += f" AND {colonne_qpv} IS NOT NULL"
+    elif en_qpv is False:
+        ou += f" AND {colonne_qpv} IS NULL"
+    return m, t, f"millesime = ? AND {ou}", [m, *params]
+
+
+def lister_etablissements(base: str | Path, territoire: str, millesime: str | None = None,
+                          perimetre: str = "strict", en_qpv: bool | None = None,
+                          page: int = 1, taille: int = 50) -> dict:
+    """A page of the in-scope establishments of a territory (public Sirene attributes only)."""
+    if not (1 <= taille <= 1000):
+        raise ParametreInvalide("taille doit être comprise entre 1 et 1000.")
+    if page < 1:
+        raise ParametreInvalide("page doit être supérieure ou égale à 1.")
+    m, t, ou, params = _selection(base, territoire, millesime, perimetre, en_qpv)
+    con = ouvrir(base)
+    try:
+        total = con.execute(f"SELECT count(*) FROM etablissements WHERE {ou}",
+                            params).fetchall()[0][0]
         lignes = con.execute(
-            f"SELECT {colonnes} FROM etablissements WHERE millesime = ? AND {ou} "
-            "ORDER BY siret LIMIT ? OFFSET ?", [m, *params, taille, (page - 1) * taille]
+            f"SELECT {', '.join(COLONNES_PUBLIQUES)} FROM etablissements WHERE {ou} "
+            "ORDER BY siret LIMIT ? OFFSET ?", [*params, taille, (page - 1) * taille]
         ).fetchall()
     finally:
         con.close()
@@ -879,23 +889,11 @@ def etablissements_publics(base: str | Path, territoire: str, millesime: str | N
 
     The same rows as :func:`lister_etablissements` page after page, for exports.
     """
-    from essqpv.indicators.compute import condition_territoire, verifier_perimetre
-    from essqpv.territoires import resoudre
-    m = millesime_par_defaut(base, millesime)
-    t = resoudre(territoire, qpv_de_la_base(base, m))
+    _, _, ou, params = _selection(base, territoire, millesime, perimetre, en_qpv)
     con = ouvrir(base)
     try:
-        colonne_qpv = verifier_perimetre(con, m, perimetre)
-        ou, params = condition_territoire(t, colonne_qpv)
-        if en_qpv is True:
-            ou += f" AND {colonne_qpv} IS NOT NULL"
-        elif en_qpv is False:
-            ou += f" AND {colonne_qpv} IS NULL"
-        lecteur = ouvrir(base)  # a fresh cursor: con still holds a finished small result
-        table = lecteur.sql(
-            f"SELECT {', '.join(COLONNES_PUBLIQUES)} FROM etablissements "
-            f"WHERE millesime = ? AND {ou} ORDER BY siret", params=[m, *params]).to_arrow_table()
-        lecteur.close()
+        table = con.sql(f"SELECT {', '.join(COLONNES_PUBLIQUES)} FROM etablissements "
+                        f"WHERE {ou} ORDER BY siret", params=params).to_arrow_table()
     finally:
         con.close()
     return pl.from_arrow(table)
