@@ -182,3 +182,25 @@ def test_cli_json_est_l_objet_de_la_bibliotheque(base_sans_secret):
     res = CliRunner().invoke(app, ["indicateurs", "--base", str(base_sans_secret),
                                    "--territoire", "DEP:93"])
     assert res.exit_code == 0 and "Action sociale" in res.output
+
+
+def test_un_qpv_masque_dans_sa_liste_l_est_aussi_sur_sa_page(base_demo):
+    """A QPV suppressed as a complement in its département's list is suppressed everywhere."""
+    from essqpv.base import metadonnees
+    from essqpv.indicators.compute import statuts_qpv
+    m = metadonnees(base_demo)["millesime"]
+    statuts = statuts_qpv(str(base_demo), m, "strict")
+    secondaires = [c for c, s in statuts.items() if s == "secondaire"]
+    assert secondaires, "the test base should have complements"
+    code = secondaires[0]
+    r = indicateurs(base_demo, f"QPV:{code}")
+    assert r["chiffres_cles"]["salaries"] is None
+    assert r["chiffres_cles"]["secret"]["salaries"] == "secondaire"
+    # its sector cells are protected around it: more than the total is hidden
+    assert r["tableau_secteurs"][-1]["salaries_qpv"] is None
+    assert any(x["salaries_qpv"] is None for x in r["tableau_secteurs"][:-1]
+               if x["secret"])
+    liste = {q["code_qp"]: q for q in indicateurs_qpv(base_demo, territoire="FR")}
+    assert liste[code]["salaries"] is None
+    assert all(q["secret"].get("salaries") == statuts[c] for c, q in liste.items()
+               if statuts[c])

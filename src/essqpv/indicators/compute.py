@@ -22,7 +22,7 @@ from essqpv import reference
 from essqpv.base import metadonnees, millesime_par_defaut, millesimes, ouvrir, qpv_de_la_base
 from essqpv.config import MARQUE_SYNTHETIQUE, confidentialite
 from essqpv.errors import ParametreInvalide
-from essqpv.indicators.confidentiality import Cellule, proteger
+from essqpv.indicators.confidentiality import Cellule, agreger, proteger
 from essqpv.territoires import DROM, Territoire, libelle_region, resoudre
 
 __all__ = ["indicateurs", "tableau_regional", "indicateurs_qpv", "condition_territoire",
@@ -207,7 +207,14 @@ def _calculer(base: str, m: str, t: Territoire, perimetre: str, avec_regions: bo
             n, s, mx, *_ = _somme(lignes_hr)
             cellules[("REG", None, col)] = _cellule(n, s, mx)
             groupes.append(((ENS, col), [("REG", c, col) for c in codes_r] + [("REG", None, col)]))
-    statuts = proteger(cellules, groupes, confidentialite())
+    initiaux: dict[Hashable, str] = {}
+    if t.niveau == "qpv":
+        # a QPV hidden as a complement in its département's list stays hidden on its own
+        # page, and its sector cells are protected around it
+        canonique = statuts_qpv(base, m, perimetre).get(t.valeur)
+        if canonique:
+            initiaux = {(ENS, QPV): canonique, "territoire": canonique}
+    statuts = proteger(cellules, groupes, confidentialite(), statuts_initiaux=initiaux or None)
 
     # ---- key figures
     nq, sq, mq, fe, cd, ca, tc, sv = _somme(terr, True)
@@ -414,8 +421,9 @@ def indicateurs_qpv(base: str | Path, perimetre: str = "strict", millesime: str 
                     territoire: str | None = None) -> list[dict]:
     """One protected row per QPV of a territory: employers, non-employers, salariés.
 
-    The QPV of the territory form one additive group (their sum is the territory's QPV
-    total, published in the key figures).
+    The secret status of a QPV does not depend on the territory asked: it comes from
+    :func:`statuts_qpv` (the QPV of each département form one additive group), so that two
+    listings, or a listing and a QPV's own page, never disclose different cells.
     """
     base, m, t = _contexte(base, territoire or "FR", perimetre, millesime)
     sources, synthetique, avec_emplois, geographie, tampon, _ = _sources(
@@ -451,12 +459,7 @@ def indicateurs_qpv(base: str | Path, perimetre: str = "strict", millesime: str 
                 GROUP BY ALL ORDER BY q.code_qp""", [m, *params_q]).fetchall()
     finally:
         con.close()
-    cellules = {r[0]: _cellule(r[5], r[7], r[8]) for r in lignes}
-    groupe_total = "__total__"
-    cellules[groupe_total] = _cellule(sum(c.nombre for c in cellules.values()),
-                                      sum(c.effectif for c in cellules.values()),
-                                      max([c.effectif_max for c in cellules.values()] or [0.0]))
-    statuts = proteger(cellules, [(groupe_total, [r[0] for r in lignes])], confidentialite())
+    statuts = statuts_qpv(base, m, perimetre)
     sortie = []
     for code, nom, dep, reg, hors_champ, emp, non_emp, s, _ in lignes:
         st = statuts[code]
@@ -466,6 +469,45 @@ def indicateurs_qpv(base: str | Path, perimetre: str = "strict", millesime: str 
                        "salaries": None if st else _salaries(s or 0.0),
                        "secret": {"salaries": st} if st else {}})
     return sortie
+
+
+def statuts_qpv(base: str, millesime: str, perimetre: str) -> dict[str, str | None]:
+    """Canonical secret status of every QPV's salariés (cached while the base is unchanged).
+
+    Groups: the QPV of one département add up to the département's QPV total.
+    """
+    st = Path(base).stat()
+    return _statuts_qpv(str(base), millesime, perimetre, (st.st_ino, st.st_mtime_ns))
+
+
+@lru_cache(maxsize=32)
+def _statuts_qpv(base: str, m: str, perimetre: str, _identite: tuple) -> dict[str, str | None]:
+    _, _, avec_emplois, _, _, _ = _sources(base, m, Path(base).stat().st_mtime)
+    con = ouvrir(base)
+    try:
+        colonne_qpv = verifier_perimetre(con, m, perimetre)
+        valeur = "effectif" if avec_emplois else "effectif_estime"
+        lignes = con.execute(
+            f"""SELECT q.code_qp, q.departement,
+                       count(e.siret) FILTER (WHERE e.employeur),
+                       sum(e.{valeur}) FILTER (WHERE e.employeur),
+                       max(e.{valeur}) FILTER (WHERE e.employeur)
+                FROM qpv q LEFT JOIN etablissements e
+                  ON e.millesime = q.millesime AND e.{colonne_qpv} = q.code_qp
+                WHERE q.millesime = ? GROUP BY ALL ORDER BY q.code_qp""", [m]).fetchall()
+    finally:
+        con.close()
+    cellules: dict[Hashable, Cellule] = {r[0]: _cellule(r[2], r[3], r[4]) for r in lignes}
+    par_dep: dict[str, list[str]] = {}
+    for code, dep, *_ in lignes:
+        par_dep.setdefault(dep or "", []).append(code)
+    groupes = []
+    for dep, codes in par_dep.items():
+        total = ("DEP", dep)
+        cellules[total] = agreger(cellules[c] for c in codes)
+        groupes.append((total, codes))
+    statuts = proteger(cellules, groupes, confidentialite())
+    return {code: statuts[code] for code, *_ in lignes}
 
 
 def en_json(resultat: dict) -> str:
