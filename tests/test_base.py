@@ -1,7 +1,6 @@
 """The base builder on hand-built registers, with exact expected numbers."""
 from __future__ import annotations
 
-import json
 
 import duckdb
 import pyproj

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import polars as pl
 import pytest
