@@ -405,3 +405,25 @@ def test_barres_ecarts_ordonnees_et_secret():
     textes = [t.get_text() for t in ax.texts]
     assert textes.count("s (secret statistique)") == 2
     assert ax.get_xlabel() == "Écart en points de pourcentage (part QPV − part France)"
+
+
+def test_rapport_montre_l_evolution(tmp_path):
+    """With two vintages in the base, the report shows the change since the previous one."""
+    from essqpv.base import construire
+    from essqpv.outputs import rapport
+    from tests import _fabrique as F
+    lon, lat = F.point_interieur("QP093001")
+    lignes = []
+    for i in range(4):
+        e = F.etab(f"{i + 1:09d}00011", "93013", tranche="12")
+        e["longitude"], e["latitude"] = f"{lon:.7f}", f"{lat:.7f}"
+        lignes.append(e)
+    etab = F.ecrire(tmp_path / "e.csv", "etablissements", lignes, extra=["longitude", "latitude"])
+    ul = F.ecrire(tmp_path / "u.csv", "unites_legales",
+                  [F.ul(f"{i + 1:09d}", "9220") for i in range(4)])
+    base = tmp_path / "b.duckdb"
+    construire(etablissements=etab, unites_legales=ul, millesime="2023-01", base=base)
+    construire(etablissements=etab, unites_legales=ul, millesime="2024-01", base=base)
+    html = rapport(base, "DEP:93", format="html", sortie=tmp_path / "r.html").read_text("utf-8")
+    assert "Évolution depuis le millésime 2023-01" in html
+    assert "établissements employeurs de l'ESS en QPV 0, salariés 0" in html

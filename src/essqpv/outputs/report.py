@@ -166,6 +166,22 @@ def _css(nom: str) -> str:
     return files("essqpv.outputs").joinpath("templates", nom).read_text("utf-8")
 
 
+def _evolution(evo: dict | None) -> dict | None:
+    """Texts of the change since the previous vintage (``s`` where a value is secret)."""
+    if not evo:
+        return None
+
+    def variation(cle: str) -> str:
+        v = (evo.get(cle) or {}).get("variation")
+        if v is None:
+            return "s"
+        return ("+" if v > 0 else "") + nombre(v)
+
+    return {"precedent": evo.get("millesime_precedent"),
+            "employeurs": variation("etablissements_employeurs"),
+            "salaries": variation("salaries")}
+
+
 def _secret(ligne: dict | None, colonne: str) -> bool:
     return bool(ligne) and colonne in (ligne.get("secret") or {})
 
@@ -537,6 +553,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
                       else "n.d.",
                       "creations_periode": _periode(creations),
                       "creations_familles": _par_famille(creations)},
+        "evolution": _evolution(ind.get("evolution")),
         "regions": regions,
         "regions_top": sorted([r for r in regions if r.get("part_emploi_ess_en_qpv")
                                is not None], key=lambda r: -r["part_emploi_ess_en_qpv"])[:6],
