@@ -25,11 +25,10 @@ from pathlib import Path
 
 def _interne(dossier: Path, travail: Path) -> None:
     import duckdb
-    import polars as pl
 
-    from essqpv import perimeter
     from essqpv.base import (RENOMMAGE_ETABLISSEMENTS, RENOMMAGE_UNITES_LEGALES,
-                             _candidats_ess, _convertir_cache)
+                             _candidats_ess, _convertir_cache, _garder_etablissements,
+                             _perimetre_ess)
     from essqpv.sources import sirene
 
     t0 = time.perf_counter()
@@ -37,32 +36,19 @@ def _interne(dossier: Path, travail: Path) -> None:
                                travail)
     ul_src = sirene.preparer(dossier / "StockUniteLegale_utf8.csv", "unites_legales", travail)
     con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
     garder, regles = _candidats_ess(ul_src)
     c_ul = _convertir_cache(ul_src, list(RENOMMAGE_UNITES_LEGALES), travail, con, garder,
                             ("siren",), regles)
-    pq = sirene._sql_str(str(c_ul.parquet))
-    c_etab = _convertir_cache(
-        etab_src, list(RENOMMAGE_ETABLISSEMENTS), travail, con,
-        f"\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
-        f"read_parquet('{pq}') WHERE categorieJuridiqueUniteLegale IS NOT NULL "
-        "OR economieSocialeSolidaireUniteLegale IS NOT NULL)",
-        ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name)
+    c_etab = _convertir_cache(etab_src, list(RENOMMAGE_ETABLISSEMENTS), travail, con,
+                              *_garder_etablissements(c_ul))
     con.close()
     lecture = time.perf_counter() - t0
-    etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-    ul = perimeter.familles_unites_legales(
-        pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
-        .unique("siren", keep="first"))
-    jointes = etab.filter(pl.col("etat") == "A").join(
-        ul.select("siren", "famille", "motif_famille", "categorie_juridique"), on="siren",
-        how="left")
-    classees = perimeter.classer_etablissements(jointes)
-    dans = classees.filter(pl.col("famille").is_not_null()
-                           & pl.col("motif_exclusion").is_null()).collect()
+    dans, comptes = _perimetre_ess(c_etab.parquet, c_ul.parquet)
     print(json.dumps({"lecture_s": round(lecture, 3),
                       "classement_s": round(time.perf_counter() - t0 - lecture, 3),
                       "lignes_lues": c_etab.lignes_lues, "rejets": len(c_etab.rejets),
-                      "dans_perimetre": dans.height}))
+                      "dans_perimetre": dans.height, "comptes": comptes}))
 
 
 def main() -> None:

@@ -170,12 +170,21 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     return conv
 
 
+def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[str, tuple[str, ...], str]:
+    """(condition, columns always kept, cache dependency) thinning the establishments: the
+    active ones of the legal units kept by :func:`_candidats_ess`."""
+    ul_pq = sirene._sql_str(str(c_ul.parquet))
+    return ("\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
+            f"read_parquet('{ul_pq}') WHERE _garder)",
+            ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name)
+
+
 def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
     """SQL condition true for the legal units an ESS family rule can match, and a key of
     the rules (METHODOLOGY 3: a family needs a listed legal category or the ESS flag)."""
     from essqpv import reference
     regles = reference.regles_familles()
-    cle = hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
+    cle = "amincie-2|" + hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
     parties = []
     for colonne, regle in (("categorieJuridiqueUniteLegale", ["categorie_juridique"]),
                            ("economieSocialeSolidaireUniteLegale", ["ess", "ess_et_nom"])):
@@ -189,6 +198,37 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
             liste = ", ".join(f"'{sirene._sql_str(v)}'" for v in valeurs)
             parties.append(f'"{colonne}" IN ({liste})')
     return (" OR ".join(parties) if parties else "false"), cle
+
+
+def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, dict]:
+    """In-scope establishments (METHODOLOGY 2-4) and the counts of the reconciliation,
+    from the thinned Parquet files of the two stocks (``_garder`` column)."""
+    etab = pl.scan_parquet(etab_parquet).rename(RENOMMAGE_ETABLISSEMENTS)
+    ul = pl.scan_parquet(ul_parquet).rename(RENOMMAGE_UNITES_LEGALES)
+    actives = etab.filter(pl.col("etat") == "A")
+    # Only the legal units an ESS rule can match were kept with their attributes: classify
+    # those, after keeping the first row of each of their sirens among *all* rows (the
+    # first row of a siren may be one that was not kept: it then has no family).
+    candidats = ul.filter(pl.col("_garder")).select("siren").unique()
+    ul_ess = perimeter.familles_unites_legales(
+        ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
+        .unique("siren", keep="first", maintain_order=True))
+    jointes = actives.filter(pl.col("_garder")).join(
+        ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
+                      "denomination"), on="siren", how="left")
+    classees = perimeter.classer_etablissements(jointes)
+    comptes = classees.select(
+        pl.col("famille").is_not_null().sum().alias("ess"),
+        (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
+        .alias("exclues"),
+    )
+    dans = classees.filter(pl.col("famille").is_not_null()
+                           & pl.col("motif_exclusion").is_null())
+    dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
+        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
+         _sans_unite_legale(actives, ul)])
+    return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
+                     "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
 
 
 def _cle_derivee(*parties: str) -> str:
@@ -324,17 +364,10 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         etape("Lecture du stock des unités légales")
         garder_ul, regles = _candidats_ess(fichiers.unites_legales)
         c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
-                                travail, con, garder_ul, ("siren",), f"{regles}|amincie-2")
+                                travail, con, garder_ul, ("siren",), regles)
         etape("Lecture du stock des établissements")
-        ul_pq = sirene._sql_str(str(c_ul.parquet))
-        garder_etab = (
-            "\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
-            f"read_parquet('{ul_pq}') WHERE _garder)"
-            if fichiers.etablissements.a("etatAdministratifEtablissement") else None)
         c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
-                                  travail, con, garder_etab,
-                                  ("siren", "etatAdministratifEtablissement"),
-                                  c_ul.parquet.name)
+                                  travail, con, *_garder_etablissements(c_ul))
         c_geo = None
         if fichiers.geolocalisation:
             etape("Lecture du fichier de géolocalisation")
@@ -353,36 +386,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     etape("Périmètre de l'ESS")
 
-    def perimetre_ess() -> tuple[pl.DataFrame, dict]:
-        etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-        ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
-        actives = etab.filter(pl.col("etat") == "A")
-        # Only the legal units an ESS rule can match were kept with their attributes: classify
-        # those, after keeping the first row of each of their sirens among *all* rows (the
-        # first row of a siren may be one that was not kept: it then has no family).
-        candidats = ul.filter(pl.col("_garder")).select("siren").unique()
-        ul_ess = perimeter.familles_unites_legales(
-            ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
-            .unique("siren", keep="first", maintain_order=True))
-        jointes = actives.filter(pl.col("_garder")).join(
-            ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
-                          "denomination"), on="siren", how="left")
-        classees = perimeter.classer_etablissements(jointes)
-        comptes = classees.select(
-            pl.col("famille").is_not_null().sum().alias("ess"),
-            (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
-            .alias("exclues"),
-        )
-        dans = classees.filter(pl.col("famille").is_not_null()
-                               & pl.col("motif_exclusion").is_null())
-        dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
-            [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
-             _sans_unite_legale(actives, ul)])
-        return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
-                         "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
-
     def amont() -> tuple[pl.DataFrame, dict]:
-        dans_df, comptes = perimetre_ess()
+        dans_df, comptes = _perimetre_ess(c_etab.parquet, c_ul.parquet)
         etape("Communes et territoires")
         from essqpv.territoires import table_communes
         dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}),
