@@ -99,3 +99,16 @@ def test_controle_json(base_demo, monkeypatch, capsys):
                 "hors_qpv", "etablissements_sans_unite_legale", "unites_legales",
                 "geolocalisation", "emplois", "accord_qpv_insee"):
         assert cle in r, cle
+
+
+def test_reference_des_commandes_a_jour():
+    """docs/commandes.md is generated from the CLI: regenerate with scripts/reference_cli.py."""
+    import importlib.util
+    from pathlib import Path
+    racine = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("reference_cli",
+                                                  racine / "scripts" / "reference_cli.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (racine / "docs" / "commandes.md").read_text("utf-8") == module.rendre(), \
+        "docs/commandes.md est périmé : python scripts/reference_cli.py"
