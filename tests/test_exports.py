@@ -206,3 +206,14 @@ def test_cli_exporter(base_demo, tmp_path):
     assert len(list(Path(tmp_path).glob("*.parquet"))) == len(FEUILLES) + 1
     aide = CliRunner().invoke(app, ["exporter", "--help"])
     assert "Exporter les tableaux protégés" in aide.output
+
+
+def test_chaque_csv_porte_la_marque_synthetique(base_demo, tmp_path):
+    import csv as module_csv
+
+    from essqpv.config import MARQUE_SYNTHETIQUE
+    from essqpv.outputs import exporter
+    for chemin in exporter(base_demo, "DEP:93", format="csv", sortie=tmp_path):
+        with open(chemin, encoding="utf-8-sig", newline="") as f:
+            lignes = list(module_csv.reader(f))
+        assert any(MARQUE_SYNTHETIQUE in cellule for ligne in lignes for cellule in ligne), chemin

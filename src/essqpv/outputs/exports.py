@@ -487,8 +487,11 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
         _ecrire_xlsx(tabs, ctx, chemin)
         ecrits.append(chemin)
     elif format in ("csv", "parquet"):
+        synthetique = bool(ctx["metadonnees"].get("synthetique"))
         for nom, df in tabs.items():
             chemin = dossier / f"{prefixe}-{nom}.{format}"
+            if synthetique:  # visible in every file opened alone, on every row
+                df = df.with_columns(pl.lit(MARQUE_SYNTHETIQUE).alias("avertissement"))
             if format == "csv":
                 with open(chemin, "wb") as f:
                     f.write("\ufeff".encode())  # BOM: spreadsheet software reads UTF-8
