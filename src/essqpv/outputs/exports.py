@@ -434,6 +434,9 @@ def _couches(tabs: dict, ctx: dict, base, crs: int) -> dict[str, tuple[pl.DataFr
     else:
         pts = np.array([], dtype=object)
     etab = e.with_columns(pl.Series("geometrie", list(pts), dtype=pl.Binary))
+    if ctx["metadonnees"].get("synthetique"):  # visible in the attribute table of each layer
+        qpv = qpv.with_columns(pl.lit(MARQUE_SYNTHETIQUE).alias("avertissement"))
+        etab = etab.with_columns(pl.lit(MARQUE_SYNTHETIQUE).alias("avertissement"))
     return {"qpv": (qpv, "MultiPolygon"), "etablissements": (etab, "Point")}
 
 
