@@ -323,9 +323,11 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
                     rejects_scan='{table_scans}', max_line_size=1048576, parallel=true)"""
         if garder is not None:
             lecture = f"(SELECT *, coalesce({garder}, false) AS _garder FROM {lecture})"
+        # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
+        # NULL (run-length encoded anyway); compressing the rest cost ~15 % of the read.
         con.execute(
             f"""COPY (SELECT {choix} FROM {lecture})
-                TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION zstd,
+                TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION uncompressed,
                 ROW_GROUP_SIZE 122880)""",
             [str(source.csv), source.separateur],
         )
