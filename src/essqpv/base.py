@@ -25,7 +25,7 @@ from essqpv import __version__, perimeter
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import sirene
-from essqpv.sources.emplois import COMPTES, valider_emplois
+from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
            "millesime_par_defaut", "qpv_de_la_base", "COLONNES_PUBLIQUES", "fermer_connexions",
@@ -258,6 +258,20 @@ def _cache_derive(travail: Path, prefixe: str, cle: str,
     return df, info
 
 
+def _valider_emplois_cache(source: sirene.FichierSource, conv: sirene.Conversion,
+                           travail: Path) -> ValidationEmplois:
+    """:func:`valider_emplois`, its result cached with the conversion it depends on."""
+    def calcul() -> tuple[pl.DataFrame, dict]:
+        v = valider_emplois(source, conv)
+        return v.valides, {"rejets": [{"ligne": r.ligne, "motif": r.motif,
+                                       "contenu": r.contenu.hex()} for r in v.rejets]}
+    valides, info = _cache_derive(travail, "emplois_valides",
+                                  _cle_derivee("emplois", conv.parquet.name), calcul)
+    return ValidationEmplois(valides, [sirene.Rejet(r["ligne"], r["motif"],
+                                                    bytes.fromhex(r["contenu"]))
+                                       for r in info["rejets"]])
+
+
 def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> pl.LazyFrame:
     """Number of active establishments whose siren has no legal unit in the file.
 
@@ -380,7 +394,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")
             c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail, con)
-            v_emp = valider_emplois(fichiers.emplois, c_emp)
+            v_emp = _valider_emplois_cache(fichiers.emplois, c_emp, travail)
     finally:
         con.close()
 
