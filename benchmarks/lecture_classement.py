@@ -26,9 +26,14 @@ from pathlib import Path
 def _interne(dossier: Path, travail: Path) -> None:
     import duckdb
 
-    from essqpv.base import (RENOMMAGE_ETABLISSEMENTS, RENOMMAGE_UNITES_LEGALES,
-                             _candidats_ess, _convertir_cache, _garder_etablissements,
-                             _perimetre_ess)
+    from essqpv.base import (
+        RENOMMAGE_ETABLISSEMENTS,
+        RENOMMAGE_UNITES_LEGALES,
+        _candidats_ess,
+        _convertir_cache,
+        _garder_etablissements,
+        _perimetre_ess,
+    )
     from essqpv.sources import sirene
 
     t0 = time.perf_counter()

@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -65,16 +66,12 @@ def charge() -> str:
 def lancer(commande: list[str], sortie: Path | None = None) -> dict:
     """Run a child process; wall time and its own peak RSS (``wait4``)."""
     debut = time.perf_counter()
-    flux = open(sortie, "wb") if sortie else subprocess.DEVNULL
-    try:
-        p = subprocess.Popen(commande, stdout=flux, stderr=subprocess.PIPE)
+    with open(sortie or os.devnull, "wb") as flux, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(commande, stdout=flux, stderr=err)
         _, statut, usage = os.wait4(p.pid, 0)
         mur = time.perf_counter() - debut
-        erreurs = p.stderr.read().decode("utf-8", "replace")
-        p.stderr.close()
-    finally:
-        if sortie:
-            flux.close()
+        err.seek(0)
+        erreurs = err.read().decode("utf-8", "replace")
     if os.waitstatus_to_exitcode(statut) != 0:
         raise SystemExit(f"échec de {' '.join(commande[:3])}… :\n{erreurs[-3000:]}")
     return {"mur_s": round(mur, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),

@@ -151,7 +151,7 @@ def main() -> None:
     comptes = (etab.assign(en_qpv=etab.qpv.notna()).groupby(
         ["famille", "region", "en_qpv"], dropna=False).size())
     resultat = {
-        "dans_perimetre": int(len(etab)),
+        "dans_perimetre": len(etab),
         "en_qpv": int(etab.qpv.notna().sum()),
         "comptes": [[f, None if pd.isna(r) else r, bool(q), int(n)]
                     for (f, r, q), n in comptes.items()],

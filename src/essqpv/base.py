@@ -174,9 +174,9 @@ def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[str, tuple[str, ...
     """(condition, columns always kept, cache dependency) thinning the establishments: the
     active ones of the legal units kept by :func:`_candidats_ess`."""
     ul_pq = sirene._sql_str(str(c_ul.parquet))
-    return ("\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren FROM "
-            f"read_parquet('{ul_pq}') WHERE _garder)",
-            ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name)
+    condition = ("\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren "
+                 f"FROM read_parquet('{ul_pq}') WHERE _garder)")
+    return condition, ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name
 
 
 def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
