@@ -157,18 +157,14 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     meta = travail / f"{source.role}-{cle}.json"
     if parquet.exists() and meta.exists():
         m = json.loads(meta.read_text("utf-8"))
-        etroit = travail / m["etroit"] if m.get("etroit") else None
-        if etroit is None or etroit.exists():
-            rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
-                      for r in m["rejets"]]
-            return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets,
-                                     etroit)
+        rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
+                  for r in m["rejets"]]
+        return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets)
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
     conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
-        "etroit": conv.etroit.name if conv.etroit else None,
         "rejets": [{"ligne": r.ligne, "motif": r.motif, "contenu": r.contenu.hex()}
                    for r in conv.rejets]}), "utf-8")
     return conv
@@ -188,7 +184,7 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
     the rules (METHODOLOGY 3: a family needs a listed legal category or the ESS flag)."""
     from essqpv import reference
     regles = reference.regles_familles()
-    cle = "amincie-3|" + hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
+    cle = "amincie-2|" + hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
     parties = []
     for colonne, regle in (("categorieJuridiqueUniteLegale", ["categorie_juridique"]),
                            ("economieSocialeSolidaireUniteLegale", ["ess", "ess_et_nom"])):
@@ -204,26 +200,20 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
     return (" OR ".join(parties) if parties else "false"), cle
 
 
-def _perimetre_ess(c_etab: sirene.Conversion,
-                   c_ul: sirene.Conversion) -> tuple[pl.DataFrame, dict]:
-    """In-scope establishments (METHODOLOGY 2-4) and the counts of the reconciliation, from
-    the thinned conversions of the two stocks: kept rows (``parquet``, with ``_rang``) and
-    ``siren``/state of every row (``etroit``)."""
-    tous = pl.scan_parquet(c_etab.etroit).rename(RENOMMAGE_ETABLISSEMENTS, strict=False)
-    gardes = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-    ul_tous = pl.scan_parquet(c_ul.etroit).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
-    ul_gardees = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES)
-    actives = tous.filter(pl.col("etat") == "A")
-    # Only the legal units an ESS rule can match were kept: classify those, from the first
-    # row of each of their sirens among *all* rows (when that first row was not kept, the
-    # siren has no family).
-    premiers = (ul_tous.select("siren").with_row_index("_rang")
-                .with_columns(pl.col("_rang").cast(pl.Int64))
-                .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
-                .group_by("siren").agg(pl.col("_rang").min()))
+def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, dict]:
+    """In-scope establishments (METHODOLOGY 2-4) and the counts of the reconciliation,
+    from the thinned Parquet files of the two stocks (``_garder`` column)."""
+    etab = pl.scan_parquet(etab_parquet).rename(RENOMMAGE_ETABLISSEMENTS)
+    ul = pl.scan_parquet(ul_parquet).rename(RENOMMAGE_UNITES_LEGALES)
+    actives = etab.filter(pl.col("etat") == "A")
+    # Only the legal units an ESS rule can match were kept with their attributes: classify
+    # those, after keeping the first row of each of their sirens among *all* rows (the
+    # first row of a siren may be one that was not kept: it then has no family).
+    candidats = ul.filter(pl.col("_garder")).select("siren").unique()
     ul_ess = perimeter.familles_unites_legales(
-        premiers.join(ul_gardees.drop("siren"), on="_rang", how="left"))
-    jointes = gardes.filter(pl.col("etat") == "A").join(
+        ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
+        .unique("siren", keep="first", maintain_order=True))
+    jointes = actives.filter(pl.col("_garder")).join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
                       "denomination"), on="siren", how="left")
     classees = perimeter.classer_etablissements(jointes)
@@ -234,11 +224,11 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     )
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
-    dans_df, comptes_df, actives_df, sans_ul_df = pl.collect_all(
-        [dans.drop("_garder", "_rang"), comptes, actives.select(pl.len()),
-         _sans_unite_legale(actives, ul_tous)])
+    dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
+        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
+         _sans_unite_legale(actives, ul)])
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
-                     "sans_ul": sans_ul_df.item(), "acceptees": c_etab.lignes_acceptees}
+                     "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
 
 
 def _cle_derivee(*parties: str) -> str:
@@ -411,7 +401,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     etape("Périmètre de l'ESS")
 
     def amont() -> tuple[pl.DataFrame, dict]:
-        dans_df, comptes = _perimetre_ess(c_etab, c_ul)
+        dans_df, comptes = _perimetre_ess(c_etab.parquet, c_ul.parquet)
         etape("Communes et territoires")
         from essqpv.territoires import table_communes
         dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}),
@@ -422,7 +412,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
-            geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", "_rang", strict=False)
+            geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
                    .rename(RENOMMAGE_GEOLOCALISATION)
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                    .unique("siret", keep="first")

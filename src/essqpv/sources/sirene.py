@@ -22,7 +22,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from essqpv import reference
@@ -110,7 +109,6 @@ class Conversion:
     lignes_lues: int
     lignes_acceptees: int
     rejets: list[Rejet]
-    etroit: Path | None = None
 
     @property
     def rejets_par_motif(self) -> dict[str, int]:
@@ -289,12 +287,11 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
     see one schema whatever the vintage. Every value stays text.
 
-    ``garder`` (an SQL condition on the file's columns) thins the file: only the rows where
-    it is true are written to ``parquet`` (in the file's order, with their position among
-    all accepted rows in ``_rang`` and a ``_garder`` column, true), and the columns of
-    ``toujours``, for every accepted row, to ``<parquet>.etroit.parquet``
-    (:attr:`Conversion.etroit`). The national stock is mostly closed or non-ESS
-    establishments: writing all their columns cost more than reading them.
+    ``garder`` (an SQL condition on the file's columns) thins the file without losing a row:
+    where it is not true, every column but those of ``toujours`` is written NULL. The row
+    count, the rejects and the row order stay those of the file, while the rows no later
+    stage can use cost almost nothing to write (the national stock is mostly closed or
+    non-ESS establishments). The Boolean column ``_garder`` then says which rows were kept.
 
     Returns
     -------
@@ -326,25 +323,17 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
                     rejects_scan='{table_scans}', max_line_size=1048576, parallel=true)"""
         if garder is not None:
             lecture = f"(SELECT *, coalesce({garder}, false) AS _garder FROM {lecture})"
-        etroit = None
-        if garder is None:
-            # Uncompressed: a short-lived cache; compressing cost ~15 % of the read.
-            con.execute(
-                f"""COPY (SELECT {choix} FROM {lecture})
-                    TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION uncompressed,
-                    ROW_GROUP_SIZE 122880)""",
-                [str(source.csv), source.separateur],
-            )
-            os.replace(temporaire, parquet)
-            acceptees = con.execute(
-                "SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone()[0]
-        else:
-            etroit = parquet.with_name(parquet.stem + ".etroit.parquet") if toujours else None
-            acceptees = _ecrire_amincie(
-                con.sql(f"SELECT {choix} FROM {lecture}",
-                        params=[str(source.csv), source.separateur]),
-                temporaire, etroit, list(toujours))
-            os.replace(temporaire, parquet)
+        # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
+        # NULL (run-length encoded anyway); compressing the rest cost ~15 % of the read.
+        con.execute(
+            f"""COPY (SELECT {choix} FROM {lecture})
+                TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION uncompressed,
+                ROW_GROUP_SIZE 122880)""",
+            [str(source.csv), source.separateur],
+        )
+        os.replace(temporaire, parquet)
+        acceptees = con.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone()[0]
         erreurs = con.execute(
             f"""SELECT line, min(line_byte_position), min(error_type)
                 FROM {table_rejets} GROUP BY line ORDER BY line""").fetchall()
@@ -352,45 +341,12 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
                         _lire_brut(source.csv, int(pos)))
                   for ligne, pos, typ in erreurs]
         return Conversion(parquet=parquet, lignes_lues=acceptees + len(rejets),
-                          lignes_acceptees=acceptees, rejets=rejets, etroit=etroit)
+                          lignes_acceptees=acceptees, rejets=rejets)
     except duckdb.Error as exc:
         raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
     finally:
         if propre:
             con.close()
-
-
-def _ecrire_amincie(relation, complet: Path, etroit: Path | None, toujours: list[str]) -> int:
-    """Stream DuckDB's rows (in order, Arrow batches): the kept rows, every column, to
-    ``complet``; the ``toujours`` columns of every row to ``etroit``. Returns the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    lecteur = relation.to_arrow_reader(1 << 20)
-    schema = lecteur.schema.append(pa.field("_rang", pa.int64()))
-    temporaire = etroit.with_name(etroit.name + f".partiel-{os.getpid()}") if etroit else None
-    w_etroit = pq.ParquetWriter(temporaire, pa.schema([lecteur.schema.field(c) for c in
-                                                       toujours]), compression="none") \
-        if etroit else None
-    rang = 0
-    try:
-        with pq.ParquetWriter(complet, schema, compression="none") as w_complet:
-            for lot in lecteur:
-                if w_etroit is not None:
-                    w_etroit.write_batch(lot.select(toujours))
-                garde = lot.column("_garder").fill_null(False)
-                gardees = lot.filter(garde)
-                if gardees.num_rows:
-                    positions = np.flatnonzero(garde.to_numpy(zero_copy_only=False)) + rang
-                    w_complet.write_batch(pa.RecordBatch.from_arrays(
-                        [*gardees.columns, pa.array(positions, pa.int64())], schema=schema))
-                rang += lot.num_rows
-    finally:
-        if w_etroit is not None:
-            w_etroit.close()
-    if etroit is not None:
-        os.replace(temporaire, etroit)
-    return rang
 
 
 def _sql_str(texte: str) -> str:
