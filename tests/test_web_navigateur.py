@@ -105,16 +105,23 @@ def _cliquer_qpv(page, code: str) -> None:
     page.locator("#carte").scroll_into_view_if_needed()
     page.wait_for_function("() => document.querySelector('.leaflet-marker-pane').children"
                            ".length > 0 && !document.querySelector('.leaflet-zoom-anim')")
+    # The establishment markers (clusters) of a QPV sit on top of its polygon: let the
+    # pointer go through them while the QPV is clicked, as a user clicking beside them would.
+    panneaux = ".leaflet-marker-pane, .leaflet-shadow-pane, .leaflet-tooltip-pane"
+    page.evaluate("""(sel) => document.querySelectorAll(sel).forEach(
+        e => e.style.pointerEvents = 'none')""", panneaux)
     point = page.evaluate("""(code) => {
         const p = document.querySelector('path.qpv-' + code);
         const r = p.getBoundingClientRect();
-        for (let i = 1; i < 24; i++) for (let j = 1; j < 24; j++) {
-            const x = r.left + r.width * i / 24, y = r.top + r.height * j / 24;
+        for (let i = 1; i < 48; i++) for (let j = 1; j < 48; j++) {
+            const x = r.left + r.width * i / 48, y = r.top + r.height * j / 48;
             if (document.elementFromPoint(x, y) === p) return [x, y];
         }
         return null; }""", code)
     assert point, f"aucun point cliquable dans le contour de {code}"
     page.mouse.click(point[0], point[1])
+    page.evaluate("""(sel) => document.querySelectorAll(sel).forEach(
+        e => e.style.pointerEvents = '')""", panneaux)
 
 
 def _parcours(page, base_url: str, requete: str, libelle: str, code: str, attendu: dict,
