@@ -82,3 +82,16 @@ def points_bord(code: str, metres: float, epsg: int = 2154):
     assert poly.covers(dedans) and not poly.covers(dehors)
     return retour.transform(dedans.x, dedans.y), retour.transform(dehors.x, dehors.y), \
         (dedans.x, dedans.y), (dehors.x, dehors.y)
+
+
+def verifier_reconciliation(r: dict) -> None:
+    """Every line of a reconciliation adds up exactly (METHODOLOGY 8)."""
+    assert r["lignes_rejetees"] == sum(r["rejets_par_motif"].values())
+    assert r["lignes_lues"] == r["lignes_rejetees"] + r["acceptees"]
+    assert r["acceptees"] == r["actives"] + r["fermees"]
+    assert r["actives"] == r["ess"] + r["non_ess"]
+    assert r["ess"] == r["exclues_activite"] + r["dans_perimetre"]
+    assert r["dans_perimetre"] == r["localisees"] + r["non_localisees"]
+    assert r["non_localisees"] == sum(r["non_localisees_par_motif"].values())
+    assert r["localisees"] == r["en_qpv"] + r["hors_qpv"]
+    assert r["etablissements_sans_unite_legale"] <= r["non_ess"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from essqpv import __version__, perimeter
+from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import sirene
@@ -554,15 +554,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
                     "polygones_repares": couche.reparees, "producteur": "ANCT",
                     "licence": LICENCE_DONNEES})
 
-    qpv_df = pl.DataFrame({
-        "millesime": millesime,
-        "code_qp": couche.codes.astype(str), "nom_qp": couche.noms.astype(str),
-        "communes": couche.communes.astype(str), "departement": couche.departements.astype(str),
-        "surface_m2": _surfaces(couche), "repare": _repares(couche),
-        "hors_champ_sirene": couche.hors_champ_sirene.astype(bool),
-        "geometrie": _wkb(couche),
-    })
-    dep_reg = {d["code"]: d["region"] for d in _departements()}
+    qpv_df = couche.vers_frame().with_columns(pl.lit(millesime).alias("millesime"))
+    dep_reg = {d["code"]: d["region"] for d in reference.departements()}
     qpv_df = qpv_df.with_columns(pl.col("departement").replace_strict(
         dep_reg, default=None, return_dtype=pl.String).alias("region")).select(
         "millesime", "code_qp", "nom_qp", "communes", "departement", "region", "surface_m2",
@@ -583,27 +576,6 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")))
     rapport["avertissements"] = avertissements
     return rapport
-
-
-def _departements() -> list[dict]:
-    from essqpv import reference
-    return reference.departements()
-
-
-def _surfaces(couche) -> list[float]:
-    if hasattr(couche, "surfaces_m2"):
-        return [float(v) for v in couche.surfaces_m2()]
-    return [None] * len(couche.codes)
-
-
-def _repares(couche) -> list[bool]:
-    r = getattr(couche, "repares", None)
-    return [bool(v) for v in r] if r is not None else [False] * len(couche.codes)
-
-
-def _wkb(couche) -> list[bytes]:
-    import shapely
-    return list(shapely.to_wkb(couche.geometries))
 
 
 def _compte_fichier(conv: sirene.Conversion) -> dict:

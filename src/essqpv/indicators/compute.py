@@ -11,7 +11,6 @@ Establishment counts are public (Sirene is open data) and never suppressed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Hashable
 from functools import lru_cache
 from pathlib import Path
@@ -508,8 +507,3 @@ def _statuts_qpv(base: str, m: str, perimetre: str, _identite: tuple) -> dict[st
         groupes.append((total, codes))
     statuts = proteger(cellules, groupes, confidentialite())
     return {code: statuts[code] for code, *_ in lignes}
-
-
-def en_json(resultat: dict) -> str:
-    """The JSON text of an answer, as the CLI prints it."""
-    return json.dumps(resultat, ensure_ascii=False, indent=2)
