@@ -25,6 +25,7 @@ from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import sirene
+from essqpv.sources.lecteur import Condition
 from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
@@ -142,7 +143,7 @@ def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
 
 
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
-                     con: duckdb.DuckDBPyConnection, garder: str | None = None,
+                     con: duckdb.DuckDBPyConnection, garder: Condition | None = None,
                      toujours: tuple[str, ...] = (), depend: str = "") -> sirene.Conversion:
     """Convert to Parquet, reusing the cached conversion of the same file when present.
 
@@ -150,9 +151,9 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     ``depend`` is the key of what ``garder`` depends on (another file's cache, the rules),
     so that the cache is rebuilt when that changes.
     """
-    cle = _empreinte_rapide(source.chemin)
-    if depend:
-        cle = hashlib.sha256(f"{cle}|{depend}".encode()).hexdigest()[:20]
+    # The reader's version is part of the key: a cache written by another reader is redone.
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-2|{depend}".encode()
+                         ).hexdigest()[:20]
     parquet = travail / f"{source.role}-{cle}.parquet"
     meta = travail / f"{source.role}-{cle}.json"
     if parquet.exists() and meta.exists():
@@ -170,22 +171,30 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     return conv
 
 
-def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[str, tuple[str, ...], str]:
+def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Condition, tuple[str, ...], str]:
     """(condition, columns always kept, cache dependency) thinning the establishments: the
     active ones of the legal units kept by :func:`_candidats_ess`."""
-    ul_pq = sirene._sql_str(str(c_ul.parquet))
-    condition = ("\"etatAdministratifEtablissement\" = 'A' AND \"siren\" IN (SELECT siren "
-                 f"FROM read_parquet('{ul_pq}') WHERE _garder)")
+    sirens = (pl.scan_parquet(c_ul.parquet).filter(pl.col("_garder")).select("siren")
+              .unique().collect().to_series())
+    condition = Condition(pl.col("etatAdministratifEtablissement") == "A",
+                          dans=("siren", sirens))
     return condition, ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name
 
 
-def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
-    """SQL condition true for the legal units an ESS family rule can match, and a key of
-    the rules (METHODOLOGY 3: a family needs a listed legal category or the ESS flag)."""
+def _garder_geolocalisation(c_etab: sirene.Conversion) -> Condition:
+    """The geolocation rows of the establishments kept by :func:`_garder_etablissements`."""
+    sirets = (pl.scan_parquet(c_etab.parquet).filter(pl.col("_garder")).select("siret")
+              .unique().collect().to_series())
+    return Condition(dans=("siret", sirets))
+
+
+def _candidats_ess(source: sirene.FichierSource) -> tuple[Condition, str]:
+    """Condition true for the legal units an ESS family rule can match, and a key of the
+    rules (METHODOLOGY 3: a family needs a listed legal category or the ESS flag)."""
     from essqpv import reference
     regles = reference.regles_familles()
     cle = "amincie-2|" + hashlib.sha256(regles.write_csv().encode()).hexdigest()[:16]
-    parties = []
+    condition = pl.lit(False)
     for colonne, regle in (("categorieJuridiqueUniteLegale", ["categorie_juridique"]),
                            ("economieSocialeSolidaireUniteLegale", ["ess", "ess_et_nom"])):
         if not source.a(colonne):
@@ -195,9 +204,9 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[str | None, str]:
         else:
             valeurs = regles.filter(pl.col("regle").is_in(regle))["valeur"].to_list()
         if valeurs:
-            liste = ", ".join(f"'{sirene._sql_str(v)}'" for v in valeurs)
-            parties.append(f'"{colonne}" IN ({liste})')
-    return (" OR ".join(parties) if parties else "false"), cle
+            condition = condition | pl.col(colonne).is_in(pl.Series(valeurs, dtype=pl.String)
+                                                          .implode())
+    return Condition(condition), cle
 
 
 def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, dict]:
@@ -385,11 +394,9 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         c_geo = None
         if fichiers.geolocalisation:
             etape("Lecture du fichier de géolocalisation")
-            etab_pq = sirene._sql_str(str(c_etab.parquet))
             c_geo = _convertir_cache(
                 fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail, con,
-                f"\"siret\" IN (SELECT siret FROM read_parquet('{etab_pq}') "
-                "WHERE _garder)", (), c_etab.parquet.name)
+                _garder_geolocalisation(c_etab), (), c_etab.parquet.name)
         c_emp = v_emp = None
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")

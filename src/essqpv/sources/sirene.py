@@ -2,9 +2,10 @@
 
 Every file is read as published (zipped or not, every column as text), its header checked
 against the official column lists of ``reference/colonnes_sources.csv``, and its rows streamed
-by DuckDB's CSV reader into a Parquet file. Malformed lines (wrong field count, undecodable
-bytes, broken quoting) never stop a run: they are collected with their physical line number
-(the header is line 1) and the reason, and their bytes are kept unchanged.
+into a Parquet file by the fast reader of :mod:`essqpv.sources.lecteur` (DuckDB's strict CSV
+reader judging the doubtful lines). Malformed lines (wrong field count, undecodable bytes,
+broken quoting) never stop a run: they are collected with their physical line number (the
+header is line 1) and the reason, and their bytes are kept unchanged.
 
 Public verbs: :func:`preparer` (open and check a file) and :func:`convertir` (rows to Parquet,
 rejects out).
@@ -15,6 +16,8 @@ import hashlib
 import io
 import os
 import shutil
+import tempfile
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -23,9 +26,12 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from essqpv import reference
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
+from essqpv.sources.lecteur import Condition
 
 __all__ = ["FichierSource", "Rejet", "Conversion", "preparer", "convertir", "colonnes_officielles",
            "ROLES"]
@@ -47,6 +53,22 @@ MOTIFS_DUCKDB = {
     "LINE SIZE OVER MAXIMUM": "ligne_trop_longue",
     "CAST ERROR": "ligne_illisible",
 }
+
+
+# When DuckDB reports several errors for one line, the reason kept is the first of this
+# order (the cause before its consequences: a stray quote also shifts the field count).
+PRIORITE_DUCKDB = ("INVALID ENCODING", "INVALID UNICODE", "UNQUOTED VALUE",
+                   "LINE SIZE OVER MAXIMUM", "TOO MANY COLUMNS", "MISSING COLUMNS",
+                   "CAST ERROR")
+
+
+def _motif(types: str) -> str:
+    """Our reason for a line, from DuckDB's error types for it (joined by ``|``)."""
+    presents = set(types.split("|"))
+    for t in PRIORITE_DUCKDB:
+        if t in presents:
+            return MOTIFS_DUCKDB[t]
+    return "ligne_illisible"
 
 
 @lru_cache(maxsize=None)
@@ -279,72 +301,206 @@ def _lire_brut(chemin: Path, position: int) -> bytes:
         return flux.readline().rstrip(b"\r\n")
 
 
+def _amincir(cadre: pl.DataFrame, garder, toujours: tuple[str, ...]) -> pl.DataFrame:
+    """Apply ``garder`` to rows read with all their values (see :func:`convertir`)."""
+    if garder is None:
+        return cadre
+    cadre = cadre.with_columns(pl.Series("_garder", garder.evaluer(cadre), pl.Boolean))
+    return cadre.with_columns([pl.when(pl.col("_garder")).then(pl.col(c)).alias(c)
+                               for c in cadre.columns
+                               if c not in toujours and c not in ("_garder", "_ligne")])
+
+
+class _Ecrivain:
+    """Writes the frames of a conversion to one Parquet file, in the conversion's schema."""
+
+    def __init__(self, chemin: Path, colonnes: list[str], garder: bool) -> None:
+        champs = [pa.field(c, pa.large_string()) for c in colonnes]
+        if garder:
+            champs.append(pa.field("_garder", pa.bool_()))
+        self.schema = pa.schema(champs)
+        self.colonnes = colonnes
+        # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
+        # NULL; compressing the rest cost ~15 % of the read.
+        self.ecrivain = pq.ParquetWriter(chemin, self.schema, compression="none",
+                                         use_dictionary=False, write_statistics=False)
+        self.lignes = 0
+
+    def __call__(self, cadre: pl.DataFrame | pa.Table) -> None:
+        table = cadre.to_arrow() if isinstance(cadre, pl.DataFrame) else cadre
+        colonnes = [table.column(c) if c in table.column_names
+                    else pa.nulls(table.num_rows, pa.large_string())
+                    for c in self.schema.names]
+        table = pa.Table.from_arrays(colonnes, names=self.schema.names).cast(self.schema)
+        self.ecrivain.write_table(table, row_group_size=1 << 17)
+        self.lignes += table.num_rows
+
+    def fermer(self) -> None:
+        self.ecrivain.close()
+
+
+def _options_csv(source: FichierSource, table_rejets: str, table_scans: str) -> str:
+    types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
+    return f"""header=true, auto_detect=false, columns={types}, delim=?, quote='"',
+               escape='"', strict_mode=true, null_padding=false, store_rejects=true,
+               rejects_table='{table_rejets}', rejects_scan='{table_scans}',
+               max_line_size=1048576, parallel=true"""
+
+
+class _Repli(Exception):
+    """The fast reader hands the whole file over to DuckDB."""
+
+
+def _juger(source: FichierSource, colonnes: list[str], con: duckdb.DuckDBPyConnection,
+           garder: Condition | None, toujours: tuple[str, ...], rejets: list[Rejet],
+           dossier: Path):
+    """DuckDB's verdict on the doubtful lines of a block: rejects appended to ``rejets``,
+    accepted rows returned (thinned like the others) with their physical line ``_ligne``."""
+    presentes = [c for c in colonnes if c in source.colonnes]
+
+    def juger(douteuses: list, premiere: int) -> pl.DataFrame:
+        # Each doubtful line is followed by a sentinel line (a marker, then empty fields). A
+        # line that DuckDB would read as leaving a quote open swallows its sentinel: its
+        # verdict would then depend on the lines after it in the file, and the whole file
+        # goes to DuckDB instead.
+        marque = f"essqpv-sentinelle-{uuid.uuid4().hex}"
+        sentinelle = (marque + source.separateur * (len(source.colonnes) - 1)).encode()
+        entete = source.separateur.join(
+            '"' + c.replace('"', '""') + '"' for c in source.colonnes).encode()
+        corps = b"".join(d.contenu + b"\n" + sentinelle + b"\n" for d in douteuses)
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", dir=dossier,
+                                         delete=False) as f:
+            f.write(entete + b"\n" + corps)
+        try:
+            con.execute("DROP TABLE IF EXISTS rejets_lignes; DROP TABLE IF EXISTS scans_lignes")
+            choix = ", ".join([f'"{_sql_str(source.colonnes[0])}" AS _sentinelle',
+                               *(f'"{c}"' for c in presentes)])
+            table = con.sql(
+                f"SELECT {choix} FROM read_csv(?, "
+                f"{_options_csv(source, 'rejets_lignes', 'scans_lignes')})",
+                params=[f.name, source.separateur]).to_arrow_table()
+            erreurs = con.execute(
+                """SELECT line, string_agg(DISTINCT CAST(error_type AS VARCHAR), '|')
+                   FROM rejets_lignes GROUP BY line ORDER BY line""").fetchall()
+        except duckdb.Error:
+            raise _Repli() from None
+        finally:
+            os.unlink(f.name)
+        # Doubtful line i is line 2 + 2i of that file, its sentinel line 3 + 2i.
+        rejetees: dict[int, str] = {}
+        for ligne, typ in erreurs:
+            i, reste = divmod(int(ligne) - 2, 2)
+            if reste or not 0 <= i < len(douteuses):
+                raise _Repli()
+            rejetees[i] = str(typ)
+        marques = table.column("_sentinelle").to_pylist()
+        rangs: list[int] = []  # for each accepted row, the index of its doubtful line
+        groupe, dans_groupe = 0, 0
+        for r, m in enumerate(marques):
+            if m == marque:
+                groupe, dans_groupe = groupe + 1, 0
+                continue
+            dans_groupe += 1
+            if dans_groupe > 1 or groupe >= len(douteuses) or groupe in rejetees:
+                raise _Repli()
+            rangs.append(r)
+        if groupe != len(douteuses) or len(rangs) + len(rejetees) != len(douteuses):
+            raise _Repli()
+        for i, typ in sorted(rejetees.items()):
+            d = douteuses[i]
+            rejets.append(Rejet(premiere + d.indice, _motif(typ), d.contenu))
+        lignes = [premiere + d.indice for i, d in enumerate(douteuses) if i not in rejetees]
+        table = table.take(pa.array(rangs, pa.int64()))
+        cadre = pl.from_arrow(table).select(presentes) if presentes else \
+            pl.DataFrame(height=table.num_rows)
+        cadre = cadre.with_columns(pl.Series("_ligne", lignes, pl.Int64))
+        return _amincir(cadre, garder, toujours)
+    return juger
+
+
+def _convertir_duckdb(source: FichierSource, colonnes: list[str], con: duckdb.DuckDBPyConnection,
+                      garder: Condition | None, toujours: tuple[str, ...],
+                      ecrire: _Ecrivain) -> list[Rejet]:
+    """The whole file through DuckDB's reader (files whose quoted fields span lines)."""
+    suffixe = hashlib.sha1(str(source.csv).encode()).hexdigest()[:8]
+    table_rejets, table_scans = f"rejets_{suffixe}", f"scans_{suffixe}"
+    presentes = [c for c in colonnes if c in source.colonnes]
+    choix = ", ".join(f'"{c}"' for c in presentes) or "1 AS _vide"
+    con.execute(f"DROP TABLE IF EXISTS {table_rejets}; DROP TABLE IF EXISTS {table_scans}")
+    lecteur = con.sql(
+        f"SELECT {choix} FROM read_csv(?, {_options_csv(source, table_rejets, table_scans)})",
+        params=[str(source.csv), source.separateur]).to_arrow_reader(1 << 17)
+    try:
+        for lot in lecteur:
+            cadre = pl.from_arrow(pa.Table.from_batches([lot]))
+            if not presentes:
+                cadre = pl.DataFrame(height=lot.num_rows)
+            ecrire(_amincir(cadre, garder, toujours))
+    except OSError as exc:  # DuckDB's errors, once they went through the Arrow stream
+        raise FichierInvalide(f"{source.chemin.name} : lecture impossible "
+                              f"({str(exc).splitlines()[0]}).") from None
+    erreurs = con.execute(
+        f"""SELECT line, min(line_byte_position),
+                   string_agg(DISTINCT CAST(error_type AS VARCHAR), '|')
+            FROM {table_rejets} GROUP BY line ORDER BY line""").fetchall()
+    return [Rejet(int(ligne), _motif(str(typ)), _lire_brut(source.csv, int(pos)))
+            for ligne, pos, typ in erreurs]
+
+
 def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
-              con: duckdb.DuckDBPyConnection | None = None, garder: str | None = None,
-              toujours: tuple[str, ...] = ()) -> Conversion:
+              con: duckdb.DuckDBPyConnection | None = None, garder: Condition | None = None,
+              toujours: tuple[str, ...] = (), moteur: str = "rapide") -> Conversion:
     """Stream the rows of ``source`` into a Parquet file, keeping only ``colonnes``.
 
     Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
-    see one schema whatever the vintage. Every value stays text.
+    see one schema whatever the vintage. Every value stays text; an empty field is NULL.
 
-    ``garder`` (an SQL condition on the file's columns) thins the file without losing a row:
-    where it is not true, every column but those of ``toujours`` is written NULL. The row
-    count, the rejects and the row order stay those of the file, while the rows no later
-    stage can use cost almost nothing to write (the national stock is mostly closed or
-    non-ESS establishments). The Boolean column ``_garder`` then says which rows were kept.
+    ``garder`` (a :class:`~essqpv.sources.lecteur.Condition` on the file's columns) thins the file without losing a
+    row: where it is not true, every column but those of ``toujours`` is written NULL. The
+    row count, the rejects and the row order stay those of the file, while the rows no later
+    stage can use cost almost nothing to read and write (the national stock is mostly closed
+    or non-ESS establishments). The Boolean column ``_garder`` then says which rows were kept.
+
+    Lines are read by :mod:`essqpv.sources.lecteur` (normal lines) and DuckDB (the doubtful
+    ones, which it accepts or rejects with a reason); ``moteur="duckdb"`` gives the whole
+    file to DuckDB (the reference the fast reader is tested against).
 
     Returns
     -------
     Conversion
         ``lignes_lues`` (data lines, malformed included) = ``lignes_acceptees`` + rejects.
     """
+    from essqpv.sources import lecteur
+
     parquet = Path(parquet)
     parquet.parent.mkdir(parents=True, exist_ok=True)
     propre = con is None
     con = con or duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
     try:
-        types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
-        temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
-        suffixe = hashlib.sha1(str(parquet).encode()).hexdigest()[:8]
-        table_rejets, table_scans = f"rejets_{suffixe}", f"scans_{suffixe}"
-
-        def colonne(c: str) -> str:
-            if c not in source.colonnes:
-                return f'CAST(NULL AS VARCHAR) AS "{c}"'
-            if garder is None or c in toujours:
-                return f'"{c}"'
-            return f'CASE WHEN _garder THEN "{c}" END AS "{c}"'
-        choix = ", ".join(colonne(c) for c in colonnes) + (
-            ", _garder" if garder is not None else "")
-        lecture = f"""read_csv(?, header=true, auto_detect=false,
-                    columns={types}, delim=?, quote='"', escape='"', strict_mode=true,
-                    null_padding=false, store_rejects=true, rejects_table='{table_rejets}',
-                    rejects_scan='{table_scans}', max_line_size=1048576, parallel=true)"""
-        if garder is not None:
-            lecture = f"(SELECT *, coalesce({garder}, false) AS _garder FROM {lecture})"
-        # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
-        # NULL (run-length encoded anyway); compressing the rest cost ~15 % of the read.
-        con.execute(
-            f"""COPY (SELECT {choix} FROM {lecture})
-                TO '{_sql_str(str(temporaire))}' (FORMAT parquet, COMPRESSION uncompressed,
-                ROW_GROUP_SIZE 122880)""",
-            [str(source.csv), source.separateur],
-        )
+        rejets: list[Rejet] = []
+        ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
+        try:
+            if moteur != "rapide":
+                raise _Repli()
+            lecteur.lire(source.csv, source.colonnes, colonnes, source.separateur, garder,
+                         toujours, _juger(source, colonnes, con, garder, toujours, rejets,
+                                          parquet.parent), ecrire, taille=lecteur.TAILLE_BLOC)
+        except (lecteur.ChampOuvert, _Repli):
+            ecrire.fermer()
+            rejets = []
+            ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
+            rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
+        ecrire.fermer()
         os.replace(temporaire, parquet)
-        acceptees = con.execute(
-            "SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone()[0]
-        erreurs = con.execute(
-            f"""SELECT line, min(line_byte_position), min(error_type)
-                FROM {table_rejets} GROUP BY line ORDER BY line""").fetchall()
-        rejets = [Rejet(int(ligne), MOTIFS_DUCKDB.get(str(typ), "ligne_illisible"),
-                        _lire_brut(source.csv, int(pos)))
-                  for ligne, pos, typ in erreurs]
-        return Conversion(parquet=parquet, lignes_lues=acceptees + len(rejets),
-                          lignes_acceptees=acceptees, rejets=rejets)
+        return Conversion(parquet=parquet, lignes_lues=ecrire.lignes + len(rejets),
+                          lignes_acceptees=ecrire.lignes, rejets=rejets)
     except duckdb.Error as exc:
         raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
     finally:
+        if temporaire.exists():
+            temporaire.unlink()
         if propre:
             con.close()
 

@@ -1,0 +1,561 @@
+"""Fast and exact reading of the Sirene CSV files.
+
+The national files are read in blocks of whole lines, by two threads. A compiled scanner
+(numba) checks every line against the strict form of RFC 4180 (exactly the header's number of
+fields, quotes only around a whole field with inner quotes doubled, valid UTF-8, LF or CRLF
+line ends) and notes where the fields the pipeline needs start and end. Lines of that form are
+the whole of a normal file; their values are then copied into Arrow columns, and only for the
+rows a later stage can use (``garder``).
+
+Every other line is *doubtful* and is not judged here: its bytes go, with the header, to
+DuckDB's CSV reader in strict mode, which accepts it (it then takes its place in the file's
+order) or rejects it with a reason. So the verdicts on malformed lines are DuckDB's, while the
+parsing of the millions of normal lines costs a fraction of DuckDB's. A line that leaves a
+quote open (a field spanning several lines) sends the whole file to DuckDB, which reads such
+records.
+
+Public verb: :func:`lire` (used by :func:`essqpv.sources.sirene.convertir`).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["lire", "Condition", "LigneDouteuse", "Bloc", "ChampOuvert", "TAILLE_BLOC"]
+
+TAILLE_BLOC = 48 << 20  # bytes read per block (whole lines)
+
+# Line statuses written by the scanner.
+_NORMALE, _DOUTEUSE, _VIDE, _OUVERTE = 0, 1, 2, 3
+
+
+class ChampOuvert(Exception):
+    """A quote is still open at the end of a line: the file needs a record-aware reader."""
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _utf8(buf, p, n):  # pragma: no cover - compiled
+    """Length of the valid UTF-8 sequence starting with a byte >= 0x80 at ``p``, else 0."""
+    c = buf[p]
+    if 0xC2 <= c <= 0xDF:
+        m = 1
+    elif 0xE0 <= c <= 0xEF:
+        m = 2
+    elif 0xF0 <= c <= 0xF4:
+        m = 3
+    else:
+        return 0
+    if p + m >= n:
+        return 0
+    for t in range(1, m + 1):
+        if buf[p + t] & 0xC0 != 0x80:
+            return 0
+    c1 = buf[p + 1]
+    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 > 0x9F):
+        return 0
+    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 > 0x8F):
+        return 0
+    return m + 1
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
+                    k):  # pragma: no cover - compiled
+    """Field by field scan of the line starting at ``pos`` (one with quotes or CR).
+    Returns its status and the position of its newline (or ``n``)."""
+    st = 0
+    champ = 0
+    p = pos
+    while True:
+        d = p
+        esc = 0
+        if p < n and buf[p] == 34:
+            p += 1
+            while True:
+                while p < n:
+                    c = buf[p]
+                    if c == 34 or c == 10 or c >= 0x80:
+                        break
+                    p += 1
+                if p >= n or buf[p] == 10:
+                    st = 3
+                    break
+                if buf[p] >= 0x80:
+                    m = _utf8(buf, p, n)
+                    if m == 0:
+                        st = 1
+                        break
+                    p += m
+                    continue
+                if p + 1 < n and buf[p + 1] == 34:
+                    esc = 1
+                    p += 2
+                    continue
+                break
+            if st != 0:
+                break
+            f = p
+            p += 1
+            d += 1
+        else:
+            while True:
+                while p < n:
+                    c = buf[p]
+                    if c == sep or c == 10 or c == 34 or c == 13 or c >= 0x80:
+                        break
+                    p += 1
+                if p < n and buf[p] >= 0x80:
+                    m = _utf8(buf, p, n)
+                    if m == 0:
+                        st = 1
+                        break
+                    p += m
+                    continue
+                break
+            if st != 0:
+                break
+            f = p
+        if champ < nchamps:
+            j = voulu[champ]
+            if j >= 0:
+                debuts[j, k] = d
+                fins[j, k] = f
+                echappe[j, k] = esc
+        champ += 1
+        if p >= n:
+            break
+        c = buf[p]
+        if c == sep:
+            p += 1
+            continue
+        if c == 10:
+            break
+        if c == 13 and (p + 1 >= n or buf[p + 1] == 10):
+            p += 1
+            break
+        st = 1
+        break
+    if st == 0 and champ != nchamps:
+        st = 1
+    while p < n and buf[p] != 10:
+        p += 1
+    return st, p
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _scanner(buf, n, sep, nchamps, champs_voulus, colonnes_voulues, voulu, debuts, fins,
+             echappe, statut, lignes_deb, lignes_fin):  # pragma: no cover - compiled
+    """Scan ``buf[:n]`` (whole lines). For line ``k``: its status, its bytes
+    ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted field
+    (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
+    ``[debuts[j, k], fins[j, k])`` (quotes excluded; ``echappe`` when doubled quotes are
+    inside). Returns the number of lines, or -1 when the arrays are too small.
+
+    Most lines have no quote and no CR: one branch-free pass notes where their separators
+    are; only lines with quotes or CR are scanned field by field."""
+    cap = statut.shape[0]
+    seps = np.empty(nchamps + 1, np.int64)
+    dernier = nchamps
+    pos = 0
+    k = 0
+    while pos < n:
+        if k >= cap:
+            return -1
+        lignes_deb[k] = pos
+        p = pos
+        cnt = 0
+        special = 0
+        haut = 0
+        while p < n:
+            c = buf[p]
+            if c == 10:
+                break
+            seps[min(cnt, dernier)] = p
+            cnt += c == sep
+            special |= (c == 34) | (c == 13)
+            haut |= c >= 0x80
+            p += 1
+        fin = p
+        st = 0
+        if special:
+            st, p = _ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
+                                    k)
+            fin = p
+            if fin > pos and buf[fin - 1] == 13:
+                fin -= 1
+        elif fin == pos:
+            st = 2 if nchamps > 1 else 1
+        elif cnt != nchamps - 1:
+            st = 1
+        else:
+            if haut:
+                i = pos
+                while i < fin:
+                    if buf[i] < 0x80:
+                        i += 1
+                        continue
+                    m = _utf8(buf, i, n)
+                    if m == 0:
+                        st = 1
+                        break
+                    i += m
+            if st == 0:
+                for t in range(champs_voulus.shape[0]):
+                    ch = champs_voulus[t]
+                    j = colonnes_voulues[t]
+                    debuts[j, k] = pos if ch == 0 else seps[ch - 1] + 1
+                    fins[j, k] = fin if ch == nchamps - 1 else seps[ch]
+                    echappe[j, k] = 0
+        if fin == pos and st != 3:
+            # DuckDB skips a blank line, except in a one-column file (an empty value)
+            st = 2 if nchamps > 1 else 1
+        lignes_fin[k] = fin
+        statut[k] = st
+        k += 1
+        pos = p + 1
+    return k
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _rassembler(buf, debuts, fins, echappe, lignes, garde, j):  # pragma: no cover - compiled
+    """Arrow buffers (offsets, data, validity bytes) of field ``j`` for the rows ``lignes``;
+    a row whose ``garde`` is false, or whose field is empty, is null."""
+    n = lignes.shape[0]
+    total = 0
+    for r in range(n):
+        if garde[r]:
+            k = lignes[r]
+            total += fins[j, k] - debuts[j, k]
+    offsets = np.empty(n + 1, np.int64)
+    data = np.empty(total, np.uint8)
+    valide = np.zeros(n, np.bool_)
+    w = 0
+    offsets[0] = 0
+    for r in range(n):
+        if garde[r]:
+            k = lignes[r]
+            d = debuts[j, k]
+            f = fins[j, k]
+            if f > d:
+                valide[r] = True
+                if echappe[j, k]:
+                    i = d
+                    while i < f:
+                        data[w] = buf[i]
+                        w += 1
+                        i += 2 if buf[i] == 34 else 1
+                else:
+                    for i in range(d, f):
+                        data[w] = buf[i]
+                        w += 1
+        offsets[r + 1] = w
+    return offsets, data[:w], valide
+
+
+def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
+    n = len(valide)
+    masque = pa.py_buffer(np.packbits(valide, bitorder="little"))
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
+                                            masque, null_count=int(n - valide.sum()))
+
+
+@dataclass
+class LigneDouteuse:
+    """A line the scanner did not accept as normal: its index in the block and its bytes."""
+
+    indice: int
+    contenu: bytes
+
+
+@dataclass
+class Bloc:
+    """What a block of lines gives: its accepted rows (file order, ``_indice`` = line index
+    in the block), its number of lines, and its doubtful lines."""
+
+    lignes: int
+    normales: pa.Table
+    douteuses: list[LigneDouteuse]
+
+
+class Condition:
+    """Which rows a later stage can use (see :func:`essqpv.sources.sirene.convertir`).
+
+    ``expr`` is any polars condition on the file's columns; ``dans = (colonne, valeurs)``
+    adds "and ``colonne`` is one of ``valeurs``" for a large set of values (the sirens of
+    the ESS legal units, the sirets of their establishments): its lookup table (sorted
+    64-bit hashes, then an exact comparison) is built once, not at every block.
+    """
+
+    def __init__(self, expr: pl.Expr | None = None,
+                 dans: tuple[str, pl.Series] | None = None) -> None:
+        self.expr = expr
+        self.colonne = None
+        self.colonnes = list(expr.meta.root_names()) if expr is not None else []
+        if dans is not None:
+            self.colonne, valeurs = dans
+            valeurs = valeurs.cast(pl.String).drop_nulls().unique()
+            self._valeurs = valeurs
+            self._table = _table_hachage(valeurs.hash(seed=_GRAINE).to_numpy())
+            if self.colonne not in self.colonnes:
+                self.colonnes.append(self.colonne)
+
+    def evaluer(self, cadre: pl.DataFrame) -> np.ndarray:
+        """One Boolean per row of ``cadre`` (null counts as false)."""
+        n = cadre.height
+        if self.expr is not None:
+            res = cadre.select(self.expr.fill_null(False).alias("_c")).to_series()
+            garde = res.to_numpy().astype(np.bool_, copy=True) if res.len() == n else \
+                np.full(n, bool(res[0]) if res.len() else False)
+        else:
+            garde = np.ones(n, np.bool_)
+        if self.colonne is not None and n:
+            x = cadre[self.colonne]
+            i = _chercher(self._table[0], self._table[1], x.hash(seed=_GRAINE).to_numpy(),
+                          garde)
+            candidats = i >= 0
+            # the hash only proposes: the value itself decides (and nulls are out)
+            egal = (self._valeurs.gather(i[candidats]) == x.filter(pl.Series(candidats))) \
+                .fill_null(False).to_numpy()
+            garde = candidats
+            garde[np.flatnonzero(candidats)[~egal]] = False
+        return garde
+
+
+_GRAINE = 20240101
+
+
+def _table_hachage(empreintes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open-addressing table of 64-bit hashes -> index of the value (-1: empty slot)."""
+    taille = 1 << max(4, int(2 * len(empreintes)).bit_length())
+    cles = np.zeros(taille, np.uint64)
+    indices = np.full(taille, -1, np.int64)
+    _remplir(cles, indices, empreintes.astype(np.uint64, copy=False))
+    return cles, indices
+
+
+@nb.njit(nogil=True, cache=True)
+def _remplir(cles, indices, empreintes):  # pragma: no cover - compiled
+    masque = cles.shape[0] - 1
+    for i in range(empreintes.shape[0]):
+        h = empreintes[i]
+        s = h & masque
+        while indices[s] >= 0:
+            s = (s + 1) & masque
+        cles[s] = h
+        indices[s] = i
+
+
+@nb.njit(nogil=True, cache=True)
+def _chercher(cles, indices, empreintes, garde):  # pragma: no cover - compiled
+    """Index of the value whose hash is ``empreintes[r]`` (first found), -1 if none or if
+    ``garde[r]`` is false. Equal hashes of different values are told apart afterwards."""
+    masque = cles.shape[0] - 1
+    res = np.full(empreintes.shape[0], -1, np.int64)
+    for r in range(empreintes.shape[0]):
+        if not garde[r]:
+            continue
+        h = empreintes[r]
+        s = h & masque
+        while indices[s] >= 0:
+            if cles[s] == h:
+                res[r] = indices[s]
+                break
+            s = (s + 1) & masque
+    return res
+
+
+class _Lecteur:
+    """Reads the blocks of one file and turns each into a :class:`Bloc`."""
+
+    def __init__(self, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
+                 garder: Condition | None, toujours: tuple[str, ...]) -> None:
+        self.nchamps = len(colonnes_fichier)
+        self.sep = ord(separateur)
+        presentes = [c for c in colonnes if c in colonnes_fichier]
+        self.presentes = presentes
+        self.voulu = np.full(self.nchamps, -1, np.int64)
+        for j, c in enumerate(presentes):
+            self.voulu[colonnes_fichier.index(c)] = j
+        self.champs_voulus = np.flatnonzero(self.voulu >= 0).astype(np.int64)
+        self.colonnes_voulues = self.voulu[self.champs_voulus]
+        self.garder = garder
+        self._local = threading.local()
+        # Columns read for every row: those ``garder`` looks at (``racines``), and
+        # ``toujours`` (the only ones written for every row).
+        if garder is None:
+            self.racines: list[str] = []
+            self.toujours = set(presentes)
+        else:
+            self.racines = [c for c in garder.colonnes if c in presentes]
+            self.toujours = set(toujours) & set(presentes)
+
+    def _brouillons(self, cap: int) -> tuple:
+        """This thread's scratch arrays, at least ``cap`` lines long (reused from block to
+        block: fresh pages cost as much as the scan)."""
+        b = getattr(self._local, "b", None)
+        if b is None or b[3].shape[0] < cap:
+            w = max(1, len(self.presentes))
+            cap = int(cap * 1.25) + 1024
+            b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
+                 np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
+                 np.empty(cap, np.int64), np.empty(cap, np.int64))
+            self._local.b = b
+        return b
+
+    def bloc(self, tampon: np.ndarray, n: int) -> Bloc:
+        cap = _compter_lignes(tampon, n) + 2
+        debuts, fins, echappe, statut, ldeb, lfin = self._brouillons(cap)
+        k = _scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
+                     self.colonnes_voulues, self.voulu, debuts, fins, echappe, statut, ldeb,
+                     lfin)
+        if k < 0:  # pragma: no cover - cap counts the newlines, so it is always enough
+            raise RuntimeError("capacité de lecture insuffisante")
+        st = statut[:k]
+        if (st == _OUVERTE).any():
+            raise ChampOuvert()
+        normales = np.flatnonzero(st == _NORMALE)
+        douteuses = [LigneDouteuse(int(i), bytes(tampon[ldeb[i]:lfin[i]]))
+                     for i in np.flatnonzero(st == _DOUTEUSE)]
+        tous = np.ones(len(normales), np.bool_)
+        cols: dict[str, pa.Array] = {}
+        for j, c in enumerate(self.presentes):
+            if c in self.toujours or c in self.racines:
+                cols[c] = _colonne_arrow(*_rassembler(tampon, debuts, fins, echappe, normales,
+                                                      tous, j))
+        if self.garder is not None:
+            cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
+                if self.racines else pl.DataFrame(height=len(normales))
+            garde = self.garder.evaluer(cadre)
+            for j, c in enumerate(self.presentes):
+                if c not in self.toujours:  # thinned (a root read in full is redone)
+                    cols[c] = _colonne_arrow(*_rassembler(tampon, debuts, fins, echappe,
+                                                          normales, garde, j))
+            cols["_garder"] = pa.array(garde)
+        cols = {c: cols[c] for c in [*self.presentes, *(["_garder"] if self.garder is not None
+                                                        else [])]}
+        cols["_indice"] = pa.array(normales.astype(np.int64))
+        return Bloc(k, pa.table(cols), douteuses)
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _compter_lignes(buf, n):  # pragma: no cover - compiled
+    total = 0
+    for i in range(n):
+        total += buf[i] == 10
+    return total
+
+
+def _blocs(chemin: Path, taille: int, libres: queue.Queue):
+    """Yield (numpy buffer, length) of successive blocks of whole lines, header skipped.
+    Buffers are taken from ``libres`` (given back there once a block is read)."""
+    marge = 1 << 21
+    with open(chemin, "rb", buffering=0) as flux:
+        entete = b""
+        while b"\n" not in entete:
+            morceau = flux.read(1 << 16)
+            if not morceau:
+                return
+            entete += morceau
+        reste = entete[entete.index(b"\n") + 1:]
+        while True:
+            if len(reste) <= marge:
+                tampon = libres.get()
+            else:  # a line longer than a block: a buffer of its own
+                tampon = np.empty(taille + len(reste), np.uint8)
+            tampon[:len(reste)] = np.frombuffer(reste, np.uint8)
+            lu = flux.readinto(memoryview(tampon)[len(reste):len(reste) + taille])
+            n = len(reste) + lu
+            if n == 0:
+                return
+            if lu == 0:
+                yield tampon, n
+                return
+            # back to the last newline; the rest starts the next block
+            dernier = -1
+            fin = n
+            while fin > 0:
+                debut = max(0, fin - (1 << 16))
+                trouves = np.flatnonzero(tampon[debut:fin] == 10)
+                if len(trouves):
+                    dernier = debut + int(trouves[-1])
+                    break
+                fin = debut
+            if dernier < 0:  # no newline in the whole block: keep reading the line
+                reste = bytes(tampon[:n])
+                if tampon.shape[0] == taille + marge:
+                    libres.put(tampon)
+                continue
+            reste = bytes(tampon[dernier + 1:n])
+            yield tampon, dernier + 1
+
+
+def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
+         garder: Condition | None, toujours: tuple[str, ...], juger, ecrire,
+         taille: int = TAILLE_BLOC, fils: int = 2) -> int:
+    """Read ``csv`` block by block; for each block, in file order, call
+    ``juger(douteuses, premiere_ligne)`` (DuckDB's verdict on the doubtful lines: returns a
+    frame of accepted rows with ``_ligne``) and ``ecrire(table)``. Physical line numbers
+    count the header as line 1. Returns the number of lines read.
+
+    Raises :class:`ChampOuvert` when a quoted field spans lines.
+    """
+    lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours)
+    libres: queue.Queue = queue.Queue()
+    for _ in range(fils + 2):
+        libres.put(np.empty(taille + (1 << 21), np.uint8))
+
+    def traiter(tampon: np.ndarray, n: int) -> Bloc:
+        try:
+            return lecteur.bloc(tampon, n)
+        finally:
+            if tampon.shape[0] == taille + (1 << 21):
+                libres.put(tampon)
+
+    premiere = 2
+    en_cours: list = []
+    ecritures: list = []
+    with ThreadPoolExecutor(max_workers=fils) as pool, \
+            ThreadPoolExecutor(max_workers=1) as ecrivain:
+        blocs = _blocs(csv, taille, libres)
+        try:
+            # At most ``fils + 1`` blocks in flight: bounded memory, both cores busy.
+            for _ in range(fils + 1):
+                b = next(blocs, None)
+                if b is None:
+                    break
+                en_cours.append(pool.submit(traiter, *b))
+            while en_cours:
+                bloc: Bloc = en_cours.pop(0).result()
+                b = next(blocs, None)
+                if b is not None:
+                    en_cours.append(pool.submit(traiter, *b))
+                table = bloc.normales
+                lignes = pc.add(table["_indice"], premiere)
+                table = table.drop_columns(["_indice"])
+                if bloc.douteuses:
+                    acceptees = juger(bloc.douteuses, premiere)
+                    if acceptees is not None and acceptees.height:
+                        cadre = pl.from_arrow(table.append_column("_ligne", lignes))
+                        table = (pl.concat([cadre, acceptees.select(cadre.columns)],
+                                           how="vertical_relaxed").sort("_ligne")
+                                 .drop("_ligne").to_arrow())
+                # Written by a thread of its own, in order (Arrow releases the GIL).
+                ecritures.append(ecrivain.submit(ecrire, table))
+                while ecritures and (ecritures[0].done() or len(ecritures) > fils + 1):
+                    ecritures.pop(0).result()
+                premiere += bloc.lignes
+            for f in ecritures:
+                f.result()
+        finally:
+            for f in en_cours:
+                f.cancel()
+    return premiere - 2
