@@ -167,3 +167,56 @@ def test_plusieurs_millesimes_et_echange_atomique(registre, tmp_path):
 def test_base_absente(tmp_path):
     with pytest.raises(BaseInvalide, match="introuvable"):
         B.millesimes(tmp_path / "rien.duckdb")
+
+
+def test_reconstruction_depuis_le_cache(registre, tmp_path):
+    """A second build of the same files reuses the caches (reading, perimeter, placement)
+    and gives the same base; another buffer or other contours redo the placement only."""
+    import pyarrow as pa
+    import pyogrio
+    import shapely
+
+    from essqpv.config import Reglages
+    from essqpv.sources.qpv import lire_qpv
+
+    fichiers = {"etablissements": registre["etab"], "unites_legales": registre["ul"],
+                "geolocalisation": registre["geo"], "millesime": "2024-01"}
+
+    def lignes(b):
+        con = duckdb.connect(str(b), read_only=True)
+        try:
+            return con.execute("SELECT siret, qpv, qpv_tampon, distance_qpv_m FROM "
+                               "etablissements ORDER BY siret").fetchall()
+        finally:
+            con.close()
+
+    b = tmp_path / "obs.duckdb"
+    premier = B.construire(base=b, **fichiers)
+    travail = tmp_path / "obs.duckdb.travail"
+    caches = sorted(p.name for p in travail.glob("*.parquet"))
+    assert [c.split("-")[0] for c in caches] == [
+        "etablissements", "geolocalisation", "perimetre", "placement", "unites_legales"]
+    avant = lignes(b)
+    assert B.construire(base=b, **fichiers) == premier
+    assert sorted(p.name for p in travail.glob("*.parquet")) == caches
+    assert lignes(b) == avant
+
+    # Another buffer: the placement is redone (same as a build without any cache).
+    r100 = B.construire(base=b, reglages=Reglages(tampon_m=100), **fichiers)
+    assert "en_qpv_100m" in r100 and "en_qpv_300m" not in r100
+    neuf = tmp_path / "neuf" / "obs.duckdb"
+    neuf.parent.mkdir()
+    assert B.construire(base=neuf, reglages=Reglages(tampon_m=100), **fichiers) == r100
+
+    # Other contours (without the QPV the establishments are in): placed again.
+    c = lire_qpv(None)
+    garde = c.codes != "QP093001"
+    t = pa.table({"code_qp": c.codes[garde].tolist(), "nom_qp": c.noms[garde].tolist(),
+                  "commune_qp": c.communes[garde].tolist(),
+                  "geom": pa.array(shapely.to_wkb(c.geometries[garde]).tolist(), pa.binary())})
+    gpkg = tmp_path / "qpv_sans_QP093001.gpkg"
+    pyogrio.write_arrow(t, gpkg, layer="qpv", driver="GPKG", geometry_name="geom",
+                        geometry_type="Unknown", crs="EPSG:4326")
+    sans = B.construire(base=b, qpv=gpkg, **fichiers)
+    assert sans["en_qpv"] == premier["en_qpv"] - 1  # the association in QP093001
+    assert {r[0]: r[1] for r in lignes(b)}["10000000100011"] is None

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from essqpv import __version__, perimeter, reference
@@ -250,6 +251,20 @@ def _cle_derivee(*parties: str) -> str:
     return h.hexdigest()[:20]
 
 
+def _empreinte_couche(couche) -> str:
+    """Fingerprint of QPV contours as placed (codes, repaired geometries, metric CRSs)."""
+    import shapely
+
+    from essqpv import reference
+    h = hashlib.sha256(couche.geographie.encode())
+    h.update("|".join(map(str, couche.codes)).encode())
+    for wkb in shapely.to_wkb(couche.geometries):
+        h.update(wkb)
+    h.update(np.asarray(couche.epsg_metriques, np.int64).tobytes())
+    h.update(reference.chemin("crs_departements.csv").read_bytes())
+    return h.hexdigest()[:20]
+
+
 def _cache_derive(travail: Path, prefixe: str, cle: str,
                   calcul: Callable[[], tuple[pl.DataFrame, dict]]) -> tuple[pl.DataFrame, dict]:
     """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``."""
@@ -376,7 +391,6 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
-    index = IndexQPV(couche)
 
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
@@ -444,14 +458,25 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     communes_inconnues = comptes_d["communes_inconnues"]
 
     etape("Localisation dans les QPV")
-    entree = dans_df.select(
-        "siret", pl.col("departement_crs").alias("departement"), "geo_present", "geo_x",
-        "geo_y", "geo_epsg", "geo_qualite", "etalab_lon", "etalab_lat", "lambert_x",
-        "lambert_y")
-    places = localiser_etablissements(entree, index, reglages.tampon_m)
-    dans_df = dans_df.with_columns(places.select(
-        "lon", "lat", "source_coordonnees", "localise", "motif_non_localise", "qpv",
-        "qpv_tampon", "distance_qpv_m"))
+
+    def placer() -> tuple[pl.DataFrame, dict]:
+        entree = dans_df.select(
+            "siret", pl.col("departement_crs").alias("departement"), "geo_present", "geo_x",
+            "geo_y", "geo_epsg", "geo_qualite", "etalab_lon", "etalab_lat", "lambert_x",
+            "lambert_y")
+        index = IndexQPV(couche)
+        places = localiser_etablissements(entree, index, reglages.tampon_m)
+        return places.select(
+            "lon", "lat", "source_coordonnees", "localise", "motif_non_localise", "qpv",
+            "qpv_tampon", "distance_qpv_m"), {"multiples": int(getattr(index, "multiples", 0))}
+
+    # Cached too, by the establishments placed, the contours and the buffer: a rebuild
+    # with the same files only writes the base.
+    places, info_placement = _cache_derive(
+        travail, "placement",
+        _cle_derivee("placement", cle_amont, str(reglages.tampon_m), _empreinte_couche(couche)),
+        placer)
+    dans_df = dans_df.with_columns(places)
 
     # INSEE's own QPV code, for the same geography.
     colonne_insee = {"2015": ["plg_qp15", "plg_qp"], "2024": ["plg_qp24"]}[couche.geographie]
@@ -530,8 +555,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         }
     if accord is not None:
         rapport["accord_qpv_insee"] = accord
-    if index_multiples := getattr(index, "multiples", 0):
-        rapport["points_dans_plusieurs_qpv"] = int(index_multiples)
+    if info_placement["multiples"]:
+        rapport["points_dans_plusieurs_qpv"] = info_placement["multiples"]
 
     etape("Écriture de la base")
     rejets = []
