@@ -220,3 +220,21 @@ def test_reconstruction_depuis_le_cache(registre, tmp_path):
     sans = B.construire(base=b, qpv=gpkg, **fichiers)
     assert sans["en_qpv"] == premier["en_qpv"] - 1  # the association in QP093001
     assert {r[0]: r[1] for r in lignes(b)}["10000000100011"] is None
+
+
+def test_unite_legale_en_double_la_premiere_ligne_decide(tmp_path):
+    """A siren given twice in the legal units: its first row decides (METHODOLOGY 3), even
+    when only the second row could make it an ESS unit."""
+    e = [F.etab("90000000900015", "93013", tranche="03"),
+         F.etab("91000000100010", "93013", tranche="03")]
+    etab = F.ecrire(tmp_path / "StockEtablissement_utf8.csv", "etablissements", e)
+    u = [F.ul("900000009", "5710", "N"), F.ul("900000009", "9220"),
+         F.ul("910000001", "9220"), F.ul("910000001", "5710", "N")]
+    ul = F.ecrire(tmp_path / "StockUniteLegale_utf8.csv", "unites_legales", u)
+    r = B.construire(etablissements=etab, unites_legales=ul, millesime="2024-01",
+                     base=tmp_path / "obs.duckdb")
+    assert (r["actives"], r["ess"], r["dans_perimetre"]) == (2, 1, 1)
+    con = duckdb.connect(str(tmp_path / "obs.duckdb"), read_only=True)
+    assert con.execute("SELECT siret, famille FROM etablissements").fetchall() == [
+        ("91000000100010", "association")]
+    con.close()

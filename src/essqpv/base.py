@@ -219,10 +219,17 @@ def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, 
     # Only the legal units an ESS rule can match were kept with their attributes: classify
     # those, after keeping the first row of each of their sirens among *all* rows (the
     # first row of a siren may be one that was not kept: it then has no family).
+    # (Found on two columns, then the few rows read in full: the whole file's rows, mostly
+    # NULL, would cost ~0.2 GiB per 3.5 M legal units.) A first row that was not kept leaves
+    # its siren without a family, as would its NULL attributes.
     candidats = ul.filter(pl.col("_garder")).select("siren").unique()
+    rangs = (ul.select("siren", "_garder").with_row_index("_rang")
+             .join(candidats, on="siren", how="semi").sort("_rang")
+             .unique("siren", keep="first", maintain_order=True)
+             .filter(pl.col("_garder")).select("_rang").collect().to_series())
     ul_ess = perimeter.familles_unites_legales(
-        ul.with_row_index("_rang").join(candidats, on="siren", how="semi").sort("_rang")
-        .unique("siren", keep="first", maintain_order=True))
+        ul.with_row_index("_rang").filter(pl.col("_rang").is_in(rangs.implode()))
+        .drop("_rang"))
     jointes = actives.filter(pl.col("_garder")).join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
                       "denomination"), on="siren", how="left")

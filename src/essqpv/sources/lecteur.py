@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 __all__ = ["lire", "Condition", "LigneDouteuse", "Bloc", "ChampOuvert", "TAILLE_BLOC"]
 
-TAILLE_BLOC = 48 << 20  # bytes read per block (whole lines)
+TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
 
 # Line statuses written by the scanner.
 _NORMALE, _DOUTEUSE, _VIDE, _OUVERTE = 0, 1, 2, 3
