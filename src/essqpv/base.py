@@ -144,7 +144,8 @@ def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
 
 
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
-                     con: duckdb.DuckDBPyConnection, garder: Condition | None = None,
+                     con: duckdb.DuckDBPyConnection,
+                     garder: Condition | Callable[[], Condition] | None = None,
                      toujours: tuple[str, ...] = (), depend: str = "") -> sirene.Conversion:
     """Convert to Parquet, reusing the cached conversion of the same file when present.
 
@@ -164,6 +165,8 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
         return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets)
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
+    if callable(garder):  # built only when the file is read (it may read another cache)
+        garder = garder()
     conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
@@ -172,21 +175,25 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     return conv
 
 
-def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Condition, tuple[str, ...], str]:
+def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Callable[[], Condition],
+                                                               tuple[str, ...], str]:
     """(condition, columns always kept, cache dependency) thinning the establishments: the
     active ones of the legal units kept by :func:`_candidats_ess`."""
-    sirens = (pl.scan_parquet(c_ul.parquet).filter(pl.col("_garder")).select("siren")
-              .unique().collect().to_series())
-    condition = Condition(pl.col("etatAdministratifEtablissement") == "A",
-                          dans=("siren", sirens))
+    def condition() -> Condition:
+        sirens = (pl.scan_parquet(c_ul.parquet).filter(pl.col("_garder")).select("siren")
+                  .unique().collect().to_series())
+        return Condition(pl.col("etatAdministratifEtablissement") == "A",
+                         dans=("siren", sirens))
     return condition, ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name
 
 
-def _garder_geolocalisation(c_etab: sirene.Conversion) -> Condition:
+def _garder_geolocalisation(c_etab: sirene.Conversion) -> Callable[[], Condition]:
     """The geolocation rows of the establishments kept by :func:`_garder_etablissements`."""
-    sirets = (pl.scan_parquet(c_etab.parquet).filter(pl.col("_garder")).select("siret")
-              .unique().collect().to_series())
-    return Condition(dans=("siret", sirets))
+    def condition() -> Condition:
+        sirets = (pl.scan_parquet(c_etab.parquet).filter(pl.col("_garder")).select("siret")
+                  .unique().collect().to_series())
+        return Condition(dans=("siret", sirets))
+    return condition
 
 
 def _candidats_ess(source: sirene.FichierSource) -> tuple[Condition, str]:

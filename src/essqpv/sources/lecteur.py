@@ -11,10 +11,14 @@ Every other line is *doubtful* and is not judged here: its bytes go, with the he
 DuckDB's CSV reader in strict mode, which accepts it (it then takes its place in the file's
 order) or rejects it with a reason. So the verdicts on malformed lines are DuckDB's, while the
 parsing of the millions of normal lines costs a fraction of DuckDB's. A line that leaves a
-quote open (a field spanning several lines) sends the whole file to DuckDB, which reads such
-records.
+quote open (a field spanning several lines), or that DuckDB reads as doing so (each doubtful
+line is followed by a sentinel line in what DuckDB reads: see ``sirene._juger``), sends the
+whole file to DuckDB, which reads such records.
 
-Public verb: :func:`lire` (used by :func:`essqpv.sources.sirene.convertir`).
+The compiled kernels are in :mod:`essqpv.sources._noyaux` (imported only when a file is read).
+
+Public verbs: :func:`lire` (used by :func:`essqpv.sources.sirene.convertir`),
+:class:`Condition`.
 """
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -40,225 +43,6 @@ _NORMALE, _DOUTEUSE, _VIDE, _OUVERTE = 0, 1, 2, 3
 
 class ChampOuvert(Exception):
     """A quote is still open at the end of a line: the file needs a record-aware reader."""
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _utf8(buf, p, n):  # pragma: no cover - compiled
-    """Length of the valid UTF-8 sequence starting with a byte >= 0x80 at ``p``, else 0."""
-    c = buf[p]
-    if 0xC2 <= c <= 0xDF:
-        m = 1
-    elif 0xE0 <= c <= 0xEF:
-        m = 2
-    elif 0xF0 <= c <= 0xF4:
-        m = 3
-    else:
-        return 0
-    if p + m >= n:
-        return 0
-    for t in range(1, m + 1):
-        if buf[p + t] & 0xC0 != 0x80:
-            return 0
-    c1 = buf[p + 1]
-    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 > 0x9F):
-        return 0
-    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 > 0x8F):
-        return 0
-    return m + 1
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
-                    k):  # pragma: no cover - compiled
-    """Field by field scan of the line starting at ``pos`` (one with quotes or CR).
-    Returns its status and the position of its newline (or ``n``)."""
-    st = 0
-    champ = 0
-    p = pos
-    while True:
-        d = p
-        esc = 0
-        if p < n and buf[p] == 34:
-            p += 1
-            while True:
-                while p < n:
-                    c = buf[p]
-                    if c == 34 or c == 10 or c >= 0x80:
-                        break
-                    p += 1
-                if p >= n or buf[p] == 10:
-                    st = 3
-                    break
-                if buf[p] >= 0x80:
-                    m = _utf8(buf, p, n)
-                    if m == 0:
-                        st = 1
-                        break
-                    p += m
-                    continue
-                if p + 1 < n and buf[p + 1] == 34:
-                    esc = 1
-                    p += 2
-                    continue
-                break
-            if st != 0:
-                break
-            f = p
-            p += 1
-            d += 1
-        else:
-            while True:
-                while p < n:
-                    c = buf[p]
-                    if c == sep or c == 10 or c == 34 or c == 13 or c >= 0x80:
-                        break
-                    p += 1
-                if p < n and buf[p] >= 0x80:
-                    m = _utf8(buf, p, n)
-                    if m == 0:
-                        st = 1
-                        break
-                    p += m
-                    continue
-                break
-            if st != 0:
-                break
-            f = p
-        if champ < nchamps:
-            j = voulu[champ]
-            if j >= 0:
-                debuts[j, k] = d
-                fins[j, k] = f
-                echappe[j, k] = esc
-        champ += 1
-        if p >= n:
-            break
-        c = buf[p]
-        if c == sep:
-            p += 1
-            continue
-        if c == 10:
-            break
-        if c == 13 and (p + 1 >= n or buf[p + 1] == 10):
-            p += 1
-            break
-        st = 1
-        break
-    if st == 0 and champ != nchamps:
-        st = 1
-    while p < n and buf[p] != 10:
-        p += 1
-    return st, p
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _scanner(buf, n, sep, nchamps, champs_voulus, colonnes_voulues, voulu, debuts, fins,
-             echappe, statut, lignes_deb, lignes_fin):  # pragma: no cover - compiled
-    """Scan ``buf[:n]`` (whole lines). For line ``k``: its status, its bytes
-    ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted field
-    (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
-    ``[debuts[j, k], fins[j, k])`` (quotes excluded; ``echappe`` when doubled quotes are
-    inside). Returns the number of lines, or -1 when the arrays are too small.
-
-    Most lines have no quote and no CR: one branch-free pass notes where their separators
-    are; only lines with quotes or CR are scanned field by field."""
-    cap = statut.shape[0]
-    seps = np.empty(nchamps + 1, np.int64)
-    dernier = nchamps
-    pos = 0
-    k = 0
-    while pos < n:
-        if k >= cap:
-            return -1
-        lignes_deb[k] = pos
-        p = pos
-        cnt = 0
-        special = 0
-        haut = 0
-        while p < n:
-            c = buf[p]
-            if c == 10:
-                break
-            seps[min(cnt, dernier)] = p
-            cnt += c == sep
-            special |= (c == 34) | (c == 13)
-            haut |= c >= 0x80
-            p += 1
-        fin = p
-        st = 0
-        if special:
-            st, p = _ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
-                                    k)
-            fin = p
-            if fin > pos and buf[fin - 1] == 13:
-                fin -= 1
-        elif fin == pos:
-            st = 2 if nchamps > 1 else 1
-        elif cnt != nchamps - 1:
-            st = 1
-        else:
-            if haut:
-                i = pos
-                while i < fin:
-                    if buf[i] < 0x80:
-                        i += 1
-                        continue
-                    m = _utf8(buf, i, n)
-                    if m == 0:
-                        st = 1
-                        break
-                    i += m
-            if st == 0:
-                for t in range(champs_voulus.shape[0]):
-                    ch = champs_voulus[t]
-                    j = colonnes_voulues[t]
-                    debuts[j, k] = pos if ch == 0 else seps[ch - 1] + 1
-                    fins[j, k] = fin if ch == nchamps - 1 else seps[ch]
-                    echappe[j, k] = 0
-        if fin == pos and st != 3:
-            # DuckDB skips a blank line, except in a one-column file (an empty value)
-            st = 2 if nchamps > 1 else 1
-        lignes_fin[k] = fin
-        statut[k] = st
-        k += 1
-        pos = p + 1
-    return k
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _rassembler(buf, debuts, fins, echappe, lignes, garde, j):  # pragma: no cover - compiled
-    """Arrow buffers (offsets, data, validity bytes) of field ``j`` for the rows ``lignes``;
-    a row whose ``garde`` is false, or whose field is empty, is null."""
-    n = lignes.shape[0]
-    total = 0
-    for r in range(n):
-        if garde[r]:
-            k = lignes[r]
-            total += fins[j, k] - debuts[j, k]
-    offsets = np.empty(n + 1, np.int64)
-    data = np.empty(total, np.uint8)
-    valide = np.zeros(n, np.bool_)
-    w = 0
-    offsets[0] = 0
-    for r in range(n):
-        if garde[r]:
-            k = lignes[r]
-            d = debuts[j, k]
-            f = fins[j, k]
-            if f > d:
-                valide[r] = True
-                if echappe[j, k]:
-                    i = d
-                    while i < f:
-                        data[w] = buf[i]
-                        w += 1
-                        i += 2 if buf[i] == 34 else 1
-                else:
-                    for i in range(d, f):
-                        data[w] = buf[i]
-                        w += 1
-        offsets[r + 1] = w
-    return offsets, data[:w], valide
 
 
 def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
@@ -310,6 +94,7 @@ class Condition:
 
     def evaluer(self, cadre: pl.DataFrame) -> np.ndarray:
         """One Boolean per row of ``cadre`` (null counts as false)."""
+        from essqpv.sources import _noyaux as K
         n = cadre.height
         if self.expr is not None:
             res = cadre.select(self.expr.fill_null(False).alias("_c")).to_series()
@@ -319,7 +104,7 @@ class Condition:
             garde = np.ones(n, np.bool_)
         if self.colonne is not None and n:
             x = cadre[self.colonne]
-            i = _chercher(self._table[0], self._table[1], x.hash(seed=_GRAINE).to_numpy(),
+            i = K.chercher(self._table[0], self._table[1], x.hash(seed=_GRAINE).to_numpy(),
                           garde)
             candidats = i >= 0
             # the hash only proposes: the value itself decides (and nulls are out)
@@ -335,42 +120,12 @@ _GRAINE = 20240101
 
 def _table_hachage(empreintes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Open-addressing table of 64-bit hashes -> index of the value (-1: empty slot)."""
+    from essqpv.sources import _noyaux as K
     taille = 1 << max(4, int(2 * len(empreintes)).bit_length())
     cles = np.zeros(taille, np.uint64)
     indices = np.full(taille, -1, np.int64)
-    _remplir(cles, indices, empreintes.astype(np.uint64, copy=False))
+    K.remplir(cles, indices, empreintes.astype(np.uint64, copy=False))
     return cles, indices
-
-
-@nb.njit(nogil=True, cache=True)
-def _remplir(cles, indices, empreintes):  # pragma: no cover - compiled
-    masque = cles.shape[0] - 1
-    for i in range(empreintes.shape[0]):
-        h = empreintes[i]
-        s = h & masque
-        while indices[s] >= 0:
-            s = (s + 1) & masque
-        cles[s] = h
-        indices[s] = i
-
-
-@nb.njit(nogil=True, cache=True)
-def _chercher(cles, indices, empreintes, garde):  # pragma: no cover - compiled
-    """Index of the value whose hash is ``empreintes[r]`` (first found), -1 if none or if
-    ``garde[r]`` is false. Equal hashes of different values are told apart afterwards."""
-    masque = cles.shape[0] - 1
-    res = np.full(empreintes.shape[0], -1, np.int64)
-    for r in range(empreintes.shape[0]):
-        if not garde[r]:
-            continue
-        h = empreintes[r]
-        s = h & masque
-        while indices[s] >= 0:
-            if cles[s] == h:
-                res[r] = indices[s]
-                break
-            s = (s + 1) & masque
-    return res
 
 
 class _Lecteur:
@@ -412,9 +167,10 @@ class _Lecteur:
         return b
 
     def bloc(self, tampon: np.ndarray, n: int) -> Bloc:
-        cap = _compter_lignes(tampon, n) + 2
+        from essqpv.sources import _noyaux as K
+        cap = K.compter_lignes(tampon, n) + 2
         debuts, fins, echappe, statut, ldeb, lfin = self._brouillons(cap)
-        k = _scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
+        k = K.scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
                      self.colonnes_voulues, self.voulu, debuts, fins, echappe, statut, ldeb,
                      lfin)
         if k < 0:  # pragma: no cover - cap counts the newlines, so it is always enough
@@ -429,7 +185,7 @@ class _Lecteur:
         cols: dict[str, pa.Array] = {}
         for j, c in enumerate(self.presentes):
             if c in self.toujours or c in self.racines:
-                cols[c] = _colonne_arrow(*_rassembler(tampon, debuts, fins, echappe, normales,
+                cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, normales,
                                                       tous, j))
         if self.garder is not None:
             cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
@@ -437,21 +193,13 @@ class _Lecteur:
             garde = self.garder.evaluer(cadre)
             for j, c in enumerate(self.presentes):
                 if c not in self.toujours:  # thinned (a root read in full is redone)
-                    cols[c] = _colonne_arrow(*_rassembler(tampon, debuts, fins, echappe,
+                    cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe,
                                                           normales, garde, j))
             cols["_garder"] = pa.array(garde)
         cols = {c: cols[c] for c in [*self.presentes, *(["_garder"] if self.garder is not None
                                                         else [])]}
         cols["_indice"] = pa.array(normales.astype(np.int64))
         return Bloc(k, pa.table(cols), douteuses)
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def _compter_lignes(buf, n):  # pragma: no cover - compiled
-    total = 0
-    for i in range(n):
-        total += buf[i] == 10
-    return total
 
 
 def _blocs(chemin: Path, taille: int, libres: queue.Queue):
