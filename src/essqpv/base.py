@@ -248,11 +248,11 @@ def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, 
     )
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
-    dans_df, comptes_df, acceptees_df, actives_df, sans_ul_df = pl.collect_all(
-        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len()),
-         _sans_unite_legale(actives, ul)])
+    dans_df, comptes_df, acceptees_df, actives_df = pl.collect_all(
+        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len())])
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
-                     "sans_ul": sans_ul_df.item(), "acceptees": acceptees_df.item()}
+                     "sans_ul": _sans_unite_legale(actives, ul),
+                     "acceptees": acceptees_df.item()}
 
 
 def _cle_derivee(*parties: str) -> str:
@@ -310,23 +310,31 @@ def _valider_emplois_cache(source: sirene.FichierSource, conv: sirene.Conversion
                                        for r in info["rejets"]])
 
 
-def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> pl.LazyFrame:
+def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> int:
     """Number of active establishments whose siren has no legal unit in the file.
 
-    Tens of millions of sirens on each side: the join is on 64-bit integers for the sirens
-    of exactly nine digits (one integer per such text, so the same matches as on the text),
-    and on the text for the few others (a siren never equals one of the other kind).
+    Tens of millions of sirens on each side. A siren of exactly nine digits is one bit of a
+    bitmap of 10⁹ bits (125 MB): set for the legal units, tested for the establishments. The
+    few other sirens (malformed) are compared as text (one never equals a nine-digit one);
+    an establishment without a siren has no legal unit.
     """
-    neuf = pl.col("siren").str.contains(r"^[0-9]{9}$").fill_null(False)
-    cle = pl.when(neuf).then(pl.col("siren").str.to_integer(strict=False)).alias("_cle")
-    a = actives.select("siren", cle)
-    u = ul.select("siren", cle)
-    entiers = a.filter(pl.col("_cle").is_not_null()).join(
-        u.filter(pl.col("_cle").is_not_null()).select("_cle"), on="_cle", how="anti")
-    textes = a.filter(pl.col("_cle").is_null()).join(
-        u.filter(pl.col("_cle").is_null()).select("siren"), on="siren", how="anti")
-    return pl.concat([entiers.select(pl.len()), textes.select(pl.len())]).select(
-        pl.col("len").sum())
+    from essqpv.sources import _noyaux as K
+
+    entier = pl.col("siren").str.to_integer(strict=False)
+    neuf = ((pl.col("siren").str.len_bytes() == 9) & ~pl.col("siren").str.starts_with("+")
+            & (entier >= 0)).fill_null(False)
+    cle = pl.when(neuf).then(entier).otherwise(-1).alias("_cle")
+
+    autre = pl.when(~neuf).then(pl.col("siren")).alias("_texte")  # NULL for most rows
+    u, a = pl.collect_all([ul.select(cle, autre), actives.select(cle, autre)])
+    bits = np.zeros(10**9 // 8, np.uint8)
+    K.marquer(bits, u["_cle"].to_numpy())
+    manquants = K.absents(bits, a["_cle"].to_numpy())
+    del bits
+    textes = a.select("_texte").drop_nulls().join(u.select("_texte").drop_nulls(),
+                                                  on="_texte", how="anti").height
+    sans_siren = a.filter((pl.col("_cle") < 0) & pl.col("_texte").is_null()).height
+    return int(manquants + textes + sans_siren)
 
 
 def _adresse() -> pl.Expr:

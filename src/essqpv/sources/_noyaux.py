@@ -265,3 +265,23 @@ def compter_lignes(buf, n):  # pragma: no cover - compiled
     for i in range(n):
         total += buf[i] == 10
     return total
+
+
+@nb.njit(nogil=True, cache=True)
+def marquer(bits, valeurs):  # pragma: no cover - compiled
+    """Set the bit of every value >= 0 (a bitmap of 10^9 bits: one per 9-digit siren)."""
+    for i in range(valeurs.shape[0]):
+        v = valeurs[i]
+        if v >= 0:
+            bits[v >> 3] |= np.uint8(1 << (v & 7))
+
+
+@nb.njit(nogil=True, cache=True)
+def absents(bits, valeurs):  # pragma: no cover - compiled
+    """Number of values >= 0 whose bit is not set."""
+    n = 0
+    for i in range(valeurs.shape[0]):
+        v = valeurs[i]
+        if v >= 0 and not (bits[v >> 3] >> (v & 7)) & 1:
+            n += 1
+    return n
