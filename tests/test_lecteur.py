@@ -134,3 +134,14 @@ def test_rejets_exacts_a_travers_les_blocs(petits_blocs, tmp_path):
     assert df.filter(pl.col("c0") == "301")["c1"].to_list() == ["ok, virgule"]
     assert df.filter(pl.col("c0") == "302")["c1"].to_list() == ['a"b']
     assert df["c0"].cast(pl.Int64).is_sorted()
+
+
+def test_blocs_de_lignes_tres_courtes(tmp_path):
+    """A block holding more lines than the scanner expected is scanned again with more
+    room (the room is learnt from block to block)."""
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(b"c0,c1\n" + b"".join(f"{i},{i % 7}\n".encode() for i in range(30000)))
+    conv = sirene.convertir(_source(chemin, 2), ["c0", "c1"], tmp_path / "p.parquet")
+    df = pl.read_parquet(conv.parquet)
+    assert conv.lignes_lues == df.height == 30000 and conv.rejets == []
+    assert df["c0"].cast(pl.Int64).to_list() == list(range(30000))

@@ -259,14 +259,6 @@ def chercher(cles, indices, empreintes, garde):  # pragma: no cover - compiled
     return res
 
 
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def compter_lignes(buf, n):  # pragma: no cover - compiled
-    total = 0
-    for i in range(n):
-        total += buf[i] == 10
-    return total
-
-
 @nb.njit(nogil=True, cache=True)
 def marquer(bits, valeurs):  # pragma: no cover - compiled
     """Set the bit of every value >= 0 (a bitmap of 10^9 bits: one per 9-digit siren)."""

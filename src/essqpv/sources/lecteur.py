@@ -144,6 +144,7 @@ class _Lecteur:
         self.colonnes_voulues = self.voulu[self.champs_voulus]
         self.garder = garder
         self._local = threading.local()
+        self._capacite = 4096  # lines per block, learnt from the blocks read
         # Columns read for every row: those ``garder`` looks at (``racines``), and
         # ``toujours`` (the only ones written for every row).
         if garder is None:
@@ -159,7 +160,6 @@ class _Lecteur:
         b = getattr(self._local, "b", None)
         if b is None or b[3].shape[0] < cap:
             w = max(1, len(self.presentes))
-            cap = int(cap * 1.25) + 1024
             b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
                  np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
                  np.empty(cap, np.int64), np.empty(cap, np.int64))
@@ -168,13 +168,18 @@ class _Lecteur:
 
     def bloc(self, tampon: np.ndarray, n: int) -> Bloc:
         from essqpv.sources import _noyaux as K
-        cap = K.compter_lignes(tampon, n) + 2
-        debuts, fins, echappe, statut, ldeb, lfin = self._brouillons(cap)
-        k = K.scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
-                     self.colonnes_voulues, self.voulu, debuts, fins, echappe, statut, ldeb,
-                     lfin)
-        if k < 0:  # pragma: no cover - cap counts the newlines, so it is always enough
-            raise RuntimeError("capacité de lecture insuffisante")
+        # Room for as many lines as the last block had (plus a margin); the scanner says
+        # when that is not enough, and the block is scanned again with twice the room.
+        cap = max(self._capacite, n // 128)
+        while True:
+            debuts, fins, echappe, statut, ldeb, lfin = self._brouillons(cap)
+            k = K.scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
+                          self.colonnes_voulues, self.voulu, debuts, fins, echappe, statut,
+                          ldeb, lfin)
+            if k >= 0:
+                break
+            cap = 2 * statut.shape[0]
+        self._capacite = max(self._capacite, int(k * 1.25) + 1024)
         st = statut[:k]
         if (st == _OUVERTE).any():
             raise ChampOuvert()
