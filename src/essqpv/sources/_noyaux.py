@@ -118,82 +118,169 @@ def ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
     return st, p
 
 
+# Index of the lowest set bit of a 64-bit word, by de Bruijn multiplication.
+_DE_BRUIJN = 0x03F79D71B4CB0A89
+_BIT = np.zeros(64, np.int64)
+for _i in range(64):
+    _BIT[((1 << _i) * _DE_BRUIJN & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def fin_de_ligne(buf, n, pos, fin, cnt, special, haut, seps, sep, nchamps, champs_voulus,
+                 colonnes_voulues, voulu, debuts, fins, echappe, prudent,
+                 k):  # pragma: no cover - compiled
+    """Status of line ``k`` = ``buf[pos:fin]`` (``fin``: its newline, or ``n``), given its
+    separators ``seps[:cnt]`` and whether it has a quote or CR (``special``) or a byte
+    >= 0x80 (``haut``). Records the fields ``champs_voulus`` (all the wanted fields of a
+    line with quotes, ``prudent[k] = 1``; ``echappe`` is only written for such lines).
+    Returns (status, end without CR)."""
+    st = 0
+    f = fin
+    prudent[k] = special
+    if special:
+        st, p = ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe, k)
+        f = p
+        if f > pos and buf[f - 1] == 13:
+            f -= 1
+    elif fin == pos:
+        st = 2 if nchamps > 1 else 1
+    elif cnt != nchamps - 1:
+        st = 1
+    else:
+        if haut:
+            i = pos
+            while i < fin:
+                if buf[i] < 0x80:
+                    i += 1
+                    continue
+                m = utf8(buf, i, n)
+                if m == 0:
+                    st = 1
+                    break
+                i += m
+        if st == 0:
+            for t in range(champs_voulus.shape[0]):
+                ch = champs_voulus[t]
+                j = colonnes_voulues[t]
+                debuts[j, k] = pos if ch == 0 else seps[ch - 1] + 1
+                fins[j, k] = fin if ch == nchamps - 1 else seps[ch]
+    if f == pos and st != 3:
+        # DuckDB skips a blank line, except in a one-column file (an empty value)
+        st = 2 if nchamps > 1 else 1
+    return st, f
+
+
 @nb.njit(nogil=True, cache=True, boundscheck=False)
 def scanner(buf, n, sep, nchamps, champs_voulus, colonnes_voulues, voulu, debuts, fins,
-             echappe, statut, lignes_deb, lignes_fin):  # pragma: no cover - compiled
-    """Scan ``buf[:n]`` (whole lines). For line ``k``: its status, its bytes
-    ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted field
-    (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
+            echappe, prudent, statut, lignes_deb, lignes_fin):  # pragma: no cover - compiled
+    """Scan ``buf[:n]`` (whole lines; ``buf`` 8-byte aligned). For line ``k``: its status,
+    its bytes ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted
+    field (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
     ``[debuts[j, k], fins[j, k])`` (quotes excluded; ``echappe`` when doubled quotes are
-    inside). Returns the number of lines, or -1 when the arrays are too small.
+    inside). Returns the number of lines, or -1 when the arrays are too small. Lines without
+    quotes get only the fields ``champs_voulus`` (the others: :func:`completer`).
 
-    Most lines have no quote and no CR: one branch-free pass notes where their separators
-    are; only lines with quotes or CR are scanned field by field."""
+    The bytes are read eight at a time (SWAR: a 64-bit word gives masks of its newline,
+    separator, quote, CR and high bytes without a branch per byte); only separators and
+    newlines cost a step each. Lines with quotes or CR are then scanned field by field
+    (:func:`ligne_prudente`), lines with bytes >= 0x80 checked as UTF-8."""
     cap = statut.shape[0]
     seps = np.empty(nchamps + 1, np.int64)
     dernier = nchamps
-    pos = 0
+    uns = np.uint64(0x0101010101010101)
+    hauts = np.uint64(0x8080808080808080)
+    bas7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    mul = np.uint64(_DE_BRUIJN)
+    s58 = np.uint64(58)
+    zero = np.uint64(0)
+    un = np.uint64(1)
+    p_nl = uns * np.uint64(10)
+    p_sep = uns * np.uint64(sep)
+    p_q = uns * np.uint64(34)
+    p_cr = uns * np.uint64(13)
+    nmots = n // 8
+    mots = buf[:nmots * 8].view(np.uint64)
     k = 0
-    while pos < n:
-        if k >= cap:
-            return -1
-        lignes_deb[k] = pos
-        p = pos
-        cnt = 0
-        special = 0
-        haut = 0
-        while p < n:
-            c = buf[p]
-            if c == 10:
-                break
-            seps[min(cnt, dernier)] = p
-            cnt += c == sep
-            special |= (c == 34) | (c == 13)
-            haut |= c >= 0x80
-            p += 1
-        fin = p
-        st = 0
-        if special:
-            st, p = ligne_prudente(buf, pos, n, sep, nchamps, voulu, debuts, fins, echappe,
-                                    k)
-            fin = p
-            if fin > pos and buf[fin - 1] == 13:
-                fin -= 1
-        elif fin == pos:
-            st = 2 if nchamps > 1 else 1
-        elif cnt != nchamps - 1:
-            st = 1
+    debut = 0
+    cnt = 0
+    a_sp = zero
+    a_hi = zero
+    for wi in range(nmots):
+        x = mots[wi]
+        y = x ^ p_nl
+        m_nl = ~((((y & bas7) + bas7) | y) | bas7)
+        y = x ^ p_sep
+        m_sep = ~((((y & bas7) + bas7) | y) | bas7)
+        y = x ^ p_q
+        m_sp = ~((((y & bas7) + bas7) | y) | bas7)
+        y = x ^ p_cr
+        m_sp |= ~((((y & bas7) + bas7) | y) | bas7)
+        m_hi = x & hauts
+        ev = m_nl | m_sep
+        base = wi * 8
+        while ev != zero:
+            bas = ev & (~ev + un)
+            e = base + (_BIT[(bas * mul) >> s58] >> 3)
+            if m_nl & bas:
+                if k >= cap:
+                    return -1
+                dessous = bas - un
+                a_sp |= m_sp & dessous
+                a_hi |= m_hi & dessous
+                m_sp &= ~(dessous | bas)
+                m_hi &= ~(dessous | bas)
+                st, f = fin_de_ligne(buf, n, debut, e, cnt, a_sp != zero, a_hi != zero, seps,
+                                     sep, nchamps, champs_voulus, colonnes_voulues, voulu,
+                                     debuts, fins, echappe, prudent, k)
+                lignes_deb[k] = debut
+                lignes_fin[k] = f
+                statut[k] = st
+                k += 1
+                debut = e + 1
+                cnt = 0
+                a_sp = zero
+                a_hi = zero
+            else:
+                seps[min(cnt, dernier)] = e
+                cnt += 1
+            ev &= ev - un
+        a_sp |= m_sp
+        a_hi |= m_hi
+    # The last bytes (fewer than eight), one by one; then a last line without newline.
+    sp = a_sp != zero
+    hi = a_hi != zero
+    p = nmots * 8
+    while p <= n:
+        if p == n and debut >= n:
+            break
+        c = buf[p] if p < n else 10
+        if c == 10:
+            if k >= cap:
+                return -1
+            st, f = fin_de_ligne(buf, n, debut, p, cnt, sp, hi, seps, sep, nchamps,
+                                 champs_voulus, colonnes_voulues, voulu, debuts, fins,
+                                 echappe, prudent, k)
+            lignes_deb[k] = debut
+            lignes_fin[k] = f
+            statut[k] = st
+            k += 1
+            debut = p + 1
+            cnt = 0
+            sp = False
+            hi = False
         else:
-            if haut:
-                i = pos
-                while i < fin:
-                    if buf[i] < 0x80:
-                        i += 1
-                        continue
-                    m = utf8(buf, i, n)
-                    if m == 0:
-                        st = 1
-                        break
-                    i += m
-            if st == 0:
-                for t in range(champs_voulus.shape[0]):
-                    ch = champs_voulus[t]
-                    j = colonnes_voulues[t]
-                    debuts[j, k] = pos if ch == 0 else seps[ch - 1] + 1
-                    fins[j, k] = fin if ch == nchamps - 1 else seps[ch]
-                    echappe[j, k] = 0
-        if fin == pos and st != 3:
-            # DuckDB skips a blank line, except in a one-column file (an empty value)
-            st = 2 if nchamps > 1 else 1
-        lignes_fin[k] = fin
-        statut[k] = st
-        k += 1
-        pos = p + 1
+            if c == sep:
+                seps[min(cnt, dernier)] = p
+                cnt += 1
+            sp |= (c == 34) | (c == 13)
+            hi |= c >= 0x80
+        p += 1
     return k
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def rassembler(buf, debuts, fins, echappe, lignes, garde, j):  # pragma: no cover - compiled
+def rassembler(buf, debuts, fins, echappe, prudent, lignes, garde,
+               j):  # pragma: no cover - compiled
     """Arrow buffers (offsets, data, validity bytes) of field ``j`` for the rows ``lignes``;
     a row whose ``garde`` is false, or whose field is empty, is null."""
     n = lignes.shape[0]
@@ -214,7 +301,7 @@ def rassembler(buf, debuts, fins, echappe, lignes, garde, j):  # pragma: no cove
             f = fins[j, k]
             if f > d:
                 valide[r] = True
-                if echappe[j, k]:
+                if prudent[k] and echappe[j, k]:
                     i = d
                     while i < f:
                         data[w] = buf[i]
@@ -226,6 +313,32 @@ def rassembler(buf, debuts, fins, echappe, lignes, garde, j):  # pragma: no cove
                         w += 1
         offsets[r + 1] = w
     return offsets, data[:w], valide
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def completer(buf, lignes, lignes_deb, lignes_fin, prudent, sep, champs, colonnes, debuts,
+              fins):  # pragma: no cover - compiled
+    """Record the fields ``champs`` (ascending; stored in rows ``colonnes``) of the lines
+    ``lignes`` that :func:`scanner` left without them (lines without quotes: separators only)."""
+    nc = champs.shape[0]
+    for r in range(lignes.shape[0]):
+        k = lignes[r]
+        if prudent[k] or nc == 0:
+            continue
+        p = lignes_deb[k]
+        fin = lignes_fin[k]
+        champ = 0
+        t = 0
+        debut = p
+        while t < nc:
+            if p == fin or buf[p] == sep:
+                if champ == champs[t]:
+                    debuts[colonnes[t], k] = debut
+                    fins[colonnes[t], k] = p
+                    t += 1
+                champ += 1
+                debut = p + 1
+            p += 1
 
 
 @nb.njit(nogil=True, cache=True)

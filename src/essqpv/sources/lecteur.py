@@ -140,8 +140,6 @@ class _Lecteur:
         self.voulu = np.full(self.nchamps, -1, np.int64)
         for j, c in enumerate(presentes):
             self.voulu[colonnes_fichier.index(c)] = j
-        self.champs_voulus = np.flatnonzero(self.voulu >= 0).astype(np.int64)
-        self.colonnes_voulues = self.voulu[self.champs_voulus]
         self.garder = garder
         self._local = threading.local()
         self._capacite = 4096  # lines per block, learnt from the blocks read
@@ -153,6 +151,13 @@ class _Lecteur:
         else:
             self.racines = [c for c in garder.colonnes if c in presentes]
             self.toujours = set(toujours) & set(presentes)
+        # Fields located by the scanner on every line (the others, only on kept lines).
+        tous = np.flatnonzero(self.voulu >= 0).astype(np.int64)
+        a_lire = self.toujours | set(self.racines)
+        d_abord = np.array([presentes[self.voulu[c]] in a_lire for c in tous], bool)
+        self.champs_voulus, self.colonnes_voulues = tous[d_abord], self.voulu[tous[d_abord]]
+        self.champs_ensuite = tous[~d_abord]
+        self.colonnes_ensuite = self.voulu[self.champs_ensuite]
 
     def _brouillons(self, cap: int) -> tuple:
         """This thread's scratch arrays, at least ``cap`` lines long (reused from block to
@@ -162,7 +167,7 @@ class _Lecteur:
             w = max(1, len(self.presentes))
             b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
                  np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
-                 np.empty(cap, np.int64), np.empty(cap, np.int64))
+                 np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(cap, np.int8))
             self._local.b = b
         return b
 
@@ -172,10 +177,10 @@ class _Lecteur:
         # when that is not enough, and the block is scanned again with twice the room.
         cap = max(self._capacite, n // 128)
         while True:
-            debuts, fins, echappe, statut, ldeb, lfin = self._brouillons(cap)
+            debuts, fins, echappe, statut, ldeb, lfin, prudent = self._brouillons(cap)
             k = K.scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
-                          self.colonnes_voulues, self.voulu, debuts, fins, echappe, statut,
-                          ldeb, lfin)
+                          self.colonnes_voulues, self.voulu, debuts, fins, echappe, prudent,
+                          statut, ldeb, lfin)
             if k >= 0:
                 break
             cap = 2 * statut.shape[0]
@@ -190,16 +195,18 @@ class _Lecteur:
         cols: dict[str, pa.Array] = {}
         for j, c in enumerate(self.presentes):
             if c in self.toujours or c in self.racines:
-                cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, normales,
-                                                      tous, j))
+                cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
+                                                       normales, tous, j))
         if self.garder is not None:
             cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
                 if self.racines else pl.DataFrame(height=len(normales))
             garde = self.garder.evaluer(cadre)
+            K.completer(tampon, normales[garde], ldeb, lfin, prudent, self.sep,
+                        self.champs_ensuite, self.colonnes_ensuite, debuts, fins)
             for j, c in enumerate(self.presentes):
                 if c not in self.toujours:  # thinned (a root read in full is redone)
                     cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe,
-                                                          normales, garde, j))
+                                                           prudent, normales, garde, j))
             cols["_garder"] = pa.array(garde)
         cols = {c: cols[c] for c in [*self.presentes, *(["_garder"] if self.garder is not None
                                                         else [])]}
