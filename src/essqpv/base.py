@@ -146,7 +146,8 @@ def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
                      con: duckdb.DuckDBPyConnection,
                      garder: Condition | Callable[[], Condition] | None = None,
-                     toujours: tuple[str, ...] = (), depend: str = "") -> sirene.Conversion:
+                     toujours: tuple[str, ...] = (), depend: str = "",
+                     numeroter: bool = False) -> sirene.Conversion:
     """Convert to Parquet, reusing the cached conversion of the same file when present.
 
     ``garder``/``toujours`` thin the rows no later stage uses (:func:`sirene.convertir`);
@@ -154,7 +155,7 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     so that the cache is rebuilt when that changes.
     """
     # The reader's version is part of the key: a cache written by another reader is redone.
-    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-2|{depend}".encode()
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-3|{numeroter}|{depend}".encode()
                          ).hexdigest()[:20]
     parquet = travail / f"{source.role}-{cle}.parquet"
     meta = travail / f"{source.role}-{cle}.json"
@@ -167,7 +168,8 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
         ancien.unlink()
     if callable(garder):  # built only when the file is read (it may read another cache)
         garder = garder()
-    conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours)
+    conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours,
+                            numeroter=numeroter)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
         "rejets": [{"ligne": r.ligne, "motif": r.motif, "contenu": r.contenu.hex()}
@@ -436,7 +438,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         c_emp = v_emp = None
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")
-            c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail, con)
+            c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail, con,
+                                     numeroter=True)
             v_emp = _valider_emplois_cache(fichiers.emplois, c_emp, travail)
     finally:
         con.close()

@@ -32,20 +32,9 @@ class ValidationEmplois:
 def valider_emplois(source: FichierSource, conversion: Conversion) -> ValidationEmplois:
     """Apply the row rules to the converted employment file.
 
-    Physical line numbers are recovered from the row order: the CSV reader keeps the file's
-    order, and the malformed lines it rejected are known by number.
+    Physical line numbers come with the rows (``convertir(..., numeroter=True)``).
     """
-    brut = pl.read_parquet(conversion.parquet)
-    rejetees = sorted(r.ligne for r in conversion.rejets)
-    # Physical line of each accepted row: line 2.. skipping the rejected line numbers.
-    numeros: list[int] = []
-    ligne, i = 2, 0
-    for _ in range(brut.height):
-        while i < len(rejetees) and rejetees[i] == ligne:
-            ligne, i = ligne + 1, i + 1
-        numeros.append(ligne)
-        ligne += 1
-    brut = brut.with_columns(pl.Series("_ligne", numeros, dtype=pl.Int64))
+    brut = pl.read_parquet(conversion.parquet)  # with ``_ligne`` (``numeroter=True``)
     entier = r"^\s*[0-9]+\s*$"
     nombres = {c: pl.col(c).str.strip_chars().cast(pl.Int64, strict=False) for c in
                ("effectif", *COMPTES)}

@@ -260,11 +260,12 @@ def _blocs(chemin: Path, taille: int, libres: queue.Queue):
 
 def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
          garder: Condition | None, toujours: tuple[str, ...], juger, ecrire,
-         taille: int = TAILLE_BLOC, fils: int = 2) -> int:
+         taille: int = TAILLE_BLOC, fils: int = 2, numeroter: bool = False) -> int:
     """Read ``csv`` block by block; for each block, in file order, call
     ``juger(douteuses, premiere_ligne)`` (DuckDB's verdict on the doubtful lines: returns a
     frame of accepted rows with ``_ligne``) and ``ecrire(table)``. Physical line numbers
-    count the header as line 1. Returns the number of lines read.
+    count the header as line 1; ``numeroter`` keeps each row's in a column ``_ligne``.
+    Returns the number of lines read.
 
     Raises :class:`ChampOuvert` when a quoted field spans lines.
     """
@@ -300,14 +301,15 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
                     en_cours.append(pool.submit(traiter, *b))
                 table = bloc.normales
                 lignes = pc.add(table["_indice"], premiere)
-                table = table.drop_columns(["_indice"])
+                table = table.drop_columns(["_indice"]).append_column("_ligne", lignes)
                 if bloc.douteuses:
                     acceptees = juger(bloc.douteuses, premiere)
                     if acceptees is not None and acceptees.height:
-                        cadre = pl.from_arrow(table.append_column("_ligne", lignes))
+                        cadre = pl.from_arrow(table)
                         table = (pl.concat([cadre, acceptees.select(cadre.columns)],
-                                           how="vertical_relaxed").sort("_ligne")
-                                 .drop("_ligne").to_arrow())
+                                           how="vertical_relaxed").sort("_ligne").to_arrow())
+                if not numeroter:
+                    table = table.drop_columns(["_ligne"])
                 # Written by a thread of its own, in order (Arrow releases the GIL).
                 ecritures.append(ecrivain.submit(ecrire, table))
                 while ecritures and (ecritures[0].done() or len(ecritures) > fils + 1):

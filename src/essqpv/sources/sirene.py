@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 import zipfile
@@ -25,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -314,10 +316,13 @@ def _amincir(cadre: pl.DataFrame, garder, toujours: tuple[str, ...]) -> pl.DataF
 class _Ecrivain:
     """Writes the frames of a conversion to one Parquet file, in the conversion's schema."""
 
-    def __init__(self, chemin: Path, colonnes: list[str], garder: bool) -> None:
+    def __init__(self, chemin: Path, colonnes: list[str], garder: bool,
+                 numeroter: bool = False) -> None:
         champs = [pa.field(c, pa.large_string()) for c in colonnes]
         if garder:
             champs.append(pa.field("_garder", pa.bool_()))
+        if numeroter:
+            champs.append(pa.field("_ligne", pa.int64()))
         self.schema = pa.schema(champs)
         self.colonnes = colonnes
         # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
@@ -447,9 +452,20 @@ def _convertir_duckdb(source: FichierSource, colonnes: list[str], con: duckdb.Du
             for ligne, pos, typ in erreurs]
 
 
+def _numeroter(chemin: Path, acceptees: int, rejets: list[Rejet]) -> None:
+    """Add ``_ligne`` to a conversion read by DuckDB alone: lines 2, 3... but the rejected."""
+    rejetees = np.array(sorted(r.ligne for r in rejets), np.int64)
+    numeros = np.setdiff1d(np.arange(2, 2 + acceptees + len(rejetees), dtype=np.int64),
+                           rejetees, assume_unique=True)[:acceptees]
+    table = pq.read_table(chemin).append_column("_ligne", pa.array(numeros))
+    pq.write_table(table, chemin, compression="none", use_dictionary=False,
+                   write_statistics=False)
+
+
 def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
               con: duckdb.DuckDBPyConnection | None = None, garder: Condition | None = None,
-              toujours: tuple[str, ...] = (), moteur: str = "rapide") -> Conversion:
+              toujours: tuple[str, ...] = (), moteur: str = "rapide",
+              numeroter: bool = False) -> Conversion:
     """Stream the rows of ``source`` into a Parquet file, keeping only ``colonnes``.
 
     Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
@@ -463,7 +479,9 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
 
     Lines are read by :mod:`essqpv.sources.lecteur` (normal lines) and DuckDB (the doubtful
     ones, which it accepts or rejects with a reason); ``moteur="duckdb"`` gives the whole
-    file to DuckDB (the reference the fast reader is tested against).
+    file to DuckDB (the reference the fast reader is tested against). ``numeroter`` adds the
+    physical line number of each row (``_ligne``; through DuckDB, blank lines are assumed
+    absent: they would shift it).
 
     Returns
     -------
@@ -480,22 +498,30 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
     try:
         rejets: list[Rejet] = []
-        ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
+        ecrire = _Ecrivain(temporaire, colonnes, garder is not None, numeroter)
         try:
-            if moteur != "rapide":
+            if moteur != "rapide" or sys.byteorder != "little":  # the scanner reads words
                 raise _Repli()
             lecteur.lire(source.csv, source.colonnes, colonnes, source.separateur, garder,
                          toujours, _juger(source, colonnes, con, garder, toujours, rejets,
-                                          parquet.parent), ecrire, taille=lecteur.TAILLE_BLOC)
+                                          parquet.parent), ecrire, taille=lecteur.TAILLE_BLOC,
+                         numeroter=numeroter)
         except (lecteur.ChampOuvert, _Repli):
             ecrire.fermer()
-            rejets = []
             ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
             rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
-        ecrire.fermer()
+            if numeroter:
+                ecrire.fermer()
+                _numeroter(temporaire, ecrire.lignes, rejets)
+                ecrire = None
+        if ecrire is not None:
+            ecrire.fermer()
+            lignes = ecrire.lignes
+        else:
+            lignes = pq.ParquetFile(temporaire).metadata.num_rows
         os.replace(temporaire, parquet)
-        return Conversion(parquet=parquet, lignes_lues=ecrire.lignes + len(rejets),
-                          lignes_acceptees=ecrire.lignes, rejets=rejets)
+        return Conversion(parquet=parquet, lignes_lues=lignes + len(rejets),
+                          lignes_acceptees=lignes, rejets=rejets)
     except duckdb.Error as exc:
         raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
     finally:
