@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -129,6 +130,25 @@ def _sha256(chemin: Path, limite: int = 1 << 30) -> tuple[str, str]:
         f.seek(-(64 << 20), os.SEEK_END)
         h.update(f.read())
     return h.hexdigest(), "sha256-debut-fin-64Mio"
+
+
+def _hacher_en_fond(fichiers: "_Fichiers", travail: Path) -> dict[str, Future]:
+    """:func:`_sha256_memorise` of each input, computed by a background thread."""
+    resultats: dict[str, Future] = {}
+    a_faire = [(role, f.chemin) for role, f in (
+        ("etablissements", fichiers.etablissements), ("unites_legales", fichiers.unites_legales),
+        ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)) if f]
+    for role, _ in a_faire:
+        resultats[role] = Future()
+
+    def travailler() -> None:
+        for role, chemin in a_faire:
+            try:
+                resultats[role].set_result(_sha256_memorise(chemin, travail))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                resultats[role].set_exception(exc)
+    threading.Thread(target=travailler, name="essqpv-empreintes", daemon=True).start()
+    return resultats
 
 
 def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
@@ -413,6 +433,11 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         lisez = Path(etablissements).with_name("LISEZMOI.txt")
         synthetique = lisez.exists() and "synthétiques" in lisez.read_text("utf-8", "replace")
 
+    # The checksums of the inputs (metadata), in a thread of their own while the build goes
+    # on: on a file up to 1 GiB it is a full read (2 s at 5 M establishments) that would
+    # otherwise come on top. (The thread is a daemon: a failed build does not wait for it.)
+    hachages = _hacher_en_fond(fichiers, travail)
+
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
 
@@ -600,7 +625,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
                     ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)):
         if f is None:
             continue
-        empreinte, methode = _sha256_memorise(f.chemin, travail)
+        empreinte, methode = hachages[role].result()
         sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
                         "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
                         "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(
