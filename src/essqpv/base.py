@@ -433,11 +433,6 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         lisez = Path(etablissements).with_name("LISEZMOI.txt")
         synthetique = lisez.exists() and "synthétiques" in lisez.read_text("utf-8", "replace")
 
-    # The checksums of the inputs (metadata), in a thread of their own while the build goes
-    # on: on a file up to 1 GiB it is a full read (2 s at 5 M establishments) that would
-    # otherwise come on top. (The thread is a daemon: a failed build does not wait for it.)
-    hachages = _hacher_en_fond(fichiers, travail)
-
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
 
@@ -468,6 +463,12 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             v_emp = _valider_emplois_cache(fichiers.emplois, c_emp, travail)
     finally:
         con.close()
+
+    # The checksums of the inputs (metadata), in a thread of their own while the rest of the
+    # build goes on (less parallel than the reading, which keeps both cores busy): on a file
+    # up to 1 GiB it is a full read, 2 s at 5 M establishments that would otherwise come on
+    # top. (The thread is a daemon: a failed build does not wait for it.)
+    hachages = _hacher_en_fond(fichiers, travail)
 
     etape("Périmètre de l'ESS")
 
