@@ -127,13 +127,13 @@ for _i in range(64):
 
 @nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def fin_de_ligne(buf, n, pos, fin, cnt, special, haut, seps, sep, nchamps, champs_voulus,
-                 colonnes_voulues, voulu, debuts, fins, echappe, prudent,
-                 k):  # pragma: no cover - compiled
+                 colonnes_voulues, voulu, debuts, fins, echappe, prudent, statut, lignes_deb,
+                 lignes_fin, k):  # pragma: no cover - compiled
     """Status of line ``k`` = ``buf[pos:fin]`` (``fin``: its newline, or ``n``), given its
     separators ``seps[:cnt]`` and whether it has a quote or CR (``special``) or a byte
     >= 0x80 (``haut``). Records the fields ``champs_voulus`` (all the wanted fields of a
     line with quotes, ``prudent[k] = 1``; ``echappe`` is only written for such lines).
-    Returns (status, end without CR)."""
+    Writes its status and its bytes' bounds (end without CR) at ``k``."""
     st = 0
     f = fin
     prudent[k] = special
@@ -167,7 +167,9 @@ def fin_de_ligne(buf, n, pos, fin, cnt, special, haut, seps, sep, nchamps, champ
     if f == pos and st != 3:
         # DuckDB skips a blank line, except in a one-column file (an empty value)
         st = 2 if nchamps > 1 else 1
-    return st, f
+    statut[k] = st
+    lignes_deb[k] = pos
+    lignes_fin[k] = f
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -229,12 +231,9 @@ def scanner(buf, n, sep, nchamps, champs_voulus, colonnes_voulues, voulu, debuts
                 a_hi |= m_hi & dessous
                 m_sp &= ~(dessous | bas)
                 m_hi &= ~(dessous | bas)
-                st, f = fin_de_ligne(buf, n, debut, e, cnt, a_sp != zero, a_hi != zero, seps,
-                                     sep, nchamps, champs_voulus, colonnes_voulues, voulu,
-                                     debuts, fins, echappe, prudent, k)
-                lignes_deb[k] = debut
-                lignes_fin[k] = f
-                statut[k] = st
+                fin_de_ligne(buf, n, debut, e, cnt, a_sp != zero, a_hi != zero, seps, sep,
+                             nchamps, champs_voulus, colonnes_voulues, voulu, debuts, fins,
+                             echappe, prudent, statut, lignes_deb, lignes_fin, k)
                 k += 1
                 debut = e + 1
                 cnt = 0
@@ -257,12 +256,9 @@ def scanner(buf, n, sep, nchamps, champs_voulus, colonnes_voulues, voulu, debuts
         if c == 10:
             if k >= cap:
                 return -1
-            st, f = fin_de_ligne(buf, n, debut, p, cnt, sp, hi, seps, sep, nchamps,
-                                 champs_voulus, colonnes_voulues, voulu, debuts, fins,
-                                 echappe, prudent, k)
-            lignes_deb[k] = debut
-            lignes_fin[k] = f
-            statut[k] = st
+            fin_de_ligne(buf, n, debut, p, cnt, sp, hi, seps, sep, nchamps, champs_voulus,
+                         colonnes_voulues, voulu, debuts, fins, echappe, prudent, statut,
+                         lignes_deb, lignes_fin, k)
             k += 1
             debut = p + 1
             cnt = 0
