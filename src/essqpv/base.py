@@ -14,7 +14,6 @@ import re
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -132,25 +131,6 @@ def _sha256(chemin: Path, limite: int = 1 << 30) -> tuple[str, str]:
     return h.hexdigest(), "sha256-debut-fin-64Mio"
 
 
-def _hacher_en_fond(fichiers: "_Fichiers", travail: Path) -> dict[str, Future]:
-    """:func:`_sha256_memorise` of each input, computed by a background thread."""
-    resultats: dict[str, Future] = {}
-    a_faire = [(role, f.chemin) for role, f in (
-        ("etablissements", fichiers.etablissements), ("unites_legales", fichiers.unites_legales),
-        ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)) if f]
-    for role, _ in a_faire:
-        resultats[role] = Future()
-
-    def travailler() -> None:
-        for role, chemin in a_faire:
-            try:
-                resultats[role].set_result(_sha256_memorise(chemin, travail))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                resultats[role].set_exception(exc)
-    threading.Thread(target=travailler, name="essqpv-empreintes", daemon=True).start()
-    return resultats
-
-
 def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
     """:func:`_sha256`, remembered in ``travail`` for the same file (fast fingerprint)."""
     memoire = travail / "empreintes.json"
@@ -197,25 +177,25 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     return conv
 
 
+def _gardees(conversion: sirene.Conversion, colonne: str) -> pl.Series:
+    """The distinct values of ``colonne`` on the rows a thinned conversion kept."""
+    return (pl.scan_parquet(conversion.parquet).filter(pl.col("_garder")).select(colonne)
+            .unique().collect().to_series())
+
+
 def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Callable[[], Condition],
                                                                tuple[str, ...], str]:
     """(condition, columns always kept, cache dependency) thinning the establishments: the
     active ones of the legal units kept by :func:`_candidats_ess`."""
     def condition() -> Condition:
-        sirens = (pl.scan_parquet(c_ul.parquet).filter(pl.col("_garder")).select("siren")
-                  .unique().collect().to_series())
         return Condition(pl.col("etatAdministratifEtablissement") == "A",
-                         dans=("siren", sirens))
+                         dans=("siren", _gardees(c_ul, "siren")))
     return condition, ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name
 
 
 def _garder_geolocalisation(c_etab: sirene.Conversion) -> Callable[[], Condition]:
     """The geolocation rows of the establishments kept by :func:`_garder_etablissements`."""
-    def condition() -> Condition:
-        sirets = (pl.scan_parquet(c_etab.parquet).filter(pl.col("_garder")).select("siret")
-                  .unique().collect().to_series())
-        return Condition(dans=("siret", sirets))
-    return condition
+    return lambda: Condition(dans=("siret", _gardees(c_etab, "siret")))
 
 
 def _candidats_ess(source: sirene.FichierSource) -> tuple[Condition, str]:
@@ -464,12 +444,6 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     finally:
         con.close()
 
-    # The checksums of the inputs (metadata), in a thread of their own while the rest of the
-    # build goes on (less parallel than the reading, which keeps both cores busy): on a file
-    # up to 1 GiB it is a full read, 2 s at 5 M establishments that would otherwise come on
-    # top. (The thread is a daemon: a failed build does not wait for it.)
-    hachages = _hacher_en_fond(fichiers, travail)
-
     etape("Périmètre de l'ESS")
 
     def amont() -> tuple[pl.DataFrame, dict]:
@@ -626,7 +600,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
                     ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)):
         if f is None:
             continue
-        empreinte, methode = hachages[role].result()
+        empreinte, methode = _sha256_memorise(f.chemin, travail)
         sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
                         "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
                         "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(

@@ -471,11 +471,12 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     Columns of ``colonnes`` that the file lacks are written as NULL text, so later stages
     see one schema whatever the vintage. Every value stays text; an empty field is NULL.
 
-    ``garder`` (a :class:`~essqpv.sources.lecteur.Condition` on the file's columns) thins the file without losing a
-    row: where it is not true, every column but those of ``toujours`` is written NULL. The
-    row count, the rejects and the row order stay those of the file, while the rows no later
-    stage can use cost almost nothing to read and write (the national stock is mostly closed
-    or non-ESS establishments). The Boolean column ``_garder`` then says which rows were kept.
+    ``garder`` (a :class:`~essqpv.sources.lecteur.Condition` on the file's columns) thins
+    the file without losing a row: where it is not true, every column but those of
+    ``toujours`` is written NULL. The row count, the rejects and the row order stay those of
+    the file, while the rows no later stage can use cost almost nothing to read and write
+    (the national stock is mostly closed or non-ESS establishments). The Boolean column
+    ``_garder`` then says which rows were kept.
 
     Lines are read by :mod:`essqpv.sources.lecteur` (normal lines) and DuckDB (the doubtful
     ones, which it accepts or rejects with a reason); ``moteur="duckdb"`` gives the whole
@@ -510,15 +511,12 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
             ecrire.fermer()
             ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
             rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
-            if numeroter:
-                ecrire.fermer()
-                _numeroter(temporaire, ecrire.lignes, rejets)
-                ecrire = None
-        if ecrire is not None:
             ecrire.fermer()
-            lignes = ecrire.lignes
+            if numeroter:
+                _numeroter(temporaire, ecrire.lignes, rejets)
         else:
-            lignes = pq.ParquetFile(temporaire).metadata.num_rows
+            ecrire.fermer()
+        lignes = ecrire.lignes
         os.replace(temporaire, parquet)
         return Conversion(parquet=parquet, lignes_lues=lignes + len(rejets),
                           lignes_acceptees=lignes, rejets=rejets)
