@@ -110,14 +110,21 @@ def _cliquer_qpv(page, code: str) -> None:
     panneaux = ".leaflet-marker-pane, .leaflet-shadow-pane, .leaflet-tooltip-pane"
     page.evaluate("""(sel) => document.querySelectorAll(sel).forEach(
         e => e.style.pointerEvents = 'none')""", panneaux)
-    point = page.evaluate("""(code) => {
+    # A point of the polygon that is on top and inside the window; polled, because the map
+    # may still be panning to the territory (then the polygon is partly off the window).
+    trouve = page.wait_for_function("""(code) => {
         const p = document.querySelector('path.qpv-' + code);
+        if (!p) return null;
         const r = p.getBoundingClientRect();
+        const g = Math.max(r.left, 0), h = Math.max(r.top, 0);
+        const d = Math.min(r.right, window.innerWidth), b = Math.min(r.bottom, window.innerHeight);
+        if (d <= g || b <= h) return null;
         for (let i = 1; i < 48; i++) for (let j = 1; j < 48; j++) {
-            const x = r.left + r.width * i / 48, y = r.top + r.height * j / 48;
+            const x = g + (d - g) * i / 48, y = h + (b - h) * j / 48;
             if (document.elementFromPoint(x, y) === p) return [x, y];
         }
-        return null; }""", code)
+        return null; }""", arg=code, timeout=15000)
+    point = trouve.json_value()
     assert point, f"aucun point cliquable dans le contour de {code}"
     page.mouse.click(point[0], point[1])
     page.evaluate("""(sel) => document.querySelectorAll(sel).forEach(
