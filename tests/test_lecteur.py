@@ -20,7 +20,9 @@ TEXTE = st.text(alphabet="abzAZ09 -'./éàÉ€", max_size=6)
 
 
 def _champ() -> st.SearchStrategy[bytes]:
-    simple = TEXTE.map(lambda t: t.encode())
+    # (long fields too: a line then spans many 8-byte words of the scanner)
+    simple = st.one_of(TEXTE, TEXTE, st.text(alphabet="ab,é", min_size=9, max_size=40)
+                       .map(lambda t: t.replace(",", ""))).map(lambda t: t.encode())
     cite = st.text(alphabet='ab,; "\n', max_size=6).map(
         lambda t: b'"' + t.replace('"', '""').encode() + b'"')
     bizarre = st.sampled_from([b'a"b', b' "x" ', b'"x" ', b' "x"', b'"x"y', b'"', b'""',
@@ -78,6 +80,8 @@ def petits_blocs(monkeypatch):
 @example((2, b'c0,c1\r\n\r\n   '), False)
 @example((1, b'c0\n\n'), False)
 @example((2, b'c0,c1\n"x"y,"x"y'), False)
+# A CR LF file whose quoted field holds a bare LF: DuckDB does not end a line there.
+@example((5, b'c0,c1,c2,c3,c4\r\n\r\n,,,","\n;"'), False)
 def test_comme_duckdb(petits_blocs, tmp_path_factory, fichier, amincir):
     n, contenu = fichier
     dossier = tmp_path_factory.mktemp("lecteur")
@@ -138,6 +142,41 @@ def test_rejets_exacts_a_travers_les_blocs(petits_blocs, tmp_path):
     assert df.filter(pl.col("c0") == "301")["c1"].to_list() == ["ok, virgule"]
     assert df.filter(pl.col("c0") == "302")["c1"].to_list() == ['a"b']
     assert df["c0"].cast(pl.Int64).is_sorted()
+
+
+def test_lignes_tres_longues(tmp_path):
+    """Lines of 64 KiB and more (the scanner's per-word counts are kept modulo 2^16: such
+    lines are read field by field) are read as DuckDB reads them."""
+    long = b"x" * 70000
+    lignes = [b"c0,c1,c2", b"1,a,b", b"2," + long + b",b", b"3," + long, b'4,"' + long + b'",b',
+              b"5," + long + b",b,c", b'6,"a,' + long + b'""z",' + "é".encode() * 9,
+              b"7,\xff" + long + b",b", b"8,a,b"]
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(b"\n".join(lignes) + b"\n")
+    source = _source(chemin, 3)
+    rapide = _lire(source, ["c0", "c1", "c2"], tmp_path / "r.parquet", "rapide")
+    reference = _lire(source, ["c0", "c1", "c2"], tmp_path / "d.parquet", "duckdb")
+    assert rapide[:2] == reference[:2]
+    assert [r[:2] for r in rapide[2]] == [r[:2] for r in reference[2]]
+    assert [r[0][0] for r in rapide[0]] == ["1", "2", "4", "6", "8"]
+    assert [(r[0], r[1]) for r in rapide[2]] == [(4, "champs_manquants"), (6, "champs_en_trop"),
+                                                 (8, "octets_non_decodables")]
+
+
+@pytest.mark.parametrize("contenu", [b"c0,c1\r\n1,a\n2,b\n", b"c0,c1\n1,a\r\n2,b\n",
+                                     b'c0,c1\r\n1,"a,b"\r\n\r\n2,b\r\n3,c'])
+def test_fins_de_ligne_comme_l_entete(tmp_path, contenu):
+    """Lines end as the header does (CR LF or LF); a line ending otherwise makes DuckDB read
+    the whole file, which it reads its own way (here: not at all)."""
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(contenu)
+    source = _source(chemin, 2)
+    rapide = _lire(source, ["c0", "c1"], tmp_path / "r.parquet", "rapide")
+    assert rapide == _lire(source, ["c0", "c1"], tmp_path / "d.parquet", "duckdb")
+    if contenu.count(b"\r\n") == contenu.count(b"\n"):  # CR LF throughout
+        assert rapide[0] == [("1", "a,b"), ("2", "b"), ("3", "c")]
+    else:
+        assert rapide == "illisible"
 
 
 def test_blocs_de_lignes_tres_courtes(tmp_path):

@@ -42,7 +42,8 @@ _NORMALE, _DOUTEUSE, _VIDE, _OUVERTE = 0, 1, 2, 3
 
 
 class ChampOuvert(Exception):
-    """A quote is still open at the end of a line: the file needs a record-aware reader."""
+    """A quote is still open at the end of a line (or a line ends otherwise than the
+    header): the file needs DuckDB's record-aware reader."""
 
 
 def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
@@ -132,8 +133,10 @@ class _Lecteur:
     """Reads the blocks of one file and turns each into a :class:`Bloc`."""
 
     def __init__(self, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
-                 garder: Condition | None, toujours: tuple[str, ...]) -> None:
+                 garder: Condition | None, toujours: tuple[str, ...],
+                 crlf: bool = False) -> None:
         self.nchamps = len(colonnes_fichier)
+        self.crlf = crlf  # the header line ends with CR LF
         self.sep = ord(separateur)
         presentes = [c for c in colonnes if c in colonnes_fichier]
         self.presentes = presentes
@@ -171,6 +174,15 @@ class _Lecteur:
             self._local.b = b
         return b
 
+    def _mots(self, n: int) -> tuple:
+        """This thread's per-word scratch arrays for a block of ``n`` bytes."""
+        m = getattr(self._local, "m", None)
+        if m is None or m[0].shape[0] < n // 8 + 2:
+            t = n // 8 + 2
+            m = (np.empty(t, np.uint64), np.empty(t, np.bool_), np.empty(t, np.int64))
+            self._local.m = m
+        return m
+
     def bloc(self, tampon: np.ndarray, n: int) -> Bloc:
         from essqpv.sources import _noyaux as K
         # Room for as many lines as the last block had (plus a margin); the scanner says
@@ -178,9 +190,9 @@ class _Lecteur:
         cap = max(self._capacite, n // 128)
         while True:
             debuts, fins, echappe, statut, ldeb, lfin, prudent = self._brouillons(cap)
-            k = K.scanner(tampon, n, self.sep, self.nchamps, self.champs_voulus,
+            k = K.scanner(tampon, n, self.sep, self.nchamps, self.crlf, self.champs_voulus,
                           self.colonnes_voulues, self.voulu, debuts, fins, echappe, prudent,
-                          statut, ldeb, lfin)
+                          statut, ldeb, lfin, *self._mots(n))
             if k >= 0:
                 break
             cap = 2 * statut.shape[0]
@@ -267,9 +279,12 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
     count the header as line 1; ``numeroter`` keeps each row's in a column ``_ligne``.
     Returns the number of lines read.
 
-    Raises :class:`ChampOuvert` when a quoted field spans lines.
+    Raises :class:`ChampOuvert` when a quoted field spans lines, or when a line does not end
+    as the header does (CR LF or LF).
     """
-    lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours)
+    with open(csv, "rb") as flux:  # the header's line end is the file's
+        crlf = flux.readline(1 << 20).endswith(b"\r\n")
+    lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours, crlf)
     libres: queue.Queue = queue.Queue()
     for _ in range(fils + 2):
         libres.put(np.empty(taille + (1 << 21), np.uint8))
