@@ -49,7 +49,7 @@ def _interne(dossier: Path, travail: Path) -> None:
                               *_garder_etablissements(c_ul))
     con.close()
     lecture = time.perf_counter() - t0
-    dans, comptes = _perimetre_ess(c_etab.parquet, c_ul.parquet)
+    dans, comptes = _perimetre_ess(c_etab, c_ul)
     print(json.dumps({"lecture_s": round(lecture, 3),
                       "classement_s": round(time.perf_counter() - t0 - lecture, 3),
                       "lignes_lues": c_etab.lignes_lues, "rejets": len(c_etab.rejets),

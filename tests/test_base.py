@@ -194,8 +194,10 @@ def test_reconstruction_depuis_le_cache(registre, tmp_path):
     premier = B.construire(base=b, **fichiers)
     travail = tmp_path / "obs.duckdb.travail"
     caches = sorted(p.name for p in travail.glob("*.parquet"))
+    # (each thinned stock: its rows, and its kept rows with every column)
     assert [c.split("-")[0] for c in caches] == [
-        "etablissements", "geolocalisation", "perimetre", "placement", "unites_legales"]
+        "etablissements", "etablissements", "geolocalisation", "geolocalisation", "perimetre",
+        "placement", "unites_legales", "unites_legales"]
     avant = lignes(b)
     assert B.construire(base=b, **fichiers) == premier
     assert sorted(p.name for p in travail.glob("*.parquet")) == caches

@@ -62,7 +62,7 @@ def _lire(source, colonnes, parquet, moteur, garder=None, toujours=(), numeroter
                                 moteur=moteur, numeroter=numeroter)
     except FichierInvalide:
         return "illisible"
-    return (pl.read_parquet(conv.parquet).rows(), conv.lignes_lues,
+    return (conv.cadre().collect().rows(), conv.lignes_lues,
             [(r.ligne, r.motif, r.contenu) for r in conv.rejets])
 
 

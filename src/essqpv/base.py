@@ -155,15 +155,17 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     so that the cache is rebuilt when that changes.
     """
     # The reader's version is part of the key: a cache written by another reader is redone.
-    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-3|{numeroter}|{depend}".encode()
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-4|{numeroter}|{depend}".encode()
                          ).hexdigest()[:20]
     parquet = travail / f"{source.role}-{cle}.parquet"
     meta = travail / f"{source.role}-{cle}.json"
-    if parquet.exists() and meta.exists():
+    gardees = sirene.chemin_gardees(parquet) if garder is not None else None
+    if parquet.exists() and meta.exists() and (gardees is None or gardees.exists()):
         m = json.loads(meta.read_text("utf-8"))
         rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
                   for r in m["rejets"]]
-        return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets)
+        return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets,
+                                 gardees)
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
     if callable(garder):  # built only when the file is read (it may read another cache)
@@ -179,8 +181,7 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
 
 def _gardees(conversion: sirene.Conversion, colonne: str) -> pl.Series:
     """The distinct values of ``colonne`` on the rows a thinned conversion kept."""
-    return (pl.scan_parquet(conversion.parquet).filter(pl.col("_garder")).select(colonne)
-            .unique().collect().to_series())
+    return pl.scan_parquet(conversion.gardees).select(colonne).unique().collect().to_series()
 
 
 def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Callable[[], Condition],
@@ -219,27 +220,29 @@ def _candidats_ess(source: sirene.FichierSource) -> tuple[Condition, str]:
     return Condition(condition), cle
 
 
-def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, dict]:
+def _perimetre_ess(c_etab: sirene.Conversion,
+                   c_ul: sirene.Conversion) -> tuple[pl.DataFrame, dict]:
     """In-scope establishments (METHODOLOGY 2-4) and the counts of the reconciliation,
-    from the thinned Parquet files of the two stocks (``_garder`` column)."""
-    etab = pl.scan_parquet(etab_parquet).rename(RENOMMAGE_ETABLISSEMENTS)
-    ul = pl.scan_parquet(ul_parquet).rename(RENOMMAGE_UNITES_LEGALES)
+    from the thinned conversions of the two stocks (every row: siren, state; the kept
+    rows: every column)."""
+    etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS, strict=False)
+    ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
     actives = etab.filter(pl.col("etat") == "A")
     # Only the legal units an ESS rule can match were kept with their attributes: classify
     # those, after keeping the first row of each of their sirens among *all* rows (the
-    # first row of a siren may be one that was not kept: it then has no family).
-    # (Found on two columns, then the few rows read in full: the whole file's rows, mostly
-    # NULL, would cost ~0.2 GiB per 3.5 M legal units.) A first row that was not kept leaves
-    # its siren without a family, as would its NULL attributes.
-    candidats = ul.filter(pl.col("_garder")).select("siren").unique()
+    # first row of a siren may be one that was not kept: it then has no family). A first
+    # row that was not kept leaves its siren without a family, as would its NULL attributes.
+    ul_gardees = pl.scan_parquet(c_ul.gardees).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
+    candidats = ul_gardees.select("siren").unique()
     rangs = (ul.select("siren", "_garder").with_row_index("_rang")
              .join(candidats, on="siren", how="semi").sort("_rang")
              .unique("siren", keep="first", maintain_order=True)
              .filter(pl.col("_garder")).select("_rang").collect().to_series())
     ul_ess = perimeter.familles_unites_legales(
-        ul.with_row_index("_rang").filter(pl.col("_rang").is_in(rangs.implode()))
+        ul_gardees.filter(pl.col("_rang").is_in(rangs.cast(pl.Int64).implode()))
         .drop("_rang"))
-    jointes = actives.filter(pl.col("_garder")).join(
+    etab_gardees = pl.scan_parquet(c_etab.gardees).drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
+    jointes = etab_gardees.filter(pl.col("etat") == "A").join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
                       "denomination"), on="siren", how="left")
     classees = perimeter.classer_etablissements(jointes)
@@ -251,7 +254,7 @@ def _perimetre_ess(etab_parquet: Path, ul_parquet: Path) -> tuple[pl.DataFrame, 
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
     dans_df, comptes_df, acceptees_df, actives_df = pl.collect_all(
-        [dans.drop("_garder"), comptes, etab.select(pl.len()), actives.select(pl.len())])
+        [dans, comptes, etab.select(pl.len()), actives.select(pl.len())])
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
                      "sans_ul": _sans_unite_legale(actives, ul),
                      "acceptees": acceptees_df.item()}
@@ -447,7 +450,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     etape("Périmètre de l'ESS")
 
     def amont() -> tuple[pl.DataFrame, dict]:
-        dans_df, comptes = _perimetre_ess(c_etab.parquet, c_ul.parquet)
+        dans_df, comptes = _perimetre_ess(c_etab, c_ul)
         etape("Communes et territoires")
         from essqpv.territoires import table_communes
         dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}),
@@ -458,7 +461,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
-            geo = (pl.scan_parquet(c_geo.parquet).drop("_garder", strict=False)
+            geo = (pl.scan_parquet(c_geo.gardees or c_geo.parquet).drop(["_garder", "_rang"],
+                                                                         strict=False)
                    .rename(RENOMMAGE_GEOLOCALISATION)
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                    .unique("siret", keep="first")

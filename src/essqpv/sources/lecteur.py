@@ -63,12 +63,15 @@ class LigneDouteuse:
 
 @dataclass
 class Bloc:
-    """What a block of lines gives: its accepted rows (file order, ``_indice`` = line index
-    in the block), its number of lines, and its doubtful lines."""
+    """What a block of lines gives: its number of lines, its normal rows (file order,
+    ``_indice`` = line index in the block; when thinned, only the columns of ``toujours``
+    and ``_garder``), the kept ones among them with every column (when thinned), and its
+    doubtful lines."""
 
     lignes: int
     normales: pa.Table
     douteuses: list[LigneDouteuse]
+    gardees: pa.Table | None = None
 
 
 class Condition:
@@ -209,21 +212,29 @@ class _Lecteur:
             if c in self.toujours or c in self.racines:
                 cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
                                                        normales, tous, j))
-        if self.garder is not None:
-            cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
-                if self.racines else pl.DataFrame(height=len(normales))
-            garde = self.garder.evaluer(cadre)
-            K.completer(tampon, normales[garde], ldeb, lfin, prudent, self.sep,
-                        self.champs_ensuite, self.colonnes_ensuite, debuts, fins)
-            for j, c in enumerate(self.presentes):
-                if c not in self.toujours:  # thinned (a root read in full is redone)
-                    cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe,
-                                                           prudent, normales, garde, j))
-            cols["_garder"] = pa.array(garde)
-        cols = {c: cols[c] for c in [*self.presentes, *(["_garder"] if self.garder is not None
-                                                        else [])]}
-        cols["_indice"] = pa.array(normales.astype(np.int64))
-        return Bloc(k, pa.table(cols), douteuses)
+        indices = pa.array(normales.astype(np.int64))
+        if self.garder is None:
+            cols["_indice"] = indices
+            return Bloc(k, pa.table(cols), douteuses)
+        cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
+            if self.racines else pl.DataFrame(height=len(normales))
+        garde = self.garder.evaluer(cadre)
+        # The kept rows: their other fields are located now, and every column is built
+        # for them alone.
+        gardees = normales[garde]
+        K.completer(tampon, gardees, ldeb, lfin, prudent, self.sep, self.champs_ensuite,
+                    self.colonnes_ensuite, debuts, fins)
+        tous = np.ones(len(gardees), np.bool_)
+        rangs = np.flatnonzero(garde)
+        g = {}
+        for j, c in enumerate(self.presentes):
+            g[c] = cols[c].take(pa.array(rangs)) if c in cols else _colonne_arrow(
+                *K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, tous, j))
+        g["_indice"] = pa.array(gardees.astype(np.int64))
+        principal = {c: cols[c] for c in self.presentes if c in self.toujours}
+        principal["_garder"] = pa.array(garde)
+        principal["_indice"] = indices
+        return Bloc(k, pa.table(principal), douteuses, pa.table(g))
 
 
 def _blocs(chemin: Path, taille: int, libres: queue.Queue):
@@ -270,12 +281,28 @@ def _blocs(chemin: Path, taille: int, libres: queue.Queue):
             yield tampon, dernier + 1
 
 
+def _numeros(table: pa.Table, premiere: int) -> pa.Table:
+    """``_indice`` (line index in the block) replaced by ``_ligne`` (physical line)."""
+    lignes = pc.add(table["_indice"], premiere)
+    return table.drop_columns(["_indice"]).append_column("_ligne", lignes)
+
+
+def _inserer(table: pa.Table, acceptees: pl.DataFrame) -> pa.Table:
+    """``table`` with the rows ``acceptees`` (doubtful lines DuckDB accepted) at their
+    place in the file (``_ligne``)."""
+    cadre = pl.from_arrow(table)
+    return (pl.concat([cadre, acceptees.select(cadre.columns)], how="vertical_relaxed")
+            .sort("_ligne").to_arrow())
+
+
 def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
          garder: Condition | None, toujours: tuple[str, ...], juger, ecrire,
          taille: int = TAILLE_BLOC, fils: int = 2, numeroter: bool = False) -> int:
     """Read ``csv`` block by block; for each block, in file order, call
     ``juger(douteuses, premiere_ligne)`` (DuckDB's verdict on the doubtful lines: returns a
-    frame of accepted rows with ``_ligne``) and ``ecrire(table)``. Physical line numbers
+    frame of accepted rows with ``_ligne``, thinned as :func:`sirene._amincir` does) and
+    ``ecrire(table, gardees)`` (``gardees``: None, or the kept rows with every column and
+    ``_rang``, their row number in ``table``). Physical line numbers
     count the header as line 1; ``numeroter`` keeps each row's in a column ``_ligne``.
     Returns the number of lines read.
 
@@ -314,19 +341,24 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
                 b = next(blocs, None)
                 if b is not None:
                     en_cours.append(pool.submit(traiter, *b))
-                table = bloc.normales
-                lignes = pc.add(table["_indice"], premiere)
-                table = table.drop_columns(["_indice"]).append_column("_ligne", lignes)
+                table = _numeros(bloc.normales, premiere)
+                gardees = _numeros(bloc.gardees, premiere) if bloc.gardees is not None \
+                    else None
                 if bloc.douteuses:
                     acceptees = juger(bloc.douteuses, premiere)
                     if acceptees is not None and acceptees.height:
-                        cadre = pl.from_arrow(table)
-                        table = (pl.concat([cadre, acceptees.select(cadre.columns)],
-                                           how="vertical_relaxed").sort("_ligne").to_arrow())
+                        table = _inserer(table, acceptees)
+                        if gardees is not None:
+                            gardees = _inserer(gardees, acceptees.filter(pl.col("_garder")))
+                if gardees is not None:  # row number of each kept row in ``table``
+                    rangs = np.searchsorted(table.column("_ligne").to_numpy(),
+                                            gardees.column("_ligne").to_numpy())
+                    gardees = gardees.drop_columns(["_ligne"]).append_column(
+                        "_rang", pa.array(rangs.astype(np.int64)))
                 if not numeroter:
                     table = table.drop_columns(["_ligne"])
                 # Written by a thread of its own, in order (Arrow releases the GIL).
-                ecritures.append(ecrivain.submit(ecrire, table))
+                ecritures.append(ecrivain.submit(ecrire, table, gardees))
                 while ecritures and (ecritures[0].done() or len(ecritures) > fils + 1):
                     ecritures.pop(0).result()
                 premiere += bloc.lignes

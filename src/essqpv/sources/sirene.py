@@ -29,6 +29,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from essqpv import reference
@@ -125,14 +126,44 @@ class Rejet:
     contenu: bytes
 
 
+def chemin_gardees(parquet: Path) -> Path:
+    """The file of the kept rows of a thinned conversion written to ``parquet``."""
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".gardees.parquet")
+
+
 @dataclass
 class Conversion:
-    """Result of :func:`convertir`: the Parquet file, the counts, the rejects."""
+    """Result of :func:`convertir`: the Parquet file(s), the counts, the rejects.
+
+    A thinned conversion (``garder``) is two files: ``parquet``, one row per accepted line
+    in file order, with the columns of ``toujours`` and ``_garder``; and ``gardees``, the
+    kept rows only, with every column and their row number ``_rang`` in ``parquet``.
+    Otherwise ``parquet`` holds every column and ``gardees`` is None.
+    """
 
     parquet: Path
     lignes_lues: int
     lignes_acceptees: int
     rejets: list[Rejet]
+    gardees: Path | None = None
+
+    def cadre(self) -> pl.LazyFrame:
+        """Every row with every column (those of the rows not kept: NULL), ``_garder``
+        included: the two files of a thinned conversion joined back."""
+        principal = pl.scan_parquet(self.parquet)
+        if self.gardees is None:
+            return principal
+        gardees = pl.scan_parquet(self.gardees)
+        noms = gardees.collect_schema().names()
+        ordre = [c for c in noms if c != "_rang"]
+        for c in principal.collect_schema().names():
+            if c not in ordre:
+                ordre.append(c)
+        return (principal.with_row_index("_rang")
+                .join(gardees.drop([c for c in noms if c in principal.collect_schema().names()
+                                    and c != "_rang"]), on="_rang", how="left",
+                      maintain_order="left")
+                .select(ordre))
 
     @property
     def rejets_par_motif(self) -> dict[str, int]:
@@ -314,34 +345,63 @@ def _amincir(cadre: pl.DataFrame, garder, toujours: tuple[str, ...]) -> pl.DataF
 
 
 class _Ecrivain:
-    """Writes the frames of a conversion to one Parquet file, in the conversion's schema."""
+    """Writes the rows of a conversion, in the conversion's schema: one Parquet file, or
+    the two of a thinned conversion (:class:`Conversion`)."""
 
     def __init__(self, chemin: Path, colonnes: list[str], garder: bool,
-                 numeroter: bool = False) -> None:
-        champs = [pa.field(c, pa.large_string()) for c in colonnes]
+                 numeroter: bool = False, toujours: tuple[str, ...] = (),
+                 chemin_gardees: Path | None = None) -> None:
+        self.colonnes = colonnes
+        self.garder = garder
+        principales = [c for c in colonnes if c in toujours] if garder else colonnes
+        champs = [pa.field(c, pa.large_string()) for c in principales]
         if garder:
             champs.append(pa.field("_garder", pa.bool_()))
         if numeroter:
             champs.append(pa.field("_ligne", pa.int64()))
         self.schema = pa.schema(champs)
-        self.colonnes = colonnes
         # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
         # NULL; compressing the rest cost ~15 % of the read.
-        self.ecrivain = pq.ParquetWriter(chemin, self.schema, compression="none",
-                                         use_dictionary=False, write_statistics=False)
+        options = dict(compression="none", use_dictionary=False, write_statistics=False)
+        self.ecrivain = pq.ParquetWriter(chemin, self.schema, **options)
+        self.ecrivain_gardees = None
+        if garder:
+            self.schema_gardees = pa.schema([*(pa.field(c, pa.large_string()) for c in colonnes),
+                                             pa.field("_rang", pa.int64())])
+            self.ecrivain_gardees = pq.ParquetWriter(chemin_gardees, self.schema_gardees,
+                                                     **options)
         self.lignes = 0
 
-    def __call__(self, cadre: pl.DataFrame | pa.Table) -> None:
-        table = cadre.to_arrow() if isinstance(cadre, pl.DataFrame) else cadre
+    @staticmethod
+    def _conforme(table: pa.Table, schema: pa.Schema) -> pa.Table:
         colonnes = [table.column(c) if c in table.column_names
-                    else pa.nulls(table.num_rows, pa.large_string())
-                    for c in self.schema.names]
-        table = pa.Table.from_arrays(colonnes, names=self.schema.names).cast(self.schema)
-        self.ecrivain.write_table(table, row_group_size=1 << 17)
+                    else pa.nulls(table.num_rows, f.type)
+                    for c, f in zip(schema.names, schema)]
+        return pa.Table.from_arrays(colonnes, names=schema.names).cast(schema)
+
+    def __call__(self, cadre: pl.DataFrame | pa.Table,
+                 gardees: pa.Table | None = None) -> None:
+        """Write ``cadre`` (every row; when thinned and ``gardees`` is None, with every
+        column and ``_garder``, split here), and ``gardees`` (the kept rows, with every
+        column and ``_rang``: their row number in ``cadre``)."""
+        table = cadre.to_arrow() if isinstance(cadre, pl.DataFrame) else cadre
+        if self.garder and gardees is None:
+            garde = table.column("_garder")
+            gardees = table.filter(garde).append_column(
+                "_rang", pa.array(np.flatnonzero(garde.to_numpy(zero_copy_only=False)),
+                                  pa.int64()))
+        if self.ecrivain_gardees is not None and gardees is not None:
+            rangs = pc.add(gardees.column("_rang"), self.lignes)
+            gardees = gardees.drop_columns(["_rang"]).append_column("_rang", rangs)
+            self.ecrivain_gardees.write_table(self._conforme(gardees, self.schema_gardees),
+                                              row_group_size=1 << 17)
+        self.ecrivain.write_table(self._conforme(table, self.schema), row_group_size=1 << 17)
         self.lignes += table.num_rows
 
     def fermer(self) -> None:
         self.ecrivain.close()
+        if self.ecrivain_gardees is not None:
+            self.ecrivain_gardees.close()
 
 
 def _options_csv(source: FichierSource, table_rejets: str, table_scans: str) -> str:
@@ -472,11 +532,12 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     see one schema whatever the vintage. Every value stays text; an empty field is NULL.
 
     ``garder`` (a :class:`~essqpv.sources.lecteur.Condition` on the file's columns) thins
-    the file without losing a row: where it is not true, every column but those of
-    ``toujours`` is written NULL. The row count, the rejects and the row order stay those of
-    the file, while the rows no later stage can use cost almost nothing to read and write
-    (the national stock is mostly closed or non-ESS establishments). The Boolean column
-    ``_garder`` then says which rows were kept.
+    the file without losing a row: every row keeps the columns of ``toujours`` (and the
+    Boolean ``_garder``), and only the rows where ``garder`` is true keep the others, in a
+    second file (:class:`Conversion`; ``Conversion.cadre()`` joins the two back). The row
+    count, the rejects and the row order stay those of the file, while the rows no later
+    stage can use cost almost nothing to read and write (the national stock is mostly closed
+    or non-ESS establishments).
 
     Lines are read by :mod:`essqpv.sources.lecteur` (normal lines) and DuckDB (the doubtful
     ones, which it accepts or rejects with a reason); ``moteur="duckdb"`` gives the whole
@@ -497,9 +558,13 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
     con = con or duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
+    gardees = chemin_gardees(parquet) if garder is not None else None
+    temp_gardees = gardees.with_name(gardees.name + f".partiel-{os.getpid()}") \
+        if gardees is not None else None
     try:
         rejets: list[Rejet] = []
-        ecrire = _Ecrivain(temporaire, colonnes, garder is not None, numeroter)
+        ecrire = _Ecrivain(temporaire, colonnes, garder is not None, numeroter, toujours,
+                           temp_gardees)
         try:
             if moteur != "rapide" or sys.byteorder != "little":  # the scanner reads words
                 raise _Repli()
@@ -509,7 +574,8 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
                          numeroter=numeroter)
         except (lecteur.ChampOuvert, _Repli):
             ecrire.fermer()
-            ecrire = _Ecrivain(temporaire, colonnes, garder is not None)
+            ecrire = _Ecrivain(temporaire, colonnes, garder is not None, False, toujours,
+                               temp_gardees)
             rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
             ecrire.fermer()
             if numeroter:
@@ -517,14 +583,17 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
         else:
             ecrire.fermer()
         lignes = ecrire.lignes
+        if gardees is not None:
+            os.replace(temp_gardees, gardees)
         os.replace(temporaire, parquet)
         return Conversion(parquet=parquet, lignes_lues=lignes + len(rejets),
-                          lignes_acceptees=lignes, rejets=rejets)
+                          lignes_acceptees=lignes, rejets=rejets, gardees=gardees)
     except duckdb.Error as exc:
         raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
     finally:
-        if temporaire.exists():
-            temporaire.unlink()
+        for t in (temporaire, temp_gardees):
+            if t is not None and t.exists():
+                t.unlink()
         if propre:
             con.close()
 
