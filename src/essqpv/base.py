@@ -233,14 +233,12 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     # first row of a siren may be one that was not kept: it then has no family). A first
     # row that was not kept leaves its siren without a family, as would its NULL attributes.
     ul_gardees = pl.scan_parquet(c_ul.gardees).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
-    candidats = ul_gardees.select("siren").unique()
-    rangs = (ul.select("siren", "_garder").with_row_index("_rang")
-             .join(candidats, on="siren", how="semi").sort("_rang")
-             .unique("siren", keep="first", maintain_order=True)
-             .filter(pl.col("_garder")).select("_rang").collect().to_series())
+    premiers = (ul.select("siren", "_garder").with_row_index("_rang")
+                .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
+                .sort("_rang").unique("siren", keep="first", maintain_order=True)
+                .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
     ul_ess = perimeter.familles_unites_legales(
-        ul_gardees.filter(pl.col("_rang").is_in(rangs.cast(pl.Int64).implode()))
-        .drop("_rang"))
+        ul_gardees.join(premiers, on="_rang", how="semi").drop("_rang"))
     etab_gardees = pl.scan_parquet(c_etab.gardees).drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
     jointes = etab_gardees.filter(pl.col("etat") == "A").join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
@@ -253,10 +251,10 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     )
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
-    dans_df, comptes_df, acceptees_df, actives_df = pl.collect_all(
-        [dans, comptes, etab.select(pl.len()), actives.select(pl.len())])
-    return dans_df, {**comptes_df.row(0, named=True), "actives": actives_df.item(),
-                     "sans_ul": _sans_unite_legale(actives, ul),
+    dans_df, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
+    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul), _cles_siren(actives)])
+    return dans_df, {**comptes_df.row(0, named=True), "actives": cles_actives.height,
+                     "sans_ul": _compter_sans_unite_legale(cles_ul, cles_actives),
                      "acceptees": acceptees_df.item()}
 
 
@@ -316,26 +314,39 @@ def _valider_emplois_cache(source: sirene.FichierSource, conv: sirene.Conversion
 
 
 def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> int:
-    """Number of active establishments whose siren has no legal unit in the file.
+    """Number of active establishments whose siren has no legal unit in the file."""
+    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul), _cles_siren(actives)])
+    return _compter_sans_unite_legale(cles_ul, cles_actives)
 
-    Tens of millions of sirens on each side. A siren of exactly nine digits is one bit of a
-    bitmap of 10⁹ bits (125 MB): set for the legal units, tested for the establishments. The
-    few other sirens (malformed) are compared as text (one never equals a nine-digit one);
-    an establishment without a siren has no legal unit.
-    """
-    from essqpv.sources import _noyaux as K
 
+def _cles_siren(lignes: pl.LazyFrame) -> pl.LazyFrame:
+    """The sirens of ``lignes`` as keys: ``_cle``, the number of a siren of exactly nine
+    digits (else -1), and ``_texte``, the other sirens as text (else NULL)."""
     entier = pl.col("siren").str.to_integer(strict=False)
     neuf = ((pl.col("siren").str.len_bytes() == 9) & ~pl.col("siren").str.starts_with("+")
             & (entier >= 0)).fill_null(False)
-    cle = pl.when(neuf).then(entier).otherwise(-1).alias("_cle")
+    return lignes.select(pl.when(neuf).then(entier).otherwise(-1).alias("_cle"),
+                         pl.when(~neuf).then(pl.col("siren")).alias("_texte"))
 
-    autre = pl.when(~neuf).then(pl.col("siren")).alias("_texte")  # NULL for most rows
-    u, a = pl.collect_all([ul.select(cle, autre), actives.select(cle, autre)])
-    bits = np.zeros(10**9 // 8, np.uint8)
-    K.marquer(bits, u["_cle"].to_numpy())
-    manquants = K.absents(bits, a["_cle"].to_numpy())
-    del bits
+
+def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame) -> int:
+    """Number of rows of ``a`` whose siren is not one of ``u`` (both: :func:`_cles_siren`).
+
+    Tens of millions of sirens on each side. A siren of exactly nine digits is a number:
+    the two lists, sorted by siren as INSEE publishes them, are merged; otherwise each siren
+    is one bit of a bitmap of 10⁹ bits (125 MB), set for the legal units, tested for the
+    establishments. The few other sirens (malformed) are compared as text (one never equals
+    a nine-digit one); an establishment without a siren has no legal unit.
+    """
+    from essqpv.sources import _noyaux as K
+
+    cu, ca = u["_cle"].to_numpy(), a["_cle"].to_numpy()
+    manquants = K.absents_tries(cu[cu >= 0], ca[ca >= 0])
+    if manquants < 0:  # not sorted
+        bits = np.zeros(10**9 // 8, np.uint8)
+        K.marquer(bits, cu)
+        manquants = K.absents(bits, ca)
+        del bits
     textes = a.select("_texte").drop_nulls().join(u.select("_texte").drop_nulls(),
                                                   on="_texte", how="anti").height
     sans_siren = a.filter((pl.col("_cle") < 0) & pl.col("_texte").is_null()).height

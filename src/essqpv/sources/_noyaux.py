@@ -5,6 +5,7 @@ Imported only when a file is read: the rest of the package starts without numba.
 """
 from __future__ import annotations
 
+import gc
 import sys
 
 import numba as nb
@@ -31,6 +32,10 @@ def _registres_sans_blas() -> None:
 
 
 _registres_sans_blas()
+# numba's own objects (its typing registries: hundreds of thousands of them) live as long as
+# the process: moved out of the garbage collector's sight, they no longer slow down each of
+# its full passes, nor the exit (by 0.2 s).
+gc.freeze()
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -217,7 +222,7 @@ def _utf8_valide(buf, d, f, n):  # pragma: no cover - compiled
     return True
 
 
-@nb.njit(nogil=True, cache=True, boundscheck=False)
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _separateur(mots, dernier, nmots, acc, wd, md, we, sd, s, p_sep):  # pragma: no cover
     """Position of the separator number ``s`` (from 0) of the line starting in word ``wd``
     (bytes below ``md`` excluded) and ending in word ``we``; ``sd``: the running count
@@ -242,88 +247,117 @@ def _separateur(mots, dernier, nmots, acc, wd, md, we, sd, s, p_sep):  # pragma:
     return lo * 8 + _bit_bas(m)
 
 
+@nb.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _seps_avant(mots, dernier, nmots, acc, p, sd, p_sep):  # pragma: no cover - compiled
+    """Number of separators between the line's start (running count ``sd``) and ``p``."""
+    w = p >> 3
+    x = mots[w] if w < nmots else dernier
+    return (np.int64(acc[w] & np.uint64(_SEIZE)) + np.int64(_pop(_egaux(x, p_sep)
+                                                                 & _dessous(p & 7))) - sd) & _SEIZE
+
+
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _ligne_guillemets(buf, mots, dernier, nmots, d, e, sep, nchamps, voulu, debuts, fins,
-                      echappe, k):  # pragma: no cover - compiled
-    """Fields of the line ``buf[d:e]`` (``e``: its newline) that has quotes but no CR,
-    walked from quote to separator a word at a time. Returns True when the line is
-    strict RFC 4180 with ``nchamps`` fields (they are then recorded); False when anything
-    is unusual: :func:`ligne_prudente` then gives the verdict."""
-    p_sep = _UNS * np.uint64(sep)
+def _ligne_guillemets(buf, mots, dernier, nmots, acc, d, e, sd, nseps, sep, nchamps,
+                      zones):  # pragma: no cover - compiled
+    """Check the line ``buf[d:e]`` that has quotes (but no CR) from quote to quote: every
+    quoted field opens at a field's start, doubles its inner quotes and closes before a
+    separator or the line's end, and the separators outside quoted fields make ``nchamps``
+    fields. Returns the number of quoted fields, written to ``zones`` (opening quote,
+    closing quote, doubled quotes inside, separators of the line before it, separators
+    inside it); -1 when anything is unusual: :func:`ligne_prudente` then gives the verdict."""
     p_q = _UNS * np.uint64(34)
+    p_sep = _UNS * np.uint64(sep)
     un = np.uint64(1)
-    champ = 0
-    debut_champ = d   # start of the current field (its opening quote, if any)
-    guillemet = False  # inside a quoted field
-    ferme = -1        # position of the closing quote of the current field, or -1
+    dedans = False
+    nz = 0
+    ouverture = 0
     esc = 0
-    saute = -1        # the second quote of a doubled one
+    saute = -1  # the second quote of a doubled one
+    interieurs = 0
     wd = d >> 3
     we = e >> 3
     for w in range(wd, we + 1):
         x = mots[w] if w < nmots else dernier
-        ev = _egaux(x, p_q) | _egaux(x, p_sep)
+        ev = _egaux(x, p_q)
         if w == wd:
             ev &= ~_dessous(d & 7)
         if w == we:
             ev &= _dessous(e & 7)
         while ev != np.uint64(0):
-            pos = w * 8 + _bit_bas(ev)
+            q = w * 8 + _bit_bas(ev)
             ev &= ev - un
-            if pos == saute:
+            if q == saute:
                 continue
-            c = buf[pos]
-            if guillemet:
-                if c == sep:
-                    continue
-                if pos + 1 < e and buf[pos + 1] == 34:
-                    esc = 1
-                    saute = pos + 1
-                    continue
-                guillemet = False
-                ferme = pos
-                continue
-            if ferme >= 0:  # only a separator may follow a closing quote
-                if c != sep or pos != ferme + 1:
-                    return False
-                if champ < nchamps and voulu[champ] >= 0:
-                    j = voulu[champ]
-                    debuts[j, k] = debut_champ + 1
-                    fins[j, k] = ferme
-                    echappe[j, k] = esc
-                champ += 1
-                debut_champ = pos + 1
-                ferme = -1
+            if not dedans:
+                if q != d and buf[q - 1] != sep:  # a quote inside an unquoted field
+                    return -1
+                dedans = True
+                ouverture = q
                 esc = 0
                 continue
-            if c == 34:
-                if pos != debut_champ:  # a quote inside an unquoted field
-                    return False
-                guillemet = True
+            if q + 1 < e and buf[q + 1] == 34:
+                saute = q + 1
+                esc = 1
                 continue
-            if champ < nchamps and voulu[champ] >= 0:
-                j = voulu[champ]
-                debuts[j, k] = debut_champ
-                fins[j, k] = pos
-                echappe[j, k] = 0
-            champ += 1
-            debut_champ = pos + 1
-    if guillemet:
-        return False
-    if ferme >= 0:
-        if ferme + 1 != e:
-            return False
-        if champ < nchamps and voulu[champ] >= 0:
-            j = voulu[champ]
-            debuts[j, k] = debut_champ + 1
-            fins[j, k] = ferme
-            echappe[j, k] = esc
-    elif champ < nchamps and voulu[champ] >= 0:
-        j = voulu[champ]
-        debuts[j, k] = debut_champ
-        fins[j, k] = e
-        echappe[j, k] = 0
-    return champ + 1 == nchamps
+            if q + 1 != e and buf[q + 1] != sep:  # only a separator may follow
+                return -1
+            if nz == zones.shape[0]:
+                return -1
+            avant = _seps_avant(mots, dernier, nmots, acc, ouverture, sd, p_sep)
+            n_in = _seps_avant(mots, dernier, nmots, acc, q, sd, p_sep) - avant
+            zones[nz, 0] = ouverture
+            zones[nz, 1] = q
+            zones[nz, 2] = esc
+            zones[nz, 3] = avant
+            zones[nz, 4] = n_in
+            interieurs += n_in
+            nz += 1
+            dedans = False
+    if dedans or nseps - interieurs != nchamps - 1:
+        return -1
+    return nz
+
+
+@nb.njit(nogil=True, cache=True, boundscheck=False)
+def _champs(buf, mots, dernier, nmots, acc, d, e, wd, md, we, sd, sep, nchamps, zones, nz,
+            champs_voulus, colonnes_voulues, debuts, fins, echappe,
+            k):  # pragma: no cover - compiled
+    """Record the fields ``champs_voulus`` of the valid line ``buf[d:e]`` (its ``nz``
+    quoted fields in ``zones``: see :func:`_ligne_guillemets`)."""
+    p_sep = _UNS * np.uint64(sep)
+    for t in range(champs_voulus.shape[0]):
+        ch = champs_voulus[t]
+        jj = colonnes_voulues[t]
+        for bord in range(2):
+            s = ch - 1 + bord  # the field lies between separators ch - 1 and ch
+            if s < 0:
+                pos = d
+            elif s >= nchamps - 1:
+                pos = e
+            else:
+                g = s  # separator s outside quotes: its number among all of the line's
+                cumul = 0
+                for z in range(nz):
+                    if s < zones[z, 3] - cumul:
+                        break
+                    cumul += zones[z, 4]
+                g = s + cumul
+                pos = _separateur(mots, dernier, nmots, acc, wd, md, we, sd, g, p_sep)
+                if bord == 0:
+                    pos += 1
+            if bord == 0:
+                debuts[jj, k] = pos
+            else:
+                fins[jj, k] = pos
+        esc = 0
+        dd = debuts[jj, k]
+        if nz and dd < fins[jj, k] and buf[dd] == 34:  # a quoted field
+            for z in range(nz):
+                if zones[z, 0] == dd:
+                    esc = zones[z, 2]
+            debuts[jj, k] = dd + 1
+            fins[jj, k] = fins[jj, k] - 1
+        echappe[jj, k] = esc
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
@@ -344,8 +378,9 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
     field (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
     ``[debuts[j, k], fins[j, k])`` (quotes excluded; ``echappe`` when doubled quotes are
     inside). Returns the number of lines, or -1 when the arrays are too small. Lines without
-    quotes get only the fields ``champs_voulus`` (the others: :func:`completer`); lines with
-    quotes (``prudent[k] = 1``) get every wanted field.
+    quotes get only the fields ``champs_voulus`` (the others: :func:`completer`); so do lines
+    with quotes (``prudent[k] = 1``: their fields may need unescaping), but those read byte by
+    byte (CR, too long, unusual) get every wanted field.
 
     ``crlf``: the header line ends with CR LF. A line ending otherwise than the header (LF
     alone in a CR LF file, CR LF in an LF file) gets the status of a quote left open: DuckDB,
@@ -355,9 +390,9 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
     The bytes are read eight at a time. A first pass, without branches, counts the
     separators, quotes, CR and bytes >= 0x80 of every word (SWAR masks) and flags the words
     holding a newline; running sums of these counts then give each line's counts from the
-    two words at its ends, and the position of a wanted separator by bisection. Only lines
-    with quotes are walked, from quote to separator (:func:`_ligne_guillemets`), and only
-    lines with CR or anything unusual byte by byte (:func:`ligne_prudente`)."""
+    two words at its ends, and the position of a wanted separator by bisection. Lines with
+    quotes are checked from quote to quote (:func:`_ligne_guillemets`), and only lines with
+    CR or anything unusual byte by byte (:func:`ligne_prudente`)."""
     cap = statut.shape[0]
     nmots = n // 8
     nw = (n + 7) // 8
@@ -387,6 +422,7 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
             j += 1
     acc[nw] = a
     # Pass 2: the lines, newline by newline (and a last line without one).
+    zones = np.empty((64, 5), np.int64)  # the quoted fields of a line
     k = 0
     debut = 0
     w = 0
@@ -436,10 +472,17 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
             if melangee:
                 st = 3
             elif special:
-                if (ncr != zero or e - debut >= LIGNE_LONGUE
-                        or (nhi != zero and not _utf8_valide(buf, debut, e, n))
-                        or not _ligne_guillemets(buf, mots, dernier, nmots, debut, e, sep,
-                                                 nchamps, voulu, debuts, fins, echappe, k)):
+                nz = -1
+                if (ncr == zero and e - debut < LIGNE_LONGUE
+                        and (nhi == zero or _utf8_valide(buf, debut, e, n))):
+                    sd = np.int64(acc[wd] & seize) + np.int64(_pop(_egaux(xd & md, p_sep)))
+                    nz = _ligne_guillemets(buf, mots, dernier, nmots, acc, debut, e, sd,
+                                           nseps, sep, nchamps, zones)
+                    if nz >= 0:
+                        _champs(buf, mots, dernier, nmots, acc, debut, e, wd, md, we, sd, sep,
+                                nchamps, zones, nz, champs_voulus, colonnes_voulues, debuts,
+                                fins, echappe, k)
+                if nz < 0:
                     st, p = ligne_prudente(buf, debut, n, sep, nchamps, voulu, debuts, fins,
                                            echappe, k)
                     f = p
@@ -517,14 +560,18 @@ def rassembler(buf, debuts, fins, echappe, prudent, lignes, garde,
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def completer(buf, lignes, lignes_deb, lignes_fin, prudent, sep, champs, colonnes, debuts,
-              fins):  # pragma: no cover - compiled
+def completer(buf, n, lignes, lignes_deb, lignes_fin, prudent, sep, nchamps, voulu, champs,
+              colonnes, debuts, fins, echappe):  # pragma: no cover - compiled
     """Record the fields ``champs`` (ascending; stored in rows ``colonnes``) of the lines
-    ``lignes`` that :func:`scanner` left without them (lines without quotes: separators only)."""
+    ``lignes`` that :func:`scanner` left without them: separators only for lines without
+    quotes; every wanted field (``voulu``) for the lines with quotes (:func:`ligne_prudente`)."""
     nc = champs.shape[0]
     for r in range(lignes.shape[0]):
         k = lignes[r]
-        if prudent[k] or nc == 0:
+        if nc == 0:
+            continue
+        if prudent[k]:
+            ligne_prudente(buf, lignes_deb[k], n, sep, nchamps, voulu, debuts, fins, echappe, k)
             continue
         p = lignes_deb[k]
         fin = lignes_fin[k]
@@ -589,5 +636,26 @@ def absents(bits, valeurs):  # pragma: no cover - compiled
     for i in range(valeurs.shape[0]):
         v = valeurs[i]
         if v >= 0 and not (bits[v >> 3] >> (v & 7)) & 1:
+            n += 1
+    return n
+
+
+@nb.njit(nogil=True, cache=True)
+def absents_tries(u, a):  # pragma: no cover - compiled
+    """Number of values of ``a`` not in ``u``, by merging, when both are sorted (as the
+    national stocks are, by siren); -1 when one of them is not sorted."""
+    for i in range(1, u.shape[0]):
+        if u[i] < u[i - 1]:
+            return -1
+    for i in range(1, a.shape[0]):
+        if a[i] < a[i - 1]:
+            return -1
+    n = 0
+    j = 0
+    for i in range(a.shape[0]):
+        v = a[i]
+        while j < u.shape[0] and u[j] < v:
+            j += 1
+        if j == u.shape[0] or u[j] != v:
             n += 1
     return n

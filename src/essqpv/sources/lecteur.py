@@ -222,8 +222,9 @@ class _Lecteur:
         # The kept rows: their other fields are located now, and every column is built
         # for them alone.
         gardees = normales[garde]
-        K.completer(tampon, gardees, ldeb, lfin, prudent, self.sep, self.champs_ensuite,
-                    self.colonnes_ensuite, debuts, fins)
+        K.completer(tampon, n, gardees, ldeb, lfin, prudent, self.sep, self.nchamps,
+                    self.voulu, self.champs_ensuite, self.colonnes_ensuite, debuts, fins,
+                    echappe)
         tous = np.ones(len(gardees), np.bool_)
         rangs = np.flatnonzero(garde)
         g = {}
