@@ -22,7 +22,7 @@ def _registres_sans_blas() -> None:
     undone at once: the rest of the process imports SciPy as usual.
     """
     if "scipy.linalg.cython_blas" in sys.modules:  # already imported: nothing to save
-        import numba.np.arraymath  # noqa: F401
+        import numba.np.arraymath
         return
     sys.modules["scipy.linalg.cython_blas"] = None  # type: ignore[assignment]
     try:
@@ -490,9 +490,7 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
                         f -= 1
             elif e == debut:
                 st = 2 if nchamps > 1 else 1
-            elif nseps != nchamps - 1:
-                st = 1
-            elif nhi != zero and not _utf8_valide(buf, debut, e, n):
+            elif nseps != nchamps - 1 or (nhi != zero and not _utf8_valide(buf, debut, e, n)):
                 st = 1
             else:
                 sd = np.int64(acc[wd] & seize) + np.int64(_pop(_egaux(xd & md, p_sep)))

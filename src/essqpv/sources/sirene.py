@@ -362,7 +362,7 @@ class _Ecrivain:
         self.schema = pa.schema(champs)
         # Uncompressed: the file is a short-lived cache whose thinned rows are almost all
         # NULL; compressing the rest cost ~15 % of the read.
-        options = dict(compression="none", use_dictionary=False, write_statistics=False)
+        options = {"compression": "none", "use_dictionary": False, "write_statistics": False}
         self.ecrivain = pq.ParquetWriter(chemin, self.schema, **options)
         self.ecrivain_gardees = None
         if garder:
