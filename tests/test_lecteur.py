@@ -177,6 +177,9 @@ def test_fins_de_ligne_comme_l_entete(tmp_path, contenu):
         assert rapide[0] == [("1", "a,b"), ("2", "b"), ("3", "c")]
     else:
         assert rapide == "illisible"
+        # ... with a one-line French message naming the first such line
+        with pytest.raises(FichierInvalide, match="la ligne 2 ne se termine pas comme l'en-tête"):
+            sirene.convertir(source, ["c0", "c1"], tmp_path / "e.parquet")
 
 
 def test_blocs_de_lignes_tres_courtes(tmp_path):

@@ -382,9 +382,10 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
     with quotes (``prudent[k] = 1``: their fields may need unescaping), but those read byte by
     byte (CR, too long, unusual) get every wanted field.
 
-    ``crlf``: the header line ends with CR LF. A line ending otherwise than the header (LF
-    alone in a CR LF file, CR LF in an LF file) gets the status of a quote left open: DuckDB,
-    which then reads the whole file, decides (it reads such files its own way, or not at all).
+    Statuses: 0 normal, 1 doubtful, 2 blank (skipped), 3 a quote left open at the line's end,
+    4 a line ending otherwise than the header (``crlf``: the header ends with CR LF; LF alone
+    in a CR LF file, CR LF in an LF file). For 3 and 4, DuckDB reads the whole file and
+    decides (it reads such files its own way, or not at all).
 
     ``acc``, ``drap``, ``mots_nl`` are scratch arrays of at least ``n // 8 + 2`` items.
     The bytes are read eight at a time. A first pass, without branches, counts the
@@ -470,7 +471,7 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
             special = ncr != zero or nq != zero or e - debut >= LIGNE_LONGUE
             prudent[k] = special
             if melangee:
-                st = 3
+                st = 4
             elif special:
                 nz = -1
                 if (ncr == zero and e - debut < LIGNE_LONGUE
@@ -507,7 +508,7 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
                     else:
                         fins[jj, k] = _separateur(mots, dernier, nmots, acc, wd, md, we,
                                                   sd, ch, p_sep)
-            if f == debut and st != 3:
+            if f == debut and st < 3:
                 # DuckDB skips a blank line, except in a one-column file (an empty value)
                 st = 2 if nchamps > 1 else 1
             statut[k] = st

@@ -38,12 +38,19 @@ __all__ = ["lire", "Condition", "LigneDouteuse", "Bloc", "ChampOuvert", "TAILLE_
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
 
 # Line statuses written by the scanner.
-_NORMALE, _DOUTEUSE, _VIDE, _OUVERTE = 0, 1, 2, 3
+_NORMALE, _DOUTEUSE, _VIDE, _OUVERTE, _MELANGEE = 0, 1, 2, 3, 4
 
 
 class ChampOuvert(Exception):
-    """A quote is still open at the end of a line (or a line ends otherwise than the
-    header): the file needs DuckDB's record-aware reader."""
+    """A quote is still open at the end of a line, or a line ends otherwise than the header
+    (``fins_melangees``): the file needs DuckDB's record-aware reader. ``ligne``: the
+    physical line (header = 1) where it was seen."""
+
+    def __init__(self, indice: int = 0, fins_melangees: bool = False) -> None:
+        super().__init__()
+        self.indice = indice  # in its block, until :func:`lire` knows the block's first line
+        self.ligne = 0
+        self.fins_melangees = fins_melangees
 
 
 def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
@@ -201,8 +208,9 @@ class _Lecteur:
             cap = 2 * statut.shape[0]
         self._capacite = max(self._capacite, int(k * 1.25) + 1024)
         st = statut[:k]
-        if (st == _OUVERTE).any():
-            raise ChampOuvert()
+        if (st >= _OUVERTE).any():
+            i = int(np.flatnonzero(st >= _OUVERTE)[0])
+            raise ChampOuvert(i, bool(st[i] == _MELANGEE))
         normales = np.flatnonzero(st == _NORMALE)
         douteuses = [LigneDouteuse(int(i), bytes(tampon[ldeb[i]:lfin[i]]))
                      for i in np.flatnonzero(st == _DOUTEUSE)]
@@ -338,7 +346,11 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
                     break
                 en_cours.append(pool.submit(traiter, *b))
             while en_cours:
-                bloc: Bloc = en_cours.pop(0).result()
+                try:
+                    bloc: Bloc = en_cours.pop(0).result()
+                except ChampOuvert as exc:
+                    exc.ligne = premiere + exc.indice
+                    raise
                 b = next(blocs, None)
                 if b is not None:
                     en_cours.append(pool.submit(traiter, *b))

@@ -572,11 +572,20 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
                          toujours, _juger(source, colonnes, con, garder, toujours, rejets,
                                           parquet.parent), ecrire, taille=lecteur.TAILLE_BLOC,
                          numeroter=numeroter)
-        except (lecteur.ChampOuvert, _Repli):
+        except (lecteur.ChampOuvert, _Repli) as repli:
             ecrire.fermer()
             ecrire = _Ecrivain(temporaire, colonnes, garder is not None, False, toujours,
                                temp_gardees)
-            rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
+            try:
+                rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
+            except (duckdb.Error, FichierInvalide):
+                if isinstance(repli, lecteur.ChampOuvert) and repli.fins_melangees:
+                    raise FichierInvalide(
+                        f"{source.chemin.name} : lecture impossible : la ligne {repli.ligne} "
+                        "ne se termine pas comme l'en-tête (fins de ligne CR LF et LF "
+                        "mélangées) ; réenregistrez le fichier avec des fins de ligne "
+                        "uniformes.") from None
+                raise
             ecrire.fermer()
             if numeroter:
                 _numeroter(temporaire, ecrire.lignes, rejets)
@@ -589,7 +598,8 @@ def convertir(source: FichierSource, colonnes: list[str], parquet: str | Path,
         return Conversion(parquet=parquet, lignes_lues=lignes + len(rejets),
                           lignes_acceptees=lignes, rejets=rejets, gardees=gardees)
     except duckdb.Error as exc:
-        raise FichierInvalide(f"{source.chemin.name} : lecture impossible ({exc}).") from None
+        raise FichierInvalide(f"{source.chemin.name} : lecture impossible "
+                              f"({str(exc).splitlines()[0]}).") from None
     finally:
         for t in (temporaire, temp_gardees):
             if t is not None and t.exists():
