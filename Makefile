@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m essqpv.sources.compilation
 	touch $(STAMP)
 
 install: $(STAMP)
