@@ -224,14 +224,21 @@ def test_reconstruction_depuis_le_cache(registre, tmp_path):
     assert {r[0]: r[1] for r in lignes(b)}["10000000100011"] is None
 
 
-def test_unite_legale_en_double_la_premiere_ligne_decide(tmp_path):
+@pytest.mark.parametrize("variante", ["triee", "non_triee", "siren_mal_forme"])
+def test_unite_legale_en_double_la_premiere_ligne_decide(tmp_path, variante):
     """A siren given twice in the legal units: its first row decides (METHODOLOGY 3), even
-    when only the second row could make it an ESS unit."""
+    when only the second row could make it an ESS unit. Sorted by siren (as INSEE publishes
+    the stock: found on numbers), or not, or with a malformed siren among the candidates
+    (found by a join on the text): the same result."""
     e = [F.etab("90000000900015", "93013", tranche="03"),
          F.etab("91000000100010", "93013", tranche="03")]
     etab = F.ecrire(tmp_path / "StockEtablissement_utf8.csv", "etablissements", e)
     u = [F.ul("900000009", "5710", "N"), F.ul("900000009", "9220"),
          F.ul("910000001", "9220"), F.ul("910000001", "5710", "N")]
+    if variante == "non_triee":
+        u = u[2:] + u[:2]
+    elif variante == "siren_mal_forme":
+        u.append(F.ul("12", "9220"))
     ul = F.ecrire(tmp_path / "StockUniteLegale_utf8.csv", "unites_legales", u)
     r = B.construire(etablissements=etab, unites_legales=ul, millesime="2024-01",
                      base=tmp_path / "obs.duckdb")

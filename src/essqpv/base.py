@@ -232,11 +232,22 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     # those, after keeping the first row of each of their sirens among *all* rows (the
     # first row of a siren may be one that was not kept: it then has no family). A first
     # row that was not kept leaves its siren without a family, as would its NULL attributes.
+    from essqpv.sources import _noyaux as K
+
     ul_gardees = pl.scan_parquet(c_ul.gardees).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
-    premiers = (ul.select("siren", "_garder").with_row_index("_rang")
-                .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
-                .sort("_rang").unique("siren", keep="first", maintain_order=True)
-                .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
+    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul, "_garder"), _cles_siren(actives)])
+    # The sirens as numbers, sorted as INSEE publishes them: a kept row is the first of its
+    # siren when the previous one differs. Otherwise (a file not sorted, a kept row with a
+    # malformed siren): by a join on the text.
+    trie, rangs = K.premieres_lignes(cles_ul["_cle"].to_numpy(),
+                                     cles_ul["_garder"].to_numpy())
+    if trie:
+        premiers = pl.LazyFrame({"_rang": rangs})
+    else:
+        premiers = (ul.select("siren", "_garder").with_row_index("_rang")
+                    .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
+                    .sort("_rang").unique("siren", keep="first", maintain_order=True)
+                    .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
     ul_ess = perimeter.familles_unites_legales(
         ul_gardees.join(premiers, on="_rang", how="semi").drop("_rang"))
     etab_gardees = pl.scan_parquet(c_etab.gardees).drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
@@ -252,7 +263,6 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
     dans_df, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
-    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul), _cles_siren(actives)])
     return dans_df, {**comptes_df.row(0, named=True), "actives": cles_actives.height,
                      "sans_ul": _compter_sans_unite_legale(cles_ul, cles_actives),
                      "acceptees": acceptees_df.item()}
@@ -319,14 +329,15 @@ def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> int:
     return _compter_sans_unite_legale(cles_ul, cles_actives)
 
 
-def _cles_siren(lignes: pl.LazyFrame) -> pl.LazyFrame:
+def _cles_siren(lignes: pl.LazyFrame, *autres: str) -> pl.LazyFrame:
     """The sirens of ``lignes`` as keys: ``_cle``, the number of a siren of exactly nine
-    digits (else -1), and ``_texte``, the other sirens as text (else NULL)."""
+    digits (else -1), and ``_texte``, the other sirens as text (else NULL); then the
+    columns ``autres``."""
     entier = pl.col("siren").str.to_integer(strict=False)
     neuf = ((pl.col("siren").str.len_bytes() == 9) & ~pl.col("siren").str.starts_with("+")
             & (entier >= 0)).fill_null(False)
     return lignes.select(pl.when(neuf).then(entier).otherwise(-1).alias("_cle"),
-                         pl.when(~neuf).then(pl.col("siren")).alias("_texte"))
+                         pl.when(~neuf).then(pl.col("siren")).alias("_texte"), *autres)
 
 
 def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame) -> int:

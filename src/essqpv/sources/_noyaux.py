@@ -658,3 +658,25 @@ def absents_tries(u, a):  # pragma: no cover - compiled
         if j == u.shape[0] or u[j] != v:
             n += 1
     return n
+
+
+@nb.njit(nogil=True, cache=True)
+def premieres_lignes(cles, garder):  # pragma: no cover - compiled
+    """(True, the rows where ``garder`` is true and that are the first of their key), when
+    the keys >= 0 are sorted and every kept row has one; else (False, nothing)."""
+    rangs = np.empty(cles.shape[0], np.int64)
+    m = 0
+    precedente = -1
+    for i in range(cles.shape[0]):
+        c = cles[i]
+        if c < 0:
+            if garder[i]:
+                return False, rangs[:0]
+            continue
+        if c < precedente:
+            return False, rangs[:0]
+        if c != precedente and garder[i]:
+            rangs[m] = i
+            m += 1
+        precedente = c
+    return True, rangs[:m]
