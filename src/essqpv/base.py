@@ -230,8 +230,7 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     actives = etab.filter(pl.col("etat") == "A")
     # Only the legal units an ESS rule can match were kept with their attributes: classify
     # those, after keeping the first row of each of their sirens among *all* rows (the
-    # first row of a siren may be one that was not kept: it then has no family). A first
-    # row that was not kept leaves its siren without a family, as would its NULL attributes.
+    # first row of a siren may be one that was not kept: it then has no family).
     from essqpv.sources import _noyaux as K
 
     ul_gardees = pl.scan_parquet(c_ul.gardees).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
@@ -483,8 +482,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
-            geo = (pl.scan_parquet(c_geo.gardees or c_geo.parquet).drop(["_garder", "_rang"],
-                                                                         strict=False)
+            geo = (pl.scan_parquet(c_geo.gardees).drop("_rang")
                    .rename(RENOMMAGE_GEOLOCALISATION)
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                    .unique("siret", keep="first")

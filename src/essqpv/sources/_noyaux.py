@@ -522,38 +522,35 @@ def scanner(buf, n, sep, nchamps, crlf, champs_voulus, colonnes_voulues, voulu, 
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def rassembler(buf, debuts, fins, echappe, prudent, lignes, garde,
-               j):  # pragma: no cover - compiled
+def rassembler(buf, debuts, fins, echappe, prudent, lignes, j):  # pragma: no cover - compiled
     """Arrow buffers (offsets, data, validity bytes) of field ``j`` for the rows ``lignes``;
-    a row whose ``garde`` is false, or whose field is empty, is null."""
+    a row whose field is empty is null."""
     n = lignes.shape[0]
     total = 0
     for r in range(n):
-        if garde[r]:
-            k = lignes[r]
-            total += fins[j, k] - debuts[j, k]
+        k = lignes[r]
+        total += fins[j, k] - debuts[j, k]
     offsets = np.empty(n + 1, np.int64)
     data = np.empty(total, np.uint8)
     valide = np.zeros(n, np.bool_)
     w = 0
     offsets[0] = 0
     for r in range(n):
-        if garde[r]:
-            k = lignes[r]
-            d = debuts[j, k]
-            f = fins[j, k]
-            if f > d:
-                valide[r] = True
-                if prudent[k] and echappe[j, k]:
-                    i = d
-                    while i < f:
-                        data[w] = buf[i]
-                        w += 1
-                        i += 2 if buf[i] == 34 else 1
-                else:
-                    for i in range(d, f):
-                        data[w] = buf[i]
-                        w += 1
+        k = lignes[r]
+        d = debuts[j, k]
+        f = fins[j, k]
+        if f > d:
+            valide[r] = True
+            if prudent[k] and echappe[j, k]:
+                i = d
+                while i < f:
+                    data[w] = buf[i]
+                    w += 1
+                    i += 2 if buf[i] == 34 else 1
+            else:
+                for i in range(d, f):
+                    data[w] = buf[i]
+                    w += 1
         offsets[r + 1] = w
     return offsets, data[:w], valide
 

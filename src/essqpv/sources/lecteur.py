@@ -214,12 +214,11 @@ class _Lecteur:
         normales = np.flatnonzero(st == _NORMALE)
         douteuses = [LigneDouteuse(int(i), bytes(tampon[ldeb[i]:lfin[i]]))
                      for i in np.flatnonzero(st == _DOUTEUSE)]
-        tous = np.ones(len(normales), np.bool_)
         cols: dict[str, pa.Array] = {}
         for j, c in enumerate(self.presentes):
             if c in self.toujours or c in self.racines:
                 cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
-                                                       normales, tous, j))
+                                                       normales, j))
         indices = pa.array(normales.astype(np.int64))
         if self.garder is None:
             cols["_indice"] = indices
@@ -233,12 +232,11 @@ class _Lecteur:
         K.completer(tampon, n, gardees, ldeb, lfin, prudent, self.sep, self.nchamps,
                     self.voulu, self.champs_ensuite, self.colonnes_ensuite, debuts, fins,
                     echappe)
-        tous = np.ones(len(gardees), np.bool_)
-        rangs = np.flatnonzero(garde)
+        rangs = pa.array(np.flatnonzero(garde))
         g = {}
         for j, c in enumerate(self.presentes):
-            g[c] = cols[c].take(pa.array(rangs)) if c in cols else _colonne_arrow(
-                *K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, tous, j))
+            g[c] = cols[c].take(rangs) if c in cols else _colonne_arrow(
+                *K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, j))
         g["_indice"] = pa.array(gardees.astype(np.int64))
         principal = {c: cols[c] for c in self.presentes if c in self.toujours}
         principal["_garder"] = pa.array(garde)

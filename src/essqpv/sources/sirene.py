@@ -153,17 +153,13 @@ class Conversion:
         principal = pl.scan_parquet(self.parquet)
         if self.gardees is None:
             return principal
+        communes = principal.collect_schema().names()  # ``toujours``, ``_garder``...
         gardees = pl.scan_parquet(self.gardees)
-        noms = gardees.collect_schema().names()
-        ordre = [c for c in noms if c != "_rang"]
-        for c in principal.collect_schema().names():
-            if c not in ordre:
-                ordre.append(c)
+        colonnes = [c for c in gardees.collect_schema().names() if c != "_rang"]
         return (principal.with_row_index("_rang")
-                .join(gardees.drop([c for c in noms if c in principal.collect_schema().names()
-                                    and c != "_rang"]), on="_rang", how="left",
-                      maintain_order="left")
-                .select(ordre))
+                .join(gardees.drop([c for c in colonnes if c in communes]), on="_rang",
+                      how="left", maintain_order="left")
+                .select(*colonnes, *(c for c in communes if c not in colonnes)))
 
     @property
     def rejets_par_motif(self) -> dict[str, int]:
@@ -351,7 +347,6 @@ class _Ecrivain:
     def __init__(self, chemin: Path, colonnes: list[str], garder: bool,
                  numeroter: bool = False, toujours: tuple[str, ...] = (),
                  chemin_gardees: Path | None = None) -> None:
-        self.colonnes = colonnes
         self.garder = garder
         principales = [c for c in colonnes if c in toujours] if garder else colonnes
         champs = [pa.field(c, pa.large_string()) for c in principales]
