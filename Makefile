@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installe
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+# (the compiled kernels are rebuilt when their source changes)
+$(STAMP): pyproject.toml setup.py src/essqpv/sources/_noyaux.pyx
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python -m essqpv.sources.compilation
 	touch $(STAMP)
 
 install: $(STAMP)

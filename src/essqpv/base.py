@@ -26,7 +26,7 @@ from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import sirene
-from essqpv.sources.lecteur import Condition
+from essqpv.sources.lecteur import Condition, cle_et_reste, texte_cle
 from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
@@ -155,7 +155,7 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     so that the cache is rebuilt when that changes.
     """
     # The reader's version is part of the key: a cache written by another reader is redone.
-    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-4|{numeroter}|{depend}".encode()
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-5|{numeroter}|{depend}".encode()
                          ).hexdigest()[:20]
     parquet = travail / f"{source.role}-{cle}.parquet"
     meta = travail / f"{source.role}-{cle}.json"
@@ -243,7 +243,7 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     if trie:
         premiers = pl.LazyFrame({"_rang": rangs})
     else:
-        premiers = (ul.select("siren", "_garder").with_row_index("_rang")
+        premiers = (ul.select(texte_cle("siren", 9), "_garder").with_row_index("_rang")
                     .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
                     .sort("_rang").unique("siren", keep="first", maintain_order=True)
                     .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
@@ -331,12 +331,12 @@ def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> int:
 def _cles_siren(lignes: pl.LazyFrame, *autres: str) -> pl.LazyFrame:
     """The sirens of ``lignes`` as keys: ``_cle``, the number of a siren of exactly nine
     digits (else -1), and ``_texte``, the other sirens as text (else NULL); then the
-    columns ``autres``."""
-    entier = pl.col("siren").str.to_integer(strict=False)
-    neuf = ((pl.col("siren").str.len_bytes() == 9) & ~pl.col("siren").str.starts_with("+")
-            & (entier >= 0)).fill_null(False)
-    return lignes.select(pl.when(neuf).then(entier).otherwise(-1).alias("_cle"),
-                         pl.when(~neuf).then(pl.col("siren")).alias("_texte"), *autres)
+    columns ``autres``. A thinned conversion already stores them so (``_cle_siren``)."""
+    if "_cle_siren" in lignes.collect_schema().names():
+        cle, reste = pl.col("_cle_siren"), pl.col("siren")
+    else:
+        cle, reste = cle_et_reste("siren", 9)
+    return lignes.select(cle.alias("_cle"), reste.alias("_texte"), *autres)
 
 
 def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame) -> int:

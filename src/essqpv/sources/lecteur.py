@@ -1,7 +1,7 @@
 """Fast and exact reading of the Sirene CSV files.
 
 The national files are read in blocks of whole lines, by two threads. A compiled scanner
-(numba) checks every line against the strict form of RFC 4180 (exactly the header's number of
+(Cython, releasing the GIL) checks every line against the strict form of RFC 4180 (exactly the header's number of
 fields, quotes only around a whole field with inner quotes doubled, valid UTF-8, LF or CRLF
 line ends) and notes where the fields the pipeline needs start and end. Lines of that form are
 the whole of a normal file; their values are then copied into Arrow columns, and only for the
@@ -15,7 +15,8 @@ quote open (a field spanning several lines), or that DuckDB reads as doing so (e
 line is followed by a sentinel line in what DuckDB reads: see ``sirene._juger``), sends the
 whole file to DuckDB, which reads such records.
 
-The compiled kernels are in :mod:`essqpv.sources._noyaux` (imported only when a file is read).
+The compiled kernels are in :mod:`essqpv.sources._noyaux` (``_noyaux.pyx``, built when the
+package is installed).
 
 Public verbs: :func:`lire` (used by :func:`essqpv.sources.sirene.convertir`),
 :class:`Condition`.
@@ -33,9 +34,40 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["lire", "Condition", "LigneDouteuse", "Bloc", "ChampOuvert", "TAILLE_BLOC"]
+__all__ = ["CLES_NUMERIQUES", "TAILLE_BLOC", "Bloc", "ChampOuvert", "Condition",
+           "LigneDouteuse", "avec_cles", "cle_et_reste", "lire", "texte_cle"]
 
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
+
+# Identifiers read for every row of a thinned file (``toujours``) are stored as numbers: the
+# column ``_cle_siren`` (int64) holds the siren when it is exactly nine ASCII digits, else
+# -1, and ``siren`` keeps the text of the others only (NULL for the numbers). Tens of
+# millions of sirens then cost 8 bytes each, are compared as numbers, and never parsed
+# again; :func:`texte_cle` gives the text back.
+CLES_NUMERIQUES = {"siren": 9}
+
+
+def cle_et_reste(colonne: str, chiffres: int) -> tuple[pl.Expr, pl.Expr]:
+    """Polars expressions of the numeric key of a text column (its number when it is exactly
+    ``chiffres`` ASCII digits, else -1) and of its rest (the text when there is no number)."""
+    nombre = pl.col(colonne).str.contains(f"^[0-9]{{{chiffres}}}$").fill_null(False)
+    return (pl.when(nombre).then(pl.col(colonne).cast(pl.Int64)).otherwise(-1)
+            .alias(f"_cle_{colonne}"),
+            pl.when(~nombre).then(pl.col(colonne)).alias(colonne))
+
+
+def texte_cle(colonne: str, chiffres: int) -> pl.Expr:
+    """The text of a column stored as a numeric key and its rest (:data:`CLES_NUMERIQUES`)."""
+    cle = pl.col(f"_cle_{colonne}")
+    return (pl.when(cle >= 0).then(cle.cast(pl.String).str.zfill(chiffres))
+            .otherwise(pl.col(colonne)).alias(colonne))
+
+
+def avec_cles(cadre: pl.DataFrame, cles: dict[str, int]) -> pl.DataFrame:
+    """``cadre`` (text) with each column of ``cles`` stored as a key and its rest."""
+    for colonne, chiffres in cles.items():
+        cadre = cadre.with_columns(*cle_et_reste(colonne, chiffres))
+    return cadre
 
 # Line statuses written by the scanner.
 _NORMALE, _DOUTEUSE, _VIDE, _OUVERTE, _MELANGEE = 0, 1, 2, 3, 4
@@ -86,20 +118,31 @@ class Condition:
 
     ``expr`` is any polars condition on the file's columns; ``dans = (colonne, valeurs)``
     adds "and ``colonne`` is one of ``valeurs``" for a large set of values (the sirens of
-    the ESS legal units, the sirets of their establishments): its lookup table (sorted
-    64-bit hashes, then an exact comparison) is built once, not at every block.
+    the ESS legal units, the sirets of their establishments): its lookup table is built
+    once, not at every block. For a column of :data:`CLES_NUMERIQUES`, the values that are
+    numbers go in a table of numbers (looked up with the column's key, whether the rows come
+    with it or as text), the others are compared as text; for any other column, the table
+    holds 64-bit hashes and the value itself decides.
     """
 
     def __init__(self, expr: pl.Expr | None = None,
                  dans: tuple[str, pl.Series] | None = None) -> None:
         self.expr = expr
         self.colonne = None
+        self.chiffres: int | None = None
         self.colonnes = list(expr.meta.root_names()) if expr is not None else []
         if dans is not None:
             self.colonne, valeurs = dans
             valeurs = valeurs.cast(pl.String).drop_nulls().unique()
-            self._valeurs = valeurs
-            self._table = _table_hachage(valeurs.hash(seed=_GRAINE).to_numpy())
+            self.chiffres = CLES_NUMERIQUES.get(self.colonne)
+            if self.chiffres:
+                cles = pl.DataFrame({self.colonne: valeurs}).select(
+                    *cle_et_reste(self.colonne, self.chiffres))
+                self._entiers = _table_entiers(cles[f"_cle_{self.colonne}"].to_numpy())
+                self._valeurs = cles[self.colonne].drop_nulls()
+            else:
+                self._valeurs = valeurs
+                self._table = _table_hachage(valeurs.hash(seed=_GRAINE).to_numpy())
             if self.colonne not in self.colonnes:
                 self.colonnes.append(self.colonne)
 
@@ -108,12 +151,26 @@ class Condition:
         from essqpv.sources import _noyaux as K
         n = cadre.height
         if self.expr is not None:
-            res = cadre.select(self.expr.fill_null(False).alias("_c")).to_series()
+            # (an identifier stored as a key is seen as text by the expression)
+            textes = [texte_cle(c, k) for c, k in CLES_NUMERIQUES.items()
+                      if f"_cle_{c}" in cadre.columns and c in self.expr.meta.root_names()]
+            vue = cadre.with_columns(textes) if textes else cadre
+            res = vue.select(self.expr.fill_null(False).alias("_c")).to_series()
             garde = res.to_numpy().astype(np.bool_, copy=True) if res.len() == n else \
                 np.full(n, bool(res[0]) if res.len() else False)
         else:
             garde = np.ones(n, np.bool_)
-        if self.colonne is not None and n:
+        if self.colonne is not None and n and self.chiffres:
+            cle = f"_cle_{self.colonne}"
+            if cle not in cadre.columns:  # rows read as text (by DuckDB)
+                cadre = avec_cles(cadre.select(self.colonne), {self.colonne: self.chiffres})
+            autres = garde & (cadre[cle].to_numpy() < 0)
+            garde = K.dans_entiers(*self._entiers, cadre[cle].to_numpy(), garde)
+            if autres.any():  # the rest (not numbers), as text
+                texte = (cadre[self.colonne].is_in(self._valeurs.implode())
+                         .fill_null(False).to_numpy())
+                garde |= autres & texte
+        elif self.colonne is not None and n:
             x = cadre[self.colonne]
             i = K.chercher(self._table[0], self._table[1], x.hash(seed=_GRAINE).to_numpy(),
                           garde)
@@ -137,6 +194,15 @@ def _table_hachage(empreintes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     indices = np.full(taille, -1, np.int64)
     K.remplir(cles, indices, empreintes.astype(np.uint64, copy=False))
     return cles, indices
+
+
+def _table_entiers(valeurs: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set of the numbers >= 0 of ``valeurs`` (see :func:`_noyaux.remplir_entiers`)."""
+    from essqpv.sources import _noyaux as K
+    bits = max(4, int(2 * len(valeurs)).bit_length())
+    table = np.full(1 << bits, -1, np.int64)
+    K.remplir_entiers(table, valeurs.astype(np.int64, copy=False), 64 - bits)
+    return table, 64 - bits
 
 
 class _Lecteur:
@@ -164,6 +230,9 @@ class _Lecteur:
         else:
             self.racines = [c for c in garder.colonnes if c in presentes]
             self.toujours = set(toujours) & set(presentes)
+        # Those of them stored as numeric keys (see :data:`CLES_NUMERIQUES`).
+        self.cles = {c: CLES_NUMERIQUES[c] for c in presentes
+                     if c in CLES_NUMERIQUES and c in self.toujours and garder is not None}
         # Fields located by the scanner on every line (the others, only on kept lines).
         tous = np.flatnonzero(self.voulu >= 0).astype(np.int64)
         a_lire = self.toujours | set(self.racines)
@@ -216,14 +285,19 @@ class _Lecteur:
                      for i in np.flatnonzero(st == _DOUTEUSE)]
         cols: dict[str, pa.Array] = {}
         for j, c in enumerate(self.presentes):
-            if c in self.toujours or c in self.racines:
+            if c in self.cles:
+                cle = K.entiers(tampon, debuts, fins, normales, j, self.cles[c])
+                cols[f"_cle_{c}"] = pa.array(cle)
+                cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
+            elif c in self.toujours or c in self.racines:
                 cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
                                                        normales, j))
         indices = pa.array(normales.astype(np.int64))
         if self.garder is None:
             cols["_indice"] = indices
             return Bloc(k, pa.table(cols), douteuses)
-        cadre = pl.from_arrow(pa.table({c: cols[c] for c in self.racines})) \
+        vus = [x for c in self.racines for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
+        cadre = pl.from_arrow(pa.table({c: cols[c] for c in vus})) \
             if self.racines else pl.DataFrame(height=len(normales))
         garde = self.garder.evaluer(cadre)
         # The kept rows: their other fields are located now, and every column is built
@@ -235,13 +309,28 @@ class _Lecteur:
         rangs = pa.array(np.flatnonzero(garde))
         g = {}
         for j, c in enumerate(self.presentes):
-            g[c] = cols[c].take(rangs) if c in cols else _colonne_arrow(
-                *K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, j))
+            g[c] = cols[c].take(rangs) if c in cols and c not in self.cles else \
+                _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, j))
         g["_indice"] = pa.array(gardees.astype(np.int64))
-        principal = {c: cols[c] for c in self.presentes if c in self.toujours}
+        principal = {x: cols[x] for c in self.presentes if c in self.toujours
+                     for x in ((f"_cle_{c}", c) if c in self.cles else (c,))}
         principal["_garder"] = pa.array(garde)
         principal["_indice"] = indices
         return Bloc(k, pa.table(principal), douteuses, pa.table(g))
+
+
+    @staticmethod
+    def _reste(tampon, debuts, fins, echappe, prudent, normales, j, cle) -> pa.Array:
+        """The text of field ``j`` where it is not a number (``cle < 0``), else NULL."""
+        from essqpv.sources import _noyaux as K
+        autres = np.flatnonzero(cle < 0)
+        if not len(autres):
+            return pa.nulls(len(cle), pa.large_string())
+        textes = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
+                                              normales[autres], j))
+        ou = np.full(len(cle), -1, np.int64)
+        ou[autres] = np.arange(len(autres))
+        return textes.take(pa.array(ou, mask=ou < 0))
 
 
 def _blocs(chemin: Path, taille: int, libres: queue.Queue):
@@ -358,7 +447,7 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
                 if bloc.douteuses:
                     acceptees = juger(bloc.douteuses, premiere)
                     if acceptees is not None and acceptees.height:
-                        table = _inserer(table, acceptees)
+                        table = _inserer(table, avec_cles(acceptees, lecteur.cles))
                         if gardees is not None:
                             gardees = _inserer(gardees, acceptees.filter(pl.col("_garder")))
                 if gardees is not None:  # row number of each kept row in ``table``

@@ -137,7 +137,9 @@ class Conversion:
 
     A thinned conversion (``garder``) is two files: ``parquet``, one row per accepted line
     in file order, with the columns of ``toujours`` and ``_garder``; and ``gardees``, the
-    kept rows only, with every column and their row number ``_rang`` in ``parquet``.
+    kept rows only, with every column and their row number ``_rang`` in ``parquet``; in
+    ``parquet``, an identifier of :data:`~essqpv.sources.lecteur.CLES_NUMERIQUES` (the
+    siren) is a number ``_cle_siren`` and the text of the rows where it is not one.
     Otherwise ``parquet`` holds every column and ``gardees`` is None.
     """
 
@@ -149,10 +151,17 @@ class Conversion:
 
     def cadre(self) -> pl.LazyFrame:
         """Every row with every column (those of the rows not kept: NULL), ``_garder``
-        included: the two files of a thinned conversion joined back."""
+        included: the two files of a thinned conversion joined back (identifiers stored as
+        numeric keys given back as text)."""
+        from essqpv.sources.lecteur import CLES_NUMERIQUES, texte_cle
+
         principal = pl.scan_parquet(self.parquet)
         if self.gardees is None:
             return principal
+        noms = principal.collect_schema().names()
+        principal = principal.with_columns(
+            texte_cle(c, n) for c, n in CLES_NUMERIQUES.items() if f"_cle_{c}" in noms
+        ).drop(f"_cle_{c}" for c in CLES_NUMERIQUES if f"_cle_{c}" in noms)
         communes = principal.collect_schema().names()  # ``toujours``, ``_garder``...
         gardees = pl.scan_parquet(self.gardees)
         colonnes = [c for c in gardees.collect_schema().names() if c != "_rang"]
@@ -347,9 +356,16 @@ class _Ecrivain:
     def __init__(self, chemin: Path, colonnes: list[str], garder: bool,
                  numeroter: bool = False, toujours: tuple[str, ...] = (),
                  chemin_gardees: Path | None = None) -> None:
+        from essqpv.sources.lecteur import CLES_NUMERIQUES
+
         self.garder = garder
         principales = [c for c in colonnes if c in toujours] if garder else colonnes
-        champs = [pa.field(c, pa.large_string()) for c in principales]
+        # identifiers read for every row: a numeric key and the rest (lecteur.CLES_NUMERIQUES)
+        self.cles = {c: CLES_NUMERIQUES[c] for c in principales
+                     if c in CLES_NUMERIQUES} if garder else {}
+        champs = [f for c in principales for f in (
+            (pa.field(f"_cle_{c}", pa.int64()), pa.field(c, pa.large_string()))
+            if c in self.cles else (pa.field(c, pa.large_string()),))]
         if garder:
             champs.append(pa.field("_garder", pa.bool_()))
         if numeroter:
@@ -379,12 +395,16 @@ class _Ecrivain:
         """Write ``cadre`` (every row; when thinned and ``gardees`` is None, with every
         column and ``_garder``, split here), and ``gardees`` (the kept rows, with every
         column and ``_rang``: their row number in ``cadre``)."""
+        from essqpv.sources.lecteur import avec_cles
+
         table = cadre.to_arrow() if isinstance(cadre, pl.DataFrame) else cadre
         if self.garder and gardees is None:
             garde = table.column("_garder")
             gardees = table.filter(garde).append_column(
                 "_rang", pa.array(np.flatnonzero(garde.to_numpy(zero_copy_only=False)),
                                   pa.int64()))
+        if any(f"_cle_{c}" not in table.column_names for c in self.cles):  # read as text
+            table = avec_cles(pl.from_arrow(table), self.cles).to_arrow()
         if self.ecrivain_gardees is not None and gardees is not None:
             rangs = pc.add(gardees.column("_rang"), self.lignes)
             gardees = gardees.drop_columns(["_rang"]).append_column("_rang", rangs)
