@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = ["CLES_NUMERIQUES", "TAILLE_BLOC", "Bloc", "ChampOuvert", "Condition",
-           "LigneDouteuse", "avec_cles", "cle_et_reste", "lire", "texte_cle"]
+           "LigneDouteuse", "avec_cles", "cle_et_reste", "lire", "numpy_de", "tableau",
+           "texte_cle"]
 
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
 
@@ -83,6 +83,27 @@ class ChampOuvert(Exception):
         self.indice = indice  # in its block, until :func:`lire` knows the block's first line
         self.ligne = 0
         self.fins_melangees = fins_melangees
+
+
+def tableau(x: np.ndarray, valide: np.ndarray | None = None) -> pa.Array:
+    """A NumPy array of int64 or Booleans as an Arrow array (``valide``: False where null).
+
+    Built from its buffers, not by ``pa.array``: that one's first call imports pandas when
+    it is installed (0.3 s of a run that never uses it); so does pyarrow's ``to_numpy``
+    (see :func:`numpy_de`)."""
+    masque = None if valide is None else pa.py_buffer(np.packbits(valide, bitorder="little"))
+    nuls = 0 if valide is None else int(len(valide) - valide.sum())
+    if x.dtype == np.bool_:
+        return pa.Array.from_buffers(pa.bool_(), len(x), [masque, pa.py_buffer(
+            np.packbits(x, bitorder="little"))], null_count=nuls)
+    return pa.Array.from_buffers(pa.int64(), len(x), [masque, pa.py_buffer(
+        np.ascontiguousarray(x, np.int64))], null_count=nuls)
+
+
+def numpy_de(colonne: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column of numbers or Booleans without nulls as a NumPy array (through polars:
+    see :func:`tableau`)."""
+    return pl.from_arrow(colonne).to_numpy()
 
 
 def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
@@ -287,12 +308,12 @@ class _Lecteur:
         for j, c in enumerate(self.presentes):
             if c in self.cles:
                 cle = K.entiers(tampon, debuts, fins, normales, j, self.cles[c])
-                cols[f"_cle_{c}"] = pa.array(cle)
+                cols[f"_cle_{c}"] = tableau(cle)
                 cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
             elif c in self.toujours or c in self.racines:
                 cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
                                                        normales, j))
-        indices = pa.array(normales.astype(np.int64))
+        indices = tableau(normales)
         if self.garder is None:
             cols["_indice"] = indices
             return Bloc(k, pa.table(cols), douteuses)
@@ -306,15 +327,15 @@ class _Lecteur:
         K.completer(tampon, n, gardees, ldeb, lfin, prudent, self.sep, self.nchamps,
                     self.voulu, self.champs_ensuite, self.colonnes_ensuite, debuts, fins,
                     echappe)
-        rangs = pa.array(np.flatnonzero(garde))
+        rangs = tableau(np.flatnonzero(garde))
         g = {}
         for j, c in enumerate(self.presentes):
             g[c] = cols[c].take(rangs) if c in cols and c not in self.cles else \
                 _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, j))
-        g["_indice"] = pa.array(gardees.astype(np.int64))
+        g["_indice"] = tableau(gardees)
         principal = {x: cols[x] for c in self.presentes if c in self.toujours
                      for x in ((f"_cle_{c}", c) if c in self.cles else (c,))}
-        principal["_garder"] = pa.array(garde)
+        principal["_garder"] = tableau(garde)
         principal["_indice"] = indices
         return Bloc(k, pa.table(principal), douteuses, pa.table(g))
 
@@ -330,7 +351,7 @@ class _Lecteur:
                                               normales[autres], j))
         ou = np.full(len(cle), -1, np.int64)
         ou[autres] = np.arange(len(autres))
-        return textes.take(pa.array(ou, mask=ou < 0))
+        return textes.take(tableau(ou, valide=ou >= 0))
 
 
 def _blocs(chemin: Path, taille: int, libres: queue.Queue):
@@ -379,7 +400,7 @@ def _blocs(chemin: Path, taille: int, libres: queue.Queue):
 
 def _numeros(table: pa.Table, premiere: int) -> pa.Table:
     """``_indice`` (line index in the block) replaced by ``_ligne`` (physical line)."""
-    lignes = pc.add(table["_indice"], premiere)
+    lignes = tableau(numpy_de(table["_indice"]) + premiere)
     return table.drop_columns(["_indice"]).append_column("_ligne", lignes)
 
 
@@ -451,10 +472,10 @@ def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur
                         if gardees is not None:
                             gardees = _inserer(gardees, acceptees.filter(pl.col("_garder")))
                 if gardees is not None:  # row number of each kept row in ``table``
-                    rangs = np.searchsorted(table.column("_ligne").to_numpy(),
-                                            gardees.column("_ligne").to_numpy())
+                    rangs = np.searchsorted(numpy_de(table.column("_ligne")),
+                                            numpy_de(gardees.column("_ligne")))
                     gardees = gardees.drop_columns(["_ligne"]).append_column(
-                        "_rang", pa.array(rangs.astype(np.int64)))
+                        "_rang", tableau(rangs))
                 if not numeroter:
                     table = table.drop_columns(["_ligne"])
                 # Written by a thread of its own, in order (Arrow releases the GIL).

@@ -29,12 +29,18 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from essqpv import reference
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
-from essqpv.sources.lecteur import Condition
+from essqpv.sources.lecteur import (
+    CLES_NUMERIQUES,
+    Condition,
+    avec_cles,
+    numpy_de,
+    tableau,
+    texte_cle,
+)
 
 __all__ = ["FichierSource", "Rejet", "Conversion", "preparer", "convertir", "colonnes_officielles",
            "ROLES"]
@@ -153,8 +159,6 @@ class Conversion:
         """Every row with every column (those of the rows not kept: NULL), ``_garder``
         included: the two files of a thinned conversion joined back (identifiers stored as
         numeric keys given back as text)."""
-        from essqpv.sources.lecteur import CLES_NUMERIQUES, texte_cle
-
         principal = pl.scan_parquet(self.parquet)
         if self.gardees is None:
             return principal
@@ -356,8 +360,6 @@ class _Ecrivain:
     def __init__(self, chemin: Path, colonnes: list[str], garder: bool,
                  numeroter: bool = False, toujours: tuple[str, ...] = (),
                  chemin_gardees: Path | None = None) -> None:
-        from essqpv.sources.lecteur import CLES_NUMERIQUES
-
         self.garder = garder
         principales = [c for c in colonnes if c in toujours] if garder else colonnes
         # identifiers read for every row: a numeric key and the rest (lecteur.CLES_NUMERIQUES)
@@ -395,18 +397,15 @@ class _Ecrivain:
         """Write ``cadre`` (every row; when thinned and ``gardees`` is None, with every
         column and ``_garder``, split here), and ``gardees`` (the kept rows, with every
         column and ``_rang``: their row number in ``cadre``)."""
-        from essqpv.sources.lecteur import avec_cles
-
         table = cadre.to_arrow() if isinstance(cadre, pl.DataFrame) else cadre
         if self.garder and gardees is None:
             garde = table.column("_garder")
             gardees = table.filter(garde).append_column(
-                "_rang", pa.array(np.flatnonzero(garde.to_numpy(zero_copy_only=False)),
-                                  pa.int64()))
+                "_rang", tableau(np.flatnonzero(numpy_de(garde))))
         if any(f"_cle_{c}" not in table.column_names for c in self.cles):  # read as text
             table = avec_cles(pl.from_arrow(table), self.cles).to_arrow()
         if self.ecrivain_gardees is not None and gardees is not None:
-            rangs = pc.add(gardees.column("_rang"), self.lignes)
+            rangs = tableau(numpy_de(gardees.column("_rang")) + self.lignes)
             gardees = gardees.drop_columns(["_rang"]).append_column("_rang", rangs)
             self.ecrivain_gardees.write_table(self._conforme(gardees, self.schema_gardees),
                                               row_group_size=1 << 17)
@@ -490,7 +489,7 @@ def _juger(source: FichierSource, colonnes: list[str], con: duckdb.DuckDBPyConne
             d = douteuses[i]
             rejets.append(Rejet(premiere + d.indice, _motif(typ), d.contenu))
         lignes = [premiere + d.indice for i, d in enumerate(douteuses) if i not in rejetees]
-        table = table.take(pa.array(rangs, pa.int64()))
+        table = table.take(tableau(np.array(rangs, np.int64)))
         cadre = pl.from_arrow(table).select(presentes) if presentes else \
             pl.DataFrame(height=table.num_rows)
         cadre = cadre.with_columns(pl.Series("_ligne", lignes, pl.Int64))
