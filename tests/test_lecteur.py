@@ -60,9 +60,9 @@ def _source(chemin, n: int) -> sirene.FichierSource:
                                 variante="test", taille=chemin.stat().st_size)
 
 
-def _lire(source, colonnes, parquet, moteur, garder=None, toujours=(), numeroter=False):
+def _lire(source, colonnes, chemin, moteur, garder=None, toujours=(), numeroter=False):
     try:
-        conv = sirene.convertir(source, colonnes, parquet, garder=garder, toujours=toujours,
+        conv = sirene.convertir(source, colonnes, chemin, garder=garder, toujours=toujours,
                                 moteur=moteur, numeroter=numeroter)
     except FichierInvalide:
         return "illisible"
@@ -109,9 +109,9 @@ def test_comme_duckdb(petits_blocs, tmp_path_factory, fichier, amincir):
     physiques = contenu.split(b"\n")
     numeroter = not any(x in (b"", b"\r") for x in physiques[1:-1]) and not (
         len(physiques) > 1 and physiques[-1] in (b"", b"\r") and contenu.endswith(b"\n\n"))
-    rapide = _lire(source, colonnes, dossier / "r.parquet", "rapide", garder, toujours or (),
+    rapide = _lire(source, colonnes, dossier / "r.arrow", "rapide", garder, toujours or (),
                    numeroter)
-    reference = _lire(source, colonnes, dossier / "d.parquet", "duckdb", garder,
+    reference = _lire(source, colonnes, dossier / "d.arrow", "duckdb", garder,
                       toujours or (), numeroter)
     if reference == "illisible":
         assert rapide == reference
@@ -129,8 +129,8 @@ def test_comme_duckdb(petits_blocs, tmp_path_factory, fichier, amincir):
 def test_champ_sur_deux_lignes_lu_par_duckdb(tmp_path):
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(b'c0,c1\n1,"deux\nlignes"\n2,b\n3,"x\n')
-    conv = sirene.convertir(_source(chemin, 2), ["c0", "c1"], tmp_path / "p.parquet")
-    assert pl.read_parquet(conv.parquet).rows() == [("1", "deux\nlignes"), ("2", "b")]
+    conv = sirene.convertir(_source(chemin, 2), ["c0", "c1"], tmp_path / "p.arrow")
+    assert conv.lire().collect().rows() == [("1", "deux\nlignes"), ("2", "b")]
     assert [(r.ligne, r.motif) for r in conv.rejets] == [(5, "guillemets_invalides")] or \
         len(conv.rejets) == 1
 
@@ -144,11 +144,11 @@ def test_rejets_exacts_a_travers_les_blocs(petits_blocs, tmp_path):
     lignes[302] = b'302,a"b,y'
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(b"\n".join(lignes) + b"\n")
-    conv = sirene.convertir(_source(chemin, 3), ["c0", "c1"], tmp_path / "p.parquet")
+    conv = sirene.convertir(_source(chemin, 3), ["c0", "c1"], tmp_path / "p.arrow")
     rejets = [(r.ligne, r.motif, r.contenu) for r in conv.rejets]
     assert rejets == [(58, "champs_en_trop", lignes[57]), (124, "champs_manquants", lignes[123]),
                       (301, "octets_non_decodables", lignes[300])]
-    df = pl.read_parquet(conv.parquet)
+    df = conv.lire().collect()
     assert df.height == 398 - 3 and conv.lignes_lues == 398
     assert df.filter(pl.col("c0") == "301")["c1"].to_list() == ["ok, virgule"]
     assert df.filter(pl.col("c0") == "302")["c1"].to_list() == ['a"b']
@@ -165,8 +165,8 @@ def test_lignes_tres_longues(tmp_path):
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(b"\n".join(lignes) + b"\n")
     source = _source(chemin, 3)
-    rapide = _lire(source, ["c0", "c1", "c2"], tmp_path / "r.parquet", "rapide")
-    reference = _lire(source, ["c0", "c1", "c2"], tmp_path / "d.parquet", "duckdb")
+    rapide = _lire(source, ["c0", "c1", "c2"], tmp_path / "r.arrow", "rapide")
+    reference = _lire(source, ["c0", "c1", "c2"], tmp_path / "d.arrow", "duckdb")
     assert rapide[:2] == reference[:2]
     assert [r[:2] for r in rapide[2]] == [r[:2] for r in reference[2]]
     assert [r[0][0] for r in rapide[0]] == ["1", "2", "4", "6", "8"]
@@ -182,15 +182,15 @@ def test_fins_de_ligne_comme_l_entete(tmp_path, contenu):
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(contenu)
     source = _source(chemin, 2)
-    rapide = _lire(source, ["c0", "c1"], tmp_path / "r.parquet", "rapide")
-    assert rapide == _lire(source, ["c0", "c1"], tmp_path / "d.parquet", "duckdb")
+    rapide = _lire(source, ["c0", "c1"], tmp_path / "r.arrow", "rapide")
+    assert rapide == _lire(source, ["c0", "c1"], tmp_path / "d.arrow", "duckdb")
     if contenu.count(b"\r\n") == contenu.count(b"\n"):  # CR LF throughout
         assert rapide[0] == [("1", "a,b"), ("2", "b"), ("3", "c")]
     else:
         assert rapide == "illisible"
         # ... with a one-line French message naming the first such line
         with pytest.raises(FichierInvalide, match="la ligne 2 ne se termine pas comme l'en-tête"):
-            sirene.convertir(source, ["c0", "c1"], tmp_path / "e.parquet")
+            sirene.convertir(source, ["c0", "c1"], tmp_path / "e.arrow")
 
 
 def test_blocs_de_lignes_tres_courtes(tmp_path):
@@ -198,8 +198,8 @@ def test_blocs_de_lignes_tres_courtes(tmp_path):
     room (the room is learnt from block to block)."""
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(b"c0,c1\n" + b"".join(f"{i},{i % 7}\n".encode() for i in range(30000)))
-    conv = sirene.convertir(_source(chemin, 2), ["c0", "c1"], tmp_path / "p.parquet")
-    df = pl.read_parquet(conv.parquet)
+    conv = sirene.convertir(_source(chemin, 2), ["c0", "c1"], tmp_path / "p.arrow")
+    df = conv.lire().collect()
     assert conv.lignes_lues == df.height == 30000 and conv.rejets == []
     assert df["c0"].cast(pl.Int64).to_list() == list(range(30000))
 
@@ -208,7 +208,7 @@ def test_numeros_de_ligne_malgre_les_lignes_vides(tmp_path):
     """``numeroter`` gives each row its physical line, blank lines and rejects included."""
     chemin = tmp_path / "f.csv"
     chemin.write_bytes(b"c0,c1\n1,a\n\n3,b\n4,c,x\n\n\n7,d\n")
-    conv = sirene.convertir(_source(chemin, 2), ["c0"], tmp_path / "p.parquet",
+    conv = sirene.convertir(_source(chemin, 2), ["c0"], tmp_path / "p.arrow",
                             numeroter=True)
-    assert pl.read_parquet(conv.parquet).rows() == [("1", 2), ("3", 4), ("7", 8)]
+    assert conv.lire().collect().rows() == [("1", 2), ("3", 4), ("7", 8)]
     assert [r.ligne for r in conv.rejets] == [5]

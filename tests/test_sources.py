@@ -18,9 +18,9 @@ def test_vrai_stock_etablissements_53_colonnes(partage, tmp_path):
     assert src.variante == "insee-53" and len(src.colonnes) == 53
     assert src.avertissements == []
     conv = sirene.convertir(src, ["siret", "nic", "codeCommuneEtablissement", "longitude"],
-                            tmp_path / "e.parquet")
+                            tmp_path / "e.arrow")
     assert (conv.lignes_lues, conv.lignes_acceptees, conv.rejets) == (299, 299, [])
-    df = pl.read_parquet(conv.parquet)
+    df = conv.lire().collect()
     assert df.schema == {"siret": pl.String, "nic": pl.String,
                          "codeCommuneEtablissement": pl.String, "longitude": pl.String}
     assert df["siret"][0] == "00032517500016" and df["nic"][0] == "00016"
@@ -31,9 +31,9 @@ def test_vrai_stock_unites_legales_33_colonnes(partage, tmp_path):
     src = sirene.preparer(partage / UL, "unites_legales", tmp_path)
     assert src.variante == "insee-33"
     conv = sirene.convertir(src, ["siren", "economieSocialeSolidaireUniteLegale"],
-                            tmp_path / "u.parquet")
+                            tmp_path / "u.arrow")
     assert conv.lignes_lues == 3999 and conv.rejets == []
-    df = pl.read_parquet(conv.parquet)
+    df = conv.lire().collect()
     assert (df["economieSocialeSolidaireUniteLegale"] == "O").sum() == 6
 
 
@@ -42,7 +42,7 @@ def test_zip_lu_comme_le_csv(partage, tmp_path):
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(partage / ETAB, "StockEtablissement_utf8.csv")
     src = sirene.preparer(archive, "etablissements", tmp_path / "x")
-    conv = sirene.convertir(src, ["siret"], tmp_path / "z.parquet")
+    conv = sirene.convertir(src, ["siret"], tmp_path / "z.arrow")
     assert conv.lignes_lues == 299
 
 
@@ -99,7 +99,7 @@ def test_lignes_malformees_rejetees_avec_numero_et_octets_intacts(partage, tmp_p
     f = tmp_path / "stock.csv"
     f.write_bytes(b"\n".join(corps) + b"\n")
     src = sirene.preparer(f, "etablissements", tmp_path)
-    conv = sirene.convertir(src, ["siret"], tmp_path / "p.parquet")
+    conv = sirene.convertir(src, ["siret"], tmp_path / "p.arrow")
     assert conv.lignes_lues == 299
     assert conv.lignes_acceptees == 296
     assert [(r.ligne, r.motif) for r in conv.rejets] == [
@@ -117,5 +117,5 @@ def test_guillemets_rfc4180(tmp_path):
     f = tmp_path / "q.csv"
     f.write_text(",".join(colonnes) + "\n" + ",".join(valeurs) + "\n", "utf-8")
     src = sirene.preparer(f, "etablissements", tmp_path)
-    conv = sirene.convertir(src, ["siret", "libelleVoieEtablissement"], tmp_path / "q.parquet")
-    assert pl.read_parquet(conv.parquet).row(0) == ("12345678900011", 'DE LA PAIX, "BIS"')
+    conv = sirene.convertir(src, ["siret", "libelleVoieEtablissement"], tmp_path / "q.arrow")
+    assert conv.lire().collect().row(0) == ("12345678900011", 'DE LA PAIX, "BIS"')

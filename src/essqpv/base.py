@@ -155,22 +155,22 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     so that the cache is rebuilt when that changes.
     """
     # The reader's version is part of the key: a cache written by another reader is redone.
-    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-5|{numeroter}|{depend}".encode()
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-6|{numeroter}|{depend}".encode()
                          ).hexdigest()[:20]
-    parquet = travail / f"{source.role}-{cle}.parquet"
+    chemin = travail / f"{source.role}-{cle}.arrow"
     meta = travail / f"{source.role}-{cle}.json"
-    gardees = sirene.chemin_gardees(parquet) if garder is not None else None
-    if parquet.exists() and meta.exists() and (gardees is None or gardees.exists()):
+    gardees = sirene.chemin_gardees(chemin) if garder is not None else None
+    if chemin.exists() and meta.exists() and (gardees is None or gardees.exists()):
         m = json.loads(meta.read_text("utf-8"))
         rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
                   for r in m["rejets"]]
-        return sirene.Conversion(parquet, m["lignes_lues"], m["lignes_acceptees"], rejets,
+        return sirene.Conversion(chemin, m["lignes_lues"], m["lignes_acceptees"], rejets,
                                  gardees)
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
     if callable(garder):  # built only when the file is read (it may read another cache)
         garder = garder()
-    conv = sirene.convertir(source, colonnes, parquet, con, garder, toujours,
+    conv = sirene.convertir(source, colonnes, chemin, con, garder, toujours,
                             numeroter=numeroter)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
@@ -181,7 +181,7 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
 
 def _gardees(conversion: sirene.Conversion, colonne: str) -> pl.Series:
     """The distinct values of ``colonne`` on the rows a thinned conversion kept."""
-    return pl.scan_parquet(conversion.gardees).select(colonne).unique().collect().to_series()
+    return conversion.lire_gardees().select(colonne).unique().collect().to_series()
 
 
 def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Callable[[], Condition],
@@ -191,7 +191,7 @@ def _garder_etablissements(c_ul: sirene.Conversion) -> tuple[Callable[[], Condit
     def condition() -> Condition:
         return Condition(pl.col("etatAdministratifEtablissement") == "A",
                          dans=("siren", _gardees(c_ul, "siren")))
-    return condition, ("siren", "etatAdministratifEtablissement"), c_ul.parquet.name
+    return condition, ("siren", "etatAdministratifEtablissement"), c_ul.chemin.name
 
 
 def _garder_geolocalisation(c_etab: sirene.Conversion) -> Callable[[], Condition]:
@@ -225,15 +225,15 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     """In-scope establishments (METHODOLOGY 2-4) and the counts of the reconciliation,
     from the thinned conversions of the two stocks (every row: siren, state; the kept
     rows: every column)."""
-    etab = pl.scan_parquet(c_etab.parquet).rename(RENOMMAGE_ETABLISSEMENTS, strict=False)
-    ul = pl.scan_parquet(c_ul.parquet).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
+    etab = c_etab.lire().rename(RENOMMAGE_ETABLISSEMENTS, strict=False)
+    ul = c_ul.lire().rename(RENOMMAGE_UNITES_LEGALES, strict=False)
     actives = etab.filter(pl.col("etat") == "A")
     # Only the legal units an ESS rule can match were kept with their attributes: classify
     # those, after keeping the first row of each of their sirens among *all* rows (the
     # first row of a siren may be one that was not kept: it then has no family).
     from essqpv.sources import _noyaux as K
 
-    ul_gardees = pl.scan_parquet(c_ul.gardees).rename(RENOMMAGE_UNITES_LEGALES, strict=False)
+    ul_gardees = c_ul.lire_gardees().rename(RENOMMAGE_UNITES_LEGALES, strict=False)
     cles_ul, cles_actives = pl.collect_all([_cles_siren(ul, "_garder"), _cles_siren(actives)])
     # The sirens as numbers, sorted as INSEE publishes them: a kept row is the first of its
     # siren when the previous one differs. Otherwise (a file not sorted, a kept row with a
@@ -249,7 +249,7 @@ def _perimetre_ess(c_etab: sirene.Conversion,
                     .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
     ul_ess = perimeter.familles_unites_legales(
         ul_gardees.join(premiers, on="_rang", how="semi").drop("_rang"))
-    etab_gardees = pl.scan_parquet(c_etab.gardees).drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
+    etab_gardees = c_etab.lire_gardees().drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
     jointes = etab_gardees.filter(pl.col("etat") == "A").join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
                       "denomination"), on="siren", how="left")
@@ -316,7 +316,7 @@ def _valider_emplois_cache(source: sirene.FichierSource, conv: sirene.Conversion
         return v.valides, {"rejets": [{"ligne": r.ligne, "motif": r.motif,
                                        "contenu": r.contenu.hex()} for r in v.rejets]}
     valides, info = _cache_derive(travail, "emplois_valides",
-                                  _cle_derivee("emplois", conv.parquet.name), calcul)
+                                  _cle_derivee("emplois", conv.chemin.name), calcul)
     return ValidationEmplois(valides, [sirene.Rejet(r["ligne"], r["motif"],
                                                     bytes.fromhex(r["contenu"]))
                                        for r in info["rejets"]])
@@ -458,7 +458,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             etape("Lecture du fichier de géolocalisation")
             c_geo = _convertir_cache(
                 fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail, con,
-                _garder_geolocalisation(c_etab), (), c_etab.parquet.name)
+                _garder_geolocalisation(c_etab), (), c_etab.chemin.name)
         c_emp = v_emp = None
         if fichiers.emplois:
             etape("Lecture du fichier des emplois")
@@ -482,7 +482,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
-            geo = (pl.scan_parquet(c_geo.gardees).drop("_rang")
+            geo = (c_geo.lire_gardees().drop("_rang")
                    .rename(RENOMMAGE_GEOLOCALISATION)
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                    .unique("siret", keep="first")
@@ -500,8 +500,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     # Everything up to placement is cached too (a few hundred thousand rows): a rebuild
     # from the cache (other QPV contours or buffer, new employment file) then reads no
     # large file at all.
-    cle_amont = _cle_derivee("amont", c_etab.parquet.name, c_ul.parquet.name,
-                             c_geo.parquet.name if c_geo is not None else "-")
+    cle_amont = _cle_derivee("amont", c_etab.chemin.name, c_ul.chemin.name,
+                             c_geo.chemin.name if c_geo is not None else "-")
     dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_amont, amont)
     acceptees = comptes_d["acceptees"]
     communes_inconnues = comptes_d["communes_inconnues"]

@@ -34,7 +34,7 @@ def valider_emplois(source: FichierSource, conversion: Conversion) -> Validation
 
     Physical line numbers come with the rows (``convertir(..., numeroter=True)``).
     """
-    brut = pl.read_parquet(conversion.parquet)  # with ``_ligne`` (``numeroter=True``)
+    brut = conversion.lire().collect()  # with ``_ligne`` (``numeroter=True``)
     entier = r"^\s*[0-9]+\s*$"
     nombres = {c: pl.col(c).str.strip_chars().cast(pl.Int64, strict=False) for c in
                ("effectif", *COMPTES)}
