@@ -384,7 +384,8 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
             const int64_t[::1] champs_voulus, const int64_t[::1] colonnes_voulues,
             const int64_t[::1] voulu, int32_t[:, ::1] debuts, int32_t[:, ::1] fins,
             uint8_t[:, ::1] echappe, prudent, statut, int64_t[::1] lignes_deb,
-            int64_t[::1] lignes_fin, uint64_t[::1] acc, drap, int64_t[::1] mots_nl):
+            int64_t[::1] lignes_fin, uint64_t[::1] acc, drap, int64_t[::1] mots_nl,
+            int64_t cle=-1, int64_t chiffres=0, cles=None):
     """Scan ``buf[:n]`` (whole lines). For line ``k``: its status (``statut``, int8), its
     bytes ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted
     field (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
@@ -392,7 +393,9 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     inside). Returns the number of lines, or -1 when the arrays are too small. Lines without
     quotes get only the fields ``champs_voulus`` (the others: :func:`completer`); so do lines
     with quotes (``prudent[k] = 1``, int8: their fields may need unescaping), but those read
-    byte by byte (CR, too long, unusual) get every wanted field.
+    byte by byte (CR, too long, unusual) get every wanted field. When ``cle >= 0``, the
+    field stored in row ``cle`` of a normal line is also read as a number into ``cles[k]``
+    (int64): the number it writes when it is exactly ``chiffres`` ASCII digits, else -1.
 
     Statuses: 0 normal, 1 doubtful, 2 blank (skipped), 3 a quote left open at the line's end,
     4 a line ending otherwise than the header (``crlf``: the header ends with CR LF; LF alone
@@ -412,18 +415,42 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     cdef int64_t[:, ::1] zones = np.empty((64, 5), np.int64)  # the quoted fields of a line
     cdef Champs c = _champs_de(debuts, fins, echappe)
     cdef int64_t k
+    cdef int64_t[::1] cles_
+    cdef int64_t* p_cles = NULL
+    if cle >= 0:
+        cles_ = cles
+        if cles_.shape[0] < st_.shape[0]:
+            raise ValueError("cles: as many items as statut")
+        p_cles = &cles_[0]
     with nogil:
         k = _scanner(&buf[0], n, sep, nchamps, crlf, champs_voulus, colonnes_voulues,
                      &voulu[0], c, &prudent_[0], &st_[0], st_.shape[0], &lignes_deb[0],
-                     &lignes_fin[0], &acc[0], &drap_[0], &mots_nl[0], zones)
+                     &lignes_fin[0], &acc[0], &drap_[0], &mots_nl[0], zones, cle, chiffres,
+                     p_cles)
     return k
+
+
+cdef inline int64_t _nombre(const uint8_t* buf, int64_t d, int64_t f,
+                            int64_t chiffres) noexcept nogil:
+    """The number written by ``buf[d:f]`` when it is exactly ``chiffres`` ASCII digits,
+    else -1."""
+    cdef int64_t v = 0, i, ch
+    if f - d != chiffres:
+        return -1
+    for i in range(d, f):
+        ch = <int64_t>buf[i] - 48
+        if ch < 0 or ch > 9:
+            return -1
+        v = v * 10 + ch
+    return v
 
 
 cdef int64_t _scanner(const uint8_t* buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
                       const int64_t[::1] champs_voulus, const int64_t[::1] colonnes_voulues,
                       const int64_t* voulu, Champs c, int8_t* prudent, int8_t* statut,
                       int64_t cap, int64_t* lignes_deb, int64_t* lignes_fin, uint64_t* acc,
-                      uint8_t* drap, int64_t* mots_nl, int64_t[:, ::1] zones) noexcept nogil:
+                      uint8_t* drap, int64_t* mots_nl, int64_t[:, ::1] zones, int64_t cle,
+                      int64_t chiffres, int64_t* cles) noexcept nogil:
     cdef int64_t nmots = n // 8, nw = (n + 7) // 8
     cdef uint64_t p_nl = _UNS * 10, p_sep = _UNS * sep, p_q = _UNS * 34, p_cr = _UNS * 13
     cdef uint64_t a, v, m_nl, md, xd, xe, cc, nq, ncr, nhi
@@ -534,6 +561,9 @@ cdef int64_t _scanner(const uint8_t* buf, int64_t n, uint8_t sep, int64_t nchamp
                 # DuckDB skips a blank line, except in a one-column file (an empty value)
                 st = 2 if nchamps > 1 else 1
             statut[k] = <int8_t>st
+            if cle >= 0 and st == 0:
+                cles[k] = _nombre(buf, c.debuts[cle * c.pas + k], c.fins[cle * c.pas + k],
+                                  chiffres)
             lignes_deb[k] = debut
             lignes_fin[k] = f
             k += 1
@@ -577,30 +607,6 @@ def rassembler(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] f
                     w += f - d
             offsets[r + 1] = w
     return offsets_, data_[:w], valide_
-
-
-def entiers(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] fins,
-            const int64_t[::1] lignes, int64_t j, int64_t chiffres):
-    """Field ``j`` of the rows ``lignes`` as a number when it is exactly ``chiffres`` ASCII
-    digits (a siren), else -1 (empty, shorter, longer, any other byte)."""
-    res_ = np.empty(lignes.shape[0], np.int64)
-    cdef int64_t[::1] res = res_
-    cdef int64_t r, k, d, v, i, ch
-    with nogil:
-        for r in range(lignes.shape[0]):
-            k = lignes[r]
-            d = debuts[j, k]
-            v = -1
-            if fins[j, k] - d == chiffres:
-                v = 0
-                for i in range(d, d + chiffres):
-                    ch = <int64_t>buf[i] - 48
-                    if ch < 0 or ch > 9:
-                        v = -1
-                        break
-                    v = v * 10 + ch
-            res[r] = v
-    return res_
 
 
 def completer(Octets buf, int64_t n, const int64_t[::1] lignes,
@@ -711,6 +717,45 @@ def dans_entiers(const int64_t[::1] table, int64_t decalage, const int64_t[::1] 
                     break
                 s = (s + 1) & masque
     return res_
+
+
+def dans_tries(const int64_t[::1] tries, const int64_t[::1] valeurs, garde):
+    """(True, for each row: ``garde`` (bool) and its value (>= 0) is in ``tries``) when the
+    values >= 0 are in ascending order, as in the national stocks (sorted by siren): a
+    merge with the sorted set, without the random accesses of a hash table; else
+    (False, None)."""
+    cdef const uint8_t[::1] g = np.ascontiguousarray(garde).view(np.uint8)
+    res_ = np.zeros(valeurs.shape[0], np.bool_)
+    cdef uint8_t[::1] res = res_.view(np.uint8)
+    cdef int64_t n = valeurs.shape[0], nt = tries.shape[0], r, v, prec = -1, lo, hi, mid
+    cdef int64_t j = -1
+    cdef bint ordonne = True
+    with nogil:
+        for r in range(n):
+            v = valeurs[r]
+            if v < 0:
+                continue
+            if v < prec:
+                ordonne = False
+                break
+            prec = v
+            if j < 0:  # the first value: its place in ``tries`` by bisection
+                lo = 0
+                hi = nt
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if tries[mid] < v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                j = lo
+            while j < nt and tries[j] < v:
+                j += 1
+            if g[r] and j < nt and tries[j] == v:
+                res[r] = 1
+    if not ordonne:
+        return False, None
+    return True, res_
 
 
 def marquer(uint8_t[::1] bits, const int64_t[::1] valeurs):

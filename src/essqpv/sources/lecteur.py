@@ -159,7 +159,9 @@ class Condition:
             if self.chiffres:
                 cles = pl.DataFrame({self.colonne: valeurs}).select(
                     *cle_et_reste(self.colonne, self.chiffres))
-                self._entiers = _table_entiers(cles[f"_cle_{self.colonne}"].to_numpy())
+                nombres = cles[f"_cle_{self.colonne}"]
+                self._tries = nombres.filter(nombres >= 0).unique().sort().to_numpy()
+                self._entiers = _table_entiers(self._tries)
                 self._valeurs = cles[self.colonne].drop_nulls()
             else:
                 self._valeurs = valeurs
@@ -185,8 +187,12 @@ class Condition:
             cle = f"_cle_{self.colonne}"
             if cle not in cadre.columns:  # rows read as text (by DuckDB)
                 cadre = avec_cles(cadre.select(self.colonne), {self.colonne: self.chiffres})
-            autres = garde & (cadre[cle].to_numpy() < 0)
-            garde = K.dans_entiers(*self._entiers, cadre[cle].to_numpy(), garde)
+            nombres = cadre[cle].to_numpy()
+            autres = garde & (nombres < 0)
+            # merged with the sorted set when the rows come sorted (the national stocks),
+            # else looked up in the hash table
+            trie, dedans = K.dans_tries(self._tries, nombres, garde)
+            garde = dedans if trie else K.dans_entiers(*self._entiers, nombres, garde)
             if autres.any():  # the rest (not numbers), as text
                 texte = (cadre[self.colonne].is_in(self._valeurs.implode())
                          .fill_null(False).to_numpy())
@@ -254,6 +260,9 @@ class _Lecteur:
         # Those of them stored as numeric keys (see :data:`CLES_NUMERIQUES`).
         self.cles = {c: CLES_NUMERIQUES[c] for c in presentes
                      if c in CLES_NUMERIQUES and c in self.toujours and garder is not None}
+        # (the scanner reads one of them as a number, line by line)
+        assert len(self.cles) <= 1, "une seule clé numérique par fichier"
+        self._cle = next(((presentes.index(c), n) for c, n in self.cles.items()), (-1, 0))
         # Fields located by the scanner on every line (the others, only on kept lines).
         tous = np.flatnonzero(self.voulu >= 0).astype(np.int64)
         a_lire = self.toujours | set(self.racines)
@@ -270,7 +279,8 @@ class _Lecteur:
             w = max(1, len(self.presentes))
             b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
                  np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
-                 np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(cap, np.int8))
+                 np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(cap, np.int8),
+                 np.empty(cap, np.int64))
             self._local.b = b
         return b
 
@@ -289,10 +299,10 @@ class _Lecteur:
         # when that is not enough, and the block is scanned again with twice the room.
         cap = max(self._capacite, n // 128)
         while True:
-            debuts, fins, echappe, statut, ldeb, lfin, prudent = self._brouillons(cap)
+            debuts, fins, echappe, statut, ldeb, lfin, prudent, cles = self._brouillons(cap)
             k = K.scanner(tampon, n, self.sep, self.nchamps, self.crlf, self.champs_voulus,
                           self.colonnes_voulues, self.voulu, debuts, fins, echappe, prudent,
-                          statut, ldeb, lfin, *self._mots(n))
+                          statut, ldeb, lfin, *self._mots(n), *self._cle, cles)
             if k >= 0:
                 break
             cap = 2 * statut.shape[0]
@@ -306,8 +316,8 @@ class _Lecteur:
                      for i in np.flatnonzero(st == _DOUTEUSE)]
         cols: dict[str, pa.Array] = {}
         for j, c in enumerate(self.presentes):
-            if c in self.cles:
-                cle = K.entiers(tampon, debuts, fins, normales, j, self.cles[c])
+            if c in self.cles:  # (read as a number by the scanner)
+                cle = cles[normales]
                 cols[f"_cle_{c}"] = tableau(cle)
                 cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
             elif c in self.toujours or c in self.racines:
