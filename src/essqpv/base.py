@@ -234,7 +234,9 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     from essqpv.sources import _noyaux as K
 
     ul_gardees = c_ul.lire_gardees().rename(RENOMMAGE_UNITES_LEGALES, strict=False)
-    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul, "_garder"), _cles_siren(actives)])
+    # (keys of every row; the few sirens that are not numbers, apart)
+    (cu, tu), (ca, ta) = _cles_siren(ul, "_garder"), _cles_siren(actives)
+    cles_ul, cles_actives, textes_ul, textes_actives = pl.collect_all([cu, ca, tu, ta])
     # The sirens as numbers, sorted as INSEE publishes them: a kept row is the first of its
     # siren when the previous one differs. Otherwise (a file not sorted, a kept row with a
     # malformed siren): by a join on the text.
@@ -263,7 +265,8 @@ def _perimetre_ess(c_etab: sirene.Conversion,
                            & pl.col("motif_exclusion").is_null())
     dans_df, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
     return dans_df, {**comptes_df.row(0, named=True), "actives": cles_actives.height,
-                     "sans_ul": _compter_sans_unite_legale(cles_ul, cles_actives),
+                     "sans_ul": _compter_sans_unite_legale(cles_ul, cles_actives, textes_ul,
+                                                           textes_actives),
                      "acceptees": acceptees_df.item()}
 
 
@@ -324,23 +327,28 @@ def _valider_emplois_cache(source: sirene.FichierSource, conv: sirene.Conversion
 
 def _sans_unite_legale(actives: pl.LazyFrame, ul: pl.LazyFrame) -> int:
     """Number of active establishments whose siren has no legal unit in the file."""
-    cles_ul, cles_actives = pl.collect_all([_cles_siren(ul), _cles_siren(actives)])
-    return _compter_sans_unite_legale(cles_ul, cles_actives)
+    (cu, tu), (ca, ta) = _cles_siren(ul), _cles_siren(actives)
+    return _compter_sans_unite_legale(*pl.collect_all([cu, ca, tu, ta]))
 
 
-def _cles_siren(lignes: pl.LazyFrame, *autres: str) -> pl.LazyFrame:
-    """The sirens of ``lignes`` as keys: ``_cle``, the number of a siren of exactly nine
-    digits (else -1), and ``_texte``, the other sirens as text (else NULL); then the
-    columns ``autres``. A thinned conversion already stores them so (``_cle_siren``)."""
+def _cles_siren(lignes: pl.LazyFrame, *autres: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The sirens of ``lignes`` as keys: (``_cle``, the number of a siren of exactly nine
+    digits, else -1, then the columns ``autres``, for every row; ``_texte``, the other
+    sirens as text, for the rows that have one). A thinned conversion already stores them
+    so (``_cle_siren``). The texts apart: a column of tens of millions of NULL strings
+    would cost 16 bytes a row in memory."""
     if "_cle_siren" in lignes.collect_schema().names():
         cle, reste = pl.col("_cle_siren"), pl.col("siren")
     else:
         cle, reste = cle_et_reste("siren", 9)
-    return lignes.select(cle.alias("_cle"), reste.alias("_texte"), *autres)
+    return (lignes.select(cle.alias("_cle"), *autres),
+            lignes.select(reste.alias("_texte")).drop_nulls())
 
 
-def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame) -> int:
-    """Number of rows of ``a`` whose siren is not one of ``u`` (both: :func:`_cles_siren`).
+def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame, tu: pl.DataFrame,
+                               ta: pl.DataFrame) -> int:
+    """Number of rows of ``a`` whose siren is not one of ``u`` (their keys and texts:
+    :func:`_cles_siren`; ``tu``, ``ta``: the texts).
 
     Tens of millions of sirens on each side. A siren of exactly nine digits is a number:
     the two lists, sorted by siren as INSEE publishes them, are merged; otherwise each siren
@@ -357,9 +365,8 @@ def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame) -> int:
         K.marquer(bits, cu)
         manquants = K.absents(bits, ca)
         del bits
-    textes = a.select("_texte").drop_nulls().join(u.select("_texte").drop_nulls(),
-                                                  on="_texte", how="anti").height
-    sans_siren = a.filter((pl.col("_cle") < 0) & pl.col("_texte").is_null()).height
+    textes = ta.join(tu, on="_texte", how="anti").height
+    sans_siren = int((a["_cle"] < 0).sum()) - ta.height  # neither a number nor a text
     return int(manquants + textes + sans_siren)
 
 
