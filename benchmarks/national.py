@@ -330,7 +330,7 @@ def graphique() -> None:
     d = _dernieres()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for mesure, libelle, style in (("construire", "essqpv construire (CSV → base)", "o-"),
-                                   ("cache", "essqpv, depuis le cache Parquet", "s--"),
+                                   ("cache", "essqpv, depuis le cache (Arrow, Parquet)", "s--"),
                                    ("reference", "référence pandas + geopandas", "^-")):
         pts = sorted((n, x) for (m, n), x in d.items() if m == mesure)
         if not pts:
