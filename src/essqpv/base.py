@@ -148,7 +148,7 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
                      garder: Condition | Callable[[], Condition] | None = None,
                      toujours: tuple[str, ...] = (), depend: str = "",
                      numeroter: bool = False) -> sirene.Conversion:
-    """Convert to Parquet, reusing the cached conversion of the same file when present.
+    """Convert to Arrow files, reusing the cached conversion of the same file when present.
 
     ``garder``/``toujours`` thin the rows no later stage uses (:func:`sirene.convertir`);
     ``depend`` is the key of what ``garder`` depends on (another file's cache, the rules),

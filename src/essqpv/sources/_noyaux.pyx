@@ -152,17 +152,6 @@ cdef int64_t _ligne_prudente(const uint8_t* buf, int64_t pos, int64_t n, uint8_t
     return st
 
 
-def ligne_prudente(Octets buf, int64_t pos, int64_t n, uint8_t sep, int64_t nchamps,
-                   const int64_t[::1] voulu, int32_t[:, ::1] debuts, int32_t[:, ::1] fins,
-                   uint8_t[:, ::1] echappe, int64_t k):
-    """Python entry of the field by field scan: (status, position of the newline or ``n``)."""
-    cdef int64_t fin = 0, st
-    cdef Champs c = _champs_de(debuts, fins, echappe)
-    with nogil:
-        st = _ligne_prudente(&buf[0], pos, n, sep, nchamps, &voulu[0], c, k, &fin)
-    return st, fin
-
-
 cdef inline Champs _champs_de(int32_t[:, ::1] debuts, int32_t[:, ::1] fins,
                               uint8_t[:, ::1] echappe) noexcept:
     cdef Champs c
@@ -277,7 +266,7 @@ cdef int64_t _ligne_guillemets(Mots* m, int64_t d, int64_t e, int64_t sd, int64_
     separator or the line's end, and the separators outside quoted fields make ``nchamps``
     fields. Returns the number of quoted fields, written to ``zones`` (opening quote,
     closing quote, doubled quotes inside, separators of the line before it, separators
-    inside it); -1 when anything is unusual: :func:`ligne_prudente` then gives the verdict."""
+    inside it); -1 when anything is unusual: :func:`_ligne_prudente` then gives the verdict."""
     cdef uint64_t p_q = _UNS * 34, p_sep = _UNS * sep, ev
     cdef const uint8_t* buf = m.buf
     cdef bint dedans = False
@@ -408,7 +397,7 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     and flags the words holding a newline; running sums of these counts then give each
     line's counts from the two words at its ends, and the position of a wanted separator by
     bisection. Lines with quotes are checked from quote to quote (:func:`_ligne_guillemets`),
-    and only lines with CR or anything unusual byte by byte (:func:`ligne_prudente`)."""
+    and only lines with CR or anything unusual byte by byte (:func:`_ligne_prudente`)."""
     cdef int8_t[::1] st_ = statut
     cdef int8_t[::1] prudent_ = prudent
     cdef uint8_t[::1] drap_ = drap.view(np.uint8)
@@ -617,7 +606,7 @@ def completer(Octets buf, int64_t n, const int64_t[::1] lignes,
               uint8_t[:, ::1] echappe):
     """Record the fields ``champs`` (ascending; stored in rows ``colonnes``) of the lines
     ``lignes`` that :func:`scanner` left without them: separators only for lines without
-    quotes; every wanted field (``voulu``) for the lines with quotes (:func:`ligne_prudente`)."""
+    quotes; every wanted field (``voulu``) for the lines with quotes (:func:`_ligne_prudente`)."""
     cdef int64_t nc = champs.shape[0], r, k, p, fin, champ, t, debut, bidon
     cdef Champs c = _champs_de(debuts, fins, echappe)
     if nc == 0:

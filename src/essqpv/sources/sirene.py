@@ -2,13 +2,13 @@
 
 Every file is read as published (zipped or not, every column as text), its header checked
 against the official column lists of ``reference/colonnes_sources.csv``, and its rows streamed
-into a Parquet file by the fast reader of :mod:`essqpv.sources.lecteur` (DuckDB's strict CSV
+into an Arrow IPC file by the fast reader of :mod:`essqpv.sources.lecteur` (DuckDB's strict CSV
 reader judging the doubtful lines). Malformed lines (wrong field count, undecodable bytes,
 broken quoting) never stop a run: they are collected with their physical line number (the
 header is line 1) and the reason, and their bytes are kept unchanged.
 
-Public verbs: :func:`preparer` (open and check a file) and :func:`convertir` (rows to Parquet,
-rejects out).
+Public verbs: :func:`preparer` (open and check a file) and :func:`convertir` (rows to an Arrow
+file, rejects out).
 """
 from __future__ import annotations
 
@@ -391,7 +391,7 @@ class _Ecrivain:
             champs.append(pa.field("_ligne", pa.int64()))
         self.schema = pa.schema(champs)
         # Arrow IPC, uncompressed: the files are a short-lived cache, written at the speed of
-        # a copy (Parquet's encoding cost 2 to 3 times more) and read back mapped in memory.
+        # a copy (Parquet's encoding cost 2 to 3 times more).
         self.flux = [pa.OSFile(str(chemin), "wb")]
         self.ecrivain = ipc.new_file(self.flux[0], self.schema)
         self.ecrivain_gardees = None
