@@ -374,7 +374,8 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
             const int64_t[::1] voulu, int32_t[:, ::1] debuts, int32_t[:, ::1] fins,
             uint8_t[:, ::1] echappe, prudent, statut, int64_t[::1] lignes_deb,
             int64_t[::1] lignes_fin, uint64_t[::1] acc, drap, int64_t[::1] mots_nl,
-            int64_t cle=-1, int64_t chiffres=0, cles=None):
+            int64_t cle=-1, int64_t chiffres=0, cles=None, courts=None, valeurs=None,
+            longueurs=None):
     """Scan ``buf[:n]`` (whole lines). For line ``k``: its status (``statut``, int8), its
     bytes ``[lignes_deb[k], lignes_fin[k])`` (line end excluded), and for every wanted
     field (``champs_voulus[i]``, stored in row ``colonnes_voulues[i]``) its content
@@ -385,6 +386,11 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     byte by byte (CR, too long, unusual) get every wanted field. When ``cle >= 0``, the
     field stored in row ``cle`` of a normal line is also read as a number into ``cles[k]``
     (int64): the number it writes when it is exactly ``chiffres`` ASCII digits, else -1.
+    For the fields stored in the rows ``courts[t]`` (int64, at most 4; short values such as
+    a state or a legal category), a normal line's value is copied, while the line is in
+    cache, into ``valeurs[t, k]`` (uint64, its bytes in order) with its length in
+    ``longueurs[t, k]`` (int8) when it is at most 8 bytes without doubled quotes, else
+    ``longueurs[t, k] = -1`` (see :func:`rassembler_courts`).
 
     Statuses: 0 normal, 1 doubtful, 2 blank (skipped), 3 a quote left open at the line's end,
     4 a line ending otherwise than the header (``crlf``: the header ends with CR LF; LF alone
@@ -405,18 +411,76 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     cdef Champs c = _champs_de(debuts, fins, echappe)
     cdef int64_t k
     cdef int64_t[::1] cles_
-    cdef int64_t* p_cles = NULL
+    cdef const int64_t[::1] courts_
+    cdef uint64_t[:, ::1] valeurs_
+    cdef int8_t[:, ::1] longueurs_
+    cdef Extraits x
+    x.cle = cle
+    x.chiffres = chiffres
+    x.cles = NULL
+    x.ncourts = 0
+    x.pas = st_.shape[0]
     if cle >= 0:
         cles_ = cles
         if cles_.shape[0] < st_.shape[0]:
             raise ValueError("cles: as many items as statut")
-        p_cles = &cles_[0]
+        x.cles = &cles_[0]
+    if courts is not None and len(courts):
+        courts_ = courts
+        valeurs_ = valeurs
+        longueurs_ = longueurs
+        if (courts_.shape[0] > valeurs_.shape[0] or courts_.shape[0] > longueurs_.shape[0]
+                or valeurs_.shape[1] != st_.shape[0] or longueurs_.shape[1] != st_.shape[0]):
+            raise ValueError("valeurs, longueurs: a row of len(statut) items per short field")
+        x.ncourts = courts_.shape[0]
+        x.courts = &courts_[0]
+        x.valeurs = &valeurs_[0, 0]
+        x.longueurs = &longueurs_[0, 0]
     with nogil:
         k = _scanner(&buf[0], n, sep, nchamps, crlf, champs_voulus, colonnes_voulues,
                      &voulu[0], c, &prudent_[0], &st_[0], st_.shape[0], &lignes_deb[0],
-                     &lignes_fin[0], &acc[0], &drap_[0], &mots_nl[0], zones, cle, chiffres,
-                     p_cles)
+                     &lignes_fin[0], &acc[0], &drap_[0], &mots_nl[0], zones, &x)
     return k
+
+
+cdef struct Extraits:
+    # values read from a normal line while it is in cache (see ``scanner``)
+    int64_t cle
+    int64_t chiffres
+    int64_t* cles
+    int64_t ncourts
+    const int64_t* courts
+    uint64_t* valeurs
+    int8_t* longueurs
+    int64_t pas
+
+
+cdef inline void _extraire(const uint8_t* buf, int64_t n, Champs c, int8_t* prudent,
+                           Extraits* x, int64_t k) noexcept nogil:
+    """The numeric key and the short fields of the normal line ``k``."""
+    cdef int64_t t, i, d, f, longueur, p
+    cdef uint64_t v
+    if x.cle >= 0:
+        x.cles[k] = _nombre(buf, c.debuts[x.cle * c.pas + k], c.fins[x.cle * c.pas + k],
+                            x.chiffres)
+    for t in range(x.ncourts):
+        i = x.courts[t] * c.pas + k
+        d = c.debuts[i]
+        f = c.fins[i]
+        longueur = f - d
+        if longueur > 8 or (prudent[k] and c.echappe[i]):
+            x.longueurs[t * x.pas + k] = -1
+            continue
+        if d + 8 <= n:
+            v = _octets(buf + d)
+            if longueur < 8:
+                v &= _dessous(longueur)
+        else:
+            v = 0
+            for p in range(d, f):
+                v |= (<uint64_t>buf[p]) << (8 * (p - d))
+        x.valeurs[t * x.pas + k] = v
+        x.longueurs[t * x.pas + k] = <int8_t>longueur
 
 
 cdef inline int64_t _nombre(const uint8_t* buf, int64_t d, int64_t f,
@@ -438,8 +502,8 @@ cdef int64_t _scanner(const uint8_t* buf, int64_t n, uint8_t sep, int64_t nchamp
                       const int64_t[::1] champs_voulus, const int64_t[::1] colonnes_voulues,
                       const int64_t* voulu, Champs c, int8_t* prudent, int8_t* statut,
                       int64_t cap, int64_t* lignes_deb, int64_t* lignes_fin, uint64_t* acc,
-                      uint8_t* drap, int64_t* mots_nl, int64_t[:, ::1] zones, int64_t cle,
-                      int64_t chiffres, int64_t* cles) noexcept nogil:
+                      uint8_t* drap, int64_t* mots_nl, int64_t[:, ::1] zones,
+                      Extraits* x) noexcept nogil:
     cdef int64_t nmots = n // 8, nw = (n + 7) // 8
     cdef uint64_t p_nl = _UNS * 10, p_sep = _UNS * sep, p_q = _UNS * 34, p_cr = _UNS * 13
     cdef uint64_t a, v, m_nl, md, xd, xe, cc, nq, ncr, nhi
@@ -550,9 +614,8 @@ cdef int64_t _scanner(const uint8_t* buf, int64_t n, uint8_t sep, int64_t nchamp
                 # DuckDB skips a blank line, except in a one-column file (an empty value)
                 st = 2 if nchamps > 1 else 1
             statut[k] = <int8_t>st
-            if cle >= 0 and st == 0:
-                cles[k] = _nombre(buf, c.debuts[cle * c.pas + k], c.fins[cle * c.pas + k],
-                                  chiffres)
+            if st == 0:
+                _extraire(buf, n, c, prudent, x, k)
             lignes_deb[k] = debut
             lignes_fin[k] = f
             k += 1
@@ -594,6 +657,51 @@ def rassembler(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] f
                 else:
                     memcpy(&data[w], &buf[d], f - d)
                     w += f - d
+            offsets[r + 1] = w
+    return offsets_, data_[:w], valide_
+
+
+def rassembler_courts(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] fins,
+                      const uint8_t[:, ::1] echappe, const int8_t[::1] prudent,
+                      const int64_t[::1] lignes, int64_t j, const uint64_t[::1] valeurs,
+                      const int8_t[::1] longueurs):
+    """:func:`rassembler` for a short field the scanner copied (``valeurs``, ``longueurs``:
+    its rows for that field): the bytes come from those arrays, read in order, and from the
+    block only for the values it could not copy (longer than 8 bytes, doubled quotes)."""
+    cdef int64_t n = lignes.shape[0], total = 0, r, k, d, f, w = 0, i, longueur
+    for r in range(n):
+        k = lignes[r]
+        total += longueurs[k] if longueurs[k] >= 0 else fins[j, k] - debuts[j, k]
+    offsets_ = np.empty(n + 1, np.int64)
+    data_ = np.empty(total + 8, np.uint8)  # (room to write a whole word at the end)
+    valide_ = np.zeros(n, np.bool_)
+    cdef int64_t[::1] offsets = offsets_
+    cdef uint8_t[::1] data = data_
+    cdef uint8_t[::1] valide = valide_.view(np.uint8)
+    with nogil:
+        offsets[0] = 0
+        for r in range(n):
+            k = lignes[r]
+            longueur = longueurs[k]
+            if longueur >= 0:
+                if longueur:
+                    valide[r] = 1
+                    memcpy(&data[w], &valeurs[k], 8)
+                    w += longueur
+            else:
+                d = debuts[j, k]
+                f = fins[j, k]
+                if f > d:
+                    valide[r] = 1
+                    if prudent[k] and echappe[j, k]:
+                        i = d
+                        while i < f:
+                            data[w] = buf[i]
+                            w += 1
+                            i += 2 if buf[i] == 34 else 1
+                    else:
+                        memcpy(&data[w], &buf[d], f - d)
+                        w += f - d
             offsets[r + 1] = w
     return offsets_, data_[:w], valide_
 

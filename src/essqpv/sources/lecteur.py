@@ -38,6 +38,7 @@ __all__ = ["CLES_NUMERIQUES", "TAILLE_BLOC", "Bloc", "ChampOuvert", "Condition",
            "texte_cle"]
 
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
+_COURTS = 4  # columns read for every row that the scanner copies itself (see _Lecteur)
 
 # Identifiers read for every row of a thinned file (``toujours``) are stored as numbers: the
 # column ``_cle_siren`` (int64) holds the siren when it is exactly nine ASCII digits, else
@@ -263,6 +264,11 @@ class _Lecteur:
         # (the scanner reads one of them as a number, line by line)
         assert len(self.cles) <= 1, "une seule clé numérique par fichier"
         self._cle = next(((presentes.index(c), n) for c, n in self.cles.items()), (-1, 0))
+        # The other columns read for every row (a state, a legal category...: short values)
+        # are copied by the scanner while the line is in cache (up to _COURTS of them).
+        self.courts = [c for c in presentes if c not in self.cles
+                       and (c in self.toujours or c in self.racines)][:_COURTS]
+        self._courts = np.array([presentes.index(c) for c in self.courts], np.int64)
         # Fields located by the scanner on every line (the others, only on kept lines).
         tous = np.flatnonzero(self.voulu >= 0).astype(np.int64)
         a_lire = self.toujours | set(self.racines)
@@ -280,7 +286,8 @@ class _Lecteur:
             b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
                  np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
                  np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(cap, np.int8),
-                 np.empty(cap, np.int64))
+                 np.empty(cap, np.int64), np.empty((_COURTS, cap), np.uint64),
+                 np.empty((_COURTS, cap), np.int8))
             self._local.b = b
         return b
 
@@ -299,10 +306,12 @@ class _Lecteur:
         # when that is not enough, and the block is scanned again with twice the room.
         cap = max(self._capacite, n // 128)
         while True:
-            debuts, fins, echappe, statut, ldeb, lfin, prudent, cles = self._brouillons(cap)
+            (debuts, fins, echappe, statut, ldeb, lfin, prudent, cles, valeurs,
+             longueurs) = self._brouillons(cap)
             k = K.scanner(tampon, n, self.sep, self.nchamps, self.crlf, self.champs_voulus,
                           self.colonnes_voulues, self.voulu, debuts, fins, echappe, prudent,
-                          statut, ldeb, lfin, *self._mots(n), *self._cle, cles)
+                          statut, ldeb, lfin, *self._mots(n), *self._cle, cles, self._courts,
+                          valeurs, longueurs)
             if k >= 0:
                 break
             cap = 2 * statut.shape[0]
@@ -320,6 +329,11 @@ class _Lecteur:
                 cle = cles[normales]
                 cols[f"_cle_{c}"] = tableau(cle)
                 cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
+            elif c in self.courts:
+                t = self.courts.index(c)
+                cols[c] = _colonne_arrow(*K.rassembler_courts(
+                    tampon, debuts, fins, echappe, prudent, normales, j, valeurs[t],
+                    longueurs[t]))
             elif c in self.toujours or c in self.racines:
                 cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
                                                        normales, j))
