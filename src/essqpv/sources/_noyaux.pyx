@@ -419,6 +419,9 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     x.chiffres = chiffres
     x.cles = NULL
     x.ncourts = 0
+    x.courts = NULL
+    x.valeurs = NULL
+    x.longueurs = NULL
     x.pas = st_.shape[0]
     if cle >= 0:
         cles_ = cles
