@@ -26,7 +26,7 @@ from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import sirene
-from essqpv.sources.lecteur import Condition, cle_et_reste, texte_cle
+from essqpv.sources.lecteur import CLES_NUMERIQUES, Condition, cle_et_reste, texte_cle
 from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
 
 __all__ = ["construire", "ouvrir", "millesimes", "metadonnees", "controle", "lister_etablissements",
@@ -245,7 +245,8 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     if trie:
         premiers = pl.LazyFrame({"_rang": rangs})
     else:
-        premiers = (ul.select(texte_cle("siren", 9), "_garder").with_row_index("_rang")
+        premiers = (ul.select(texte_cle("siren", CLES_NUMERIQUES["siren"]), "_garder")
+                    .with_row_index("_rang")
                     .join(ul_gardees.select("siren").unique(), on="siren", how="semi")
                     .sort("_rang").unique("siren", keep="first", maintain_order=True)
                     .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
@@ -340,7 +341,7 @@ def _cles_siren(lignes: pl.LazyFrame, *autres: str) -> tuple[pl.LazyFrame, pl.La
     if "_cle_siren" in lignes.collect_schema().names():
         cle, reste = pl.col("_cle_siren"), pl.col("siren")
     else:
-        cle, reste = cle_et_reste("siren", 9)
+        cle, reste = cle_et_reste("siren", CLES_NUMERIQUES["siren"])
     return (lignes.select(cle.alias("_cle"), *autres),
             lignes.select(reste.alias("_texte")).drop_nulls())
 

@@ -1,11 +1,11 @@
 """Fast and exact reading of the Sirene CSV files.
 
 The national files are read in blocks of whole lines, by two threads. A compiled scanner
-(Cython, releasing the GIL) checks every line against the strict form of RFC 4180 (exactly the header's number of
-fields, quotes only around a whole field with inner quotes doubled, valid UTF-8, LF or CRLF
-line ends) and notes where the fields the pipeline needs start and end. Lines of that form are
-the whole of a normal file; their values are then copied into Arrow columns, and only for the
-rows a later stage can use (``garder``).
+(Cython, releasing the GIL) checks every line against the strict form of RFC 4180 (exactly
+the header's number of fields, quotes only around a whole field with inner quotes doubled,
+valid UTF-8, LF or CRLF line ends) and notes where the fields the pipeline needs start and
+end. Lines of that form are the whole of a normal file; their values are then copied into
+Arrow columns, and only for the rows a later stage can use (``garder``).
 
 Every other line is *doubtful* and is not judged here: its bytes go, with the header, to
 DuckDB's CSV reader in strict mode, which accepts it (it then takes its place in the file's
@@ -362,7 +362,6 @@ class _Lecteur:
         principal["_garder"] = tableau(garde)
         principal["_indice"] = indices
         return Bloc(k, pa.table(principal), douteuses, pa.table(g))
-
 
     @staticmethod
     def _reste(tampon, debuts, fins, echappe, prudent, normales, j, cle) -> pa.Array:

@@ -146,8 +146,8 @@ def lire_arrow(chemin: Path) -> pl.LazyFrame:
 class Conversion:
     """Result of :func:`convertir`: the file(s) written, the counts, the rejects.
 
-    The files are Arrow IPC files (uncompressed: a short-lived cache, written at memory speed
-    and mapped in memory when read; :meth:`lire`). A thinned conversion (``garder``) is two
+    The files are Arrow IPC files (uncompressed: a short-lived cache, written at the speed
+    of a copy; read with :meth:`lire`). A thinned conversion (``garder``) is two
     files: ``chemin``, one row per accepted line in file order, with the columns of
     ``toujours`` and ``_garder``; and ``gardees``, the kept rows only, with every column and
     their row number ``_rang`` in ``chemin``; in ``chemin``, an identifier of
