@@ -390,7 +390,7 @@ def scanner(Octets buf, int64_t n, uint8_t sep, int64_t nchamps, bint crlf,
     a state or a legal category), a normal line's value is copied, while the line is in
     cache, into ``valeurs[t, k]`` (uint64, its bytes in order) with its length in
     ``longueurs[t, k]`` (int8) when it is at most 8 bytes without doubled quotes, else
-    ``longueurs[t, k] = -1`` (see :func:`rassembler_courts`).
+    ``longueurs[t, k] = -1`` (see :func:`rassembler`).
 
     Statuses: 0 normal, 1 doubtful, 2 blank (skipped), 3 a quote left open at the line's end,
     4 a line ending otherwise than the header (``crlf``: the header ends with CR LF; LF alone
@@ -630,53 +630,27 @@ cdef int64_t _scanner(const uint8_t* buf, int64_t n, uint8_t sep, int64_t nchamp
 
 def rassembler(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] fins,
                const uint8_t[:, ::1] echappe, const int8_t[::1] prudent,
-               const int64_t[::1] lignes, int64_t j):
+               const int64_t[::1] lignes, int64_t j, valeurs=None, longueurs=None):
     """Arrow buffers (offsets int64, data uint8, validity bool) of field ``j`` for the rows
-    ``lignes``; a row whose field is empty is null."""
-    cdef int64_t n = lignes.shape[0], total = 0, r, k, d, f, w = 0, i
-    for r in range(n):
-        k = lignes[r]
-        total += fins[j, k] - debuts[j, k]
-    offsets_ = np.empty(n + 1, np.int64)
-    data_ = np.empty(total, np.uint8)
-    valide_ = np.zeros(n, np.bool_)
-    cdef int64_t[::1] offsets = offsets_
-    cdef uint8_t[::1] data = data_
-    cdef uint8_t[::1] valide = valide_.view(np.uint8)
-    with nogil:
-        offsets[0] = 0
-        for r in range(n):
-            k = lignes[r]
-            d = debuts[j, k]
-            f = fins[j, k]
-            if f > d:
-                valide[r] = 1
-                if prudent[k] and echappe[j, k]:
-                    i = d
-                    while i < f:
-                        data[w] = buf[i]
-                        w += 1
-                        i += 2 if buf[i] == 34 else 1
-                else:
-                    memcpy(&data[w], &buf[d], f - d)
-                    w += f - d
-            offsets[r + 1] = w
-    return offsets_, data_[:w], valide_
-
-
-def rassembler_courts(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:, ::1] fins,
-                      const uint8_t[:, ::1] echappe, const int8_t[::1] prudent,
-                      const int64_t[::1] lignes, int64_t j, const uint64_t[::1] valeurs,
-                      const int8_t[::1] longueurs):
-    """:func:`rassembler` for a short field the scanner copied (``valeurs``, ``longueurs``:
-    its rows for that field): the bytes come from those arrays, read in order, and from the
-    block only for the values it could not copy (longer than 8 bytes, doubled quotes)."""
+    ``lignes``; a row whose field is empty is null. For a short field the scanner copied
+    (``valeurs``, ``longueurs``: its rows for that field, see :func:`scanner`), the bytes
+    come from those arrays, read in order, and from the block only for the values it could
+    not copy (longer than 8 bytes, doubled quotes)."""
     cdef int64_t n = lignes.shape[0], total = 0, r, k, d, f, w = 0, i, longueur
+    cdef const uint64_t[::1] vals
+    cdef const int8_t[::1] lons
+    cdef const uint64_t* vc = NULL
+    cdef const int8_t* lg = NULL
+    if longueurs is not None:
+        vals = valeurs
+        lons = longueurs
+        vc = &vals[0]
+        lg = &lons[0]
     for r in range(n):
         k = lignes[r]
-        total += longueurs[k] if longueurs[k] >= 0 else fins[j, k] - debuts[j, k]
+        total += lg[k] if lg != NULL and lg[k] >= 0 else fins[j, k] - debuts[j, k]
     offsets_ = np.empty(n + 1, np.int64)
-    data_ = np.empty(total + 8, np.uint8)  # (room to write a whole word at the end)
+    data_ = np.empty(total + 8, np.uint8)  # (room to write a whole copied word at the end)
     valide_ = np.zeros(n, np.bool_)
     cdef int64_t[::1] offsets = offsets_
     cdef uint8_t[::1] data = data_
@@ -685,11 +659,11 @@ def rassembler_courts(Octets buf, const int32_t[:, ::1] debuts, const int32_t[:,
         offsets[0] = 0
         for r in range(n):
             k = lignes[r]
-            longueur = longueurs[k]
-            if longueur >= 0:
+            longueur = lg[k] if lg != NULL else -1
+            if longueur >= 0:  # copied by the scanner
                 if longueur:
                     valide[r] = 1
-                    memcpy(&data[w], &valeurs[k], 8)
+                    memcpy(&data[w], &vc[k], 8)
                     w += longueur
             else:
                 d = debuts[j, k]

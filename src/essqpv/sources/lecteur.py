@@ -331,7 +331,7 @@ class _Lecteur:
                 cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
             elif c in self.courts:
                 t = self.courts.index(c)
-                cols[c] = _colonne_arrow(*K.rassembler_courts(
+                cols[c] = _colonne_arrow(*K.rassembler(
                     tampon, debuts, fins, echappe, prudent, normales, j, valeurs[t],
                     longueurs[t]))
             elif c in self.toujours or c in self.racines:

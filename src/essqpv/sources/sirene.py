@@ -33,6 +33,7 @@ from pyarrow import ipc
 
 from essqpv import reference
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
+from essqpv.sources import lecteur
 from essqpv.sources.lecteur import (
     CLES_NUMERIQUES,
     Condition,
@@ -584,8 +585,6 @@ def convertir(source: FichierSource, colonnes: list[str], chemin: str | Path,
     Conversion
         ``lignes_lues`` (data lines, malformed included) = ``lignes_acceptees`` + rejects.
     """
-    from essqpv.sources import lecteur
-
     chemin = Path(chemin)
     chemin.parent.mkdir(parents=True, exist_ok=True)
     propre = con is None
