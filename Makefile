@@ -6,8 +6,7 @@ STAMP := $(VENV)/.installe
 
 .PHONY: install demo test bench clean
 
-# (the compiled kernels are rebuilt when their source changes)
-$(STAMP): pyproject.toml setup.py src/essqpv/sources/_noyaux.pyx
+$(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -87,7 +87,9 @@ def points_bord(code: str, metres: float, epsg: int = 2154):
 def verifier_reconciliation(r: dict) -> None:
     """Every line of a reconciliation adds up exactly (METHODOLOGY 8)."""
     assert r["lignes_rejetees"] == sum(r["rejets_par_motif"].values())
-    assert r["lignes_lues"] == r["lignes_rejetees"] + r["acceptees"]
+    # (physical lines: blank lines and continuation lines of multi-line records counted)
+    assert r["lignes_lues"] == (r["lignes_rejetees"] + r["acceptees"] + r.get("lignes_vides", 0)
+                                + r.get("lignes_de_continuation", 0))
     assert r["acceptees"] == r["actives"] + r["fermees"]
     assert r["actives"] == r["ess"] + r["non_ess"]
     assert r["ess"] == r["exclues_activite"] + r["dans_perimetre"]

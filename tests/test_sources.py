@@ -119,3 +119,86 @@ def test_guillemets_rfc4180(tmp_path):
     src = sirene.preparer(f, "etablissements", tmp_path)
     conv = sirene.convertir(src, ["siret", "libelleVoieEtablissement"], tmp_path / "q.arrow")
     assert conv.lire().collect().row(0) == ("12345678900011", 'DE LA PAIX, "BIS"')
+
+
+# --------------------------------------------------------------------------- whole builds
+
+def _registre(d, n: int = 300):
+    """``n`` active establishments of associations, each with a geolocation row."""
+    from tests import _fabrique as F
+    lon, lat = F.point_interieur("QP093001")
+    etabs, uls, geo = [], [], []
+    for i in range(n):
+        siren = f"{i + 1:09d}"
+        siret = siren + "00017"
+        etabs.append(F.etab(siret, "93013"))
+        uls.append(F.ul(siren, "9220", "O", f"ASSOCIATION {i}"))
+        geo.append({"siret": siret, "x": f"{lon:.7f}", "y": f"{lat:.7f}", "epsg": "4326",
+                    "qualite_xy": "11", "plg_qp15": "QP093001"})
+    fe = F.ecrire(d / "e.csv", "etablissements", etabs)
+    fu = F.ecrire(d / "u.csv", "unites_legales", uls)
+    fg = F.ecrire(d / "g.csv", "geolocalisation", geo, sep=";")
+    return fe, fu, fg
+
+
+def _planter(chemin, ligne: int, avant: bytes = b'"') -> bytes:
+    lignes = chemin.read_bytes().split(b"\n")
+    lignes[ligne - 1] = avant + lignes[ligne - 1]
+    chemin.write_bytes(b"\n".join(lignes))
+    return lignes[ligne - 1]
+
+
+def test_guillemet_isole_dans_les_etablissements_et_la_geolocalisation(tmp_path):
+    """A stray quote at the start of line 101 of the geolocation file and of line 165 of the
+    establishment file rejects those two lines only, at their physical line numbers; every
+    other line is read and the reconciliation balances."""
+    from essqpv import base as B
+    from tests import _fabrique as F
+    fe, fu, fg = _registre(tmp_path)
+    brut_g = _planter(fg, 101)
+    brut_e = _planter(fe, 165)
+    r = B.construire(etablissements=fe, unites_legales=fu, geolocalisation=fg,
+                     millesime="2024-01", base=tmp_path / "b.duckdb")
+    assert r["geolocalisation"]["lignes_lues"] == 300
+    assert r["geolocalisation"]["rejets_par_motif"] == {"guillemets_invalides": 1}
+    assert r["geolocalisation"]["acceptees"] == 299
+    assert (r["lignes_lues"], r["lignes_rejetees"]) == (300, 1)
+    assert r["rejets_par_motif"] == {"guillemets_invalides": 1}
+    F.verifier_reconciliation(r)
+    assert r["dans_perimetre"] == 299 and r["en_qpv"] == 298  # (one has no geolocation row)
+    import duckdb
+    con = duckdb.connect(str(tmp_path / "b.duckdb"), read_only=True)
+    lignes = con.execute("SELECT fichier, ligne, motif, contenu FROM rejets ORDER BY 1").fetchall()
+    con.close()
+    assert lignes == [("etablissements", 165, "guillemets_invalides", brut_e.decode()),
+                      ("geolocalisation", 101, "guillemets_invalides", brut_g.decode())]
+    fichier = B.dossier_rejets(tmp_path / "b.duckdb", "2024-01") / "geolocalisation.txt"
+    assert fichier.read_bytes().split(b"\n")[1] == b"101\tguillemets_invalides\t" + brut_g
+
+
+def test_siret_et_siren_en_double_rejetes(tmp_path):
+    """Rows repeating a siret (establishments) or a siren (legal units) are rejected with
+    ``siret_en_double`` / ``siren_en_double``; the first is kept and counted once."""
+    from essqpv import base as B
+    from tests import _fabrique as F
+    fe, fu, fg = _registre(tmp_path, 120)
+    lignes_e = fe.read_bytes().rstrip(b"\n").split(b"\n")
+    fe.write_bytes(b"\n".join(lignes_e + lignes_e[1:51]) + b"\n")  # lines 122-171
+    lignes_u = fu.read_bytes().rstrip(b"\n").split(b"\n")
+    fu.write_bytes(b"\n".join(lignes_u[:11] + lignes_u[5:8] + lignes_u[11:]) + b"\n")
+    r = B.construire(etablissements=fe, unites_legales=fu, geolocalisation=fg,
+                     millesime="2024-01", base=tmp_path / "b.duckdb")
+    assert r["rejets_par_motif"] == {"siret_en_double": 50}
+    assert (r["lignes_lues"], r["acceptees"], r["dans_perimetre"]) == (170, 120, 120)
+    assert r["unites_legales"]["rejets_par_motif"] == {"siren_en_double": 3}
+    F.verifier_reconciliation(r)
+    import duckdb
+    con = duckdb.connect(str(tmp_path / "b.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT siret) FROM etablissements"
+                       ).fetchone() == (120, 120)
+    rejets = con.execute("SELECT fichier, ligne, contenu FROM rejets ORDER BY 1, 2").fetchall()
+    con.close()
+    assert [x[1] for x in rejets if x[0] == "etablissements"] == list(range(122, 172))
+    assert [x[1] for x in rejets if x[0] == "unites_legales"] == [12, 13, 14]
+    assert [x[2] for x in rejets if x[0] == "unites_legales"] == [
+        b.decode() for b in lignes_u[5:8]]

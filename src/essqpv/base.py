@@ -25,7 +25,7 @@ import polars as pl
 from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
-from essqpv.sources import sirene
+from essqpv.sources import lecteur, sirene
 from essqpv.sources.lecteur import CLES_NUMERIQUES, Condition, cle_et_reste, texte_cle
 from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
 
@@ -144,7 +144,6 @@ def _sha256_memorise(chemin: Path, travail: Path) -> tuple[str, str]:
 
 
 def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail: Path,
-                     con: duckdb.DuckDBPyConnection,
                      garder: Condition | Callable[[], Condition] | None = None,
                      toujours: tuple[str, ...] = (), depend: str = "",
                      numeroter: bool = False) -> sirene.Conversion:
@@ -155,8 +154,8 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
     so that the cache is rebuilt when that changes.
     """
     # The reader's version is part of the key: a cache written by another reader is redone.
-    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-6|{numeroter}|{depend}".encode()
-                         ).hexdigest()[:20]
+    cle = hashlib.sha256(f"{_empreinte_rapide(source.chemin)}|lecteur-pyarrow-1|{numeroter}|"
+                         f"{depend}".encode()).hexdigest()[:20]
     chemin = travail / f"{source.role}-{cle}.arrow"
     meta = travail / f"{source.role}-{cle}.json"
     gardees = sirene.chemin_gardees(chemin) if garder is not None else None
@@ -165,15 +164,15 @@ def _convertir_cache(source: sirene.FichierSource, colonnes: list[str], travail:
         rejets = [sirene.Rejet(r["ligne"], r["motif"], bytes.fromhex(r["contenu"]))
                   for r in m["rejets"]]
         return sirene.Conversion(chemin, m["lignes_lues"], m["lignes_acceptees"], rejets,
-                                 gardees)
+                                 gardees, m["lignes_vides"], m["lignes_suites"])
     for ancien in travail.glob(f"{source.role}-*"):
         ancien.unlink()
     if callable(garder):  # built only when the file is read (it may read another cache)
         garder = garder()
-    conv = sirene.convertir(source, colonnes, chemin, con, garder, toujours,
-                            numeroter=numeroter)
+    conv = sirene.convertir(source, colonnes, chemin, garder, toujours, numeroter=numeroter)
     meta.write_text(json.dumps({
         "lignes_lues": conv.lignes_lues, "lignes_acceptees": conv.lignes_acceptees,
+        "lignes_vides": conv.lignes_vides, "lignes_suites": conv.lignes_suites,
         "rejets": [{"ligne": r.ligne, "motif": r.motif, "contenu": r.contenu.hex()}
                    for r in conv.rejets]}), "utf-8")
     return conv
@@ -231,8 +230,6 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     # Only the legal units an ESS rule can match were kept with their attributes: classify
     # those, after keeping the first row of each of their sirens among *all* rows (the
     # first row of a siren may be one that was not kept: it then has no family).
-    from essqpv.sources import _noyaux as K
-
     ul_gardees = c_ul.lire_gardees().rename(RENOMMAGE_UNITES_LEGALES, strict=False)
     # (keys of every row; the few sirens that are not numbers, apart)
     (cu, tu), (ca, ta) = _cles_siren(ul, "_garder"), _cles_siren(actives)
@@ -240,8 +237,8 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     # The sirens as numbers, sorted as INSEE publishes them: a kept row is the first of its
     # siren when the previous one differs. Otherwise (a file not sorted, a kept row with a
     # malformed siren): by a join on the text.
-    trie, rangs = K.premieres_lignes(cles_ul["_cle"].to_numpy(),
-                                     cles_ul["_garder"].to_numpy())
+    trie, rangs = _premieres_lignes(cles_ul["_cle"].to_numpy(),
+                                    cles_ul["_garder"].to_numpy())
     if trie:
         premiers = pl.LazyFrame({"_rang": rangs})
     else:
@@ -357,18 +354,36 @@ def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame, tu: pl.DataFram
     establishments. The few other sirens (malformed) are compared as text (one never equals
     a nine-digit one); an establishment without a siren has no legal unit.
     """
-    from essqpv.sources import _noyaux as K
-
     cu, ca = u["_cle"].to_numpy(), a["_cle"].to_numpy()
-    manquants = K.absents_tries(cu[cu >= 0], ca[ca >= 0])
-    if manquants < 0:  # not sorted
-        bits = np.zeros(10**9 // 8, np.uint8)
-        K.marquer(bits, cu)
-        manquants = K.absents(bits, ca)
-        del bits
+    cu, ca = cu[cu >= 0], ca[ca >= 0]
+    if _trie(cu) and _trie(ca):
+        # (numpy's search is fast on sorted keys: each starts where the last one ended)
+        pos = np.minimum(np.searchsorted(cu, ca), max(len(cu) - 1, 0))
+        manquants = int(len(ca) - (cu[pos] == ca).sum()) if len(cu) else len(ca)
+    else:
+        manquants = int((~pl.Series(ca).is_in(pl.Series(cu).implode())).sum())
     textes = ta.join(tu, on="_texte", how="anti").height
     sans_siren = int((a["_cle"] < 0).sum()) - ta.height  # neither a number nor a text
     return int(manquants + textes + sans_siren)
+
+
+def _trie(x: np.ndarray) -> bool:
+    return bool(len(x) < 2 or (x[1:] >= x[:-1]).all())
+
+
+def _premieres_lignes(cles: np.ndarray, garder: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(True, the rows where ``garder`` is true and that are the first of their key), when
+    the keys >= 0 are sorted and every kept row has one; else (False, nothing)."""
+    valides = cles >= 0
+    if (garder & ~valides).any():
+        return False, np.zeros(0, np.int64)
+    rangs = np.flatnonzero(valides)
+    v = cles[rangs]
+    if not _trie(v):
+        return False, np.zeros(0, np.int64)
+    premiere = np.ones(len(v), np.bool_)
+    premiere[1:] = v[1:] != v[:-1]
+    return True, rangs[premiere & garder[rangs]].astype(np.int64)
 
 
 def _adresse() -> pl.Expr:
@@ -448,33 +463,34 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
 
-    con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = true")
-    try:
-        # Legal units first: only those an ESS rule can match keep their attributes, then
-        # only the active establishments of those legal units keep theirs, then only the
-        # geolocation rows of those establishments (every row is still counted and checked).
-        etape("Lecture du stock des unités légales")
-        garder_ul, regles = _candidats_ess(fichiers.unites_legales)
-        c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
-                                travail, con, garder_ul, ("siren",), regles)
-        etape("Lecture du stock des établissements")
-        c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
-                                  travail, con, *_garder_etablissements(c_ul))
-        c_geo = None
-        if fichiers.geolocalisation:
-            etape("Lecture du fichier de géolocalisation")
-            c_geo = _convertir_cache(
-                fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail, con,
-                _garder_geolocalisation(c_etab), (), c_etab.chemin.name)
-        c_emp = v_emp = None
-        if fichiers.emplois:
-            etape("Lecture du fichier des emplois")
-            c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail, con,
-                                     numeroter=True)
-            v_emp = _valider_emplois_cache(fichiers.emplois, c_emp, travail)
-    finally:
-        con.close()
+    # Legal units first: only those an ESS rule can match keep their attributes, then
+    # only the active establishments of those legal units keep theirs, then only the
+    # geolocation rows of those establishments (every row is still counted and checked).
+    etape("Lecture du stock des unités légales")
+    garder_ul, regles = _candidats_ess(fichiers.unites_legales)
+    c_ul = _convertir_cache(fichiers.unites_legales, list(RENOMMAGE_UNITES_LEGALES),
+                            travail, garder_ul, ("siren",), regles)
+    etape("Lecture du stock des établissements")
+    c_etab = _convertir_cache(fichiers.etablissements, list(RENOMMAGE_ETABLISSEMENTS),
+                              travail, *_garder_etablissements(c_ul))
+    c_geo = None
+    if fichiers.geolocalisation:
+        etape("Lecture du fichier de géolocalisation")
+        c_geo = _convertir_cache(
+            fichiers.geolocalisation, list(RENOMMAGE_GEOLOCALISATION), travail,
+            _garder_geolocalisation(c_etab), (), c_etab.chemin.name)
+    c_emp = v_emp = None
+    if fichiers.emplois:
+        etape("Lecture du fichier des emplois")
+        c_emp = _convertir_cache(fichiers.emplois, COLONNES_EMPLOIS, travail,
+                                 numeroter=True)
+        v_emp = _valider_emplois_cache(fichiers.emplois, c_emp, travail)
+    # (reader) a hint when the undecodable lines read as Latin-1 / Windows-1252
+    for f, c in ((fichiers.etablissements, c_etab), (fichiers.unites_legales, c_ul),
+                 (fichiers.geolocalisation, c_geo), (fichiers.emplois, c_emp)):
+        indice = lecteur.indice_encodage(c.rejets) if c is not None else None
+        if indice:
+            avertissements.append(f"{f.chemin.name} : {indice}")
 
     etape("Périmètre de l'ESS")
 
@@ -583,6 +599,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         "millesime": millesime,
         "lignes_lues": c_etab.lignes_lues,
         "lignes_rejetees": len(c_etab.rejets),
+        "lignes_vides": c_etab.lignes_vides,
+        "lignes_de_continuation": c_etab.lignes_suites,
         "rejets_par_motif": c_etab.rejets_par_motif,
         "acceptees": acceptees,
         "actives": comptes_d["actives"],
@@ -669,7 +687,8 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
 def _compte_fichier(conv: sirene.Conversion) -> dict:
     return {"lignes_lues": conv.lignes_lues, "lignes_rejetees": len(conv.rejets),
-            "rejets_par_motif": conv.rejets_par_motif, "acceptees": conv.lignes_acceptees}
+            "rejets_par_motif": conv.rejets_par_motif, "acceptees": conv.lignes_acceptees,
+            "lignes_vides": conv.lignes_vides, "lignes_de_continuation": conv.lignes_suites}
 
 
 def _par_motif(rejets: list[sirene.Rejet]) -> dict[str, int]:

@@ -1,44 +1,71 @@
-"""Fast and exact reading of the Sirene CSV files.
+"""Reading the Sirene CSV files, every physical line accounted for.
 
-The national files are read in blocks of whole lines, by two threads. A compiled scanner
-(Cython, releasing the GIL) checks every line against the strict form of RFC 4180 (exactly
-the header's number of fields, quotes only around a whole field with inner quotes doubled,
-valid UTF-8, LF or CRLF line ends) and notes where the fields the pipeline needs start and
-end. Lines of that form are the whole of a normal file; their values are then copied into
-Arrow columns, and only for the rows a later stage can use (``garder``).
+The files are read in blocks of whole lines (:data:`TAILLE_BLOC` bytes) by a pool of threads;
+each block is parsed by **pyarrow's CSV reader** (``pyarrow.csv``, C++, releasing the GIL),
+every column as text, only the columns asked for. Before pyarrow sees a block, a short
+examination finds the few lines it could misread, with byte searches that cost little on a
+normal file (``bytes.find``/``count``, Arrow's UTF-8 validation):
 
-Every other line is *doubtful* and is not judged here: its bytes go, with the header, to
-DuckDB's CSV reader in strict mode, which accepts it (it then takes its place in the file's
-order) or rejects it with a reason. So the verdicts on malformed lines are DuckDB's, while the
-parsing of the millions of normal lines costs a fraction of DuckDB's. A line that leaves a
-quote open (a field spanning several lines), or that DuckDB reads as doing so (each doubtful
-line is followed by a sentinel line in what DuckDB reads: see ``sirene._juger``), sends the
-whole file to DuckDB, which reads such records.
+- **undecodable bytes** (not UTF-8): the line is rejected (``octets_non_decodables``);
+- **quotes**: each line holding a ``"`` is checked against the strict form of RFC 4180 by
+  Python's :mod:`csv` module (``strict=True``; a quote inside an unquoted field is a literal
+  quote, as DuckDB and Python read it). A line that leaves a quoted field open may be the
+  start of a legitimate multi-line record: it is joined with the next lines while the record
+  stays within :data:`SUITE_MAX_LIGNES` lines and :data:`SUITE_MAX_OCTETS` bytes; if it then
+  closes with the header's number of fields, the record is kept and its extra lines counted
+  as *continuation lines*; otherwise **only that line** is rejected
+  (``guillemets_invalides``) and reading resumes at the next line start, so one stray quote
+  never swallows the rest of a file and later line numbers stay true;
+- **a carriage return not followed by a line feed** (pyarrow would end a row there): the line
+  is rejected (``retour_chariot_isole``);
+- **blank lines**: skipped and counted.
 
-The compiled kernels are in :mod:`essqpv.sources._noyaux` (``_noyaux.pyx``, built when the
-package is installed).
+Those lines are taken out of the block; pyarrow then rejects, through its invalid-row
+handler, each record without the header's number of fields (``champs_manquants``,
+``champs_en_trop``). Every reject carries its **physical line number** (the header is line
+1) and its bytes unchanged, and each block's lines add up exactly::
 
-Public verbs: :func:`lire` (used by :func:`essqpv.sources.sirene.convertir`),
-:class:`Condition`.
+    lines = kept rows + rejected + blank + continuation lines   (checked for every block)
+
+Public API (also for other loaders of the project):
+
+- :func:`lire`: the streaming reader (thinning with :class:`Condition`, callbacks per block);
+- :func:`lire_cadre`: a whole small file as a polars frame, with its :class:`Lecture`;
+- :class:`Rejet`, :class:`Lecture`, :class:`Condition`, :data:`MOTIFS`.
 """
 from __future__ import annotations
 
-import queue
+import csv
+import io
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
-__all__ = ["CLES_NUMERIQUES", "TAILLE_BLOC", "Bloc", "ChampOuvert", "Condition",
-           "LigneDouteuse", "avec_cles", "cle_et_reste", "lire", "numpy_de", "tableau",
-           "texte_cle"]
+__all__ = ["CLES_NUMERIQUES", "MOTIFS", "SUITE_MAX_LIGNES", "SUITE_MAX_OCTETS", "TAILLE_BLOC",
+           "Condition", "Lecture", "Rejet", "avec_cles", "cle_et_reste", "indice_encodage",
+           "lire", "lire_cadre", "numpy_de", "tableau", "texte_cle"]
 
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
-_COURTS = 4  # columns read for every row that the scanner copies itself (see _Lecteur)
+SUITE_MAX_LIGNES = 8  # lines a quoted field may span
+SUITE_MAX_OCTETS = 64 << 10  # bytes a multi-line record may hold
+
+# Reject reasons (French slugs, stable: they are public).
+MOTIFS = {
+    "champs_manquants": "moins de champs que l'en-tête",
+    "champs_en_trop": "plus de champs que l'en-tête",
+    "octets_non_decodables": "octets qui ne sont pas de l'UTF-8",
+    "guillemets_invalides": "guillemet ouvert jamais refermé, ou mal placé (RFC 4180)",
+    "retour_chariot_isole": "retour chariot (CR) non suivi d'un saut de ligne",
+    "siret_en_double": "siret déjà vu plus haut dans le fichier (la première ligne est gardée)",
+    "siren_en_double": "siren déjà vu plus haut dans le fichier (la première ligne est gardée)",
+}
 
 # Identifiers read for every row of a thinned file (``toujours``) are stored as numbers: the
 # column ``_cle_siren`` (int64) holds the siren when it is exactly nine ASCII digits, else
@@ -46,6 +73,58 @@ _COURTS = 4  # columns read for every row that the scanner copies itself (see _L
 # millions of sirens then cost 8 bytes each, are compared as numbers, and never parsed
 # again; :func:`texte_cle` gives the text back.
 CLES_NUMERIQUES = {"siren": 9}
+
+
+@dataclass
+class Rejet:
+    """A malformed line: physical line number (header = 1), reason, bytes unchanged."""
+
+    ligne: int
+    motif: str
+    contenu: bytes
+
+
+@dataclass
+class Lecture:
+    """What reading a file gave, in physical lines (the header is line 1).
+
+    ``lignes`` = 1 (header) + ``acceptees`` + ``len(rejets)`` + ``vides`` + ``suites``
+    (continuation lines of the multi-line records kept), checked as the file is read.
+    """
+
+    lignes: int = 1
+    acceptees: int = 0
+    rejets: list[Rejet] = field(default_factory=list)
+    vides: int = 0
+    suites: int = 0
+
+    @property
+    def equilibree(self) -> bool:
+        return self.lignes == 1 + self.acceptees + len(self.rejets) + self.vides + self.suites
+
+
+def indice_encodage(rejets: list[Rejet]) -> str | None:
+    """A French hint when the undecodable lines look like Latin-1 / Windows-1252 text (the
+    file was re-saved by a spreadsheet or an old tool), else None."""
+    octets = [r.contenu for r in rejets if r.motif == "octets_non_decodables"]
+    if not octets:
+        return None
+    accents = re.compile(rb"[\xc0-\xff]")
+    latins = sum(1 for b in octets if accents.search(b) and _decode_cp1252(b))
+    if latins >= max(1, len(octets) // 2):
+        return (f"{latins} ligne(s) sur {len(octets)} rejetées pour l'encodage se lisent en "
+                "Latin-1 / Windows-1252 : le fichier a sans doute été réenregistré par un "
+                "tableur ; les fichiers Sirene sont publiés en UTF-8 (réencodez-le, par "
+                "exemple : iconv -f WINDOWS-1252 -t UTF-8).")
+    return None
+
+
+def _decode_cp1252(b: bytes) -> bool:
+    try:
+        b.decode("cp1252")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def cle_et_reste(colonne: str, chiffres: int) -> tuple[pl.Expr, pl.Expr]:
@@ -70,28 +149,12 @@ def avec_cles(cadre: pl.DataFrame, cles: dict[str, int]) -> pl.DataFrame:
         cadre = cadre.with_columns(*cle_et_reste(colonne, chiffres))
     return cadre
 
-# Line statuses written by the scanner.
-_NORMALE, _DOUTEUSE, _VIDE, _OUVERTE, _MELANGEE = 0, 1, 2, 3, 4
-
-
-class ChampOuvert(Exception):
-    """A quote is still open at the end of a line, or a line ends otherwise than the header
-    (``fins_melangees``): the file needs DuckDB's record-aware reader. ``ligne``: the
-    physical line (header = 1) where it was seen."""
-
-    def __init__(self, indice: int = 0, fins_melangees: bool = False) -> None:
-        super().__init__()
-        self.indice = indice  # in its block, until :func:`lire` knows the block's first line
-        self.ligne = 0
-        self.fins_melangees = fins_melangees
-
 
 def tableau(x: np.ndarray, valide: np.ndarray | None = None) -> pa.Array:
     """A NumPy array of int64 or Booleans as an Arrow array (``valide``: False where null).
 
     Built from its buffers, not by ``pa.array``: that one's first call imports pandas when
-    it is installed (0.3 s of a run that never uses it); so does pyarrow's ``to_numpy``
-    (see :func:`numpy_de`)."""
+    it is installed (0.3 s of a run that never uses it)."""
     masque = None if valide is None else pa.py_buffer(np.packbits(valide, bitorder="little"))
     nuls = 0 if valide is None else int(len(valide) - valide.sum())
     if x.dtype == np.bool_:
@@ -107,44 +170,14 @@ def numpy_de(colonne: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pl.from_arrow(colonne).to_numpy()
 
 
-def _colonne_arrow(offsets: np.ndarray, data: np.ndarray, valide: np.ndarray) -> pa.Array:
-    n = len(valide)
-    masque = pa.py_buffer(np.packbits(valide, bitorder="little"))
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
-                                            masque, null_count=int(n - valide.sum()))
-
-
-@dataclass
-class LigneDouteuse:
-    """A line the scanner did not accept as normal: its index in the block and its bytes."""
-
-    indice: int
-    contenu: bytes
-
-
-@dataclass
-class Bloc:
-    """What a block of lines gives: its number of lines, its normal rows (file order,
-    ``_indice`` = line index in the block; when thinned, only the columns of ``toujours``
-    and ``_garder``), the kept ones among them with every column (when thinned), and its
-    doubtful lines."""
-
-    lignes: int
-    normales: pa.Table
-    douteuses: list[LigneDouteuse]
-    gardees: pa.Table | None = None
-
-
 class Condition:
     """Which rows a later stage can use (see :func:`essqpv.sources.sirene.convertir`).
 
     ``expr`` is any polars condition on the file's columns; ``dans = (colonne, valeurs)``
     adds "and ``colonne`` is one of ``valeurs``" for a large set of values (the sirens of
-    the ESS legal units, the sirets of their establishments): its lookup table is built
-    once, not at every block. For a column of :data:`CLES_NUMERIQUES`, the values that are
-    numbers go in a table of numbers (looked up with the column's key, whether the rows come
-    with it or as text), the others are compared as text; for any other column, the table
-    holds 64-bit hashes and the value itself decides.
+    the ESS legal units, the sirets of their establishments). For a column of
+    :data:`CLES_NUMERIQUES`, the values that are numbers are looked up as numbers (the
+    column's key), the others as text.
     """
 
     def __init__(self, expr: pl.Expr | None = None,
@@ -161,226 +194,321 @@ class Condition:
                 cles = pl.DataFrame({self.colonne: valeurs}).select(
                     *cle_et_reste(self.colonne, self.chiffres))
                 nombres = cles[f"_cle_{self.colonne}"]
-                self._tries = nombres.filter(nombres >= 0).unique().sort().to_numpy()
-                self._entiers = _table_entiers(self._tries)
-                self._valeurs = cles[self.colonne].drop_nulls()
+                self._nombres = nombres.filter(nombres >= 0).unique().implode()
+                self._valeurs = cles[self.colonne].drop_nulls().implode()
             else:
-                self._valeurs = valeurs
-                self._table = _table_hachage(valeurs.hash(seed=_GRAINE).to_numpy())
+                self._valeurs = valeurs.implode()
             if self.colonne not in self.colonnes:
                 self.colonnes.append(self.colonne)
 
     def evaluer(self, cadre: pl.DataFrame) -> np.ndarray:
         """One Boolean per row of ``cadre`` (null counts as false)."""
-        from essqpv.sources import _noyaux as K
         n = cadre.height
+        conditions = []
         if self.expr is not None:
-            # (an identifier stored as a key is seen as text by the expression)
-            textes = [texte_cle(c, k) for c, k in CLES_NUMERIQUES.items()
-                      if f"_cle_{c}" in cadre.columns and c in self.expr.meta.root_names()]
-            vue = cadre.with_columns(textes) if textes else cadre
-            res = vue.select(self.expr.fill_null(False).alias("_c")).to_series()
-            garde = res.to_numpy().astype(np.bool_, copy=True) if res.len() == n else \
-                np.full(n, bool(res[0]) if res.len() else False)
-        else:
-            garde = np.ones(n, np.bool_)
-        if self.colonne is not None and n and self.chiffres:
+            conditions.append(self.expr.fill_null(False))
+        if self.colonne is not None and self.chiffres:
             cle = f"_cle_{self.colonne}"
-            if cle not in cadre.columns:  # rows read as text (by DuckDB)
-                cadre = avec_cles(cadre.select(self.colonne), {self.colonne: self.chiffres})
-            nombres = cadre[cle].to_numpy()
-            autres = garde & (nombres < 0)
-            # merged with the sorted set when the rows come sorted (the national stocks),
-            # else looked up in the hash table
-            trie, dedans = K.dans_tries(self._tries, nombres, garde)
-            garde = dedans if trie else K.dans_entiers(*self._entiers, nombres, garde)
-            if autres.any():  # the rest (not numbers), as text
-                texte = (cadre[self.colonne].is_in(self._valeurs.implode())
-                         .fill_null(False).to_numpy())
-                garde |= autres & texte
-        elif self.colonne is not None and n:
-            x = cadre[self.colonne]
-            i = K.chercher(self._table[0], self._table[1], x.hash(seed=_GRAINE).to_numpy(),
-                          garde)
-            candidats = i >= 0
-            # the hash only proposes: the value itself decides (and nulls are out)
-            egal = (self._valeurs.gather(i[candidats]) == x.filter(pl.Series(candidats))) \
-                .fill_null(False).to_numpy()
-            garde = candidats
-            garde[np.flatnonzero(candidats)[~egal]] = False
-        return garde
+            if cle not in cadre.columns:
+                cadre = cadre.with_columns(cle_et_reste(self.colonne, self.chiffres)[0])
+            conditions.append(pl.col(cle).is_in(self._nombres)
+                              | pl.col(self.colonne).is_in(self._valeurs).fill_null(False))
+        elif self.colonne is not None:
+            conditions.append(pl.col(self.colonne).is_in(self._valeurs).fill_null(False))
+        if not conditions or not n:
+            return np.ones(n, np.bool_) if not conditions else np.zeros(0, np.bool_)
+        # (an identifier stored as a key is seen as text by the expression)
+        textes = [texte_cle(c, k) for c, k in CLES_NUMERIQUES.items()
+                  if f"_cle_{c}" in cadre.columns and self.expr is not None
+                  and c in self.expr.meta.root_names()]
+        vue = cadre.with_columns(textes) if textes else cadre
+        res = vue.select(pl.all_horizontal(conditions).alias("_c")).to_series()
+        if res.len() != n:
+            return np.full(n, bool(res[0]) if res.len() else False)
+        return res.to_numpy().astype(np.bool_, copy=True)
 
 
-_GRAINE = 20240101
+# --------------------------------------------------------------------------- examination
+
+_VIDES = re.compile(rb"(?<![^\n])\r?\n")  # a line end at a line start: a blank line
+_CR_ISOLE = re.compile(rb"\r(?!\n)")
 
 
-def _table_hachage(empreintes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Open-addressing table of 64-bit hashes -> index of the value (-1: empty slot)."""
-    from essqpv.sources import _noyaux as K
-    taille = 1 << max(4, int(2 * len(empreintes)).bit_length())
-    cles = np.zeros(taille, np.uint64)
-    indices = np.full(taille, -1, np.int64)
-    K.remplir(cles, indices, empreintes.astype(np.uint64, copy=False))
-    return cles, indices
+@dataclass
+class _Examen:
+    """A block after examination: the bytes pyarrow reads, what was taken out, and how its
+    records map to physical lines."""
+
+    tampon: bytes
+    lignes: int  # physical lines of the block (its unresolved tail excluded)
+    rejets: list[Rejet]
+    vides: int
+    suites: int
+    multiligne: bool
+    # record index -> offset: physical line of record r = premiere + r + decalage
+    rangs: np.ndarray
+    decalages: np.ndarray
+    reste: bytes = b""  # a record still open at the end of the block (read with the next)
+
+    def ligne(self, premiere: int, records: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self.rangs, records, side="right") - 1
+        return premiere + records + self.decalages[i]
 
 
-def _table_entiers(valeurs: np.ndarray) -> tuple[np.ndarray, int]:
-    """Set of the numbers >= 0 of ``valeurs`` (see :func:`_noyaux.remplir_entiers`)."""
-    from essqpv.sources import _noyaux as K
-    bits = max(4, int(2 * len(valeurs)).bit_length())
-    table = np.full(1 << bits, -1, np.int64)
-    K.remplir_entiers(table, valeurs.astype(np.int64, copy=False), 64 - bits)
-    return table, 64 - bits
+def _verdict(texte: str, sep: str, nchamps: int) -> str:
+    """``ok`` (strict RFC 4180, any field count), ``ouvert`` (a quoted field left open at
+    the end), ``invalide``; ``compte`` when closed but not ``nchamps`` fields (multi-line)."""
+    try:
+        champs = next(csv.reader((texte,), delimiter=sep, quotechar='"', doublequote=True,
+                                 strict=True), [])
+    except csv.Error as exc:
+        return "ouvert" if "unexpected end of data" in str(exc) else "invalide"
+    return "ok" if len(champs) == nchamps or "\n" not in texte else "compte"
+
+
+def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) -> _Examen:
+    """Find and take out of ``blk`` (whole lines, starting at physical line ``premiere``) the
+    lines pyarrow could misread (see the module's docstring)."""
+    n = len(blk)
+    lignes = blk.count(b"\n") + (1 if n and not blk.endswith(b"\n") else 0)
+    douteuses: dict[int, int] = {}  # line start -> line end (position of its LF, or n)
+
+    def noter(p: int) -> None:
+        d = blk.rfind(b"\n", 0, p) + 1
+        if d not in douteuses:
+            f = blk.find(b"\n", p)
+            douteuses[d] = n if f < 0 else f
+
+    if b'"' in blk:
+        p = blk.find(b'"')
+        while p >= 0:
+            noter(p)
+            fin = douteuses[blk.rfind(b"\n", 0, p) + 1]
+            p = blk.find(b'"', fin)
+    if blk.startswith((b"\n", b"\r\n")) or b"\n\n" in blk or b"\n\r\n" in blk:
+        for m in _VIDES.finditer(blk):
+            douteuses.setdefault(m.start(), m.end() - 1)
+    if blk.count(b"\r") != blk.count(b"\r\n") or blk.endswith(b"\r"):
+        for m in _CR_ISOLE.finditer(blk):
+            noter(m.start())
+    mal_codees: set[int] = set()
+    if not blk.isascii() and not _utf8_valide(blk):
+        d = 0
+        for brut in blk.split(b"\n"):
+            try:
+                brut.decode("utf-8")
+            except UnicodeDecodeError:
+                mal_codees.add(d)
+                douteuses.setdefault(d, d + len(brut))
+            d += len(brut) + 1
+    if not douteuses:
+        return _Examen(blk, lignes, [], 0, 0, False, np.zeros(1, np.int64),
+                       np.zeros(1, np.int64))
+
+    rejets: list[Rejet] = []
+    retirees: list[tuple[int, int]] = []  # byte ranges taken out
+    rangs, decalages = [0], [0]
+    vides = suites = 0
+    multiligne = False
+    indice, vu = 0, 0  # line index of position ``vu``
+    consomme = 0  # bytes up to here belong to a record already judged
+    reste = b""
+    for d in sorted(douteuses):
+        if d < consomme:
+            continue
+        f = douteuses[d]
+        indice += blk.count(b"\n", vu, d)
+        vu = d
+        ligne = premiere + indice
+        contenu = blk[d:f].removesuffix(b"\r")
+        # record index of this line (lines before it taken out or continuing a record)
+        rang = indice - len(retirees) - suites  # (blank lines are among those taken out)
+        motif = None
+        if not contenu:
+            vides += 1
+            retirees.append((d, f + 1))
+            rangs.append(rang)
+            decalages.append(decalages[-1] + 1)
+            consomme = f + 1
+            continue
+        if d in mal_codees:
+            motif = "octets_non_decodables"
+        elif b"\r" in contenu:
+            motif = "retour_chariot_isole"
+        else:
+            verdict = _verdict(contenu.decode("utf-8"), sep, nchamps)
+            if verdict == "ouvert":
+                fin, k = f, 0
+                while verdict == "ouvert":
+                    if fin >= n:
+                        if not final:  # the record may go on in the next block
+                            reste = blk[d:]
+                        break
+                    suivante = blk.find(b"\n", fin + 1)
+                    fin = n if suivante < 0 else suivante
+                    k += 1
+                    morceau = blk[d:fin].removesuffix(b"\r")
+                    if k > SUITE_MAX_LIGNES - 1 or len(morceau) > SUITE_MAX_OCTETS:
+                        break
+                    try:
+                        verdict = _verdict(morceau.decode("utf-8"), sep, nchamps)
+                    except UnicodeDecodeError:
+                        break
+                if reste:
+                    lignes = indice
+                    break
+                if verdict == "ok":  # a legitimate multi-line record
+                    multiligne = True
+                    suites += k
+                    rangs.append(rang + 1)
+                    decalages.append(decalages[-1] + k)
+                    consomme = fin + 1
+                    continue
+                motif = "guillemets_invalides"
+            elif verdict != "ok":
+                motif = "guillemets_invalides"
+        if motif is not None:
+            rejets.append(Rejet(ligne, motif, contenu))
+            retirees.append((d, f + 1))
+            rangs.append(rang)
+            decalages.append(decalages[-1] + 1)
+            consomme = f + 1
+    if retirees or reste:
+        morceaux, debut = [], 0
+        for a, b in retirees:
+            morceaux.append(blk[debut:a])
+            debut = b
+        fin_utile = n - len(reste)
+        if debut < fin_utile:
+            morceaux.append(blk[debut:fin_utile])
+        tampon = b"".join(morceaux)
+    else:
+        tampon = blk
+    # (several entries for one record index: the last one holds)
+    r = np.array(rangs, np.int64)
+    dec = np.array(decalages, np.int64)
+    garder = np.append(r[1:] != r[:-1], True)
+    return _Examen(tampon, lignes, rejets, vides, suites, multiligne, r[garder], dec[garder],
+                   reste)
+
+
+def _utf8_valide(blk: bytes) -> bool:
+    """Whether ``blk`` is valid UTF-8 (Arrow's validation, vectorised)."""
+    try:
+        pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(blk)], np.int32)),
+                                    pa.py_buffer(blk)).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+# --------------------------------------------------------------------------- parsing
+
+@dataclass
+class _Bloc:
+    """What one block gives, in file order."""
+
+    lignes: int
+    rejets: list[Rejet]
+    vides: int
+    suites: int
+    table: pa.Table  # accepted rows (thinned: the columns of ``toujours``, ``_garder``)
+    gardees: pa.Table | None  # thinned: the kept rows with every column, ``_rang``
+    lignes_gardees: np.ndarray | None  # physical lines of the kept rows (thinned)
+    reste: bytes = b""
+    brut: bytes = b""  # the block as read (to read it again with an unresolved tail)
+    premiere: int = 0  # its first physical line
 
 
 class _Lecteur:
-    """Reads the blocks of one file and turns each into a :class:`Bloc`."""
+    """Parses the blocks of one file (thread-safe: nothing shared is written)."""
 
     def __init__(self, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
                  garder: Condition | None, toujours: tuple[str, ...],
-                 crlf: bool = False) -> None:
+                 numeroter: bool) -> None:
+        self.colonnes_fichier = colonnes_fichier
         self.nchamps = len(colonnes_fichier)
-        self.crlf = crlf  # the header line ends with CR LF
-        self.sep = ord(separateur)
-        presentes = [c for c in colonnes if c in colonnes_fichier]
-        self.presentes = presentes
-        self.voulu = np.full(self.nchamps, -1, np.int64)
-        for j, c in enumerate(presentes):
-            self.voulu[colonnes_fichier.index(c)] = j
+        self.sep = separateur
+        self.presentes = [c for c in colonnes if c in colonnes_fichier]
         self.garder = garder
-        self._local = threading.local()
-        self._capacite = 4096  # lines per block, learnt from the blocks read
-        # Columns read for every row: those ``garder`` looks at (``racines``), and
-        # ``toujours`` (the only ones written for every row).
+        self.numeroter = numeroter
         if garder is None:
-            self.racines: list[str] = []
-            self.toujours = set(presentes)
+            self.toujours = list(self.presentes)
         else:
-            self.racines = [c for c in garder.colonnes if c in presentes]
-            self.toujours = set(toujours) & set(presentes)
-        # Those of them stored as numeric keys (see :data:`CLES_NUMERIQUES`).
-        self.cles = {c: CLES_NUMERIQUES[c] for c in presentes
-                     if c in CLES_NUMERIQUES and c in self.toujours and garder is not None}
-        # (the scanner reads one of them as a number, line by line)
-        assert len(self.cles) <= 1, "une seule clé numérique par fichier"
-        self._cle = next(((presentes.index(c), n) for c, n in self.cles.items()), (-1, 0))
-        # The other columns read for every row (a state, a legal category...: short values)
-        # are copied by the scanner while the line is in cache (up to _COURTS of them).
-        self.courts = [c for c in presentes if c not in self.cles
-                       and (c in self.toujours or c in self.racines)][:_COURTS]
-        self._courts = np.array([presentes.index(c) for c in self.courts], np.int64)
-        # Fields located by the scanner on every line (the others, only on kept lines).
-        tous = np.flatnonzero(self.voulu >= 0).astype(np.int64)
-        a_lire = self.toujours | set(self.racines)
-        d_abord = np.array([presentes[self.voulu[c]] in a_lire for c in tous], bool)
-        self.champs_voulus, self.colonnes_voulues = tous[d_abord], self.voulu[tous[d_abord]]
-        self.champs_ensuite = tous[~d_abord]
-        self.colonnes_ensuite = self.voulu[self.champs_ensuite]
+            self.toujours = [c for c in self.presentes if c in toujours]
+        self.cles = {c: CLES_NUMERIQUES[c] for c in self.toujours
+                     if c in CLES_NUMERIQUES and garder is not None}
 
-    def _brouillons(self, cap: int) -> tuple:
-        """This thread's scratch arrays, at least ``cap`` lines long (reused from block to
-        block: fresh pages cost as much as the scan)."""
-        b = getattr(self._local, "b", None)
-        if b is None or b[3].shape[0] < cap:
-            w = max(1, len(self.presentes))
-            b = (np.zeros((w, cap), np.int32), np.zeros((w, cap), np.int32),
-                 np.zeros((w, cap), np.uint8), np.empty(cap, np.int8),
-                 np.empty(cap, np.int64), np.empty(cap, np.int64), np.zeros(cap, np.int8),
-                 np.empty(cap, np.int64), np.empty((_COURTS, cap), np.uint64),
-                 np.empty((_COURTS, cap), np.int8))
-            self._local.b = b
-        return b
+    def _parser(self, tampon: bytes, multiligne: bool) -> tuple[pa.Table, list]:
+        invalides: list = []
 
-    def _mots(self, n: int) -> tuple:
-        """This thread's per-word scratch arrays for a block of ``n`` bytes."""
-        m = getattr(self._local, "m", None)
-        if m is None or m[0].shape[0] < n // 8 + 2:
-            t = n // 8 + 2
-            m = (np.empty(t, np.uint64), np.empty(t, np.bool_), np.empty(t, np.int64))
-            self._local.m = m
-        return m
+        def rejeter(ligne) -> str:
+            invalides.append((ligne.number, ligne.actual_columns, ligne.text))
+            return "skip"
 
-    def bloc(self, tampon: np.ndarray, n: int) -> Bloc:
-        from essqpv.sources import _noyaux as K
-        # Room for as many lines as the last block had (plus a margin); the scanner says
-        # when that is not enough, and the block is scanned again with twice the room.
-        cap = max(self._capacite, n // 128)
-        while True:
-            (debuts, fins, echappe, statut, ldeb, lfin, prudent, cles, valeurs,
-             longueurs) = self._brouillons(cap)
-            k = K.scanner(tampon, n, self.sep, self.nchamps, self.crlf, self.champs_voulus,
-                          self.colonnes_voulues, self.voulu, debuts, fins, echappe, prudent,
-                          statut, ldeb, lfin, *self._mots(n), *self._cle, cles, self._courts,
-                          valeurs, longueurs)
-            if k >= 0:
-                break
-            cap = 2 * statut.shape[0]
-        self._capacite = max(self._capacite, int(k * 1.25) + 1024)
-        st = statut[:k]
-        if (st >= _OUVERTE).any():
-            i = int(np.flatnonzero(st >= _OUVERTE)[0])
-            raise ChampOuvert(i, bool(st[i] == _MELANGEE))
-        normales = np.flatnonzero(st == _NORMALE)
-        douteuses = [LigneDouteuse(int(i), bytes(tampon[ldeb[i]:lfin[i]]))
-                     for i in np.flatnonzero(st == _DOUTEUSE)]
-        cols: dict[str, pa.Array] = {}
-        for j, c in enumerate(self.presentes):
-            if c in self.cles:  # (read as a number by the scanner)
-                cle = cles[normales]
-                cols[f"_cle_{c}"] = tableau(cle)
-                cols[c] = self._reste(tampon, debuts, fins, echappe, prudent, normales, j, cle)
-            elif c in self.courts:
-                t = self.courts.index(c)
-                cols[c] = _colonne_arrow(*K.rassembler(
-                    tampon, debuts, fins, echappe, prudent, normales, j, valeurs[t],
-                    longueurs[t]))
-            elif c in self.toujours or c in self.racines:
-                cols[c] = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
-                                                       normales, j))
-        indices = tableau(normales)
+        if not tampon:
+            return pa.table({c: pa.array([], pa.large_string()) for c in self.presentes}), []
+        quote = '"' if b'"' in tampon else False
+        table = pacsv.read_csv(
+            pa.BufferReader(tampon),
+            read_options=pacsv.ReadOptions(column_names=self.colonnes_fichier,
+                                           use_threads=False,
+                                           block_size=max(1 << 20, len(tampon) + 1)),
+            parse_options=pacsv.ParseOptions(delimiter=self.sep, quote_char=quote,
+                                             double_quote=True, escape_char=False,
+                                             newlines_in_values=multiligne,
+                                             ignore_empty_lines=True,
+                                             invalid_row_handler=rejeter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=self.presentes or self.colonnes_fichier[:1],
+                column_types={c: pa.large_string() for c in self.colonnes_fichier},
+                strings_can_be_null=True, quoted_strings_can_be_null=True))
+        if not self.presentes:
+            table = table.drop_columns(table.column_names)
+        return table, invalides
+
+    def bloc(self, blk: bytes, premiere: int, final: bool) -> _Bloc:
+        ex = _examiner(blk, premiere, self.sep, self.nchamps, final)
+        table, invalides = self._parser(ex.tampon, ex.multiligne)
+        rejets = list(ex.rejets)
+        enregistrements = table.num_rows + len(invalides)
+        attendus = ex.lignes - len(ex.rejets) - ex.vides - ex.suites
+        if enregistrements != attendus:
+            raise RuntimeError(
+                f"lecteur : bloc à la ligne {premiere} : {enregistrements} enregistrements lus "
+                f"pour {attendus} attendus (erreur interne, merci de la signaler)")
+        hors = np.array([i - 1 for i, _, _ in invalides], np.int64)
+        if invalides:
+            numeros = ex.ligne(premiere, hors)
+            for (_, champs, texte), ligne in zip(invalides, numeros):
+                motif = "champs_manquants" if champs < self.nchamps else "champs_en_trop"
+                rejets.append(Rejet(int(ligne), motif, texte.encode("utf-8").removesuffix(b"\r")))
+            rejets.sort(key=lambda r: r.ligne)
+        records = np.delete(np.arange(enregistrements, dtype=np.int64), hors)
+        lignes = ex.ligne(premiere, records) if (self.numeroter or self.garder is not None) \
+            else None
         if self.garder is None:
-            cols["_indice"] = indices
-            return Bloc(k, pa.table(cols), douteuses)
-        vus = [x for c in self.racines for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
-        cadre = pl.from_arrow(pa.table({c: cols[c] for c in vus})) \
-            if self.racines else pl.DataFrame(height=len(normales))
-        garde = self.garder.evaluer(cadre)
-        # The kept rows: their other fields are located now, and every column is built
-        # for them alone.
-        gardees = normales[garde]
-        K.completer(tampon, n, gardees, ldeb, lfin, prudent, self.sep, self.nchamps,
-                    self.voulu, self.champs_ensuite, self.colonnes_ensuite, debuts, fins,
-                    echappe)
-        rangs = tableau(np.flatnonzero(garde))
-        g = {}
-        for j, c in enumerate(self.presentes):
-            g[c] = cols[c].take(rangs) if c in cols and c not in self.cles else \
-                _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent, gardees, j))
-        g["_indice"] = tableau(gardees)
-        principal = {x: cols[x] for c in self.presentes if c in self.toujours
-                     for x in ((f"_cle_{c}", c) if c in self.cles else (c,))}
-        principal["_garder"] = tableau(garde)
-        principal["_indice"] = indices
-        return Bloc(k, pa.table(principal), douteuses, pa.table(g))
-
-    @staticmethod
-    def _reste(tampon, debuts, fins, echappe, prudent, normales, j, cle) -> pa.Array:
-        """The text of field ``j`` where it is not a number (``cle < 0``), else NULL."""
-        from essqpv.sources import _noyaux as K
-        autres = np.flatnonzero(cle < 0)
-        if not len(autres):
-            return pa.nulls(len(cle), pa.large_string())
-        textes = _colonne_arrow(*K.rassembler(tampon, debuts, fins, echappe, prudent,
-                                              normales[autres], j))
-        ou = np.full(len(cle), -1, np.int64)
-        ou[autres] = np.arange(len(autres))
-        return textes.take(tableau(ou, valide=ou >= 0))
+            if self.numeroter:
+                table = table.append_column("_ligne", tableau(lignes))
+            return _Bloc(ex.lignes, rejets, ex.vides, ex.suites, table, None, None, ex.reste,
+                         blk)
+        cadre = pl.from_arrow(table) if table.num_rows else pl.DataFrame(
+            {c: pl.Series([], dtype=pl.String) for c in self.presentes})
+        cadre = avec_cles(cadre, self.cles) if self.cles else cadre
+        garde = self.garder.evaluer(cadre.select(
+            [c for c in cadre.columns if c in self.garder.colonnes
+             or c.removeprefix("_cle_") in self.garder.colonnes]))
+        rangs = np.flatnonzero(garde)
+        gardees = table.take(tableau(rangs)).append_column("_rang", tableau(rangs))
+        noms = [x for c in self.toujours for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
+        principal = cadre.select(noms).to_arrow().append_column("_garder", tableau(garde)) \
+            if noms else pa.table({"_garder": tableau(garde)})
+        return _Bloc(ex.lignes, rejets, ex.vides, ex.suites, principal, gardees,
+                     lignes[rangs], ex.reste, blk)
 
 
-def _blocs(chemin: Path, taille: int, libres: queue.Queue):
-    """Yield (numpy buffer, length) of successive blocks of whole lines, header skipped.
-    Buffers are taken from ``libres`` (given back there once a block is read)."""
-    marge = 1 << 21
+def _blocs(chemin: Path, taille: int):
+    """(bytes of whole lines, is last) of successive blocks, the header skipped."""
     with open(chemin, "rb", buffering=0) as flux:
         entete = b""
         while b"\n" not in entete:
@@ -390,125 +518,207 @@ def _blocs(chemin: Path, taille: int, libres: queue.Queue):
             entete += morceau
         reste = entete[entete.index(b"\n") + 1:]
         while True:
-            if len(reste) <= marge:
-                tampon = libres.get()
-            else:  # a line longer than a block: a buffer of its own
-                tampon = np.empty(taille + len(reste), np.uint8)
-            tampon[:len(reste)] = np.frombuffer(reste, np.uint8)
-            lu = flux.readinto(memoryview(tampon)[len(reste):len(reste) + taille])
-            n = len(reste) + lu
-            if n == 0:
+            lu = flux.read(taille)
+            donnees = reste + lu if reste else lu
+            if not lu:
+                if donnees:
+                    yield donnees, True
                 return
-            if lu == 0:
-                yield tampon, n
-                return
-            # back to the last newline; the rest starts the next block
-            dernier = -1
-            fin = n
-            while fin > 0:
-                debut = max(0, fin - (1 << 16))
-                trouves = np.flatnonzero(tampon[debut:fin] == 10)
-                if len(trouves):
-                    dernier = debut + int(trouves[-1])
-                    break
-                fin = debut
-            if dernier < 0:  # no newline in the whole block: keep reading the line
-                reste = bytes(tampon[:n])
-                if tampon.shape[0] == taille + marge:
-                    libres.put(tampon)
+            coupure = donnees.rfind(b"\n")
+            if coupure < 0:  # no line end yet: keep reading the line
+                reste = donnees
                 continue
-            reste = bytes(tampon[dernier + 1:n])
-            yield tampon, dernier + 1
+            reste = donnees[coupure + 1:]
+            yield donnees[:coupure + 1], False
 
 
-def _numeros(table: pa.Table, premiere: int) -> pa.Table:
-    """``_indice`` (line index in the block) replaced by ``_ligne`` (physical line)."""
-    lignes = tableau(numpy_de(table["_indice"]) + premiere)
-    return table.drop_columns(["_indice"]).append_column("_ligne", lignes)
+def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
+         garder: Condition | None, toujours: tuple[str, ...], ecrire,
+         taille: int | None = None, fils: int = 2, numeroter: bool = False,
+         uniques: str | None = None) -> Lecture:
+    """Read ``csv_`` block by block, every physical line accounted for.
 
+    Parameters
+    ----------
+    csv_ : path
+        A plain CSV file whose first line is the header (``colonnes_fichier``, as parsed
+        by the caller; a byte order mark before it is fine).
+    colonnes : list of str
+        The columns wanted (those the file lacks are left to the caller).
+    separateur : str
+        ``,`` or ``;``.
+    garder, toujours :
+        Thinning: when ``garder`` (a :class:`Condition`) is given, each block gives the
+        columns of ``toujours`` (an identifier of :data:`CLES_NUMERIQUES` as a key and a
+        rest) and ``_garder`` for every row, and every column for the kept rows only.
+    ecrire : callable
+        ``ecrire(table, gardees)`` for each block, in file order, from one thread:
+        ``table`` the accepted rows (``_ligne``, their physical line, when ``numeroter``);
+        ``gardees`` None, or the kept rows with every column and ``_rang`` (row number in
+        ``table``).
+    uniques : str, optional
+        A column whose value must not repeat among the kept rows (the siret of the
+        establishments, the siren of the legal units): a second row is rejected
+        (``<colonne>_en_double``), the first kept.
 
-def _inserer(table: pa.Table, acceptees: pl.DataFrame) -> pa.Table:
-    """``table`` with the rows ``acceptees`` (doubtful lines DuckDB accepted) at their
-    place in the file (``_ligne``)."""
-    cadre = pl.from_arrow(table)
-    return (pl.concat([cadre, acceptees.select(cadre.columns)], how="vertical_relaxed")
-            .sort("_ligne").to_arrow())
-
-
-def lire(csv: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
-         garder: Condition | None, toujours: tuple[str, ...], juger, ecrire,
-         taille: int = TAILLE_BLOC, fils: int = 2, numeroter: bool = False) -> int:
-    """Read ``csv`` block by block; for each block, in file order, call
-    ``juger(douteuses, premiere_ligne)`` (DuckDB's verdict on the doubtful lines: returns a
-    frame of accepted rows with ``_ligne``, thinned as :func:`sirene._amincir` does) and
-    ``ecrire(table, gardees)`` (``gardees``: None, or the kept rows with every column and
-    ``_rang``, their row number in ``table``). Physical line numbers
-    count the header as line 1; ``numeroter`` keeps each row's in a column ``_ligne``.
-    Returns the number of lines read.
-
-    Raises :class:`ChampOuvert` when a quoted field spans lines, or when a line does not end
-    as the header does (CR LF or LF).
+    Returns
+    -------
+    Lecture
+        Physical lines, accepted rows, rejects (sorted by line), blank and continuation
+        lines; ``Lecture.equilibree`` holds.
     """
-    with open(csv, "rb") as flux:  # the header's line end is the file's
-        crlf = flux.readline(1 << 20).endswith(b"\r\n")
-    lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours, crlf)
-    libres: queue.Queue = queue.Queue()
-    for _ in range(fils + 2):
-        libres.put(np.empty(taille + (1 << 21), np.uint8))
-
-    def traiter(tampon: np.ndarray, n: int) -> Bloc:
-        try:
-            return lecteur.bloc(tampon, n)
-        finally:
-            if tampon.shape[0] == taille + (1 << 21):
-                libres.put(tampon)
-
+    taille = taille or TAILLE_BLOC
+    lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours, numeroter)
+    lecture = Lecture()
+    vus: set = set()
     premiere = 2
-    en_cours: list = []
-    ecritures: list = []
     with ThreadPoolExecutor(max_workers=fils) as pool, \
             ThreadPoolExecutor(max_workers=1) as ecrivain:
-        blocs = _blocs(csv, taille, libres)
+        blocs = _blocs(Path(csv_), taille)
+        en_cours: list = []
+        ecritures: list = []
+        reste = b""
+
+        def soumettre() -> None:
+            b = next(blocs, None)
+            if b is not None:
+                en_cours.append((pool.submit(lecteur.bloc, b[0], 0, b[1]), b))
+
         try:
-            # At most ``fils + 1`` blocks in flight: bounded memory, both cores busy.
             for _ in range(fils + 1):
-                b = next(blocs, None)
-                if b is None:
-                    break
-                en_cours.append(pool.submit(traiter, *b))
+                soumettre()
             while en_cours:
-                try:
-                    bloc: Bloc = en_cours.pop(0).result()
-                except ChampOuvert as exc:
-                    exc.ligne = premiere + exc.indice
-                    raise
-                b = next(blocs, None)
-                if b is not None:
-                    en_cours.append(pool.submit(traiter, *b))
-                table = _numeros(bloc.normales, premiere)
-                gardees = _numeros(bloc.gardees, premiere) if bloc.gardees is not None \
-                    else None
-                if bloc.douteuses:
-                    acceptees = juger(bloc.douteuses, premiere)
-                    if acceptees is not None and acceptees.height:
-                        table = _inserer(table, avec_cles(acceptees, lecteur.cles))
-                        if gardees is not None:
-                            gardees = _inserer(gardees, acceptees.filter(pl.col("_garder")))
-                if gardees is not None:  # row number of each kept row in ``table``
-                    rangs = np.searchsorted(numpy_de(table.column("_ligne")),
-                                            numpy_de(gardees.column("_ligne")))
-                    gardees = gardees.drop_columns(["_ligne"]).append_column(
-                        "_rang", tableau(rangs))
-                if not numeroter:
-                    table = table.drop_columns(["_ligne"])
-                # Written by a thread of its own, in order (Arrow releases the GIL).
-                ecritures.append(ecrivain.submit(ecrire, table, gardees))
+                futur, (brut, final) = en_cours.pop(0)
+                soumettre()
+                if reste:  # the previous block ended inside a record: read both together
+                    brut = reste + brut
+                    bloc = lecteur.bloc(brut, premiere, final)
+                else:
+                    bloc = futur.result()
+                    if bloc.rejets or bloc.lignes_gardees is not None or lecteur.numeroter:
+                        bloc = _renumeroter(bloc, lecteur, brut, premiere, final)
+                reste = bloc.reste
+                bloc.premiere = premiere
+                if uniques is not None and bloc.gardees is not None:
+                    bloc = _sans_doublons(bloc, uniques, vus, brut)
+                lecture.rejets.extend(bloc.rejets)
+                lecture.vides += bloc.vides
+                lecture.suites += bloc.suites
+                lecture.acceptees += bloc.table.num_rows
+                lecture.lignes += bloc.lignes
+                premiere += bloc.lignes
+                ecritures.append(ecrivain.submit(ecrire, bloc.table, bloc.gardees))
                 while ecritures and (ecritures[0].done() or len(ecritures) > fils + 1):
                     ecritures.pop(0).result()
-                premiere += bloc.lignes
+            if reste:  # (cannot happen: the last block is read as final)
+                raise RuntimeError("lecteur : fin de fichier dans un enregistrement")
             for f in ecritures:
                 f.result()
         finally:
-            for f in en_cours:
+            for f, _ in en_cours:
                 f.cancel()
-    return premiere - 2
+    lecture.rejets.sort(key=lambda r: r.ligne)
+    if not lecture.equilibree:
+        raise RuntimeError(f"lecteur : {csv_} : les lignes ne s'additionnent pas ({lecture})")
+    return lecture
+
+
+def _renumeroter(bloc: _Bloc, lecteur: _Lecteur, brut: bytes, premiere: int,
+                 final: bool) -> _Bloc:
+    """A block parsed (in a worker) before its first line was known: its line numbers
+    shifted to ``premiere`` (the worker numbered from 0)."""
+    for r in bloc.rejets:
+        r.ligne += premiere
+    if bloc.lignes_gardees is not None:
+        bloc.lignes_gardees = bloc.lignes_gardees + premiere
+    if lecteur.numeroter and "_ligne" in bloc.table.column_names:
+        i = bloc.table.column_names.index("_ligne")
+        bloc.table = bloc.table.set_column(i, "_ligne",
+                                           tableau(numpy_de(bloc.table["_ligne"]) + premiere))
+    return bloc
+
+
+def _sans_doublons(bloc: _Bloc, colonne: str, vus: set, brut: bytes) -> _Bloc:
+    """The kept rows whose ``colonne`` was seen before (in this block or an earlier one)
+    rejected (``<colonne>_en_double``), out of both tables; ``vus`` updated."""
+    g = bloc.gardees
+    if g is None or not g.num_rows or colonne not in g.column_names:
+        return bloc
+    valeurs = g.column(colonne).to_pylist()
+    doubles = []
+    for i, v in enumerate(valeurs):
+        if v is None:
+            continue
+        if v in vus:
+            doubles.append(i)
+        else:
+            vus.add(v)
+    if not doubles:
+        return bloc
+    doubles_a = np.array(doubles, np.int64)
+    lignes = bloc.lignes_gardees[doubles_a]
+    contenus = _lignes_du_bloc(brut, bloc.premiere, lignes)
+    for ligne in lignes:
+        bloc.rejets.append(Rejet(int(ligne), f"{colonne}_en_double",
+                                 contenus.get(int(ligne), b"")))
+    bloc.rejets.sort(key=lambda r: r.ligne)
+    rangs = numpy_de(g.column("_rang"))
+    retires = np.sort(rangs[doubles_a])
+    garde_g = np.ones(g.num_rows, np.bool_)
+    garde_g[doubles_a] = False
+    garde_t = np.ones(bloc.table.num_rows, np.bool_)
+    garde_t[retires] = False
+    nouveaux = rangs[garde_g] - np.searchsorted(retires, rangs[garde_g])
+    g = g.filter(tableau(garde_g)).drop_columns(["_rang"]).append_column(
+        "_rang", tableau(nouveaux))
+    bloc.table = bloc.table.filter(tableau(garde_t))
+    bloc.gardees = g
+    bloc.lignes_gardees = bloc.lignes_gardees[garde_g]
+    return bloc
+
+
+def _lignes_du_bloc(brut: bytes, premiere: int, lignes: np.ndarray) -> dict[int, bytes]:
+    """The bytes of some physical lines of a block whose first line is ``premiere``."""
+    fins = np.flatnonzero(np.frombuffer(brut, np.uint8) == 10)
+    out = {}
+    for ligne in lignes:
+        i = int(ligne) - premiere
+        d = 0 if i == 0 else int(fins[i - 1]) + 1
+        f = int(fins[i]) if i < len(fins) else len(brut)
+        out[int(ligne)] = brut[d:f].removesuffix(b"\r")
+    return out
+
+
+def lire_cadre(chemin: str | Path, separateur: str = ",",
+               colonnes: list[str] | None = None) -> tuple[pl.DataFrame, Lecture]:
+    """A whole CSV file (small enough for memory) as a polars frame of text columns, with
+    what reading it gave (:class:`Lecture`: physical lines, rejects with their line numbers).
+
+    The header is the first line (a byte order mark is dropped); ``colonnes`` (default:
+    all) are the columns kept, those the file lacks being NULL; an empty field is NULL.
+    Each row gets its physical line in ``_ligne``.
+
+    Raises
+    ------
+    ValueError
+        When the file is empty or its header is not UTF-8.
+    """
+    chemin = Path(chemin)
+    with open(chemin, "rb") as flux:
+        brut = flux.readline(1 << 20)
+    if not brut:
+        raise ValueError(f"{chemin} : fichier vide")
+    entete = brut.decode("utf-8-sig").rstrip("\r\n")
+    noms = [c.strip().strip('"') for c in next(csv.reader(io.StringIO(entete),
+                                                            delimiter=separateur))]
+    voulues = colonnes or noms
+    morceaux: list[pa.Table] = []
+    lecture = lire(chemin, noms, voulues, separateur, None, (),
+                   lambda table, _g: morceaux.append(table), numeroter=True)
+    if morceaux:
+        cadre = pl.from_arrow(pa.concat_tables(morceaux))
+    else:
+        cadre = pl.DataFrame({c: pl.Series([], dtype=pl.String) for c in voulues
+                              if c in noms} | {"_ligne": pl.Series([], dtype=pl.Int64)})
+    manquantes = [pl.lit(None, dtype=pl.String).alias(c) for c in voulues if c not in noms]
+    return cadre.with_columns(manquantes).select(*voulues, "_ligne"), lecture

@@ -2,30 +2,26 @@
 
 Every file is read as published (zipped or not, every column as text), its header checked
 against the official column lists of ``reference/colonnes_sources.csv``, and its rows streamed
-into an Arrow IPC file by the fast reader of :mod:`essqpv.sources.lecteur` (DuckDB's strict CSV
-reader judging the doubtful lines). Malformed lines (wrong field count, undecodable bytes,
-broken quoting) never stop a run: they are collected with their physical line number (the
-header is line 1) and the reason, and their bytes are kept unchanged.
+into an Arrow IPC file by the reader of :mod:`essqpv.sources.lecteur` (pyarrow's CSV reader,
+each physical line accounted for). Malformed lines (wrong field count, undecodable bytes,
+broken quoting, a repeated identifier) never stop a run: they are collected with their
+physical line number (the header is line 1) and the reason, and their bytes are kept
+unchanged.
 
 Public verbs: :func:`preparer` (open and check a file) and :func:`convertir` (rows to an Arrow
 file, rejects out).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
-import sys
-import tempfile
-import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -37,6 +33,7 @@ from essqpv.sources import lecteur
 from essqpv.sources.lecteur import (
     CLES_NUMERIQUES,
     Condition,
+    Rejet,
     avec_cles,
     numpy_de,
     tableau,
@@ -52,34 +49,6 @@ ROLES = {
     "geolocalisation": "fichier de géolocalisation des établissements",
     "emplois": "fichier des emplois par établissement",
 }
-
-# DuckDB's error types -> our reject reasons (French slugs, stable: they are public).
-MOTIFS_DUCKDB = {
-    "MISSING COLUMNS": "champs_manquants",
-    "TOO MANY COLUMNS": "champs_en_trop",
-    "INVALID ENCODING": "octets_non_decodables",
-    "INVALID UNICODE": "octets_non_decodables",
-    "UNQUOTED VALUE": "guillemets_invalides",
-    "LINE SIZE OVER MAXIMUM": "ligne_trop_longue",
-    "CAST ERROR": "ligne_illisible",
-}
-
-
-# When DuckDB reports several errors for one line, the reason kept is the first of this
-# order (the cause before its consequences: a stray quote also shifts the field count).
-PRIORITE_DUCKDB = ("INVALID ENCODING", "INVALID UNICODE", "UNQUOTED VALUE",
-                   "LINE SIZE OVER MAXIMUM", "TOO MANY COLUMNS", "MISSING COLUMNS",
-                   "CAST ERROR")
-
-
-def _motif(types: str) -> str:
-    """Our reason for a line, from DuckDB's error types for it (joined by ``|``)."""
-    presents = set(types.split("|"))
-    for t in PRIORITE_DUCKDB:
-        if t in presents:
-            return MOTIFS_DUCKDB[t]
-    return "ligne_illisible"
-
 
 @lru_cache(maxsize=None)
 def colonnes_officielles(role: str) -> pl.DataFrame:
@@ -124,15 +93,6 @@ class FichierSource:
         return colonne in self.colonnes
 
 
-@dataclass
-class Rejet:
-    """A malformed line: physical line number (header = 1), reason, bytes unchanged."""
-
-    ligne: int
-    motif: str
-    contenu: bytes
-
-
 def chemin_gardees(chemin: Path) -> Path:
     """The file of the kept rows of a thinned conversion written to ``chemin``."""
     return chemin.with_name(chemin.stem + ".gardees" + chemin.suffix)
@@ -162,6 +122,14 @@ class Conversion:
     lignes_acceptees: int
     rejets: list[Rejet]
     gardees: Path | None = None
+    lignes_vides: int = 0
+    lignes_suites: int = 0
+
+    @property
+    def equilibree(self) -> bool:
+        """Physical lines after the header = kept + rejected + blank + continuation lines."""
+        return self.lignes_lues == (self.lignes_acceptees + len(self.rejets) + self.lignes_vides
+                                    + self.lignes_suites)
 
     def cadre(self) -> pl.LazyFrame:
         """Every row with every column (those of the rows not kept: NULL), ``_garder``
@@ -345,32 +313,6 @@ def _verifier_colonnes(source: FichierSource) -> None:
         source.variante = "insee-plg_qp" if "plg_qp" in presentes else f"insee-{n}"
 
 
-def _lire_brut(chemin: Path, position: int) -> bytes:
-    """The line around DuckDB's reported byte position, unchanged.
-
-    DuckDB reports a position at (or just after) the start of the line: go back to the
-    previous newline so the bytes returned are exactly the physical line.
-    """
-    with open(chemin, "rb") as flux:
-        debut = max(0, position - (1 << 16))
-        flux.seek(debut)
-        avant = flux.read(position - debut)
-        coupure = avant.rfind(b"\n", 0, max(0, len(avant) - 1)) if avant.endswith(b"\n") \
-            else avant.rfind(b"\n")
-        flux.seek(debut + coupure + 1 if coupure >= 0 else debut)
-        return flux.readline().rstrip(b"\r\n")
-
-
-def _amincir(cadre: pl.DataFrame, garder, toujours: tuple[str, ...]) -> pl.DataFrame:
-    """Apply ``garder`` to rows read with all their values (see :func:`convertir`)."""
-    if garder is None:
-        return cadre
-    cadre = cadre.with_columns(pl.Series("_garder", garder.evaluer(cadre), pl.Boolean))
-    return cadre.with_columns([pl.when(pl.col("_garder")).then(pl.col(c)).alias(c)
-                               for c in cadre.columns
-                               if c not in toujours and c not in ("_garder", "_ligne")])
-
-
 class _Ecrivain:
     """Writes the rows of a conversion, in the conversion's schema: one Arrow IPC file, or
     the two of a thinned conversion (:class:`Conversion`)."""
@@ -437,128 +379,12 @@ class _Ecrivain:
             f.close()
 
 
-def _options_csv(source: FichierSource, table_rejets: str, table_scans: str) -> str:
-    types = "{" + ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in source.colonnes) + "}"
-    return f"""header=true, auto_detect=false, columns={types}, delim=?, quote='"',
-               escape='"', strict_mode=true, null_padding=false, store_rejects=true,
-               rejects_table='{table_rejets}', rejects_scan='{table_scans}',
-               max_line_size=1048576, parallel=true"""
-
-
-class _Repli(Exception):
-    """The fast reader hands the whole file over to DuckDB."""
-
-
-def _juger(source: FichierSource, colonnes: list[str], con: duckdb.DuckDBPyConnection,
-           garder: Condition | None, toujours: tuple[str, ...], rejets: list[Rejet],
-           dossier: Path):
-    """DuckDB's verdict on the doubtful lines of a block: rejects appended to ``rejets``,
-    accepted rows returned (thinned like the others) with their physical line ``_ligne``."""
-    presentes = [c for c in colonnes if c in source.colonnes]
-
-    def juger(douteuses: list, premiere: int) -> pl.DataFrame:
-        # Each doubtful line is followed by a sentinel line (a marker, then empty fields). A
-        # line that DuckDB would read as leaving a quote open swallows its sentinel: its
-        # verdict would then depend on the lines after it in the file, and the whole file
-        # goes to DuckDB instead.
-        marque = f"essqpv-sentinelle-{uuid.uuid4().hex}"
-        sentinelle = (marque + source.separateur * (len(source.colonnes) - 1)).encode()
-        entete = source.separateur.join(
-            '"' + c.replace('"', '""') + '"' for c in source.colonnes).encode()
-        corps = b"".join(d.contenu + b"\n" + sentinelle + b"\n" for d in douteuses)
-        with tempfile.NamedTemporaryFile("wb", suffix=".csv", dir=dossier,
-                                         delete=False) as f:
-            f.write(entete + b"\n" + corps)
-        try:
-            con.execute("DROP TABLE IF EXISTS rejets_lignes; DROP TABLE IF EXISTS scans_lignes")
-            choix = ", ".join([f'"{_sql_str(source.colonnes[0])}" AS _sentinelle',
-                               *(f'"{c}"' for c in presentes)])
-            table = con.sql(
-                f"SELECT {choix} FROM read_csv(?, "
-                f"{_options_csv(source, 'rejets_lignes', 'scans_lignes')})",
-                params=[f.name, source.separateur]).to_arrow_table()
-            erreurs = con.execute(
-                """SELECT line, string_agg(DISTINCT CAST(error_type AS VARCHAR), '|')
-                   FROM rejets_lignes GROUP BY line ORDER BY line""").fetchall()
-        except duckdb.Error:
-            raise _Repli() from None
-        finally:
-            os.unlink(f.name)
-        # Doubtful line i is line 2 + 2i of that file, its sentinel line 3 + 2i.
-        rejetees: dict[int, str] = {}
-        for ligne, typ in erreurs:
-            i, reste = divmod(int(ligne) - 2, 2)
-            if reste or not 0 <= i < len(douteuses):
-                raise _Repli()
-            rejetees[i] = str(typ)
-        marques = table.column("_sentinelle").to_pylist()
-        rangs: list[int] = []  # for each accepted row, the index of its doubtful line
-        groupe, dans_groupe = 0, 0
-        for r, m in enumerate(marques):
-            if m == marque:
-                groupe, dans_groupe = groupe + 1, 0
-                continue
-            dans_groupe += 1
-            if dans_groupe > 1 or groupe >= len(douteuses) or groupe in rejetees:
-                raise _Repli()
-            rangs.append(r)
-        if groupe != len(douteuses) or len(rangs) + len(rejetees) != len(douteuses):
-            raise _Repli()
-        for i, typ in sorted(rejetees.items()):
-            d = douteuses[i]
-            rejets.append(Rejet(premiere + d.indice, _motif(typ), d.contenu))
-        lignes = [premiere + d.indice for i, d in enumerate(douteuses) if i not in rejetees]
-        table = table.take(tableau(np.array(rangs, np.int64)))
-        cadre = pl.from_arrow(table).select(presentes) if presentes else \
-            pl.DataFrame(height=table.num_rows)
-        cadre = cadre.with_columns(pl.Series("_ligne", lignes, pl.Int64))
-        return _amincir(cadre, garder, toujours)
-    return juger
-
-
-def _convertir_duckdb(source: FichierSource, colonnes: list[str], con: duckdb.DuckDBPyConnection,
-                      garder: Condition | None, toujours: tuple[str, ...],
-                      ecrire: _Ecrivain) -> list[Rejet]:
-    """The whole file through DuckDB's reader (files whose quoted fields span lines)."""
-    suffixe = hashlib.sha1(str(source.csv).encode()).hexdigest()[:8]
-    table_rejets, table_scans = f"rejets_{suffixe}", f"scans_{suffixe}"
-    presentes = [c for c in colonnes if c in source.colonnes]
-    choix = ", ".join(f'"{c}"' for c in presentes) or "1 AS _vide"
-    con.execute(f"DROP TABLE IF EXISTS {table_rejets}; DROP TABLE IF EXISTS {table_scans}")
-    lecteur = con.sql(
-        f"SELECT {choix} FROM read_csv(?, {_options_csv(source, table_rejets, table_scans)})",
-        params=[str(source.csv), source.separateur]).to_arrow_reader(1 << 17)
-    try:
-        for lot in lecteur:
-            cadre = pl.from_arrow(pa.Table.from_batches([lot]))
-            if not presentes:
-                cadre = pl.DataFrame(height=lot.num_rows)
-            ecrire(_amincir(cadre, garder, toujours))
-    except OSError as exc:  # DuckDB's errors, once they went through the Arrow stream
-        raise FichierInvalide(f"{source.chemin.name} : lecture impossible "
-                              f"({str(exc).splitlines()[0]}).") from None
-    erreurs = con.execute(
-        f"""SELECT line, min(line_byte_position),
-                   string_agg(DISTINCT CAST(error_type AS VARCHAR), '|')
-            FROM {table_rejets} GROUP BY line ORDER BY line""").fetchall()
-    return [Rejet(int(ligne), _motif(str(typ)), _lire_brut(source.csv, int(pos)))
-            for ligne, pos, typ in erreurs]
-
-
-def _numeroter(chemin: Path, acceptees: int, rejets: list[Rejet]) -> None:
-    """Add ``_ligne`` to a conversion read by DuckDB alone: lines 2, 3... but the rejected."""
-    rejetees = np.array(sorted(r.ligne for r in rejets), np.int64)
-    numeros = np.setdiff1d(np.arange(2, 2 + acceptees + len(rejetees), dtype=np.int64),
-                           rejetees, assume_unique=True)[:acceptees]
-    with pa.OSFile(str(chemin), "rb") as f:  # read into memory: the file is rewritten
-        table = ipc.open_file(f).read_all().append_column("_ligne", tableau(numeros))
-    with pa.OSFile(str(chemin), "wb") as f, ipc.new_file(f, table.schema) as ecrivain:
-        ecrivain.write_table(table)
+# The column whose value may not repeat, per role (issue: duplicate identifiers).
+UNIQUES = {"etablissements": "siret", "unites_legales": "siren"}
 
 
 def convertir(source: FichierSource, colonnes: list[str], chemin: str | Path,
-              con: duckdb.DuckDBPyConnection | None = None, garder: Condition | None = None,
-              toujours: tuple[str, ...] = (), moteur: str = "rapide",
+              garder: Condition | None = None, toujours: tuple[str, ...] = (),
               numeroter: bool = False) -> Conversion:
     """Stream the rows of ``source`` into an Arrow IPC file (``chemin``), keeping only
     ``colonnes``.
@@ -571,75 +397,50 @@ def convertir(source: FichierSource, colonnes: list[str], chemin: str | Path,
     Boolean ``_garder``), and only the rows where ``garder`` is true keep the others, in a
     second file (:class:`Conversion`; ``Conversion.cadre()`` joins the two back). The row
     count, the rejects and the row order stay those of the file, while the rows no later
-    stage can use cost almost nothing to read and write (the national stock is mostly closed
-    or non-ESS establishments).
+    stage can use cost little to write (the national stock is mostly closed or non-ESS
+    establishments). Among the kept rows, a siret (establishments) or siren (legal units)
+    seen before is rejected (``siret_en_double``, ``siren_en_double``), the first kept.
 
-    Lines are read by :mod:`essqpv.sources.lecteur` (normal lines) and DuckDB (the doubtful
-    ones, which it accepts or rejects with a reason); ``moteur="duckdb"`` gives the whole
-    file to DuckDB (the reference the fast reader is tested against). ``numeroter`` adds the
-    physical line number of each row (``_ligne``; through DuckDB, blank lines are assumed
-    absent: they would shift it).
+    Lines are read by :func:`essqpv.sources.lecteur.lire` (pyarrow). ``numeroter`` adds the
+    physical line number of each row (``_ligne``).
 
     Returns
     -------
     Conversion
-        ``lignes_lues`` (data lines, malformed included) = ``lignes_acceptees`` + rejects.
+        ``lignes_lues`` (physical lines after the header) = ``lignes_acceptees`` + rejects +
+        ``lignes_vides`` + ``lignes_suites`` (continuation lines of multi-line records).
     """
     chemin = Path(chemin)
     chemin.parent.mkdir(parents=True, exist_ok=True)
-    propre = con is None
-    con = con or duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
     temporaire = chemin.with_name(chemin.name + f".partiel-{os.getpid()}")
     gardees = chemin_gardees(chemin) if garder is not None else None
     temp_gardees = gardees.with_name(gardees.name + f".partiel-{os.getpid()}") \
         if gardees is not None else None
+    uniques = UNIQUES.get(source.role) if garder is not None else None
+    if uniques is not None and uniques not in colonnes:
+        uniques = None
     try:
-        rejets: list[Rejet] = []
         ecrire = _Ecrivain(temporaire, colonnes, garder is not None, numeroter, toujours,
                            temp_gardees)
         try:
-            if moteur != "rapide" or sys.byteorder != "little":  # the scanner reads words
-                raise _Repli()
-            lecteur.lire(source.csv, source.colonnes, colonnes, source.separateur, garder,
-                         toujours, _juger(source, colonnes, con, garder, toujours, rejets,
-                                          chemin.parent), ecrire, taille=lecteur.TAILLE_BLOC,
-                         numeroter=numeroter)
-        except (lecteur.ChampOuvert, _Repli) as repli:
+            lecture = lecteur.lire(source.csv, source.colonnes, colonnes, source.separateur,
+                                   garder, toujours, ecrire, numeroter=numeroter,
+                                   uniques=uniques)
+        finally:
             ecrire.fermer()
-            ecrire = _Ecrivain(temporaire, colonnes, garder is not None, False, toujours,
-                               temp_gardees)
-            try:
-                rejets = _convertir_duckdb(source, colonnes, con, garder, toujours, ecrire)
-            except (duckdb.Error, FichierInvalide):
-                if isinstance(repli, lecteur.ChampOuvert) and repli.fins_melangees:
-                    raise FichierInvalide(
-                        f"{source.chemin.name} : lecture impossible : la ligne {repli.ligne} "
-                        "ne se termine pas comme l'en-tête (fins de ligne CR LF et LF "
-                        "mélangées) ; réenregistrez le fichier avec des fins de ligne "
-                        "uniformes.") from None
-                raise
-            ecrire.fermer()
-            if numeroter:
-                _numeroter(temporaire, ecrire.lignes, rejets)
-        else:
-            ecrire.fermer()
-        lignes = ecrire.lignes
         if gardees is not None:
             os.replace(temp_gardees, gardees)
         os.replace(temporaire, chemin)
-        return Conversion(chemin=chemin, lignes_lues=lignes + len(rejets),
-                          lignes_acceptees=lignes, rejets=rejets, gardees=gardees)
-    except duckdb.Error as exc:
+        return Conversion(chemin=chemin, lignes_lues=lecture.lignes - 1,
+                          lignes_acceptees=lecture.acceptees, rejets=lecture.rejets,
+                          gardees=gardees, lignes_vides=lecture.vides,
+                          lignes_suites=lecture.suites)
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            raise
         raise FichierInvalide(f"{source.chemin.name} : lecture impossible "
                               f"({str(exc).splitlines()[0]}).") from None
     finally:
         for t in (temporaire, temp_gardees):
             if t is not None and t.exists():
                 t.unlink()
-        if propre:
-            con.close()
-
-
-def _sql_str(texte: str) -> str:
-    return texte.replace("'", "''")
