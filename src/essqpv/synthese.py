@@ -1489,6 +1489,10 @@ def _coeur(rng, echelle: float) -> dict[str, np.ndarray]:
 
 #: Rows of the core lot at the demo scale (measured; used to scale ``etablissements=N``).
 _TAILLE_DEMO = 454_000
+#: Scale of the ESS core added per row of the complement of a large register: the core of
+#: the demo profile (scale 1) holds ≈ 304,000 active ESS establishments; with this, a
+#: register of 40 M rows holds ≈ 1.9 M (the national register's order of magnitude).
+_ECHELLE_ESS_PAR_LIGNE = 5.25 / 39_550_000
 
 
 def generer(dossier: str | Path, *, profil: str = "demo", etablissements: int | None = None,
@@ -1507,7 +1511,9 @@ def generer(dossier: str | Path, *, profil: str = "demo", etablissements: int | 
         Target number of establishment rows. Below the demo size, every volume is scaled
         down (approximately ``N`` rows); above it, the demo register is completed with
         establishments outside the ESS (62 % closed), written in lots of
-        :data:`TAILLE_LOT` rows, up to the national register (≈ 40 M).
+        :data:`TAILLE_LOT` rows, up to the national register (≈ 40 M); each lot holds its
+        share of ESS establishments (≈ 4 %: ≈ 1.9 M of them at 40 M). ``attendu`` then
+        describes the first core only.
     graine : int
         Seed of the numpy generator: the same seed gives the same bytes.
     millesime : str
@@ -1587,23 +1593,33 @@ def generer(dossier: str | Path, *, profil: str = "demo", etablissements: int | 
         attendu = _verite(t, emplois)
         fait = etab.height
         avancer("ecriture", fait, total)
-        # ---- complement: establishments outside the ESS, in lots ---------------------
+        # ---- complement: establishments outside the ESS, in lots, each with its share
+        # of ESS establishments (a core of the scale of the lot: the ESS grows with the
+        # register, ≈ 1.9 M ESS rows at 40 M as in the national register)
         while reste > 0:
             n = min(TAILLE_LOT, reste)
-            n_fermes = int(round(n * _cal("part_fermes_remplissage")))
-            lot = _hors_ess(rng, n - n_fermes, n_fermes, _cal("part_qpv_hors_ess"))
+            sous_lots = []
+            if n * _ECHELLE_ESS_PAR_LIGNE * _TAILLE_DEMO >= 2_000:
+                ess = _coeur(rng, n * _ECHELLE_ESS_PAR_LIGNE)
+                _placer(rng, ess, forcer=True)
+                sous_lots.append(ess)
+            n_hors = max(0, n - sum(len(x["famille"]) for x in sous_lots))
+            n_fermes = int(round(n_hors * _cal("part_fermes_remplissage")))
+            lot = _hors_ess(rng, n_hors - n_fermes, n_fermes, _cal("part_qpv_hors_ess"))
             _placer(rng, lot, forcer=False)
-            u2, siren_suivant = _unites(rng, lot, siren_suivant)
-            e2, ul2, g2, emp2 = _rendre(rng, lot, u2, millesime, numero_suivant)
-            numero_suivant += len(u2["siren"])
-            for role, flux, df, sep in (("etablissements", f_etab, e2, ","),
-                                        ("unites_legales", f_ul, ul2, ","),
-                                        ("geolocalisation", f_geo, g2, ";"),
-                                        ("emplois", f_emp, emp2, ",")):
-                flux.write(_csv(df, sep))
-                lignes[role] += df.height
-            reste -= e2.height
-            fait += e2.height
+            sous_lots.append(lot)
+            for lot in sous_lots:
+                u2, siren_suivant = _unites(rng, lot, siren_suivant)
+                e2, ul2, g2, emp2 = _rendre(rng, lot, u2, millesime, numero_suivant)
+                numero_suivant += len(u2["siren"])
+                for role, flux, df, sep in (("etablissements", f_etab, e2, ","),
+                                            ("unites_legales", f_ul, ul2, ","),
+                                            ("geolocalisation", f_geo, g2, ";"),
+                                            ("emplois", f_emp, emp2, ",")):
+                    flux.write(_csv(df, sep))
+                    lignes[role] += df.height
+                reste -= e2.height
+                fait += e2.height
             avancer("ecriture", fait, total)
     resultat = {
         "synthetique": True,
