@@ -33,6 +33,7 @@ MODULES = [
     "web",           # servir, publier
     "initiatives",   # initiatives ...
     "demo",          # demo
+    "historique",    # historique, evolution
 ]
 
 

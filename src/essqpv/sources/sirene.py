@@ -48,6 +48,8 @@ ROLES = {
     "unites_legales": "stock des unités légales (StockUniteLegale)",
     "geolocalisation": "fichier de géolocalisation des établissements",
     "emplois": "fichier des emplois par établissement",
+    "etablissements_historique": "historique des établissements (StockEtablissementHistorique)",
+    "unites_legales_historique": "historique des unités légales (StockUniteLegaleHistorique)",
 }
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,734 @@
+"""The ESS in the QPV over time: series at 1 January of every year since 2008, from INSEE's
+historical stocks (METHODOLOGY 10).
+
+:func:`construire_historique` reads ``StockEtablissementHistorique`` and
+``StockUniteLegaleHistorique`` (:mod:`essqpv.sources.historique`), classifies every period
+with the rules of the current vintage (family from the legal category, ESS flag and name of
+the legal unit's period; exclusion, sector and employer character from the establishment's
+period), and counts, at each date, the establishments whose period and whose legal unit's
+period covering that date are in scope: active (``A``), of an ESS family, activity not
+excluded. The position of an establishment is fixed (a move makes a new siret): it is the
+one of the vintage of the base (commune, coordinates, QPV), for both QPV geographies (2015
+and 2024), each held fixed over the whole series. An establishment the base does not place
+(closed or out of the ESS at the vintage) is counted in France entière as ``non localisé``.
+
+The points are 1 January 2008 … 1 January of the vintage's year, then the vintage itself
+(``AAAA-MM``, the current periods: the picture of the stock). Creations (the start of the
+establishment's first active period) and closures (the start of a closed period following an
+active one) of in-scope establishments are counted per calendar year.
+
+What is stored in the base (tables ``historique_stock``, ``historique_flux``,
+``historique_meta``) is a cube by commune × QPV × family × sector × employer × placed; the
+series of a territory are sums over it (:func:`serie`), protected before publication.
+Headcounts are not historised by INSEE: there is no employment series.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from essqpv import __version__, perimeter, reference
+from essqpv.config import LICENCE_DONNEES
+from essqpv.errors import BaseInvalide, FichierInvalide, ParametreInvalide
+from essqpv.sources import historique as H
+from essqpv.sources.lecteur import Condition
+
+__all__ = ["construire_historique", "serie", "points_de", "GEOGRAPHIES", "ANNEE_DEBUT",
+           "AVERTISSEMENT_EFFECTIFS", "disponible"]
+
+ANNEE_DEBUT = 2008
+GEOGRAPHIES = ("2024", "2015")
+NON_CLASSE = "Non classé"
+AVERTISSEMENT_EFFECTIFS = (
+    "Les effectifs salariés ne sont pas historisés par l'Insee : les séries comptent des "
+    "établissements ; les salariés ne sont donnés que pour le millésime courant.")
+LOIN = dt.date(9999, 12, 31)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS historique_meta (
+    millesime VARCHAR, geographies JSON, points JSON, date_construction TIMESTAMP,
+    version VARCHAR, synthetique BOOLEAN, sources JSON, controle JSON, avertissements JSON);
+CREATE TABLE IF NOT EXISTS historique_stock (
+    geographie VARCHAR, ordre INTEGER, point VARCHAR, commune VARCHAR, departement VARCHAR,
+    region VARCHAR, epci VARCHAR, qpv VARCHAR, localise BOOLEAN, employeur BOOLEAN,
+    famille VARCHAR, secteur VARCHAR, n BIGINT);
+CREATE TABLE IF NOT EXISTS historique_flux (
+    geographie VARCHAR, annee INTEGER, type VARCHAR, commune VARCHAR, departement VARCHAR,
+    region VARCHAR, epci VARCHAR, qpv VARCHAR, localise BOOLEAN, employeur BOOLEAN,
+    famille VARCHAR, secteur VARCHAR, n BIGINT);
+"""
+DIMENSIONS = ["commune", "departement", "region", "epci", "qpv", "localise", "employeur",
+              "famille", "secteur"]
+
+
+# --------------------------------------------------------------------------- points
+
+def points_de(millesime: str) -> list[tuple[str, dt.date]]:
+    """(label, date) of the series' points: 1 January 2008 … 1 January of the vintage's
+    year, then the vintage (its current periods; date: the vintage's first day)."""
+    annee, mois = int(millesime[:4]), int(millesime[5:7])
+    points = [(f"{a}-01-01", dt.date(a, 1, 1)) for a in range(ANNEE_DEBUT, annee + 1)]
+    return points + [(millesime, dt.date(annee, mois, 1))]
+
+
+# --------------------------------------------------------------------------- NAF rév. 1
+
+def correspondance_naf(chemin: str | Path | None) -> dict[str, str]:
+    """NAF rév. 1 → rév. 2 codes, one-to-one only.
+
+    ``chemin``: a CSV table of passage with two columns, NAF rév. 1 code then NAF rév. 2
+    code (INSEE's published table, one row per pair; codes with or without the dot). A rév.
+    1 code kept is one whose rows all give the same rév. 2 code and whose rév. 2 code comes
+    from no other rév. 1 code; every other rév. 1 period is ``Non classé``. ``None``: the
+    table shipped in ``reference/naf_rev1_rev2.csv``.
+    """
+    if chemin is None:
+        chemin = reference.chemin("naf_rev1_rev2.csv")
+    chemin = Path(chemin)
+    if not chemin.exists():
+        raise FichierInvalide(f"Fichier introuvable : {chemin} (table de passage NAF).")
+    table = pl.read_csv(chemin, infer_schema=False, comment_prefix="#")
+    if table.width < 2:
+        raise FichierInvalide(f"{chemin.name} : deux colonnes attendues (code NAF rév. 1, "
+                              "code NAF rév. 2), trouvé : {table.width}.")
+    a, b = table.columns[:2]
+
+    def pointer(col: str) -> pl.Expr:  # 853K or 85.3K -> 85.3K ; 8899B -> 88.99B
+        c = pl.col(col).str.strip_chars().str.to_uppercase().str.replace_all(r"\.", "")
+        return pl.when(c.str.len_chars() >= 3).then(
+            c.str.slice(0, 2) + pl.lit(".") + c.str.slice(2)).otherwise(c)
+    t = table.select(pointer(a).alias("r1"), pointer(b).alias("r2")).drop_nulls().unique()
+    uniques = t.filter((pl.col("r1").count().over("r1") == 1)
+                       & (pl.col("r2").count().over("r2") == 1))
+    return dict(uniques.iter_rows())
+
+
+# --------------------------------------------------------------------------- classification
+
+def _unites_legales_ess(ul: pl.DataFrame) -> pl.DataFrame:
+    """ESS periods of the legal units (siren, debut, fin, famille)."""
+    classees = perimeter.familles_unites_legales(
+        ul.lazy().with_columns(pl.lit(None, dtype=pl.String).alias("sigle"))).collect()
+    return classees.filter(pl.col("famille").is_not_null()).select(
+        "siren", "debut", "fin", "famille")
+
+
+def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl.DataFrame,
+                                                                              dict]:
+    """Every establishment period with ``secteur``, ``exclue``, ``employeur`` (NAF rév. 1
+    codes mapped to rév. 2 when one-to-one)."""
+    rev1 = pl.col("nomenclature_naf") == "NAFRev1"
+    mappe = pl.col("naf").replace_strict(naf1, default=None, return_dtype=pl.String) \
+        if naf1 else pl.lit(None, dtype=pl.String)
+    eh = eh.with_columns(
+        pl.when(rev1 & mappe.is_not_null()).then(mappe).otherwise(pl.col("naf")).alias("naf"),
+        pl.when(rev1 & mappe.is_not_null()).then(pl.lit("NAFRev2"))
+        .otherwise(pl.col("nomenclature_naf")).alias("nomenclature_naf"),
+        (rev1 & mappe.is_not_null()).alias("naf_rev1_convertie"),
+        pl.lit(None, dtype=pl.String).alias("tranche"))
+    c = perimeter.classer_etablissements(eh.lazy()).collect()
+    comptes = {"periodes_naf_rev1_converties": int(c["naf_rev1_convertie"].sum()),
+               "periodes_hors_naf_rev2": int((~c["nafrev2"]).sum())}
+    return c.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
+                    "employeur_brut", pl.col("motif_exclusion").is_not_null().alias("exclue")
+                    ), comptes
+
+
+def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
+    """In-scope intervals: the intersections of an active, not excluded establishment period
+    with an ESS period of its legal unit (``debut``/``fin`` filled: no start = 0001-01-01,
+    no end = 9999-12-31)."""
+    tot, loin = pl.lit(dt.date(1, 1, 1)), pl.lit(LOIN)
+    e = etab.filter((pl.col("etat") == "A") & ~pl.col("exclue")).select(
+        "siret", "siren", pl.col("debut").fill_null(tot).alias("ed"),
+        pl.col("fin").fill_null(loin).alias("ef"), "secteur", "employeur", "employeur_brut")
+    u = ul.select("siren", pl.col("debut").fill_null(tot).alias("ud"),
+                  pl.col("fin").fill_null(loin).alias("uf"), "famille")
+    j = e.join(u, on="siren", how="inner").with_columns(
+        pl.max_horizontal("ed", "ud").alias("debut"), pl.min_horizontal("ef", "uf").alias("fin"))
+    return j.filter(pl.col("debut") <= pl.col("fin")).select(
+        "siret", "debut", "fin", "ef", "famille", "secteur", "employeur", "employeur_brut")
+
+
+def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.DataFrame:
+    """Creations and closures of in-scope establishments per year (siret, annee, type, and
+    the attributes of the interval concerned)."""
+    attrs = ["siret", "famille", "secteur", "employeur"]
+    ordre = etab.sort(["siret", "debut"], nulls_last=False)
+    premiere = (ordre.filter(pl.col("etat") == "A").group_by("siret")
+                .agg(pl.col("debut").first().alias("creation"))
+                .filter(pl.col("creation").is_not_null()))
+    creations = (inter.join(premiere, left_on=["siret", "debut"],
+                            right_on=["siret", "creation"], how="inner")
+                 .select(*attrs, pl.col("debut").dt.year().alias("annee"),
+                         pl.lit("creations").alias("type")))
+    # a closed period that follows an active one: closure on its first day; counted when
+    # the establishment was in scope on the day before
+    ordre = ordre.with_columns(pl.col("etat").shift(1).over("siret").alias("_avant"))
+    fermetures = ordre.filter((pl.col("etat") == "F") & (pl.col("_avant") == "A")
+                              & pl.col("debut").is_not_null()).select(
+        "siret", (pl.col("debut") - pl.duration(days=1)).alias("veille"),
+        pl.col("debut").dt.year().alias("annee"))
+    fermetures = (inter.join(fermetures, left_on=["siret", "fin"],
+                             right_on=["siret", "veille"], how="inner")
+                  .select(*attrs, "annee", pl.lit("fermetures").alias("type")))
+    return pl.concat([creations, fermetures]).filter(
+        pl.col("annee").is_between(ANNEE_DEBUT, annee_fin))
+
+
+# --------------------------------------------------------------------------- positions
+
+def _couche_de_la_base(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str):
+    """The QPV contours stored with a vintage, as a layer."""
+    from essqpv.sources.qpv import _couche
+    q = con.sql("SELECT code_qp, nom_qp, communes, departement, geometrie, repare "
+                "FROM qpv WHERE millesime = ? ORDER BY code_qp", params=[millesime]).pl()
+    import shapely
+    return _couche(q["code_qp"].to_list(), q["nom_qp"].to_list(), q["communes"].to_list(),
+                   q["departement"].to_list(), shapely.from_wkb(q["geometrie"].to_numpy()),
+                   geographie, q["repare"].to_numpy(), f"base, millésime {millesime}")
+
+
+def _positions_stock(sirets: pl.Series, etablissements: str | Path,
+                     geolocalisation: str | Path | None, travail: Path,
+                     tampon_m: int) -> tuple[pl.DataFrame, dict]:
+    """Commune and coordinates of establishments absent from the vintage (closed, or out of
+    the ESS now), read from the stock of establishments (which keeps the closed ones) and the
+    geolocation file, placed by the rules of METHODOLOGY 5."""
+    from essqpv import base as B
+    from essqpv.placement import IndexQPV, localiser_etablissements
+    from essqpv.sources import sirene
+    from essqpv.sources.qpv import lire_qpv
+    from essqpv.territoires import table_communes
+    con = duckdb.connect()
+    try:
+        src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
+        colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
+                    "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
+        conv = sirene.convertir(src, colonnes, travail / "stock.arrow", con,
+                                Condition(dans=("siret", sirets)))
+        df = (conv.lire_gardees().drop("_rang").rename(
+            {c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes}).unique("siret")
+            .collect())
+        compte = {"fichier": src.chemin.name, "lignes_lues": conv.lignes_lues,
+                  "lignes_rejetees": len(conv.rejets), "trouves": df.height}
+        if geolocalisation is not None:
+            gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
+            gcols = list(B.RENOMMAGE_GEOLOCALISATION)
+            gconv = sirene.convertir(gsrc, gcols, travail / "geo.arrow", con,
+                                     Condition(dans=("siret", sirets)))
+            geo = (gconv.lire_gardees().drop("_rang").rename(B.RENOMMAGE_GEOLOCALISATION)
+                   .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
+                                                         "geo_qualite", "geo_epsg")
+                   .with_columns(pl.lit(True).alias("geo_present")).collect())
+            df = df.join(geo, on="siret", how="left").with_columns(
+                pl.col("geo_present").fill_null(False))
+        else:
+            df = df.with_columns(pl.lit(False).alias("geo_present"))
+    finally:
+        con.close()
+    df = (df.join(table_communes().rename({"code": "code_commune"}), on="code_commune",
+                  how="left")
+          .with_columns(pl.coalesce(pl.col("departement"), B._departement_du_code())
+                        .alias("departement_crs")))
+    entree = df.with_columns(pl.col("departement_crs").alias("departement")).drop(
+        "commune", "region", "epci", "departement_crs")
+    places = localiser_etablissements(entree, IndexQPV(lire_qpv(None)), tampon_m)
+    return df.select("siret", "commune", "departement", "region", "epci").with_columns(
+        places["localise"], places["lon"], places["lat"],
+        pl.lit(None, dtype=pl.Boolean).alias("employeur_actuel")), compte
+
+
+def _positions(con: duckdb.DuckDBPyConnection, millesime: str, couches: dict[str, object],
+               absents: pl.DataFrame | None) -> pl.DataFrame:
+    """siret → commune, département, région, EPCI, placed, employer now, and the QPV of
+    each geography (``qpv_2015``, ``qpv_2024``): the vintage's points (and those of
+    ``absents``), each placed in the contours of every geography (strict perimeter)."""
+    from essqpv.placement import IndexQPV
+    p = con.sql(
+        "SELECT siret, commune, departement, region, epci, localise, lon, lat, "
+        "employeur AS employeur_actuel FROM etablissements WHERE millesime = ?",
+        params=[millesime]).pl()
+    if absents is not None and absents.height:
+        absents = absents.join(p.select("siret"), on="siret", how="anti")
+        p = pl.concat([p, absents.select(p.columns)], how="vertical_relaxed")
+    lon = p["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    lat = p["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    places = p["localise"].fill_null(False).to_numpy()
+    for geo, couche in couches.items():
+        index = IndexQPV(couche)
+        idx = np.where(places, index.strict_indices(lon, lat), -1)
+        p = p.with_columns(index.serie_codes(f"qpv_{geo}", idx))
+    return p.drop("lon", "lat")
+
+
+def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFrame,
+          geo: str) -> pl.DataFrame:
+    """Counts by point × cell (see the module's docstring)."""
+    dates = [d for _, d in points[:-1]] + [LOIN]  # the vintage: the current periods
+    t = np.array(dates, dtype="datetime64[D]")
+    debut = inter["debut"].to_numpy().astype("datetime64[D]")
+    fin = inter["fin"].to_numpy().astype("datetime64[D]")
+    i0 = np.searchsorted(t, debut, side="left")  # first point on or after the start
+    i1 = np.searchsorted(t, fin, side="right")  # first point after the end
+    # (the vintage point, LOIN, is covered by the intervals that never end only)
+    couverts = inter.with_columns(pl.Series("i0", i0, pl.Int32), pl.Series("i1", i1, pl.Int32))
+    couverts = couverts.filter(pl.col("i0") < pl.col("i1")).with_columns(
+        pl.int_ranges("i0", "i1", dtype=pl.Int32).alias("ordre")).explode("ordre")
+    return _agreger(couverts, pos, geo, "ordre", dernier=len(points) - 1).with_columns(
+        pl.col("ordre").replace_strict(list(range(len(points))), [p for p, _ in points],
+                                       return_dtype=pl.String).alias("point"))
+
+
+def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str,
+             dernier: int | None = None) -> pl.DataFrame:
+    joint = lignes.join(pos.select("siret", "commune", "departement", "region", "epci",
+                                   "localise", "employeur_actuel", f"qpv_{geo}"),
+                        on="siret", how="left")
+    employeur = pl.col("employeur")
+    if dernier is not None:  # at the vintage, a period without character takes the stock's
+        employeur = (pl.when(pl.col("employeur_brut").is_null()
+                             & (pl.col("ordre") == dernier)
+                             & pl.col("employeur_actuel").is_not_null())
+                     .then(pl.col("employeur_actuel")).otherwise(employeur))
+    joint = joint.with_columns(employeur.alias("employeur"),
+                               pl.col(f"qpv_{geo}").alias("qpv"),
+                               pl.col("localise").fill_null(False))
+    return (joint.group_by(*cles, *DIMENSIONS).agg(pl.len().cast(pl.Int64).alias("n"))
+            .with_columns(pl.lit(geo).alias("geographie")))
+
+
+# --------------------------------------------------------------------------- build
+
+def construire_historique(*, base: str | Path, etablissements_historique: str | Path,
+                          unites_legales_historique: str | Path,
+                          millesime: str | None = None, qpv: str | Path | None = None,
+                          table_naf: str | Path | None = None,
+                          etablissements: str | Path | None = None,
+                          geolocalisation: str | Path | None = None,
+                          progression: Callable[[str], None] | None = None) -> dict:
+    """Build the series of the base's vintage ``millesime`` (default: the latest) and store
+    them in the base (replacing earlier series).
+
+    ``qpv``: contours of the other geography than the vintage's (the embedded 2015
+    contours are used when the vintage is in the 2024 geography and ``qpv`` is not given).
+    ``table_naf``: INSEE's NAF rév. 1 → rév. 2 table of passage (:func:`correspondance_naf`).
+    ``etablissements`` (and ``geolocalisation``): the stock (and geolocation file) of the
+    vintage, to place the establishments the base does not hold (closed since, or out of
+    the ESS now); without them, those are counted as ``non localisé``.
+
+    Returns the reconciliation (the object ``essqpv historique`` prints).
+    """
+    from essqpv import base as B
+    from essqpv.sources.qpv import lire_qpv
+
+    etape = progression or (lambda _t: None)
+    base = Path(base)
+    if not base.exists():
+        raise BaseInvalide(f"Base introuvable : {base} (construisez-la d'abord avec "
+                           "« essqpv construire »).")
+    m = B.millesime_par_defaut(base, millesime)
+    meta = B.metadonnees(base, m)
+    geo_m = meta["geographie_qpv"]
+    autres: dict[str, object] = {}
+    if qpv is not None:
+        couche = lire_qpv(qpv)
+        if couche.geographie == geo_m:
+            raise ParametreInvalide(
+                f"{Path(qpv).name} : contours de la géographie {couche.geographie}, celle du "
+                f"millésime {m} ; donnez les contours de l'autre géographie.")
+        autres[couche.geographie] = couche
+    elif geo_m == "2024":
+        autres["2015"] = lire_qpv(None)
+    travail = base.with_name(base.name + ".travail") / "historique"
+    travail.mkdir(parents=True, exist_ok=True)
+    naf1 = correspondance_naf(table_naf)
+
+    con = duckdb.connect()
+    try:
+        etape("Lecture de l'historique des unités légales")
+        regles = reference.regles_familles()
+        cjs = regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list()
+        valeurs_ess = regles.filter(pl.col("regle") == "ess")["valeur"].to_list()
+        # the name rule needs the ESS flag too: these two cover every ESS period
+        garder_ul = Condition(pl.col("categorieJuridiqueUniteLegale").is_in(cjs)
+                              | pl.col("economieSocialeSolidaireUniteLegale").is_in(valeurs_ess))
+        uh = H.charger(unites_legales_historique, H.UNITES_LEGALES, travail, garder_ul, con)
+        ul = _unites_legales_ess(uh.periodes)
+        etape("Lecture de l'historique des établissements")
+        sirens = ul["siren"].unique()
+        eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
+                       Condition(dans=("siren", sirens)), con)
+    finally:
+        con.close()
+
+    etape("Périodes dans le champ de l'ESS")
+    etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)
+    inter = _intervalles(etab, ul)
+    points = points_de(m)
+    annee_fin = int(m[:4])
+    evts = _evenements(etab, inter, annee_fin)
+
+    etape("Positions des établissements")
+    con_b = B.ouvrir(base)
+    couches = {geo_m: _couche_de_la_base(con_b, m, geo_m), **autres}
+    absents, compte_stock = None, None
+    if etablissements is not None:
+        manquants = inter.join(con_b.sql(
+            "SELECT siret FROM etablissements WHERE millesime = ?", params=[m]).pl(),
+            on="siret", how="anti")["siret"].unique()
+        absents, compte_stock = _positions_stock(manquants, etablissements, geolocalisation,
+                                                 travail, int(meta.get("tampon_m") or 300))
+    pos = _positions(con_b, m, couches, absents)
+    geographies = [g for g in GEOGRAPHIES if g in couches]
+
+    etape("Séries")
+    stocks, flux = [], []
+    for g in geographies:
+        stocks.append(_cube(inter, points, pos, g))
+        flux.append(_agreger(evts, pos, g, "annee", "type"))
+    stock = pl.concat(stocks).select("geographie", "ordre", "point", *DIMENSIONS, "n")
+    flux_df = pl.concat(flux).select("geographie", "annee", "type", *DIMENSIONS, "n")
+
+    # reconciliation: the vintage point against the base's own picture
+    dernier = stock.filter((pl.col("ordre") == len(points) - 1) & (pl.col("geographie") == geo_m))
+    n_base, n_qpv_base = con_b.execute(
+        "SELECT count(*), count(qpv) FROM etablissements WHERE millesime = ?", [m]).fetchone()
+    siret_hors_base = inter.join(pos.select("siret"), on="siret", how="anti")["siret"].n_unique()
+    controle = {
+        "millesime": m, "geographie_millesime": geo_m, "geographies": geographies,
+        "points": [p for p, _ in points],
+        "etablissements_historique": eh.reconciliation(),
+        "unites_legales_historique": uh.reconciliation(),
+        "periodes_unites_legales_ess": ul.height,
+        "intervalles_dans_le_champ": inter.height,
+        "etablissements_dans_le_champ_une_fois_au_moins": inter["siret"].n_unique(),
+        "etablissements_sans_position": siret_hors_base,
+        "etablissements_places_par_le_stock": compte_stock,
+        "part_localisee_par_point": _part_localisee(stock, geo_m),
+        **comptes_naf,
+        "correspondance_naf_rev1": len(naf1),
+        "dernier_point": {"etablissements": int(dernier["n"].sum()),
+                          "en_qpv": int(dernier.filter(pl.col("qpv").is_not_null())["n"].sum())},
+        "millesime_de_la_base": {"etablissements": int(n_base), "en_qpv": int(n_qpv_base)},
+    }
+    avertissements = [AVERTISSEMENT_EFFECTIFS]
+    if controle["dernier_point"] != controle["millesime_de_la_base"]:
+        avertissements.append(
+            f"Le dernier point de la série ({controle['dernier_point']['etablissements']} "
+            f"établissements) diffère du millésime {m} de la base "
+            f"({controle['millesime_de_la_base']['etablissements']}) : les fichiers "
+            "historiques ne sont pas de la même date que le stock.")
+    if "2024" not in geographies:
+        avertissements.append("Contours 2024 non fournis : séries en géographie 2015 seulement "
+                              "(option --qpv).")
+    sources = [{"role": h.role, "fichier": h.source.chemin.name, "schema": h.source.variante,
+                "taille": h.source.taille, "producteur": "Insee", "licence": LICENCE_DONNEES}
+               for h in (eh, uh)]
+    rejets = [(h.role, r.ligne, r.motif, r.contenu) for h in (eh, uh) for r in h.rejets]
+
+    etape("Écriture dans la base")
+    B.fermer_connexions(base)
+    _ecrire(base, m, geographies, points, bool(meta.get("synthetique")), sources, controle,
+            avertissements, stock, flux_df, rejets)
+    controle["avertissements"] = avertissements
+    return controle
+
+
+def _part_localisee(stock: pl.DataFrame, geo: str) -> dict[str, float | None]:
+    par = (stock.filter(pl.col("geographie") == geo).group_by("ordre", "point")
+           .agg(pl.col("n").sum().alias("n"), pl.col("n").filter(pl.col("localise")).sum()
+                .alias("l")).sort("ordre"))
+    return {p: (round(l / n, 4) if n else None) for _, p, n, l in par.iter_rows()}
+
+
+def dossier_rejets(base: str | Path) -> Path:
+    """Folder of the rejects of the historical files: ``<base>.rejets/historique/``."""
+    base = Path(base)
+    return base.with_name(base.name + ".rejets") / "historique"
+
+
+def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: bool,
+            sources: list, controle: dict, avertissements: list, stock: pl.DataFrame,
+            flux: pl.DataFrame, rejets: list) -> None:
+    """Replace the series in one transaction (an interrupted build keeps the old ones)."""
+    con = duckdb.connect(str(base))
+    try:
+        con.execute("BEGIN")
+        con.execute(SCHEMA)
+        for t in ("historique_meta", "historique_stock", "historique_flux"):
+            con.execute(f"DELETE FROM {t}")
+        con.execute("DELETE FROM rejets WHERE millesime = 'historique'")
+        con.register("_s", stock.to_arrow())
+        con.execute("INSERT INTO historique_stock BY NAME SELECT * FROM _s")
+        con.register("_f", flux.to_arrow())
+        con.execute("INSERT INTO historique_flux BY NAME SELECT * FROM _f")
+        if rejets:
+            rj = pl.DataFrame({"millesime": "historique", "fichier": [r[0] for r in rejets],
+                               "ligne": [r[1] for r in rejets], "motif": [r[2] for r in rejets],
+                               "contenu": [r[3].decode("utf-8", "replace") for r in rejets]})
+            con.register("_r", rj.to_arrow())
+            con.execute("INSERT INTO rejets BY NAME SELECT * FROM _r")
+        con.execute(
+            "INSERT INTO historique_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [m, json.dumps(geographies), json.dumps([p for p, _ in points]),
+             dt.datetime.now().replace(microsecond=0), __version__, synthetique,
+             json.dumps(sources, ensure_ascii=False), json.dumps(controle, ensure_ascii=False),
+             json.dumps(avertissements, ensure_ascii=False)])
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    finally:
+        con.close()
+    # rejects file, as for the stocks: ligne<TAB>motif<TAB>line unchanged
+    dossier = dossier_rejets(base)
+    for ancien in dossier.glob("*.txt") if dossier.exists() else []:
+        ancien.unlink()
+    if rejets:
+        dossier.mkdir(parents=True, exist_ok=True)
+        for role in sorted({r[0] for r in rejets}):
+            with open(dossier / f"{role}.txt", "wb") as f:
+                f.write(b"# essqpv - lignes rejetees : ligne<TAB>motif<TAB>contenu inchange\n")
+                for r in sorted((r for r in rejets if r[0] == role), key=lambda r: r[1]):
+                    f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
+
+
+# --------------------------------------------------------------------------- reading
+
+def disponible(base: str | Path) -> dict | None:
+    """The series' metadata when the base holds series, else None."""
+    from essqpv import base as B
+    con = B.ouvrir(base)
+    try:
+        ligne = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
+                            "controle, avertissements, date_construction "
+                            "FROM historique_meta").fetchone()
+    except duckdb.CatalogException:
+        return None
+    if ligne is None:
+        return None
+    return {"millesime": ligne[0], "geographies": json.loads(ligne[1]),
+            "points": json.loads(ligne[2]), "synthetique": bool(ligne[3]),
+            "sources": json.loads(ligne[4]), "controle": json.loads(ligne[5]),
+            "avertissements": json.loads(ligne[6]), "date_construction": str(ligne[7])}
+
+
+def _condition(t, colonne_qpv: str = "qpv") -> tuple[str, list]:
+    from essqpv.indicators.compute import condition_territoire
+    return condition_territoire(t, colonne_qpv)
+
+
+def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
+    """The raw (unprotected) series of a territory: counts per point, in its QPV and in the
+    whole territory, by employer character, family and sector; placed share; creations and
+    closures per year; the France entière reference. Publication goes through
+    :func:`essqpv.indicators.historique.publier` (protected)."""
+    from essqpv import base as B
+    from essqpv.territoires import Territoire, resoudre
+    info = disponible(base)
+    if info is None:
+        raise ParametreInvalide(
+            "Cette base n'a pas de séries historiques : lancez « essqpv historique » avec "
+            "les fichiers StockEtablissementHistorique et StockUniteLegaleHistorique.")
+    geographie = geographie or info["geographies"][0]
+    if geographie not in info["geographies"]:
+        raise ParametreInvalide(
+            f"Géographie {geographie} absente des séries (disponibles : "
+            f"{', '.join(info['geographies'])}).")
+    t = territoire if isinstance(territoire, Territoire) else resoudre(
+        territoire, B.qpv_de_la_base(base, info["millesime"]))
+    cond, params = _condition(t)
+    con = B.ouvrir(base)
+    points = info["points"]
+    n = len(points)
+
+    def par_point(table_sql: str, extra: str = "", cle: str | None = None) -> dict:
+        requete = (f"SELECT ordre, {cle + ',' if cle else ''} sum(n) FROM historique_stock "
+                   f"WHERE geographie = ? AND ({cond}) {extra} GROUP BY ALL")
+        lignes = con.execute(requete, [geographie, *params]).fetchall()
+        if cle is None:
+            v = [0] * n
+            for o, s in lignes:
+                v[o] = int(s)
+            return v
+        res: dict[str, list[int]] = {}
+        for o, k, s in lignes:
+            res.setdefault(k, [0] * n)[o] = int(s)
+        return dict(sorted(res.items()))
+
+    en_qpv = "AND qpv IS NOT NULL" if t.niveau != "qpv" else ""
+    zones = {"qpv": en_qpv, "ensemble": ""}
+    sortie = {"territoire": t.en_dict(), "geographie_qpv": geographie,
+              "millesime": info["millesime"], "points": points}
+    for zone, extra in zones.items():
+        if t.niveau == "qpv" and zone == "ensemble":
+            continue
+        sortie[zone] = {
+            "etablissements": par_point("", extra),
+            "employeurs": par_point("", extra + " AND employeur"),
+            "non_employeurs": par_point("", extra + " AND NOT employeur"),
+            "familles": par_point("", extra, "famille"),
+            "secteurs": par_point("", extra, "secteur"),
+        }
+    # placed share (in the territory: the QPV need a position; France counts the unplaced)
+    sortie["localises"] = par_point("", "AND localise")
+    sortie["etablissements_territoire"] = par_point("", "")
+    fr = con.execute("SELECT ordre, sum(n), sum(n) FILTER (WHERE qpv IS NOT NULL) FROM "
+                     "historique_stock WHERE geographie = ? GROUP BY ordre",
+                     [geographie]).fetchall()
+    france = [0] * n
+    france_qpv = [0] * n
+    for o, s, q in fr:
+        france[o], france_qpv[o] = int(s), int(q or 0)
+    sortie["france"] = {"etablissements": france, "en_qpv": france_qpv}
+    annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
+    flux: dict = {}
+    for zone, extra in zones.items():
+        if t.niveau == "qpv" and zone == "ensemble":
+            continue
+        lignes = con.execute(
+            f"SELECT type, annee, sum(n) FROM historique_flux WHERE geographie = ? AND "
+            f"({cond}) {extra} GROUP BY ALL", [geographie, *params]).fetchall()
+        z = {"creations": [0] * len(annees), "fermetures": [0] * len(annees)}
+        for typ, a, s in lignes:
+            z[typ][a - ANNEE_DEBUT] = int(s)
+        flux[zone] = z
+    sortie["flux"] = {"annees": annees, **flux}
+    sortie["synthetique"] = info["synthetique"]
+    sortie["sources"] = info["sources"]
+    sortie["avertissements"] = list(info["avertissements"])
+    return sortie
+
+
+# --------------------------------------------------------------------------- publication
+
+def _cellule(n: int):
+    from essqpv.indicators.confidentiality import Cellule
+    # counts of establishments: each one weighs 1 (no headcount is historised)
+    return Cellule(nombre=int(n), effectif=float(n), effectif_max=1.0 if n else 0.0)
+
+
+def _proteger_point(valeurs: dict, groupes: list) -> dict:
+    from essqpv.indicators.confidentiality import proteger
+    return proteger({k: _cellule(v) for k, v in valeurs.items()}, groupes)
+
+
+def publier(brute: dict) -> dict:
+    """The series of :func:`serie`, protected (METHODOLOGY 7), ready to publish.
+
+    At every point (and every year for the flows), the cells form one table with its
+    additive groups: the territory = its QPV + the rest; each zone = employers +
+    non-employers = the sum of its families = the sum of its sectors; the territory =
+    placed + not placed. A suppressed value is ``null``, listed in ``secret`` with its
+    reason; the index 2015 = 100 is computed on published values only.
+    """
+    s = json.loads(json.dumps(brute))  # a deep copy
+    n = len(s["points"])
+    a_territoire = "ensemble" in s
+    zones = ["qpv"] + (["ensemble"] if a_territoire else [])
+    secret: list[dict] = []
+    for i in range(n):
+        v: dict = {}
+        groupes: list = []
+        for z in zones:
+            v[(z, "etablissements", "")] = s[z]["etablissements"][i]
+            for ind in ("employeurs", "non_employeurs"):
+                v[(z, ind, "")] = s[z][ind][i]
+            groupes.append(((z, "etablissements", ""),
+                            [(z, "employeurs", ""), (z, "non_employeurs", "")]))
+            for dim in ("familles", "secteurs"):
+                membres = []
+                for mod, serie_mod in s[z][dim].items():
+                    v[(z, dim, mod)] = serie_mod[i]
+                    membres.append((z, dim, mod))
+                if membres:
+                    groupes.append(((z, "etablissements", ""), membres))
+        if a_territoire:
+            hors = s["ensemble"]["etablissements"][i] - s["qpv"]["etablissements"][i]
+            v[("hors_qpv", "etablissements", "")] = hors
+            groupes.append((("ensemble", "etablissements", ""),
+                            [("qpv", "etablissements", ""), ("hors_qpv", "etablissements", "")]))
+        tot = s["etablissements_territoire"][i]
+        v[("localisation", "localises", "")] = s["localises"][i]
+        v[("localisation", "non_localises", "")] = tot - s["localises"][i]
+        v[("localisation", "ensemble", "")] = tot
+        groupes.append((("localisation", "ensemble", ""),
+                        [("localisation", "localises", ""), ("localisation", "non_localises", "")]))
+        statuts = _proteger_point(v, groupes)
+        for (z, ind, mod), st in statuts.items():
+            if st is None:
+                continue
+            secret.append({"point": s["points"][i], "zone": z, "indicateur": ind,
+                           "modalite": mod or None, "secret": st})
+            if z in zones:
+                if ind in ("familles", "secteurs"):
+                    s[z][ind][mod][i] = None
+                else:
+                    s[z][ind][i] = None
+            elif z == "localisation" and ind == "localises":
+                s["localises"][i] = None
+            elif z == "localisation" and ind == "ensemble":
+                s["etablissements_territoire"][i] = None
+    # France entière: its total and its QPV, with the rest
+    for i in range(n):
+        tot, q = s["france"]["etablissements"][i], s["france"]["en_qpv"][i]
+        v = {"total": tot, "qpv": q, "hors": tot - q}
+        st = _proteger_point(v, [("total", ["qpv", "hors"])])
+        for cle, nom in (("total", "etablissements"), ("qpv", "en_qpv")):
+            if st[cle]:
+                s["france"][nom][i] = None
+                secret.append({"point": s["points"][i], "zone": "france", "indicateur": nom,
+                               "modalite": None, "secret": st[cle]})
+    # flows per year
+    annees = s["flux"]["annees"]
+    for typ in ("creations", "fermetures"):
+        for k, annee in enumerate(annees):
+            v = {z: s["flux"][z][typ][k] for z in zones}
+            groupes = []
+            if a_territoire:
+                v["hors_qpv"] = v["ensemble"] - v["qpv"]
+                groupes = [("ensemble", ["qpv", "hors_qpv"])]
+            st = _proteger_point(v, groupes)
+            for z in zones:
+                if st[z]:
+                    s["flux"][z][typ][k] = None
+                    secret.append({"point": str(annee), "zone": z, "indicateur": typ,
+                                   "modalite": None, "secret": st[z]})
+    s["part_localisee"] = [
+        (round(l / t, 4) if l is not None and t else None)
+        for l, t in zip(s["localises"], s["etablissements_territoire"])]
+    s["indice_2015"] = _indices(s)
+    s["secret"] = secret
+    s["protege"] = True
+    return s
+
+
+def _indices(s: dict) -> dict:
+    """Index 2015 = 100 of the QPV of the territory and of France entière (published values)."""
+    try:
+        i15 = s["points"].index("2015-01-01")
+    except ValueError:
+        return {}
+
+    def indice(valeurs: list) -> list:
+        ref = valeurs[i15]
+        return [round(100 * x / ref, 1) if x is not None and ref else None for x in valeurs]
+    return {"qpv": indice(s["qpv"]["etablissements"]),
+            "france": indice(s["france"]["etablissements"]),
+            "france_qpv": indice(s["france"]["en_qpv"])}
+
+
+def evolution(base: str | Path, territoire, geographie: str | None = None) -> dict:
+    """The protected series of a territory (what every output publishes)."""
+    return publier(serie(base, territoire, geographie))
