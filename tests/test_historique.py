@@ -316,3 +316,38 @@ def test_commande_historique_et_evolution(registre, tmp_path):
     assert run.exit_code == 0, run.output
     assert "2008-01-01" in run.stdout and "géographie QPV 2015" in run.stdout
     assert "pas historisés" in run.stdout
+
+
+def test_registre_synthetique_ecrit_des_historiques_coherents(tmp_path):
+    import polars as pl
+
+    from essqpv.sources.sirene import colonnes_officielles
+    from essqpv.synthese import generer, generer_historiques
+    r = generer(tmp_path / "reg", profil="test", millesime=M)
+    h = generer_historiques(r["fichiers"], M)
+    fe, fu = (Path(h["fichiers"][k]) for k in (H.ETABLISSEMENTS, H.UNITES_LEGALES))
+    for f, role in ((fe, H.ETABLISSEMENTS), (fu, H.UNITES_LEGALES)):
+        entete = f.read_text("utf-8").split("\n", 1)[0].split(",")
+        assert entete == colonnes_officielles(role)["colonne"].to_list()
+    e = pl.read_csv(fe, infer_schema=False)
+    chg = e.filter(pl.col("dateDebut") > "2008-01-01")
+    assert chg.filter(pl.col("changementActivitePrincipaleEtablissement") == "true").height
+    assert chg.filter(pl.col("changementCaractereEmployeurEtablissement") == "true").height
+    assert chg.filter(pl.col("changementEtatAdministratifEtablissement") == "true").height
+    u = pl.read_csv(fu, infer_schema=False)
+    assert u.filter(pl.col("changementEconomieSocialeSolidaireUniteLegale") == "true").height
+    assert u.filter(pl.col("changementCategorieJuridiqueUniteLegale") == "true").height
+    base = tmp_path / "b.duckdb"
+    f = r["fichiers"]
+    B.construire(etablissements=f["etablissements"], unites_legales=f["unites_legales"],
+                 geolocalisation=f["geolocalisation"], millesime=M, base=base)
+    c = HI.construire_historique(base=base, etablissements_historique=fe,
+                                 unites_legales_historique=fu,
+                                 etablissements=f["etablissements"],
+                                 geolocalisation=f["geolocalisation"])
+    # periods that end where the stock says closed: the last point is the stock's picture
+    assert c["dernier_point"] == c["millesime_de_la_base"]
+    assert c["etablissements_historique"]["lignes_rejetees"] == 0
+    s = HI.evolution(base, "FR")
+    assert s["synthetique"] and len(s["points"]) == 2024 - 2008 + 2
+    assert s["france"]["etablissements"][0] < s["france"]["etablissements"][-1]

@@ -1677,3 +1677,214 @@ def _lisezmoi(r: dict) -> str:
     lignes.append("")
     lignes.append("Généré par essqpv (essqpv synthese). Ne pas citer.")
     return "\n".join(lignes) + "\n"
+
+
+# --------------------------------------------------------------------------- historical files
+
+#: Names of the synthetic historical files (official names of INSEE's historical stocks).
+FICHIERS_HISTORIQUES = {
+    "etablissements_historique": "StockEtablissementHistorique_utf8.csv",
+    "unites_legales_historique": "StockUniteLegaleHistorique_utf8.csv",
+}
+
+
+_AUCUNE = np.iinfo(np.int64).min  # no change drawn (day numbers may be negative: < 1970)
+
+
+def _lire_stock(chemin: Path, role: str, colonnes: list[str], travail: Path) -> pl.DataFrame:
+    """A file of the synthetic register read back by the project's reader (its planted
+    malformed lines are rejected there, as in a build)."""
+    from essqpv.sources import sirene
+    source = sirene.preparer(chemin, role, travail)
+    conv = sirene.convertir(source, colonnes, travail / f"{role}.arrow")
+    try:
+        return conv.lire().collect()
+    finally:
+        conv.chemin.unlink()
+
+
+def _bascule(rng, n: int, proba: float, debut: pl.Series, fin_jour: int,
+             plancher: int) -> np.ndarray:
+    """Dates (days since 1970) of a change drawn with probability ``proba`` between
+    ``max(debut + 30, plancher)`` and ``fin_jour``, else :data:`_AUCUNE`."""
+    d = debut.to_numpy().astype("datetime64[D]").astype(np.int64)
+    bas = np.maximum(d + 30, plancher)
+    oui = (rng.random(n) < proba) & (bas < fin_jour)
+    jours = bas + (rng.random(n) * np.maximum(fin_jour - bas, 1)).astype(np.int64)
+    return np.where(oui, jours, _AUCUNE)
+
+
+def _periodes(debut: pl.Series, coupures: dict[str, np.ndarray],
+              base: pl.DataFrame) -> pl.DataFrame:
+    """One row per period: the establishment (or unit) is cut at each change date."""
+    n = base.height
+    cadre = base.with_columns(debut.alias("_debut"), *[
+        pl.Series(f"_{k}", v, pl.Int64).replace(_AUCUNE, None).cast(pl.Int32).cast(pl.Date)
+        for k, v in coupures.items()])
+    cols = [f"_{k}" for k in coupures]
+    cadre = cadre.with_columns(pl.concat_list(
+        pl.col("_debut"), *[pl.when(pl.col(c) > pl.col("_debut")).then(pl.col(c)) for c in cols])
+        .list.drop_nulls().list.unique().list.sort().alias("_starts")).with_row_index("_i")
+    p = cadre.explode("_starts").rename({"_starts": "dateDebut"})
+    p = p.with_columns((pl.col("dateDebut").shift(-1).over("_i") - pl.duration(days=1))
+                       .alias("dateFin"))
+    assert p.height >= n
+    return p
+
+
+def _changement(col: str, ident: str) -> pl.Expr:
+    """``true``/``false``: the value differs from the previous period's (INSEE's
+    ``changement…`` indicators; the first period of an identifier is ``false``)."""
+    avant = pl.col(col).shift(1).over(ident)
+    return (pl.when(pl.col("_rang") == 0).then(pl.lit("false"))
+            .when(pl.col(col).fill_null("") != avant.fill_null("")).then(pl.lit("true"))
+            .otherwise(pl.lit("false")))
+
+
+def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> dict:
+    """Write ``StockEtablissementHistorique`` and ``StockUniteLegaleHistorique`` in the
+    official schemas, consistent with the synthetic stock of ``fichiers`` (from
+    :func:`generer`): each current period is the stock's row; a closed establishment's
+    active period ends the day before its closure; some establishments changed activity or
+    employer character, some legal units their legal category, and some commercial
+    companies got the ESS flag (from 2015, after the 2014 law) — every change on a drawn
+    date. Periods before 2008 are coded in NAF rév. 1 (Sirene recoded the active
+    establishments in NAF rév. 2 on 1 January 2008).
+
+    Returns the paths (``fichiers``) and the number of periods of each file.
+    """
+    import datetime as dt
+
+    from essqpv.sources.historique import ETABLISSEMENTS, UNITES_LEGALES
+    from essqpv.sources.sirene import colonnes_officielles
+    rng = np.random.default_rng(graine + 20)
+    dossier = Path(fichiers["etablissements"]).parent
+    travail = dossier / ".lecture_historique"
+    an, mois = int(millesime[:4]), int(millesime[5:7])
+    fin_jour = int(np.datetime64(f"{an:04d}-{mois:02d}-01", "D").astype(np.int64)) - 15
+    j2008 = int(np.datetime64("2008-01-01", "D").astype(np.int64))
+    try:
+        e = _lire_stock(Path(fichiers["etablissements"]), "etablissements",
+                        ["siren", "nic", "siret", "dateCreationEtablissement",
+                         "etatAdministratifEtablissement", "activitePrincipaleEtablissement",
+                         "nomenclatureActivitePrincipaleEtablissement",
+                         "caractereEmployeurEtablissement", "enseigne1Etablissement",
+                         "denominationUsuelleEtablissement"], travail)
+        u = _lire_stock(Path(fichiers["unites_legales"]), "unites_legales",
+                        ["siren", "dateCreationUniteLegale", "etatAdministratifUniteLegale",
+                         "categorieJuridiqueUniteLegale", "economieSocialeSolidaireUniteLegale",
+                         "denominationUniteLegale", "nomUniteLegale", "nicSiegeUniteLegale",
+                         "activitePrincipaleUniteLegale",
+                         "nomenclatureActivitePrincipaleUniteLegale",
+                         "caractereEmployeurUniteLegale"], travail)
+    finally:
+        import shutil
+        shutil.rmtree(travail, ignore_errors=True)
+    e = e.filter(pl.col("siret").str.contains(r"^[0-9]{14}$")).unique("siret", keep="first",
+                                                                        maintain_order=True)
+    n = e.height
+    # start: the creation date (drawn in 1990–2007 when empty or invalid)
+    tirage = pl.Series(np.datetime64("1990-01-01") + rng.integers(0, 6570, n), dtype=pl.Date)
+    debut = e["dateCreationEtablissement"].str.to_date("%Y-%m-%d", strict=False)
+    debut = debut.zip_with(debut.is_not_null(), tirage)
+    ferme = (e["etatAdministratifEtablissement"] == "F").to_numpy()
+    d0 = debut.to_numpy().astype("datetime64[D]").astype(np.int64)
+    fermeture = np.where(ferme, d0 + 30 + (rng.random(n) * np.maximum(
+        fin_jour - d0 - 30, 1)).astype(np.int64), _AUCUNE)
+    fermeture = np.where(ferme & (fermeture <= d0), d0 + 1, fermeture)
+    activite = _bascule(rng, n, 0.08, debut, np.where(ferme, fermeture - 1, fin_jour), j2008)
+    employeur = _bascule(rng, n, 0.12, debut, np.where(ferme, fermeture - 1, fin_jour), j2008)
+    recodage = np.where(d0 < j2008, j2008, _AUCUNE)
+    p = _periodes(debut, {"ferme": fermeture, "act": activite, "emp": employeur,
+                                   "rev2": recodage}, e)
+    naf_autres = np.array(["88.99B", "94.99Z", "85.59A", "93.12Z", "56.10A", "47.11F"])
+    p = p.with_columns(pl.int_range(pl.len()).over("_i").alias("_rang"),
+                       pl.Series("_autre", naf_autres[rng.integers(0, len(naf_autres),
+                                                                  p.height)]))
+    avant_act = pl.col("_act").is_not_null() & (pl.col("dateDebut") < pl.col("_act"))
+    avant_emp = pl.col("_emp").is_not_null() & (pl.col("dateDebut") < pl.col("_emp"))
+    avant_2008 = pl.col("dateDebut") < pl.date(2008, 1, 1)
+    naf2 = pl.when(avant_act & (pl.col("_autre") != pl.col("activitePrincipaleEtablissement"))
+                   ).then(pl.col("_autre")).otherwise(pl.col("activitePrincipaleEtablissement"))
+    p = p.with_columns(
+        pl.when(pl.col("_ferme").is_not_null() & (pl.col("dateDebut") >= pl.col("_ferme")))
+        .then(pl.lit("F")).otherwise(pl.lit("A")).alias("etatAdministratifEtablissement"),
+        pl.when(avant_2008).then(pl.lit("91.3E")).otherwise(naf2)
+        .alias("activitePrincipaleEtablissement"),
+        pl.when(avant_2008).then(pl.lit("NAFRev1"))
+        .otherwise(pl.col("nomenclatureActivitePrincipaleEtablissement"))
+        .alias("nomenclatureActivitePrincipaleEtablissement"),
+        pl.when(avant_emp).then(pl.col("caractereEmployeurEtablissement").replace(
+            {"O": "N", "N": "O"})).otherwise(pl.col("caractereEmployeurEtablissement"))
+        .alias("caractereEmployeurEtablissement"),
+    )
+    p = p.with_columns(
+        _changement("etatAdministratifEtablissement", "_i")
+        .alias("changementEtatAdministratifEtablissement"),
+        _changement("activitePrincipaleEtablissement", "_i")
+        .alias("changementActivitePrincipaleEtablissement"),
+        _changement("caractereEmployeurEtablissement", "_i")
+        .alias("changementCaractereEmployeurEtablissement"),
+        pl.lit("false").alias("changementEnseigneEtablissement"),
+        pl.lit("false").alias("changementDenominationUsuelleEtablissement"),
+    )
+    # INSEE writes the periods of a siret from the newest to the oldest
+    p = p.sort(["_i", "dateDebut"], descending=[False, True])
+    colonnes_e = colonnes_officielles(ETABLISSEMENTS)["colonne"].to_list()
+    chemin_e = dossier / FICHIERS_HISTORIQUES[ETABLISSEMENTS]
+    p.with_columns(pl.col("dateDebut").cast(pl.String), pl.col("dateFin").cast(pl.String)) \
+        .select([pl.col(c) if c in p.columns else pl.lit(None, dtype=pl.String).alias(c)
+                 for c in colonnes_e]).write_csv(chemin_e)
+
+    # ---- legal units --------------------------------------------------------------------
+    u = u.filter(pl.col("siren").str.contains(r"^[0-9]{9}$")).unique("siren", keep="first",
+                                                                      maintain_order=True)
+    premiers = p.group_by("siren").agg(pl.col("dateDebut").min().alias("_premier"))
+    u = u.join(premiers, on="siren", how="left", maintain_order="left")
+    m = u.height
+    d_ul = u["dateCreationUniteLegale"].str.to_date("%Y-%m-%d", strict=False)
+    d_ul = pl.Series(np.minimum(
+        d_ul.fill_null(pl.date(2100, 1, 1)).to_numpy().astype("datetime64[D]"),
+        u["_premier"].fill_null(pl.date(2100, 1, 1)).to_numpy().astype("datetime64[D]")),
+        dtype=pl.Date)
+    d_ul = d_ul.zip_with(d_ul < dt.date(2100, 1, 1),
+                         pl.Series(np.datetime64("1995-01-01") + rng.integers(0, 4000, m),
+                                   dtype=pl.Date))
+    from essqpv import reference
+    regles = reference.regles_familles()
+    cj_ess = set(regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list())
+    j2015 = int(np.datetime64("2015-01-01", "D").astype(np.int64))
+    societe_ess = ((u["economieSocialeSolidaireUniteLegale"] == "O")
+                   & ~u["categorieJuridiqueUniteLegale"].is_in(list(cj_ess))).to_numpy()
+    drapeau = np.where(societe_ess, _bascule(rng, m, 0.5, d_ul, fin_jour, j2015), _AUCUNE)
+    categorie = _bascule(rng, m, 0.04, d_ul, fin_jour, j2008)
+    q = _periodes(d_ul, {"ess": drapeau, "cj": categorie}, u)
+    q = q.with_columns(pl.int_range(pl.len()).over("_i").alias("_rang"))
+    avant_ess = pl.col("_ess").is_not_null() & (pl.col("dateDebut") < pl.col("_ess"))
+    avant_cj = pl.col("_cj").is_not_null() & (pl.col("dateDebut") < pl.col("_cj"))
+    q = q.with_columns(
+        pl.when(avant_ess).then(pl.lit("N")).otherwise(
+            pl.col("economieSocialeSolidaireUniteLegale"))
+        .alias("economieSocialeSolidaireUniteLegale"),
+        pl.when(avant_cj & ~pl.col("categorieJuridiqueUniteLegale").is_in(["5499"]))
+        .then(pl.lit("5499")).otherwise(pl.col("categorieJuridiqueUniteLegale"))
+        .alias("categorieJuridiqueUniteLegale"),
+        pl.lit("A").alias("etatAdministratifUniteLegale"),
+    )
+    q = q.with_columns(*[
+        _changement(c, "_i").alias("changement" + c[0].upper() + c[1:])
+        for c in ("economieSocialeSolidaireUniteLegale", "categorieJuridiqueUniteLegale",
+                  "etatAdministratifUniteLegale")],
+        *[pl.lit("false").alias(c) for c in (
+            "changementNomUniteLegale", "changementNomUsageUniteLegale",
+            "changementDenominationUniteLegale", "changementDenominationUsuelleUniteLegale",
+            "changementActivitePrincipaleUniteLegale", "changementNicSiegeUniteLegale",
+            "changementSocieteMissionUniteLegale", "changementCaractereEmployeurUniteLegale")])
+    q = q.sort(["_i", "dateDebut"], descending=[False, True])
+    colonnes_u = colonnes_officielles(UNITES_LEGALES)["colonne"].to_list()
+    chemin_u = dossier / FICHIERS_HISTORIQUES[UNITES_LEGALES]
+    q.with_columns(pl.col("dateDebut").cast(pl.String), pl.col("dateFin").cast(pl.String)) \
+        .select([pl.col(c) if c in q.columns else pl.lit(None, dtype=pl.String).alias(c)
+                 for c in colonnes_u]).write_csv(chemin_u)
+    return {"fichiers": {ETABLISSEMENTS: str(chemin_e), UNITES_LEGALES: str(chemin_u)},
+            "periodes": {ETABLISSEMENTS: p.height, UNITES_LEGALES: q.height}}

@@ -50,6 +50,16 @@ def demo(
         progression=lambda t: etape(f"  {t}…"))
     ecrits.append(("Base DuckDB", base))
 
+    etape("Séries historiques depuis 2008 (fichiers historiques synthétiques)…")
+    from essqpv.historique import construire_historique
+    from essqpv.synthese import generer_historiques
+    historiques = generer_historiques(fichiers, millesime, graine)["fichiers"]
+    construire_historique(
+        base=base, etablissements_historique=historiques["etablissements_historique"],
+        unites_legales_historique=historiques["unites_legales_historique"],
+        etablissements=fichiers["etablissements"], geolocalisation=fichiers["geolocalisation"],
+        progression=lambda t: etape(f"  {t}…"))
+
     etape("Annuaire des initiatives…")
     try:
         from essqpv.directory import importer_annuaire_initial, importer_relais
