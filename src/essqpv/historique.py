@@ -206,33 +206,29 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     from essqpv.sources import sirene
     from essqpv.sources.qpv import lire_qpv
     from essqpv.territoires import table_communes
-    con = duckdb.connect()
-    try:
-        src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
-        colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
-                    "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
-        conv = sirene.convertir(src, colonnes, travail / "stock.arrow", con,
-                                Condition(dans=("siret", sirets)))
-        df = (conv.lire_gardees().drop("_rang").rename(
-            {c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes}).unique("siret")
-            .collect())
-        compte = {"fichier": src.chemin.name, "lignes_lues": conv.lignes_lues,
-                  "lignes_rejetees": len(conv.rejets), "trouves": df.height}
-        if geolocalisation is not None:
-            gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
-            gcols = list(B.RENOMMAGE_GEOLOCALISATION)
-            gconv = sirene.convertir(gsrc, gcols, travail / "geo.arrow", con,
-                                     Condition(dans=("siret", sirets)))
-            geo = (gconv.lire_gardees().drop("_rang").rename(B.RENOMMAGE_GEOLOCALISATION)
-                   .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
-                                                         "geo_qualite", "geo_epsg")
-                   .with_columns(pl.lit(True).alias("geo_present")).collect())
-            df = df.join(geo, on="siret", how="left").with_columns(
-                pl.col("geo_present").fill_null(False))
-        else:
-            df = df.with_columns(pl.lit(False).alias("geo_present"))
-    finally:
-        con.close()
+    src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
+    colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
+                "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
+    conv = sirene.convertir(src, colonnes, travail / "stock.arrow",
+                            garder=Condition(dans=("siret", sirets)))
+    df = (conv.lire_gardees().drop("_rang").rename(
+        {c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes}).unique("siret")
+        .collect())
+    compte = {"fichier": src.chemin.name, "lignes_lues": conv.lignes_lues,
+              "lignes_rejetees": len(conv.rejets), "trouves": df.height}
+    if geolocalisation is not None:
+        gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
+        gcols = list(B.RENOMMAGE_GEOLOCALISATION)
+        gconv = sirene.convertir(gsrc, gcols, travail / "geo.arrow",
+                                 garder=Condition(dans=("siret", sirets)))
+        geo = (gconv.lire_gardees().drop("_rang").rename(B.RENOMMAGE_GEOLOCALISATION)
+               .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
+                                                     "geo_qualite", "geo_epsg")
+               .with_columns(pl.lit(True).alias("geo_present")).collect())
+        df = df.join(geo, on="siret", how="left").with_columns(
+            pl.col("geo_present").fill_null(False))
+    else:
+        df = df.with_columns(pl.lit(False).alias("geo_present"))
     df = (df.join(table_communes().rename({"code": "code_commune"}), on="code_commune",
                   how="left")
           .with_columns(pl.coalesce(pl.col("departement"), B._departement_du_code())
@@ -350,23 +346,19 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     travail.mkdir(parents=True, exist_ok=True)
     naf1 = correspondance_naf(table_naf)
 
-    con = duckdb.connect()
-    try:
-        etape("Lecture de l'historique des unités légales")
-        regles = reference.regles_familles()
-        cjs = regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list()
-        valeurs_ess = regles.filter(pl.col("regle") == "ess")["valeur"].to_list()
-        # the name rule needs the ESS flag too: these two cover every ESS period
-        garder_ul = Condition(pl.col("categorieJuridiqueUniteLegale").is_in(cjs)
-                              | pl.col("economieSocialeSolidaireUniteLegale").is_in(valeurs_ess))
-        uh = H.charger(unites_legales_historique, H.UNITES_LEGALES, travail, garder_ul, con)
-        ul = _unites_legales_ess(uh.periodes)
-        etape("Lecture de l'historique des établissements")
-        sirens = ul["siren"].unique()
-        eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
-                       Condition(dans=("siren", sirens)), con)
-    finally:
-        con.close()
+    etape("Lecture de l'historique des unités légales")
+    regles = reference.regles_familles()
+    cjs = regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list()
+    valeurs_ess = regles.filter(pl.col("regle") == "ess")["valeur"].to_list()
+    # the name rule needs the ESS flag too: these two cover every ESS period
+    garder_ul = Condition(pl.col("categorieJuridiqueUniteLegale").is_in(cjs)
+                          | pl.col("economieSocialeSolidaireUniteLegale").is_in(valeurs_ess))
+    uh = H.charger(unites_legales_historique, H.UNITES_LEGALES, travail, garder_ul)
+    ul = _unites_legales_ess(uh.periodes)
+    etape("Lecture de l'historique des établissements")
+    sirens = ul["siren"].unique()
+    eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
+                   Condition(dans=("siren", sirens)))
 
     etape("Périodes dans le champ de l'ESS")
     etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)

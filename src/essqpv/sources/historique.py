@@ -34,7 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from essqpv.sources import sirene
@@ -145,8 +144,7 @@ def _verifier(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
 
 
 def charger(chemin: str | Path, role: str, travail: str | Path,
-            garder: Condition | None = None,
-            con: duckdb.DuckDBPyConnection | None = None) -> Historique:
+            garder: Condition | None = None) -> Historique:
     """Read and check a historical file (``role``: ``etablissements_historique`` or
     ``unites_legales_historique``).
 
@@ -157,7 +155,7 @@ def charger(chemin: str | Path, role: str, travail: str | Path,
     source = sirene.preparer(chemin, role, travail / "extraits")
     renommage = RENOMMAGE[role]
     colonnes = list(renommage)
-    conv = sirene.convertir(source, colonnes, travail / f"{role}.arrow", con, garder,
+    conv = sirene.convertir(source, colonnes, travail / f"{role}.arrow", garder=garder,
                             numeroter=True)
     try:
         if conv.gardees is not None:

@@ -503,6 +503,8 @@ class _Lecteur:
         noms = [x for c in self.toujours for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
         principal = cadre.select(noms).to_arrow().append_column("_garder", tableau(garde)) \
             if noms else pa.table({"_garder": tableau(garde)})
+        if self.numeroter:  # thinned and numbered: every row keeps its physical line
+            principal = principal.append_column("_ligne", tableau(lignes))
         return _Bloc(ex.lignes, rejets, ex.vides, ex.suites, principal, gardees,
                      lignes[rangs], ex.reste, blk)
 
