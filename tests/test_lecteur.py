@@ -335,3 +335,27 @@ def test_python_csv_strict_est_l_arbitre():
     assert lire('a,b"c,d') == ["a", 'b"c', "d"]
     with pytest.raises(csv.Error):
         lire('a,"ab"c,d')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet='a,;" ', max_size=12), min_size=1, max_size=30),
+       st.sampled_from([",", ";"]), st.booleans())
+def test_tri_vectorise_des_guillemets_comme_l_expression(lignes, sep, crlf):
+    """The vectorised sorting of the lines holding quotes flags exactly the lines that the
+    strict form's regular expression refuses (a CR inside a line is a reject of its own)."""
+    import numpy as np
+    if crlf:
+        lignes = [x + "\r" for x in lignes]
+    blk = "\n".join(lignes).encode() + b"\n"
+    octets = np.frombuffer(blk, np.uint8)
+    fins = np.flatnonzero(octets == 10)
+    douteuses: dict[int, int] = {}
+    lecteur._lignes_a_guillemets(blk, octets, fins, sep, douteuses)
+    stricte = lecteur._forme_stricte(sep).fullmatch
+    attendu, d = set(), 0
+    for ligne in lignes:
+        brut = ligne.encode()
+        if b'"' in brut and not stricte(brut):
+            attendu.add(d)
+        d += len(brut) + 1
+    assert set(douteuses) == attendu

@@ -41,6 +41,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -230,9 +231,6 @@ class Condition:
 
 # --------------------------------------------------------------------------- examination
 
-_VIDES = re.compile(rb"(?<![^\n])\r?\n")  # a line end at a line start: a blank line
-_CR_ISOLE = re.compile(rb"\r(?!\n)")
-
 
 @dataclass
 class _Examen:
@@ -249,10 +247,71 @@ class _Examen:
     rangs: np.ndarray
     decalages: np.ndarray
     reste: bytes = b""  # a record still open at the end of the block (read with the next)
+    fins: np.ndarray | None = None  # the line ends of ``brut``
+    brut: bytes = b""  # the block as given
 
     def ligne(self, premiere: int, records: np.ndarray) -> np.ndarray:
         i = np.searchsorted(self.rangs, records, side="right") - 1
         return premiere + records + self.decalages[i]
+
+
+def _lignes_a_guillemets(blk: bytes, octets: np.ndarray, fins: np.ndarray, sep: str,
+                         douteuses: dict[int, int]) -> None:
+    """Note in ``douteuses`` the lines holding a quote that are not of the strict form
+    (``octets``: the block as an array; ``fins``: its line ends).
+
+    Vectorised first: in most lines every quoted field is simple (an opening quote at a
+    field's start, the closing one before a separator or the line's end, none inside), and
+    then the quotes of a line alternate between those two kinds. The other lines (doubled
+    quotes, literal quotes, quotes left open) are checked by :func:`_forme_stricte`.
+    """
+    n = len(blk)
+    q = np.flatnonzero(octets == 34)
+    c = ord(sep)
+    # Doubled quotes after a character that is not a separator (``a""b``: an escaped quote
+    # in a quoted field, or two literal quotes in an unquoted one) do not change the form:
+    # they are set aside. A line with three quotes in a row goes to the regular expression.
+    suivi = np.zeros(len(q), np.bool_)  # followed by a quote
+    suivi[:-1] = q[1:] == q[:-1] + 1
+    precede = np.zeros(len(q), np.bool_)
+    precede[1:] = suivi[:-1]
+    triple = suivi & precede
+    paire = suivi & ~precede
+    avant_paire = np.where(q > 0, octets[np.maximum(q - 1, 0)], 10)
+    ecart = paire & (avant_paire != c) & (avant_paire != 10)
+    ecart[1:] |= ecart[:-1] & suivi[:-1]
+    mauvaises = np.searchsorted(fins, q[triple])
+    q = q[~ecart]
+    ligne = np.searchsorted(fins, q)
+    nouveau = np.ones(len(q), np.bool_)
+    nouveau[1:] = ligne[1:] != ligne[:-1]
+    premier = np.maximum.accumulate(np.where(nouveau, np.arange(len(q)), 0))
+    rang = np.arange(len(q)) - premier
+    avant = np.where(q > 0, octets[np.maximum(q - 1, 0)], 10)
+    apres = np.where(q < n - 1, octets[np.minimum(q + 1, n - 1)], 10)
+    ouvrante = (avant == c) | (avant == 10)
+    fermante = (apres == c) | (apres == 13) | (apres == 10)
+    bon = np.where(rang % 2 == 0, ouvrante, fermante)
+    # a line ending with an opening quote: its last quote has an even rank
+    dernier = np.ones(len(q), np.bool_)
+    dernier[:-1] = nouveau[1:]
+    bon &= ~(dernier & (rang % 2 == 0))
+    stricte = _forme_stricte(sep).fullmatch
+    for numero in np.union1d(ligne[~bon], mauvaises):
+        d = int(fins[numero - 1]) + 1 if numero > 0 else 0
+        f = int(fins[numero]) if numero < len(fins) else n
+        if not stricte(blk, d, f):
+            douteuses[d] = f
+
+
+@lru_cache(maxsize=None)
+def _forme_stricte(sep: str) -> re.Pattern:
+    """A line of the strict form of RFC 4180: fields quoted whole (inner quotes doubled, no
+    line end inside) or unquoted (not starting with a quote; a later quote is literal),
+    ending with an optional CR."""
+    s = re.escape(sep.encode())
+    champ = rb'(?:"(?:[^"\r\n]|"")*"|[^' + s + rb'"\r\n][^' + s + rb'\r\n]*|)'
+    return re.compile(champ + rb"(?:" + s + champ + rb")*\r?")
 
 
 def _verdict(texte: str, sep: str, nchamps: int) -> str:
@@ -270,7 +329,9 @@ def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) ->
     """Find and take out of ``blk`` (whole lines, starting at physical line ``premiere``) the
     lines pyarrow could misread (see the module's docstring)."""
     n = len(blk)
-    lignes = blk.count(b"\n") + (1 if n and not blk.endswith(b"\n") else 0)
+    octets = np.frombuffer(blk, np.uint8)
+    fins = np.flatnonzero(octets == 10)  # line ends
+    lignes = len(fins) + (1 if n and not blk.endswith(b"\n") else 0)
     douteuses: dict[int, int] = {}  # line start -> line end (position of its LF, or n)
 
     def noter(p: int) -> None:
@@ -280,17 +341,22 @@ def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) ->
             douteuses[d] = n if f < 0 else f
 
     if b'"' in blk:
-        p = blk.find(b'"')
-        while p >= 0:
-            noter(p)
-            fin = douteuses[blk.rfind(b"\n", 0, p) + 1]
-            p = blk.find(b'"', fin)
-    if blk.startswith((b"\n", b"\r\n")) or b"\n\n" in blk or b"\n\r\n" in blk:
-        for m in _VIDES.finditer(blk):
-            douteuses.setdefault(m.start(), m.end() - 1)
-    if blk.count(b"\r") != blk.count(b"\r\n") or blk.endswith(b"\r"):
-        for m in _CR_ISOLE.finditer(blk):
-            noter(m.start())
+        _lignes_a_guillemets(blk, octets, fins, sep, douteuses)
+    if len(fins):  # blank lines: an LF (or CR LF) right after a line end
+        debuts = np.empty(len(fins), np.int64)
+        debuts[0] = 0
+        debuts[1:] = fins[:-1] + 1
+        longueurs = fins - debuts
+        blanches = longueurs == 0
+        un = np.flatnonzero(longueurs == 1)
+        blanches[un] = octets[debuts[un]] == 13
+        for i in np.flatnonzero(blanches):
+            douteuses.setdefault(int(debuts[i]), int(fins[i]))
+    if np.count_nonzero(octets == 13):  # a CR not followed by LF (but at the very end)
+        cr = np.flatnonzero(octets == 13)
+        cr = cr[cr < n - 1]
+        for p in cr[octets[cr + 1] != 10]:
+            noter(int(p))
     mal_codees: set[int] = set()
     if not blk.isascii() and not _utf8_valide(blk):
         d = 0
@@ -303,22 +369,20 @@ def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) ->
             d += len(brut) + 1
     if not douteuses:
         return _Examen(blk, lignes, [], 0, 0, False, np.zeros(1, np.int64),
-                       np.zeros(1, np.int64))
+                       np.zeros(1, np.int64), b"", fins, blk)
 
     rejets: list[Rejet] = []
     retirees: list[tuple[int, int]] = []  # byte ranges taken out
     rangs, decalages = [0], [0]
     vides = suites = 0
     multiligne = False
-    indice, vu = 0, 0  # line index of position ``vu``
     consomme = 0  # bytes up to here belong to a record already judged
     reste = b""
     for d in sorted(douteuses):
         if d < consomme:
             continue
         f = douteuses[d]
-        indice += blk.count(b"\n", vu, d)
-        vu = d
+        indice = int(np.searchsorted(fins, d))
         ligne = premiere + indice
         contenu = blk[d:f].removesuffix(b"\r")
         # record index of this line (lines before it taken out or continuing a record)
@@ -389,7 +453,7 @@ def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) ->
     dec = np.array(decalages, np.int64)
     garder = np.append(r[1:] != r[:-1], True)
     return _Examen(tampon, lignes, rejets, vides, suites, multiligne, r[garder], dec[garder],
-                   reste)
+                   reste, fins, blk)
 
 
 def _utf8_valide(blk: bytes) -> bool:
@@ -438,8 +502,15 @@ class _Lecteur:
             self.toujours = [c for c in self.presentes if c in toujours]
         self.cles = {c: CLES_NUMERIQUES[c] for c in self.toujours
                      if c in CLES_NUMERIQUES and garder is not None}
+        # (the columns read for every row of a thinned file)
+        self.etroites = [c for c in self.presentes
+                         if garder is not None and (c in self.toujours or c in garder.colonnes)]
 
-    def _parser(self, tampon: bytes, multiligne: bool) -> tuple[pa.Table, list]:
+    def _parser(self, tampon: bytes, multiligne: bool,
+                colonnes: list[str] | None = None) -> tuple[pa.Table, list]:
+        """The records of ``tampon`` (``colonnes``: default, every column wanted), and the
+        invalid ones (record number from 1, field count, text)."""
+        colonnes = self.presentes if colonnes is None else colonnes
         invalides: list = []
 
         def rejeter(ligne) -> str:
@@ -447,7 +518,7 @@ class _Lecteur:
             return "skip"
 
         if not tampon:
-            return pa.table({c: pa.array([], pa.large_string()) for c in self.presentes}), []
+            return pa.table({c: pa.array([], pa.large_string()) for c in colonnes}), []
         quote = '"' if b'"' in tampon else False
         table = pacsv.read_csv(
             pa.BufferReader(tampon),
@@ -460,16 +531,21 @@ class _Lecteur:
                                              ignore_empty_lines=True,
                                              invalid_row_handler=rejeter),
             convert_options=pacsv.ConvertOptions(
-                include_columns=self.presentes or self.colonnes_fichier[:1],
+                include_columns=colonnes or self.colonnes_fichier[:1],
                 column_types={c: pa.large_string() for c in self.colonnes_fichier},
                 strings_can_be_null=True, quoted_strings_can_be_null=True))
-        if not self.presentes:
+        if not colonnes:
             table = table.drop_columns(table.column_names)
         return table, invalides
 
     def bloc(self, blk: bytes, premiere: int, final: bool) -> _Bloc:
         ex = _examiner(blk, premiere, self.sep, self.nchamps, final)
-        table, invalides = self._parser(ex.tampon, ex.multiligne)
+        # Thinned, and one record per line: every row is parsed with the columns the
+        # condition and ``toujours`` need, then the kept lines alone with every column.
+        en_deux = self.garder is not None and not ex.multiligne and \
+            len(self.etroites) < len(self.presentes)
+        table, invalides = self._parser(ex.tampon, ex.multiligne,
+                                        self.etroites if en_deux else None)
         rejets = list(ex.rejets)
         enregistrements = table.num_rows + len(invalides)
         attendus = ex.lignes - len(ex.rejets) - ex.vides - ex.suites
@@ -499,7 +575,11 @@ class _Lecteur:
             [c for c in cadre.columns if c in self.garder.colonnes
              or c.removeprefix("_cle_") in self.garder.colonnes]))
         rangs = np.flatnonzero(garde)
-        gardees = table.take(tableau(rangs)).append_column("_rang", tableau(rangs))
+        if en_deux:
+            gardees = self._relire(ex, records[rangs])
+        else:
+            gardees = table.take(tableau(rangs))
+        gardees = gardees.append_column("_rang", tableau(rangs))
         noms = [x for c in self.toujours for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
         principal = cadre.select(noms).to_arrow().append_column("_garder", tableau(garde)) \
             if noms else pa.table({"_garder": tableau(garde)})
@@ -509,8 +589,27 @@ class _Lecteur:
                      lignes[rangs], ex.reste, blk)
 
 
+    def _relire(self, ex: _Examen, numeros: np.ndarray) -> pa.Table:
+        """Lines ``numeros`` of ``ex.tampon`` (one record per line) with every column."""
+        tampon = ex.tampon
+        fins = ex.fins if tampon is ex.brut else \
+            np.flatnonzero(np.frombuffer(tampon, np.uint8) == 10)
+        debuts = np.zeros(len(numeros), np.int64)
+        debuts[numeros > 0] = fins[numeros[numeros > 0] - 1] + 1
+        arrets = np.where(numeros < len(fins), fins[np.minimum(numeros, len(fins) - 1)]
+                          if len(fins) else len(tampon), len(tampon))
+        morceaux = [tampon[d:f] for d, f in zip(debuts.tolist(), arrets.tolist())]
+        table, invalides = self._parser(b"\n".join(morceaux) + b"\n" if morceaux else b"",
+                                        False)
+        if invalides or table.num_rows != len(numeros):
+            raise RuntimeError("lecteur : lignes gardées relues autrement (erreur interne)")
+        return table
+
+
 def _blocs(chemin: Path, taille: int):
-    """(bytes of whole lines, is last) of successive blocks, the header skipped."""
+    """(bytes of whole lines, is last) of successive blocks, the header skipped. Each block
+    is read into a buffer of its own, after the end of the previous block's last line (one
+    copy of a few bytes, none of the block)."""
     with open(chemin, "rb", buffering=0) as flux:
         entete = b""
         while b"\n" not in entete:
@@ -520,18 +619,22 @@ def _blocs(chemin: Path, taille: int):
             entete += morceau
         reste = entete[entete.index(b"\n") + 1:]
         while True:
-            lu = flux.read(taille)
-            donnees = reste + lu if reste else lu
+            tampon = bytearray(len(reste) + taille)
+            tampon[:len(reste)] = reste
+            lu = flux.readinto(memoryview(tampon)[len(reste):])
+            n = len(reste) + lu
             if not lu:
-                if donnees:
-                    yield donnees, True
+                if n:
+                    del tampon[n:]
+                    yield bytes(tampon), True
                 return
-            coupure = donnees.rfind(b"\n")
+            coupure = tampon.rfind(b"\n", 0, n)
             if coupure < 0:  # no line end yet: keep reading the line
-                reste = donnees
+                reste = bytes(tampon[:n])
                 continue
-            reste = donnees[coupure + 1:]
-            yield donnees[:coupure + 1], False
+            reste = bytes(tampon[coupure + 1:n])
+            del tampon[coupure + 1:]
+            yield tampon, False
 
 
 def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
@@ -642,22 +745,35 @@ def _renumeroter(bloc: _Bloc, lecteur: _Lecteur, brut: bytes, premiere: int,
 
 def _sans_doublons(bloc: _Bloc, colonne: str, vus: set, brut: bytes) -> _Bloc:
     """The kept rows whose ``colonne`` was seen before (in this block or an earlier one)
-    rejected (``<colonne>_en_double``), out of both tables; ``vus`` updated."""
+    rejected (``<colonne>_en_double``), out of both tables; ``vus`` updated (identifiers of
+    digits only as numbers, the others as text)."""
     g = bloc.gardees
     if g is None or not g.num_rows or colonne not in g.column_names:
         return bloc
-    valeurs = g.column(colonne).to_pylist()
-    doubles = []
-    for i, v in enumerate(valeurs):
-        if v is None:
-            continue
-        if v in vus:
-            doubles.append(i)
-        else:
-            vus.add(v)
-    if not doubles:
+    valeurs = pl.from_arrow(g.column(colonne))
+    nombres = valeurs.str.contains(r"^[0-9]{1,18}$").fill_null(False)
+    cles = pl.select(pl.when(nombres).then(valeurs.cast(pl.Int64, strict=False))
+                     .otherwise(None).alias("n"), pl.when(~nombres).then(valeurs)
+                     .alias("t"))
+    premiers = cles.select(
+        pl.when(pl.col("n").is_not_null()).then(pl.col("n").is_first_distinct())
+        .when(pl.col("t").is_not_null()).then(pl.col("t").is_first_distinct())
+        .otherwise(True).alias("p"))["p"].to_numpy()
+    doubles_a = np.flatnonzero(~premiers)
+    nums = set(cles["n"].drop_nulls().to_list())
+    textes = set(cles["t"].drop_nulls().to_list())
+    deja = (nums & vus) | (textes & vus)
+    vus |= nums
+    vus |= textes
+    if deja:
+        n_ou_t = cles.select(pl.coalesce(pl.col("n").cast(pl.String), pl.col("t"))
+                             .alias("v"))["v"]
+        deja_txt = pl.Series([str(x) for x in deja], dtype=pl.String)
+        avant = np.flatnonzero(n_ou_t.is_in(deja_txt.implode()).to_numpy() & premiers)
+        doubles_a = np.union1d(doubles_a, avant)
+    if not len(doubles_a):
         return bloc
-    doubles_a = np.array(doubles, np.int64)
+    doubles_a = doubles_a.astype(np.int64)
     lignes = bloc.lignes_gardees[doubles_a]
     contenus = _lignes_du_bloc(brut, bloc.premiere, lignes)
     for ligne in lignes:
