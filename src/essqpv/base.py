@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -460,6 +461,17 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         lisez = Path(etablissements).with_name("LISEZMOI.txt")
         synthetique = lisez.exists() and "synthétiques" in lisez.read_text("utf-8", "replace")
 
+    # (reader) the inputs' SHA-256 in a thread of their own, while the files are read
+    # (hashlib releases the GIL): off the critical path, remembered for a rebuild.
+    empreintes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="empreintes")
+    futurs_empreintes = {
+        role: empreintes.submit(_sha256_memorise, f.chemin, travail)
+        for role, f in (("etablissements", fichiers.etablissements),
+                        ("unites_legales", fichiers.unites_legales),
+                        ("geolocalisation", fichiers.geolocalisation),
+                        ("emplois", fichiers.emplois)) if f is not None}
+    empreintes.shutdown(wait=False)
+
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
 
@@ -650,7 +662,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
                     ("geolocalisation", fichiers.geolocalisation), ("emplois", fichiers.emplois)):
         if f is None:
             continue
-        empreinte, methode = _sha256_memorise(f.chemin, travail)
+        empreinte, methode = futurs_empreintes[role].result()
         sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
                         "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
                         "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(
