@@ -342,3 +342,23 @@ def test_cli_fichier_et_siret(tmp_path, base):
     r = runner.invoke(app, ["localiser", "--siret", "12345678900011", "--base", str(base)])
     assert r.exit_code == 0 and "ASSOCIATION DU BOURGET" in r.output
     assert "Dans le QPV QP093001" in r.output and MARQUE_SYNTHETIQUE in r.output
+
+
+def test_xlsx_ecrit_en_bloc_relu(tmp_path):
+    """The bulk XLSX writer, read back by openpyxl: header bold and frozen, texts exact
+    (XML characters, spaces, a leading ``=`` stays text: never a formula), numbers as
+    numbers, empty cells empty, control characters XML forbids dropped."""
+    from essqpv.lookup import ecrire_xlsx
+    textes = pl.Series(["a & b <c>", "  espaces  ", "=HYPERLINK(\"x\")", None, "é\x01€"])
+    nombres = pl.Series([1.5, None, 93350.0, float("nan"), -2.0])
+    ecrire_xlsx(tmp_path / "t.xlsx", "qpv", ["texte", "nombre", "mixte"],
+                [(None, textes), (nombres, None), (nombres, textes)])
+    classeur = openpyxl.load_workbook(tmp_path / "t.xlsx")
+    f = classeur.active
+    assert f.title == "qpv" and f.freeze_panes == "A2" and f["A1"].font.b
+    lignes = [list(r) for r in f.iter_rows(values_only=True)]
+    assert lignes == [["texte", "nombre", "mixte"],
+                      ["a & b <c>", 1.5, 1.5], ["  espaces  ", None, "  espaces  "],
+                      ['=HYPERLINK("x")', 93350, 93350], [None, None, None],
+                      ["é€", -2, -2]]
+    assert f["A4"].data_type == "s" and isinstance(f["B4"].value, int)
