@@ -20,8 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# essqpv against the peers (polars + shapely, DuckDB + spatial) at 1 M, 5 M and 40 M
+# establishments (registers generated once, ~20 GB; ESSQPV_BENCH_DONNEES to put them elsewhere)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/national.py
+	nice $(BIN)/python benchmarks/national.py --echelle 1000000,5000000,40000000 \
+	    --etapes serie,cache
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -19,7 +19,10 @@ Steps (``--etapes``, comma-separated; default all):
   ``--reference-max`` establishments: it needs ~10 GiB per 5 M rows), then the counts by
   family × région × in/out QPV are compared with the base, which must match exactly;
 - ``indicateurs``: ``benchmarks/indicateurs.py`` on the base (any territory's indicators);
-- ``points``: the QPV lookup of 100,000 points (``essqpv.lookup.localiser_points``).
+- ``points``: the QPV lookup of 100,000 points (``essqpv.lookup.localiser_points``);
+- ``serie`` (``make bench``): ``essqpv construire`` (cache emptied) and the two peers of
+  ``pairs.py`` (polars + shapely, DuckDB + spatial) in turn, ``--repetitions`` times, on the
+  same files: time, CPU, peak memory, and the ratios.
 
 Each figure is the median of ``--repetitions`` runs; the load of the machine (``uptime``)
 is recorded with it. Results are appended to ``benchmarks/work/resultats.jsonl`` (git-ignored)
@@ -46,6 +49,15 @@ TRAVAIL = ICI / "work"
 RESULTATS = TRAVAIL / "resultats.jsonl"
 PYTHON = sys.executable
 ETAPES = ("generer", "construire", "cache", "reference", "indicateurs", "points")
+# The peers (issue 21): the same core job in polars + shapely and in DuckDB + spatial, as an
+# analyst would write it (``pairs.py``, from ../shared/bench-peers when present, else the copy
+# in this folder), run on the same files, alternated with ``essqpv construire`` in one series.
+PAIRS = next((p for p in (ICI.parent.parent / "shared" / "bench-peers" / "pairs.py",
+                          ICI / "pairs.py") if p.exists()), ICI / "pairs.py")
+PILES = ("polars_shapely", "duckdb")
+# Their own environment: the DuckDB spatial extension needs DuckDB 1.5.5 (essqpv's is newer).
+PAQUETS_PAIRS = ("duckdb==1.5.5", "duckdb-extension-spatial==1.5.5", "polars", "shapely",
+                 "pyogrio", "numpy", "geopandas", "pyarrow")
 GRAINE = 2024
 MILLESIME = "2024-01"
 NOMS = {
@@ -218,6 +230,84 @@ def reference(dossier: Path, base: Path, repetitions: int) -> dict:
     return med
 
 
+# --------------------------------------------------------------------------- peers
+
+def _python_pairs() -> str:
+    """The interpreter of the peers' environment (``work/pairs-venv``, made once)."""
+    env = TRAVAIL / "pairs-venv"
+    python = env / "bin" / "python"
+    if not (env / ".installe").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PAQUETS_PAIRS],
+                       check=True)
+        (env / ".installe").write_text(" ".join(PAQUETS_PAIRS), "utf-8")
+    return str(python)
+
+
+def _entrees_pairs(dossier: Path) -> tuple[Path, Path]:
+    """The folder ``pairs.py`` reads (links to the register's files under its names) and
+    the QPV contours as a GeoPackage in EPSG:2154 with ``code_qp`` (the embedded 2015
+    contours, the ones ``essqpv construire`` uses by default)."""
+    liens = TRAVAIL / f"pairs-{dossier.name}"
+    liens.mkdir(parents=True, exist_ok=True)
+    for nom, role in (("StockEtablissement.csv", "etablissements"),
+                      ("StockUniteLegale.csv", "unites_legales"),
+                      ("GeolocEtablissement.csv", "geolocalisation")):
+        lien = liens / nom
+        if lien.is_symlink() or lien.exists():
+            lien.unlink()
+        lien.symlink_to(dossier / NOMS[role])
+    gpkg = TRAVAIL / "qpv2015_epsg2154.gpkg"
+    if not gpkg.exists():
+        import geopandas as gpd
+        import shapely
+
+        from essqpv import reference
+        q = reference.qpv2015()
+        gpd.GeoDataFrame({"code_qp": q["code_qp"].to_list()},
+                         geometry=shapely.from_wkb(q["geometrie"].to_numpy()),
+                         crs=4326).to_crs(2154).to_file(gpkg, driver="GPKG")
+    return liens, gpkg
+
+
+def _pair(pile: str, liens: Path, gpkg: Path) -> dict:
+    sortie = TRAVAIL / f"pairs-{pile}.txt"
+    m = lancer([_python_pairs(), str(PAIRS), pile, str(liens), str(gpkg)], sortie)
+    ligne = next((x for x in sortie.read_text("utf-8").splitlines()
+                  if x.startswith("RESULT")), "")
+    m["resultat"] = ligne
+    return m
+
+
+def serie(dossier: Path, base: Path, repetitions: int) -> dict:
+    """``essqpv construire`` (empty cache), then each peer, ``repetitions`` times in turn,
+    on the same files: medians and the ratios peer / essqpv."""
+    liens, gpkg = _entrees_pairs(dossier)
+    _python_pairs()
+    mesures: dict[str, list[dict]] = {"essqpv": [], **{p: [] for p in PILES}}
+    travail = base.with_name(base.name + ".travail")
+    rapport = None
+    for _ in range(repetitions):
+        if travail.exists():
+            shutil.rmtree(travail)
+        sortie = TRAVAIL / "construire.json"
+        mesures["essqpv"].append(lancer([PYTHON, __file__, "--interne-construire", str(dossier),
+                                         str(base), str(sortie)]))
+        rapport = json.loads(sortie.read_text("utf-8"))
+        mesures["essqpv"][-1]["etapes_s"] = rapport["etapes_s"]
+        for p in PILES:
+            mesures[p].append(_pair(p, liens, gpkg))
+    res = {k: mediane(v) for k, v in mesures.items()}
+    res["essqpv"]["etapes_s"] = {e: round(statistics.median(x["etapes_s"].get(e, 0)
+                                                             for x in mesures["essqpv"]), 3)
+                                 for e in mesures["essqpv"][0]["etapes_s"]}
+    res["essqpv"]["ess"] = rapport["rapport"]["ess"]
+    for p in PILES:
+        res[p]["resultat"] = mesures[p][-1]["resultat"]
+        res[p]["rapport_temps"] = round(res[p]["mur_s"] / res["essqpv"]["mur_s"], 2)
+    return res
+
+
 # --------------------------------------------------------------------------- main
 
 def main() -> None:
@@ -227,7 +317,8 @@ def main() -> None:
     ap.add_argument("--echelle", default="",
                     help="tailles séparées par des virgules : mesure construire (+ référence "
                          "sous --reference-max) à chaque taille")
-    ap.add_argument("--etapes", default=",".join(ETAPES))
+    ap.add_argument("--etapes", default=",".join(ETAPES),
+                    help=f"étapes séparées par des virgules parmi {', '.join(ETAPES)}, serie")
     ap.add_argument("--donnees", type=Path,
                     default=Path(os.environ.get("ESSQPV_BENCH_DONNEES", TRAVAIL / "donnees")),
                     help="dossier des registres générés (hors du dépôt de préférence)")
@@ -257,6 +348,8 @@ def main() -> None:
             r = construire(dossier, base, False, a.repetitions)
             r["lignes_par_s"] = round(n / r["mur_s"])
             enregistrer({"mesure": "construire", **commun, **r})
+        if "serie" in etapes:
+            enregistrer({"mesure": "serie", **commun, **serie(dossier, base, a.repetitions)})
         if "cache" in etapes:
             enregistrer({"mesure": "cache", **commun,
                          **construire(dossier, base, True, a.repetitions)})
@@ -315,6 +408,17 @@ def resume() -> None:
         rss = x.get("pic_rss_gio", "")
         print(f"| {n:,} | {mesure} | {mur} s | {rss} Gio | {x.get('lignes_par_s', '')} | "
               f"{x.get('charges', [x.get('charge', '')])[0]} | {x['date'][:10]} |")
+    series = sorted((n, x) for (m, n), x in d.items() if m == "serie")
+    if series:
+        print("\n| établissements | essqpv construire | polars + shapely | DuckDB + spatial "
+              "| pairs / essqpv (temps) | charge | date |")
+        print("|---|---|---|---|---|---|---|")
+        for n, x in series:
+            cellule = [f"{x[k]['mur_s']} s, {x[k]['cpu_s']} s CPU, {x[k]['pic_rss_gio']} Gio"
+                       for k in ("essqpv", *PILES)]
+            ratios = " / ".join(f"{x[p]['rapport_temps']}" for p in PILES)
+            print(f"| {n / 1e6:g} M | {' | '.join(cellule)} | {ratios} | "
+                  f"{x['essqpv']['charges'][0]} | {x['date'][:16]} |")
     for n in sorted({k[1] for k in d}):
         c, r = d.get(("construire", n)), d.get(("reference", n))
         if c and r:
