@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installe
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench,adresses]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -36,3 +36,7 @@ class BaseInvalide(EssqpvError):
 
 class ReseauIndisponible(EssqpvError):
     """A download failed because the network or the server cannot be reached."""
+
+
+class GeocodeurIndisponible(EssqpvError):
+    """No address geocoder is installed, or its Redis server cannot be started."""

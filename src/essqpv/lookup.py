@@ -42,7 +42,9 @@ __all__ = ["localiser_points", "localiser_xy", "localiser_siret", "localiser_fic
            "index_qpv", "provenance", "colonnes_resultat", "STATUTS"]
 
 STATUTS = ("localise", "sans_coordonnees", "coordonnees_invalides", "hors_zone", "sans_siret",
-           "siret_invalide", "siret_absent", "non_diffusible", "qualite_xy_33", "hors_zone_crs")
+           "siret_invalide", "siret_absent", "non_diffusible", "qualite_xy_33", "hors_zone_crs",
+           # addresses (essqpv.geocodage.localisation)
+           "a_verifier", "adresse_vide", "adresse_introuvable", "departement_non_installe")
 
 NOMS_COLONNES = {
     "siret": ("siret",),
@@ -51,7 +53,15 @@ NOMS_COLONNES = {
     "x": ("x", "coord_x", "coordonnee_x"),
     "y": ("y", "coord_y", "coordonnee_y"),
     "epsg": ("epsg", "srid", "crs"),
+    # addresses: one column, or its parts
+    "adresse": ("adresse", "adresse_complete", "adresse_postale", "address"),
+    "numero": ("numero", "numero_voie", "num", "no", "n°"),
+    "voie": ("voie", "rue", "libelle_voie", "nom_voie", "adresse_voie"),
+    "code_postal": ("code_postal", "codepostal", "cp", "postcode"),
+    "commune": ("commune", "ville", "libelle_commune", "nom_commune", "city"),
 }
+#: added columns written as numbers
+_NOMBRES = {"distance_qpv_m", "score_ban", "lon_ban", "lat_ban"}
 
 _TAILLE_LOT = 25_000
 #: Largest buffer perimeter accepted, in metres.
@@ -490,7 +500,8 @@ def _trouver(colonnes: list[str], cle: str, impose: dict) -> str | None:
 def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=None,
                       tampon_m: int = 300, base=None, millesime: str | None = None,
                       epsg: int | None = None,
-                      progression: Callable[[int, int], None] | None = None) -> dict:
+                      progression: Callable[[int, int], None] | None = None,
+                      geocodeur=None, score_min: float = 0.6) -> dict:
     """Add the QPV of every row of a CSV or XLSX file, keeping every row and column in order.
 
     Parameters
@@ -501,9 +512,11 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
     sortie : path, optional
         ``.csv`` or ``.xlsx``; by default ``<entree>_qpv.<ext>`` next to the input.
     colonnes : dict, optional
-        Column names to use, keys ``siret``, ``lon``, ``lat``, ``x``, ``y``, ``epsg``.
+        Column names to use, keys ``siret``, ``lon``, ``lat``, ``x``, ``y``, ``epsg``,
+        ``adresse``, ``numero``, ``voie``, ``code_postal``, ``commune``.
         Without it: ``longitude``/``latitude`` (or ``lon``/``lat``), then ``x``/``y``/``epsg``,
-        then ``siret``.
+        then ``siret`` (with a base), then ``adresse`` or ``voie`` (+ ``numero``,
+        ``code_postal``, ``commune``), geocoded with the installed geocoder.
     couche : optional
         QPV contours (embedded 2015 geography by default).
     tampon_m : int
@@ -514,6 +527,10 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         CRS of ``x``/``y`` when the file has no ``epsg`` column.
     progression : callable, optional
         Called with (rows done, rows to place).
+    geocodeur : path, optional
+        Folder of the address geocoder (``essqpv geocodeur installer``) for address files.
+    score_min : float
+        Address mode: minimum addok score of a house number (see docs/localiser.md).
 
     Returns
     -------
@@ -549,6 +566,10 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
     c_lon, c_lat = _trouver(noms, "lon", impose), _trouver(noms, "lat", impose)
     c_x, c_y = _trouver(noms, "x", impose), _trouver(noms, "y", impose)
     c_epsg, c_siret = _trouver(noms, "epsg", impose), _trouver(noms, "siret", impose)
+    c_adresse = {k: _trouver(noms, k, impose)
+                 for k in ("adresse", "numero", "voie", "code_postal", "commune")}
+    par_adresse = bool(c_adresse["adresse"] or c_adresse["voie"])
+    adresse_imposee = any(impose.get(k) for k in c_adresse)
     n = df.height
     statut = np.full(n, None, dtype=object)
     avertissements: list[str] = []
@@ -560,12 +581,12 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         statut[(statut == None) & (etat != _OK)] = "coordonnees_invalides"  # noqa: E711
         return v
 
-    if c_lon and c_lat and not (impose.get("siret") or impose.get("x")):
+    if c_lon and c_lat and not (impose.get("siret") or impose.get("x") or adresse_imposee):
         mode, utilisees = "lonlat", {"lon": c_lon, "lat": c_lat}
         lon, lat = lire(c_lon, "longitude"), lire(c_lat, "latitude")
         faux = (statut == None) & ((np.abs(lat) > 90) | (np.abs(lon) > 180))  # noqa: E711
         statut[faux] = "coordonnees_invalides"
-    elif c_x and c_y and not impose.get("siret"):
+    elif c_x and c_y and not (impose.get("siret") or adresse_imposee):
         mode, utilisees = "xy", {"x": c_x, "y": c_y}
         x, y = lire(c_x, "x"), lire(c_y, "y")
         if c_epsg:
@@ -583,7 +604,7 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
                                             dtype=bool)] = "coordonnees_invalides"
         lon, lat, ok = vers_wgs84(x, y, np.where(statut == None, codes, 4326))  # noqa: E711
         statut[(statut == None) & ~ok] = "hors_zone"  # noqa: E711
-    elif c_siret:
+    elif c_siret and not adresse_imposee and (base is not None or not par_adresse):
         if base is None:
             raise ParametreInvalide(f"{entree.name} contient des SIRET sans coordonnées : "
                                     "précisez la base essqpv (option --base).")
@@ -600,11 +621,18 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         geographie = rep[0]["geographie_qpv"] if rep else meta.get("geographie_qpv")
         contours = (provenance(couche)["contours"] if couche is not None
                     else f"base {Path(base).name}, millésime {meta['millesime']}")
+    elif par_adresse:
+        from essqpv.geocodage.localisation import adresses_du_fichier
+        mode = "adresse"
+        utilisees, resultat, source_adresses = adresses_du_fichier(
+            df, c_adresse, geocodeur, couche, tampon_m, score_min, progression)
+        index = index_qpv(couche)
+        geographie, contours = index.couche.geographie, provenance(index)["contours"]
     else:
         raise ColonneManquante(
-            f"{entree.name} : aucune colonne reconnue (longitude/latitude, x/y/epsg ou siret "
-            f"attendues ; colonnes lues : {', '.join(noms)}).")
-    if mode != "siret":
+            f"{entree.name} : aucune colonne reconnue (longitude/latitude, x/y/epsg, siret "
+            f"ou adresse attendues ; colonnes lues : {', '.join(noms)}).")
+    if mode not in ("siret", "adresse"):
         index = index_qpv(couche)
         resultat = _placer(lon, lat, statut, index, tampon_m, progression)
         geographie, contours = index.couche.geographie, provenance(index)["contours"]
@@ -618,6 +646,8 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         "dans_tampon": sum(1 for v in resultat[f"qpv_code_{tampon_m}m"] if v),
         "perimetre": f"{tampon_m}m", "par_statut": par_statut, "geographie_qpv": geographie,
         "contours": contours, "avertissements": avertissements,
+        **({"a_verifier": par_statut.get("a_verifier", 0),
+            "source_adresses": source_adresses} if mode == "adresse" else {}),
     }
 
 
@@ -631,7 +661,7 @@ def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separa
     sortie.parent.mkdir(parents=True, exist_ok=True)
     if sortie.suffix.lower() == ".csv":
         out = df.select(originales).with_columns(
-            [pl.Series(k, v, dtype=pl.Float64 if k == "distance_qpv_m" else pl.String)
+            [pl.Series(k, v, dtype=pl.Float64 if k in _NOMBRES else pl.String)
              for k, v in ajout.items()])
         out.write_csv(sortie, separator=separateur, null_value="")
         return

@@ -28,6 +28,7 @@ MODULES = [
     "base",          # construire, controle
     "indicateurs",   # indicateurs
     "localiser",     # localiser
+    "geocodeur",     # geocodeur installer, etat
     "synthese",      # synthese, telecharger, demo
     "rapport",       # rapport, exporter
     "web",           # servir, publier

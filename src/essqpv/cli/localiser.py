@@ -72,6 +72,9 @@ def register(app: typer.Typer) -> None:
         y: Optional[str] = typer.Option(None, "--y", help="Ordonnée dans le système --epsg."),
         epsg: Optional[int] = typer.Option(None, "--epsg", help="Code EPSG de --x/--y ou des "
                                            "colonnes x/y d'un fichier (ex. 2154, 2975)."),
+        adresse: Optional[str] = typer.Option(None, "--adresse", help="Adresse postale à "
+                                              "géocoder (géocodeur installé par « essqpv "
+                                              "geocodeur installer »)."),
         fichier: Optional[Path] = typer.Option(None, "--fichier", help="Fichier CSV ou XLSX "
                                                "à compléter."),
         sortie_fichier: Optional[Path] = typer.Option(None, "--sortie", help="Fichier produit "
@@ -87,6 +90,24 @@ def register(app: typer.Typer) -> None:
         colonne_y: Optional[str] = typer.Option(None, "--colonne-y", help="Nom de la colonne y."),
         colonne_epsg: Optional[str] = typer.Option(None, "--colonne-epsg",
                                                    help="Nom de la colonne du code EPSG."),
+        colonne_adresse: Optional[str] = typer.Option(None, "--colonne-adresse",
+                                                      help="Nom de la colonne des adresses "
+                                                           "complètes."),
+        colonne_numero: Optional[str] = typer.Option(None, "--colonne-numero",
+                                                     help="Nom de la colonne du numéro."),
+        colonne_voie: Optional[str] = typer.Option(None, "--colonne-voie",
+                                                   help="Nom de la colonne de la voie."),
+        colonne_code_postal: Optional[str] = typer.Option(None, "--colonne-code-postal",
+                                                          help="Nom de la colonne du code "
+                                                               "postal."),
+        colonne_commune: Optional[str] = typer.Option(None, "--colonne-commune",
+                                                      help="Nom de la colonne de la commune."),
+        geocodeur: Optional[Path] = typer.Option(None, "--geocodeur", help="Dossier du "
+                                                 "géocodeur d'adresses (par défaut celui "
+                                                 "d'« essqpv geocodeur installer »)."),
+        score_min: float = typer.Option(0.6, "--score-min", help="Score addok minimal d'une "
+                                        "adresse trouvée au numéro (0 à 1) ; en dessous : "
+                                        "à vérifier."),
         qpv: Optional[Path] = typer.Option(None, "--qpv", help="Autre fichier de contours des "
                                            "QPV (ex. géographie 2024) ; par défaut les contours "
                                            "2015 intégrés."),
@@ -102,14 +123,21 @@ def register(app: typer.Typer) -> None:
             raise ParametreInvalide(f"Format inconnu : {format_} (texte ou json).")
         tampon = _perimetre(perimetre)
         modes = [fichier is not None, siret is not None,
-                 lon is not None or lat is not None, x is not None or y is not None]
+                 lon is not None or lat is not None, x is not None or y is not None,
+                 adresse is not None]
         if sum(modes) != 1:
             raise ParametreInvalide("Indiquez une seule question : --siret, --lon/--lat, "
-                                    "--x/--y/--epsg ou --fichier.")
+                                    "--x/--y/--epsg, --adresse ou --fichier.")
+        if adresse is not None:
+            _adresse(adresse, geocodeur, qpv, tampon, score_min, format_)
+            return
         if fichier is not None:
             colonnes = {k: v for k, v in {"siret": colonne_siret, "lon": colonne_lon,
                                           "lat": colonne_lat, "x": colonne_x, "y": colonne_y,
-                                          "epsg": colonne_epsg}.items() if v}
+                                          "epsg": colonne_epsg, "adresse": colonne_adresse,
+                                          "numero": colonne_numero, "voie": colonne_voie,
+                                          "code_postal": colonne_code_postal,
+                                          "commune": colonne_commune}.items() if v}
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -127,7 +155,8 @@ def register(app: typer.Typer) -> None:
 
                 resume = lookup.localiser_fichier(
                     fichier, sortie_fichier, colonnes=colonnes, couche=qpv, tampon_m=tampon,
-                    base=base, millesime=millesime, epsg=epsg, progression=avancer)
+                    base=base, millesime=millesime, epsg=epsg, progression=avancer,
+                    geocodeur=geocodeur, score_min=score_min)
             if format_ == "json":
                 sortie.print(json_texte(resume), highlight=False, soft_wrap=True)
                 return
@@ -142,7 +171,13 @@ def register(app: typer.Typer) -> None:
                 sortie.print("Non localisées : " + ", ".join(f"{k} {v}" for k, v in
                                                             autres.items()) + ".",
                              highlight=False)
+            if resume.get("a_verifier"):
+                sortie.print(f"{_n(resume['a_verifier'])} adresse(s) à vérifier (trouvées à la "
+                             "voie ou à la commune, score bas ou ambiguës) : jamais déclarées "
+                             "dans un QPV ; voir la colonne remarque.", highlight=False)
             sortie.print(f"Résultat écrit dans {resume['sortie']}.", highlight=False)
+            if resume.get("source_adresses"):
+                sortie.print(resume["source_adresses"], highlight=False, style="dim")
             _pied(resume["geographie_qpv"], resume["contours"], resume["avertissements"])
             return
         if siret is not None:
@@ -178,6 +213,30 @@ def register(app: typer.Typer) -> None:
         for ligne in _texte_resultat(r, tampon):
             sortie.print(ligne, highlight=False)
         _pied(prov["geographie_qpv"], prov["contours"], [])
+
+
+def _adresse(adresse: str, dossier, qpv, tampon: int, score_min: float, format_: str) -> None:
+    from essqpv.geocodage.localisation import PRECISIONS, localiser_adresse
+
+    r = localiser_adresse(adresse, dossier=dossier, couche=qpv, tampon_m=tampon,
+                          score_min=score_min)
+    if format_ == "json":
+        sortie.print(json_texte(r), highlight=False, soft_wrap=True)
+        return
+    sortie.print(f"Adresse : « {adresse} »", highlight=False)
+    if r.get("adresse_ban"):
+        sortie.print(f"Trouvée : {r['adresse_ban']} (précision : "
+                     f"{PRECISIONS.get(r['type_ban'], r['type_ban'])}, score "
+                     f"{r['score_ban']:.2f}".replace(".", ",") + f") — point "
+                     f"({r['lon_ban']:.6f}, {r['lat_ban']:.6f})", highlight=False)
+    if r["statut"] == "localise":
+        for ligne in _texte_resultat(r, tampon):
+            sortie.print(ligne, highlight=False)
+    else:
+        sortie.print(f"[bold]Pas de réponse QPV[/] ({r['statut']}) : {r['remarque']}",
+                     highlight=False)
+    sortie.print(r["source_adresses"], highlight=False, style="dim")
+    _pied(r["geographie_qpv"], r["contours"], [])
 
 
 def _pied(geographie: str, contours: str, avertissements: list[str]) -> None:

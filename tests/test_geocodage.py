@@ -1,0 +1,327 @@
+"""The address geocoder with the REAL addok and Redis, on the BAN-format extract of
+``tests/data/ban`` (served by a local HTTP server, as the BAN would)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import threading
+from email.utils import formatdate
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from essqpv import lookup
+from essqpv.errors import FichierInvalide, GeocodeurIndisponible, ParametreInvalide
+from essqpv.geocodage import Geocodeur, etat, installer
+from essqpv.geocodage.localisation import (
+    departement_du_code_postal,
+    localiser_adresse,
+    localiser_adresses,
+)
+from tests.test_telechargement import _Gestionnaire
+
+BAN = Path(__file__).parent / "data" / "ban"
+#: 2026-11-30 00:00 UTC, the "Last-Modified" of the served files
+DATE_BAN = 1795996800
+
+
+class _AvecHead(_Gestionnaire):
+    def do_HEAD(self):
+        donnees = self.server.fichiers.get(self.path)
+        self.send_response(200 if donnees is not None else 404)
+        self.send_header("Content-Length", str(len(donnees or b"")))
+        self.send_header("Last-Modified", formatdate(DATE_BAN, usegmt=True))
+        self.end_headers()
+
+
+def _serveur():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _AvecHead)
+    srv.daemon_threads = True
+    srv.fichiers, srv.coupures, srv.requetes = {}, {}, []
+    for dep in ("93", "94"):
+        srv.fichiers[f"/ban/adresses-addok-{dep}.ndjson.gz"] = (
+            BAN / f"adresses-addok-{dep}.ndjson.gz").read_bytes()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.modele = f"http://127.0.0.1:{srv.server_address[1]}/ban/adresses-addok-{{departement}}" \
+                 ".ndjson.gz"
+    return srv
+
+
+@pytest.fixture(scope="module")
+def serveur():
+    srv = _serveur()
+    yield srv
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def installe(serveur, tmp_path_factory):
+    dossier = tmp_path_factory.mktemp("geocodeur")
+    r = installer("94, 93", dossier, url=serveur.modele)
+    return dossier, r
+
+
+@pytest.fixture(scope="module")
+def geocodeur(installe):
+    with Geocodeur(installe[0]) as g:
+        yield g
+
+
+def _documents(dep: str) -> list[dict]:
+    with gzip.open(BAN / f"adresses-addok-{dep}.ndjson.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(ligne) for ligne in f]
+
+
+def _numero(dep: str, voie_id: str, numero: str = "4") -> dict:
+    d = next(d for d in _documents(dep) if d["id"] == voie_id)
+    return d["housenumbers"][numero]
+
+
+# ------------------------------------------------------------------------------ installation
+
+def test_installation_et_etat(installe, serveur):
+    dossier, r = installe
+    assert r["installe"] and [d["code"] for d in r["departements"]] == ["93", "94"]
+    for d in r["departements"]:
+        docs = _documents(d["code"])
+        attendu = {t: sum(1 for x in docs if x["type"] == t) for t in
+                   ("municipality", "street", "locality")}
+        attendu["numeros"] = sum(len(x.get("housenumbers") or {}) for x in docs)
+        assert d["documents"] == attendu
+        octets = (BAN / d["fichier"]).read_bytes()
+        assert d["sha256"] == hashlib.sha256(octets).hexdigest()
+        assert d["taille_fichier"] == len(octets)
+        assert d["date_ban"] == "2026-11-30" and d["date_ban_source"] == "serveur"
+    assert r["versions"]["addok"].startswith("1.3.")
+    e = etat(dossier)
+    assert e["installe"] and e["taille_octets"] > 0
+    assert (dossier / "index" / "dump.rdb").exists() and (dossier / "index" / "addok.db").exists()
+    assert not (dossier / "construction").exists()
+
+
+def test_redis_a_nous(installe):
+    dossier = installe[0]
+    g = Geocodeur(dossier).ouvrir()
+    serveur = g._serveur
+    c = serveur.client()
+    try:
+        assert c.config_get("bind")["bind"] == "127.0.0.1"
+        assert c.config_get("save")["save"] == ""
+        assert c.config_get("appendonly")["appendonly"] == "no"
+        assert c.config_get("protected-mode")["protected-mode"] == "yes"
+        assert Path(c.config_get("dir")["dir"]) == (dossier / "index").resolve()
+        assert c.dbsize() > 0
+    finally:
+        c.close()
+    processus, dossier_socket = serveur._processus, Path(serveur.socket).parent
+    avant = (dossier / "index" / "dump.rdb").stat().st_mtime_ns
+    g.fermer()
+    assert processus.poll() is not None
+    assert not dossier_socket.exists()
+    # stopping never rewrites the installed index
+    assert (dossier / "index" / "dump.rdb").stat().st_mtime_ns == avant
+
+
+def test_installation_interrompue_et_fichier_invalide(serveur, tmp_path):
+    # a dropped transfer is resumed (Range); a bad line fails with file and line, and the
+    # index already installed is kept
+    serveur.coupures["/ban/adresses-addok-93.ndjson.gz"] = 3000
+    r = installer("93", tmp_path, url=serveur.modele)
+    assert r["telechargements"][0]["statut"] == "repris"
+    assert any(p == "/ban/adresses-addok-93.ndjson.gz" and plage == "bytes=3000-"
+               for p, plage in serveur.requetes)
+    avant = (tmp_path / "index" / "installation.json").read_text("utf-8")
+    lignes = gzip.decompress(serveur.fichiers["/ban/adresses-addok-94.ndjson.gz"]).split(b"\n")
+    lignes[2] = b'{"id": "x", "type": "rue"'
+    serveur.fichiers["/ban/casse-94.ndjson.gz"] = gzip.compress(b"\n".join(lignes))
+    modele_casse = serveur.modele.replace("adresses-addok-", "casse-")
+    with pytest.raises(FichierInvalide, match=r"adresses-addok-94\.ndjson\.gz, ligne 3"):
+        installer("94", tmp_path, url=modele_casse)
+    assert (tmp_path / "index" / "installation.json").read_text("utf-8") == avant
+    with pytest.raises(FichierInvalide, match="SHA-256"):
+        installer("94", tmp_path / "autre", url=serveur.modele, empreintes={"94": "0" * 64})
+    with pytest.raises(ParametreInvalide, match="Département inconnu"):
+        installer("99", tmp_path, url=serveur.modele)
+    assert etat(tmp_path / "rien") == {"installe": False, "dossier": str(tmp_path / "rien"),
+                                       "departements": [], "taille_octets": 0}
+    with pytest.raises(GeocodeurIndisponible, match="geocodeur installer"):
+        Geocodeur(tmp_path / "rien")
+
+
+# ------------------------------------------------------------------------------ addresses
+
+def _attendu(point: dict) -> dict:
+    """The QPV answer of the default geography for a BAN point."""
+    return lookup.localiser_points(point["lon"], point["lat"]).to_dicts()[0]
+
+
+def test_adresses_dedans_dehors_et_pieges(geocodeur):
+    dedans = _numero("93", "93066_1000")          # 4 Rue de la Paix, Saint-Denis
+    dehors = _numero("94", "94041_1296")          # 4 Rue de la Fontaine, Ivry
+    proche = _numero("93", "93066_1296")          # 4 Rue des Érables, Saint-Denis
+    requetes = [
+        "4 rue de la Paix 93200 Saint-Denis",        # 0 exact, in a QPV
+        "4 Rue de la Fontaine 94200 Ivry-sur-Seine",  # 1 exact, far from any QPV
+        "4 rue de la pais 93200 st denis",           # 2 typos
+        "4 rue de la fontaine ivry sur seine",       # 3 no postcode, one street of that name
+        "4 rue de la paix",                          # 4 same street in four communes
+        "4 rue de la paix 94200",                    # 5 the postcode settles it
+        "10 rue de Rivoli 75001 Paris",              # 6 département not installed
+        "",                                          # 7 empty line
+        "rue de la paix 93200 Saint-Denis",          # 8 street only: centroid in a QPV
+        "7 avenue des tilleuls 93200 saint-denis",   # 9 no such street in Saint-Denis
+        "qsdfgh jklm",                               # 10 nothing
+        "4 rue des erables 93200 saint denis",       # 11 near a QPV
+        "Saint-Denis",                               # 12 a commune
+    ]
+    r = localiser_adresses(requetes, geocodeur)
+    assert len(r["statut"]) == len(requetes)
+    lignes = [{k: v[i] for k, v in r.items()} for i in range(len(requetes))]
+    a = _attendu(dedans)
+    assert lignes[0]["statut"] == "localise" and lignes[0]["type_ban"] == "housenumber"
+    assert (lignes[0]["lon_ban"], lignes[0]["lat_ban"]) == (dedans["lon"], dedans["lat"])
+    assert lignes[0]["dans_qpv"] is True and a["dans_qpv"] is True
+    assert lignes[0]["qpv_code"] == a["qpv_code"]
+    assert lignes[0]["reponse"].startswith(f"dans le QPV {a['qpv_code']}")
+    b = _attendu(dehors)
+    assert lignes[1]["statut"] == "localise" and lignes[1]["dans_qpv"] is False
+    assert b["dans_qpv"] is False and lignes[1]["distance_qpv_m"] == b["distance_qpv_m"]
+    assert lignes[1]["reponse"].startswith("hors QPV")
+    assert lignes[2]["statut"] == "localise" and lignes[2]["qpv_code"] == a["qpv_code"]
+    assert lignes[2]["adresse_ban"] == "4 Rue de la Paix 93200 Saint-Denis"
+    assert lignes[3]["statut"] == "localise" and lignes[3]["code_commune_ban"] == "94041"
+    assert lignes[4]["statut"] == "a_verifier" and "ambiguë" in lignes[4]["remarque"]
+    assert lignes[4]["dans_qpv"] is None and lignes[4]["qpv_code"] is None
+    assert lignes[5]["statut"] == "localise" and lignes[5]["code_commune_ban"] == "94041"
+    assert lignes[6]["statut"] == "departement_non_installe"
+    assert "75" in lignes[6]["remarque"] and "--departements 75" in lignes[6]["remarque"]
+    assert lignes[6]["adresse_ban"] is None
+    assert lignes[7]["statut"] == "adresse_vide"
+    # a street centroid inside a QPV is said, never declared
+    rue = next(d for d in _documents("93") if d["id"] == "93066_1000")
+    assert _attendu(rue)["dans_qpv"] is True
+    assert lignes[8]["type_ban"] == "street" and lignes[8]["statut"] == "a_verifier"
+    assert lignes[8]["dans_qpv"] is None and lignes[8]["qpv_code"] is None
+    assert lignes[8][f"qpv_code_300m"] is None and lignes[8]["distance_qpv_m"] is None
+    assert "jamais" in lignes[8]["remarque"] and "tombe dans le QPV" in lignes[8]["remarque"]
+    assert lignes[9]["statut"] == "a_verifier" and "Avenue des Lilas" in lignes[9]["remarque"]
+    assert lignes[9]["dans_qpv"] is None
+    assert lignes[10]["statut"] == "adresse_introuvable"
+    c = _attendu(proche)
+    assert lignes[11]["statut"] == "localise" and not lignes[11]["dans_qpv"]
+    assert lignes[11]["reponse"] == (f"à {c['distance_qpv_m']:.0f} m du QPV "
+                                     f"{c['qpv_code_300m']} « " + lignes[11]["reponse"]
+                                     .split("« ", 1)[1])
+    assert lignes[12]["type_ban"] == "municipality" and lignes[12]["statut"] == "a_verifier"
+    # a stricter threshold turns the typo into a row to check
+    strict = localiser_adresses(requetes[:3], geocodeur, score_min=0.9)
+    assert strict["statut"] == ["localise", "localise", "a_verifier"]
+    assert "sous le seuil 0,90" in strict["remarque"][2]
+
+
+def test_codes_postaux():
+    assert departement_du_code_postal("93200") == "93"
+    assert departement_du_code_postal("01000") == "01"
+    assert departement_du_code_postal("20000") == "2A"
+    assert departement_du_code_postal("20290") == "2B"
+    assert departement_du_code_postal("97411") == "974"
+    assert departement_du_code_postal("98000") is None
+    assert departement_du_code_postal("9320") is None
+
+
+def test_lot_reparti_sur_des_processus(geocodeur):
+    # the multi-process path gives the same answers, in order, as one process
+    requetes = [f"{n} rue de la paix {cp}" for n in range(1, 13)
+                for cp in ("93200", "94200", "94400", "93300")] + ["", "rien du tout"]
+    seul = geocodeur.geocoder(requetes, travailleurs=1)
+    import essqpv.geocodage.geocodeur as module
+    seuil = module.SEUIL_PARALLELE
+    module.SEUIL_PARALLELE = 10
+    try:
+        parallele = geocodeur.geocoder(requetes, travailleurs=2)
+    finally:
+        module.SEUIL_PARALLELE = seuil
+    assert geocodeur._pool is not None
+    assert parallele == seul
+    assert seul[-2] == [] and seul[0][0]["label"] == "1 Rue de la Paix 93200 Saint-Denis"
+
+
+def test_autocompletion(geocodeur):
+    r = geocodeur.rechercher("4 rue de la pa", limite=5, autocomplete=True)
+    assert r and all("Rue de la Paix" in x["label"] for x in r[:4])
+    assert geocodeur.rechercher("   ") == []
+    assert geocodeur.rechercher("x" * 500) == []
+
+
+def test_fichier_adresses_csv(installe, tmp_path):
+    entree = tmp_path / "adherents.csv"
+    entree.write_text("nom;adresse;code_postal\n"
+                      "A;4 rue de la Paix;93200\n"
+                      "B;4 Rue de la Fontaine 94200 Ivry-sur-Seine;\n"
+                      "C;;\n"
+                      "D;10 rue de Rivoli;75001\n"
+                      "E;rue de la paix;93200\n", "utf-8")
+    r = lookup.localiser_fichier(entree, geocodeur=installe[0])
+    assert r["mode"] == "adresse" and r["lignes"] == 5
+    assert r["colonnes"] == {"adresse": "adresse", "code_postal": "code_postal"}
+    assert r["par_statut"] == {"localise": 2, "a_verifier": 1, "adresse_vide": 1,
+                               "departement_non_installe": 1}
+    assert r["dans_qpv"] == 1 and r["a_verifier"] == 1
+    assert "Base Adresse Nationale" in r["source_adresses"]
+    out = pl.read_csv(r["sortie"], separator=";", infer_schema=False)
+    assert out["nom"].to_list() == ["A", "B", "C", "D", "E"]
+    assert out["statut"].to_list() == ["localise", "localise", "adresse_vide",
+                                       "departement_non_installe", "a_verifier"]
+    assert out["dans_qpv"].to_list() == ["oui", "non", None, None, None]
+    assert float(out["score_ban"][0]) > 0.6 and out["type_ban"][4] == "street"
+    assert out["remarque"][4].startswith("À vérifier")
+
+
+def test_fichier_adresses_en_colonnes_xlsx(installe, tmp_path):
+    import openpyxl
+    entree = tmp_path / "beneficiaires.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Numéro", "Voie", "CP", "Ville"])
+    ws.append([4, "rue de la Paix", 93200, "Saint-Denis"])
+    ws.append([None, None, None, None])
+    ws.append(["3 bis", "Rue de la Paix", "94200", "Ivry"])
+    wb.save(entree)
+    r = lookup.localiser_fichier(entree, geocodeur=installe[0],
+                                 colonnes={"numero": "Numéro", "voie": "Voie",
+                                           "code_postal": "CP", "commune": "Ville"})
+    assert r["mode"] == "adresse" and r["lignes"] == 3
+    sortie = openpyxl.load_workbook(r["sortie"], read_only=True)
+    lignes = list(sortie.worksheets[0].iter_rows(values_only=True))
+    entete = list(lignes[0])
+    i = entete.index("statut")
+    assert [ligne[i] for ligne in lignes[1:]] == ["localise", "adresse_vide", "localise"]
+    j = entete.index("adresse_ban")
+    assert lignes[3][j] == "3 bis Rue de la Paix 94200 Ivry-sur-Seine"
+    assert isinstance(lignes[1][entete.index("score_ban")], float)
+
+
+def test_commande_localiser_adresse(installe):
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    dossier = str(installe[0])
+    run = CliRunner().invoke(app, ["localiser", "--adresse", "4 rue de la paix 93200 "
+                                   "Saint-Denis", "--geocodeur", dossier])
+    assert run.exit_code == 0, run.output
+    assert "Trouvée : 4 Rue de la Paix 93200 Saint-Denis" in run.output
+    assert "Dans le QPV" in run.output and "pas une attestation" in run.output
+    assert "Base Adresse Nationale" in run.output
+    run = CliRunner().invoke(app, ["localiser", "--adresse", "rue de la paix 93200 "
+                                   "Saint-Denis", "--geocodeur", dossier, "--format", "json"])
+    r = json.loads(run.output)
+    assert r["statut"] == "a_verifier" and r["dans_qpv"] is None
+    run = CliRunner().invoke(app, ["geocodeur", "etat", "--dossier", dossier])
+    assert run.exit_code == 0 and "93 Seine-Saint-Denis : BAN du 2026-11-30" in run.output
+    run = CliRunner().invoke(app, ["localiser", "--adresse", "x", "--geocodeur",
+                                   os.path.join(dossier, "absent")])
+    assert run.exit_code != 0
