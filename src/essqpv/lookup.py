@@ -672,7 +672,7 @@ def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separa
     else:
         colonnes = [(None, df[c]) for c in originales]
     for k in noms_ajout:
-        if k == "distance_qpv_m":
+        if k in _NOMBRES:
             colonnes.append((pl.Series(ajout[k], dtype=pl.Float64), None))
         else:
             colonnes.append((None, pl.Series(ajout[k], dtype=pl.String)))
