@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from essqpv import __version__, perimeter, reference
+from essqpv import __version__, garde_fous, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
 from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
 from essqpv.sources import lecteur, sirene
@@ -404,11 +404,44 @@ def _departement_du_code(col: str = "code_commune") -> pl.Expr:
             .otherwise(code.str.slice(0, 2)))
 
 
-def construire(*, etablissements: str | Path, unites_legales: str | Path,
-               millesime: str, base: str | Path, qpv: str | Path | None = None,
-               geolocalisation: str | Path | None = None, emplois: str | Path | None = None,
-               reglages: Reglages | None = None, synthetique: bool | None = None,
-               progression: Progression | None = None) -> dict:
+# --- fiabilite: lock, leftovers, gates (essqpv.garde_fous) -------------------------------
+def construire(*, base: str | Path, forcer: bool = False, **parametres) -> dict:
+    """Build (or replace) one vintage of the base: :func:`_construire` under the base's
+    lock (one build per base), after removing what dead builds left.
+
+    ``forcer`` turns the refusals of the gates (implausible vintage) into stored warnings.
+
+    Raises
+    ------
+    BaseOccupee
+        Another process is building this base.
+    ConstructionRefusee
+        The new vintage failed a gate (the base is left as it was).
+    """
+    base = Path(base)
+    if base.exists() and base.is_dir():
+        raise BaseInvalide(f"{base} est un dossier ; un fichier .duckdb était attendu.")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with garde_fous.Verrou(base) as verrou:
+        restes = garde_fous.nettoyer_restes(base)
+        rapport = _construire(base=base, forcer=forcer, **parametres)
+    if verrou.repris or restes:
+        rapport.setdefault("avertissements", [])
+        if verrou.repris:
+            rapport["avertissements"].append(
+                f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
+        if restes:
+            rapport["avertissements"].append(
+                "Restes de constructions interrompues supprimés : " + ", ".join(restes) + ".")
+    return rapport
+# --- end fiabilite -------------------------------------------------------------------------
+
+
+def _construire(*, etablissements: str | Path, unites_legales: str | Path,
+                millesime: str, base: str | Path, qpv: str | Path | None = None,
+                geolocalisation: str | Path | None = None, emplois: str | Path | None = None,
+                reglages: Reglages | None = None, synthetique: bool | None = None,
+                progression: Progression | None = None, forcer: bool = False) -> dict:
     """Build (or replace) one vintage of the base from the official files.
 
     Parameters
@@ -474,6 +507,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     etape("Contours des QPV")
     couche = lire_qpv(qpv)
+    avertissements += garde_fous.verifier_contours(couche, forcer)  # fiabilite: gate
 
     # Legal units first: only those an ESS rule can match keep their attributes, then
     # only the active establishments of those legal units keep theirs, then only the
@@ -645,7 +679,6 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
     if info_placement["multiples"]:
         rapport["points_dans_plusieurs_qpv"] = info_placement["multiples"]
 
-    etape("Écriture de la base")
     rejets = []
     for role, conv, extra in (("etablissements", c_etab, []), ("unites_legales", c_ul, []),
                               ("geolocalisation", c_geo, []),
@@ -654,7 +687,13 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
             continue
         for r in sorted(conv.rejets + extra, key=lambda r: r.ligne):
             rejets.append((role, r.ligne, r.motif, r.contenu))
-    _ecrire_rejets(base, millesime, rejets)
+    # fiabilite: gates before anything is replaced (ConstructionRefusee unless forcer)
+    etape("Vérification de la plausibilité")
+    avertissements += garde_fous.verifier_plausibilite(
+        rapport, garde_fous.controle_precedent(base, millesime), rejets, forcer)
+    rapport["avertissements"] = avertissements
+
+    etape("Écriture de la base")
 
     sources = []
     for role, f in (("etablissements", fichiers.etablissements),
@@ -663,7 +702,7 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         if f is None:
             continue
         empreinte, methode = futurs_empreintes[role].result()
-        sources.append({"role": role, "fichier": f.chemin.name, "chemin": str(f.chemin.resolve()),
+        sources.append({"role": role, "fichier": f.chemin.name, "chemin": _chemin_public(f.chemin, base),
                         "taille": f.taille, "empreinte": empreinte, "methode_empreinte": methode,
                         "schema": f.variante, "modifie_le": dt.datetime.fromtimestamp(
                             f.chemin.stat().st_mtime).isoformat(timespec="seconds"),
@@ -691,10 +730,30 @@ def construire(*, etablissements: str | Path, unites_legales: str | Path,
         "accord_qpv_insee": json.dumps(accord) if accord else None,
         "avertissements": json.dumps(avertissements, ensure_ascii=False),
     }
-    _ecrire(base, millesime, meta, dans_df.with_columns(pl.lit(millesime).alias("millesime")),
-            qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")))
-    rapport["avertissements"] = avertissements
+    # fiabilite: the rejects folder is written and checked, then swapped in with the base
+    garde_fous.point_arret("avant_ecriture")
+    rejets_prepares = garde_fous.preparer_rejets(base, millesime, rejets)
+    garde_fous.point_arret("rejets_prepares")
+    try:
+        _ecrire(base, millesime, meta,
+                dans_df.with_columns(pl.lit(millesime).alias("millesime")),
+                qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")))
+    except BaseException:
+        shutil.rmtree(rejets_prepares, ignore_errors=True)
+        raise
+    garde_fous.point_arret("base_echangee")
+    garde_fous.echanger_rejets(base, millesime, rejets_prepares)
+    garde_fous.point_arret("rejets_echanges")
     return rapport
+
+
+def _chemin_public(chemin: Path, base: Path) -> str:
+    """A source's path as published: relative to the base's folder when it is inside it,
+    else its file name (no absolute server path in the API or the static site)."""
+    try:
+        return chemin.resolve().relative_to(base.resolve().parent).as_posix()
+    except ValueError:
+        return chemin.name
 
 
 def _compte_fichier(conv: sirene.Conversion) -> dict:
@@ -713,23 +772,8 @@ def _par_motif(rejets: list[sirene.Rejet]) -> dict[str, int]:
 def dossier_rejets(base: str | Path, millesime: str) -> Path:
     """Folder of the rejects files of one vintage: ``<base>.rejets/<millesime>/``."""
     base = Path(base)
+    garde_fous.reparer_rejets(base)  # a build killed between the base and rejects swaps
     return base.with_name(base.name + ".rejets") / millesime
-
-
-def _ecrire_rejets(base: Path, millesime: str, rejets: list) -> None:
-    """One text file per input: ``ligne<TAB>motif<TAB>`` then the line's bytes, unchanged."""
-    dossier = dossier_rejets(base, millesime)
-    if dossier.exists():
-        shutil.rmtree(dossier)
-    if not rejets:
-        return
-    dossier.mkdir(parents=True)
-    for role in sorted({r[0] for r in rejets}):
-        with open(dossier / f"{role}.txt", "wb") as f:
-            f.write(b"# essqpv - lignes rejetees : ligne<TAB>motif<TAB>contenu inchange\n")
-            for r in rejets:
-                if r[0] == role:
-                    f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
 
 
 _TABLES_DE_LA_BASE = frozenset({"millesimes", "qpv", "rejets", "discordances_qpv_insee",
@@ -801,6 +845,7 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        garde_fous.point_arret("base_temporaire_ecrite")
         os.replace(temporaire, base)
     except BaseException:
         for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):

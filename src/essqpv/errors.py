@@ -40,3 +40,13 @@ class ReseauIndisponible(EssqpvError):
 
 class GeocodeurIndisponible(EssqpvError):
     """No address geocoder is installed, or its Redis server cannot be started."""
+
+
+class ConstructionRefusee(EssqpvError):
+    """A build was refused before replacing a vintage: the new one looks implausible
+    (empty stock, too many rejects, too few establishments placed...). ``--forcer``
+    overrides it."""
+
+
+class BaseOccupee(EssqpvError):
+    """Another process is building the same base (its lock is held)."""

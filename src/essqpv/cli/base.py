@@ -45,6 +45,8 @@ def _afficher_controle(rapport: dict) -> None:
             for motif, n in f["rejets_par_motif"].items():
                 ligne(motif, n, 2)
     sortie.print(t)
+    for a in rapport.get("avertissements") or []:
+        sortie.print(f"Avertissement : {a}", highlight=False, soft_wrap=True)
     if "accord_qpv_insee" in rapport:
         a = rapport["accord_qpv_insee"]
         taux = a["concordantes"] / a["comparees"] if a["comparees"] else 1
@@ -71,6 +73,11 @@ def construire(
     tampon: int = typer.Option(300, "--tampon", min=1, max=5000,
                                help="Distance du périmètre élargi, en mètres."),
     format: str = typer.Option("texte", "--format", help="texte ou json."),
+    forcer: bool = typer.Option(False, "--forcer",
+                                help="Construire même si le millésime paraît invraisemblable "
+                                     "(stock vide, trop de rejets, trop peu d'établissements "
+                                     "localisés…) ; les contrôles deviennent des "
+                                     "avertissements enregistrés."),
 ) -> None:
     """Construire (ou remplacer) un millésime de la base à partir des fichiers officiels."""
     from essqpv.base import construire as construire_base
@@ -84,10 +91,10 @@ def construire(
         rapport = construire_base(
             etablissements=etablissements, unites_legales=unites_legales, millesime=millesime,
             base=base, qpv=qpv, geolocalisation=geolocalisation, emplois=emplois,
-            reglages=Reglages(tampon_m=tampon), progression=etape)
-    for a in rapport.pop("avertissements", []):
-        console.print(f"[yellow]Avertissement :[/] {a}")
+            reglages=Reglages(tampon_m=tampon), progression=etape, forcer=forcer)
     if format == "json":
+        for a in rapport.get("avertissements", []):
+            console.print(f"[yellow]Avertissement :[/] {a}", highlight=False, soft_wrap=True)
         sortie.print_json(json_texte(rapport))
     else:
         _afficher_controle(rapport)

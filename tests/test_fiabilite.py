@@ -1,0 +1,349 @@
+"""Nothing lost, nothing overwritten by mistake: the build on hostile input.
+
+Each test plants a fault in a real register (the synthetic generator's, 3,000 rows, in the
+official schemas) and checks the outcome: refused with a French message naming the figure
+and the threshold, the previous vintage intact; or, with --forcer, a warning stored with
+the vintage. Locks and kills use real processes (``essqpv construire``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from essqpv import base as B
+from essqpv import garde_fous as G
+from essqpv.errors import ConstructionRefusee
+
+ESSQPV = Path(sys.executable).with_name("essqpv")
+M = "2024-01"
+
+
+@pytest.fixture(scope="module")
+def registre(tmp_path_factory):
+    from essqpv.synthese import generer
+    d = tmp_path_factory.mktemp("registre_fiabilite")
+    r = generer(d / "reg", etablissements=3000, graine=7, millesime=M)
+    f = r["fichiers"]
+    etab_csv = d / "StockEtablissement_utf8.csv"
+    with zipfile.ZipFile(f["etablissements"]) as z:
+        etab_csv.write_bytes(z.read(z.namelist()[0]))
+    return {"etab": etab_csv, "ul": Path(f["unites_legales"]),
+            "geo": Path(f["geolocalisation"]), "dossier": d}
+
+
+@pytest.fixture(scope="module")
+def bonne(registre):
+    """A base holding one good vintage (read-only: copy it with :func:`copie`)."""
+    b = registre["dossier"] / "bonne" / "obs.duckdb"
+    rapport = B.construire(etablissements=registre["etab"], unites_legales=registre["ul"],
+                           geolocalisation=registre["geo"], millesime=M, base=b)
+    assert rapport["dans_perimetre"] > 1000 and rapport["localisees"] / rapport[
+        "dans_perimetre"] > 0.95 and rapport["en_qpv"] > 50
+    return b
+
+
+def copie(bonne: Path, dossier: Path) -> Path:
+    dossier.mkdir(parents=True, exist_ok=True)
+    b = dossier / bonne.name
+    shutil.copyfile(bonne, b)
+    rejets = bonne.with_name(bonne.name + ".rejets")
+    if rejets.exists():
+        shutil.copytree(rejets, b.with_name(b.name + ".rejets"))
+    return b
+
+
+def etat(b: Path) -> tuple:
+    """Bytes of the base and of its rejects folder (what must not change when refused)."""
+    rejets = b.with_name(b.name + ".rejets")
+    fichiers = sorted((p.relative_to(rejets).as_posix(), p.read_bytes())
+                      for p in rejets.rglob("*") if p.is_file()) if rejets.exists() else []
+    return b.read_bytes(), fichiers
+
+
+def plat(texte: str) -> str:
+    """The output on one line (the console wraps long lines; keep the French spaces)."""
+    return re.sub(r"[ \n]+", " ", texte)
+
+
+def lancer(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ESSQPV), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120, **kw)
+
+
+def construire_cli(registre, b, *extra, etab=None, geo=None, qpv=None, env=None, **kw):
+    args = ["construire", "-e", etab or registre["etab"], "-u", registre["ul"],
+            "-g", geo or registre["geo"], "-m", M, "-b", b, *extra]
+    if qpv:
+        args += ["--qpv", qpv]
+    return lancer(*args, env=env, **kw)
+
+
+def refuse(registre, bonne, tmp_path, motif: str, **fichiers) -> str:
+    """Build with the faulty files over a copy of the good base: refused (exit 1), the base
+    and its rejects unchanged; returns the message."""
+    b = copie(bonne, tmp_path / "refus")
+    avant = etat(b)
+    r = construire_cli(registre, b, **fichiers)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    message = plat(r.stderr)
+    assert motif in message, message
+    assert "--forcer" in message and "n'a pas été modifiée" in message
+    assert etat(b) == avant
+    assert not [p for p in b.parent.iterdir() if ".tmp-" in p.name or p.name.endswith(".verrou")]
+    return message
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_stock_reduit_a_son_entete_refuse(registre, bonne, tmp_path):
+    vide = tmp_path / "StockEtablissement_entete.csv"
+    vide.write_bytes(registre["etab"].read_bytes().split(b"\n", 1)[0] + b"\n")
+    message = refuse(registre, bonne, tmp_path, "aucune ligne acceptée", etab=vide)
+    assert "0 ligne(s) lue(s)" in message
+
+
+def test_stock_presque_vide_refuse_avec_les_chiffres(registre, bonne, tmp_path):
+    lignes = registre["etab"].read_bytes().split(b"\n")
+    court = tmp_path / "StockEtablissement_court.csv"
+    court.write_bytes(b"\n".join(lignes[:301]) + b"\n")
+    message = refuse(registre, bonne, tmp_path, "presque vide", etab=court)
+    assert "299 ligne(s) acceptée(s) contre 3\u202f006" in message  # (1 of them malformed)
+    assert "seuil : 50,0\u00a0%" in message
+
+
+def _latin1(source: Path, cible: Path, toutes_les: int) -> int:
+    """Every ``toutes_les``-th data line gets an accented town name and is written in
+    cp1252 (the file is otherwise UTF-8): what a hand-edited stock looks like."""
+    lignes = source.read_bytes().split(b"\n")
+    entete = next(csv.reader([lignes[0].decode()]))
+    i = entete.index("libelleCommuneEtablissement")
+    n = 0
+    with open(cible, "wb") as f:
+        f.write(lignes[0] + b"\n")
+        for k, brut in enumerate(lignes[1:], 1):
+            if not brut:
+                continue
+            if k % toutes_les == 0:
+                champs = next(csv.reader([brut.decode()]))
+                champs[i] = "SAINT-ÉTIENNE-LÈS-REMIREMONT"
+                tampon = io.StringIO()
+                csv.writer(tampon, lineterminator="").writerow(champs)
+                f.write(tampon.getvalue().encode("cp1252") + b"\n")
+                n += 1
+            else:
+                f.write(brut + b"\n")
+    return n
+
+
+def test_rejets_en_latin1_refuses_avec_indice_d_encodage(registre, bonne, tmp_path):
+    faux = tmp_path / "StockEtablissement_latin1.csv"
+    n = _latin1(registre["etab"], faux, 10)
+    assert n > 250
+    message = refuse(registre, bonne, tmp_path, "des lignes du stock des établissements "
+                     "rejetées", etab=faux)
+    assert "seuil : 2,0\u00a0%" in message
+    assert "latin-1" in message and "UTF-8" in message
+
+
+def test_geolocalisation_dans_un_mauvais_epsg_refusee(registre, bonne, tmp_path):
+    lignes = registre["geo"].read_text("utf-8").splitlines()
+    i = lignes[0].split(";").index("epsg")
+    faux = tmp_path / "geo_epsg_faux.csv"
+    with open(faux, "w", encoding="utf-8") as f:
+        f.write(lignes[0] + "\n")
+        for ligne in lignes[1:]:
+            champs = ligne.split(";")
+            if champs[i] == "2154":
+                champs[i] = "32620"  # UTM 20N (Antilles) for metropolitan Lambert-93 metres
+            f.write(";".join(champs) + "\n")
+    message = refuse(registre, bonne, tmp_path, "localisés en forte baisse", geo=faux)
+    assert "99," in message and "baisse maximale admise : 15 points" in message
+
+
+def _couche(tmp_path: Path, nom: str, garder=None, vers_epsg: int | None = None) -> Path:
+    """The embedded 2015 contours (real geometries) as a GeoPackage labelled EPSG:4326,
+    optionally only some QPV, optionally with coordinates projected to ``vers_epsg``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyogrio
+    import pyproj
+    import shapely
+
+    from essqpv.sources.qpv import lire_qpv
+    c = lire_qpv(None)
+    g = np.ones(len(c.codes), bool) if garder is None else np.array(
+        [garder(code) for code in c.codes])
+    geoms = c.geometries[g]
+    if vers_epsg:
+        t = pyproj.Transformer.from_crs(4326, vers_epsg, always_xy=True)
+        geoms = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0],
+                                                                                xy[:, 1])))
+    table = pa.table({"code_qp": c.codes[g].tolist(), "nom_qp": c.noms[g].tolist(),
+                      "commune_qp": c.communes[g].tolist(),
+                      "geom": pa.array(shapely.to_wkb(geoms).tolist(), pa.binary())})
+    chemin = tmp_path / nom
+    pyogrio.write_arrow(table, chemin, layer="qpv", driver="GPKG", geometry_name="geom",
+                        geometry_type="Unknown", crs="EPSG:4326")
+    return chemin
+
+
+def test_contours_en_lambert93_etiquetes_wgs84_refuses(registre, bonne, tmp_path):
+    gpkg = _couche(tmp_path, "qpv_l93_etiquete_4326.gpkg",
+                   garder=lambda code: code[2:4] not in ("97", "98"), vers_epsg=2154)
+    message = refuse(registre, bonne, tmp_path, "incohérents avec leur système de coordonnées "
+                     "déclaré (EPSG:4326)", qpv=gpkg)
+    assert "1\u202f296 polygone(s) sur 1\u202f296" in message and "Lambert-93" in message
+
+
+def test_aucun_etablissement_en_qpv_refuse(registre, bonne, tmp_path):
+    # Real contours, right CRS, but only French Polynesia's (outside Sirene: none there).
+    gpkg = _couche(tmp_path, "qpv_polynesie.gpkg", garder=lambda code: code.startswith("QP987"))
+    message = refuse(registre, bonne, tmp_path, "Aucun établissement en QPV", qpv=gpkg)
+    assert "localisés" in message
+
+
+def test_forcer_enregistre_l_avertissement_et_le_montre(registre, bonne, tmp_path):
+    from essqpv.indicators.compute import indicateurs
+    from essqpv.outputs.report import _avertissements
+    gpkg = _couche(tmp_path, "qpv_polynesie.gpkg", garder=lambda code: code.startswith("QP987"))
+    b = copie(bonne, tmp_path / "forcee")
+    r = construire_cli(registre, b, "--forcer", qpv=gpkg)
+    assert r.returncode == 0, r.stderr
+    attendu = "Construction forcée (--forcer) malgré : Aucun établissement en QPV"
+    assert attendu in plat(r.stdout)
+    stockes = B.metadonnees(b, M)["avertissements"]
+    assert any(a.startswith(attendu) for a in stockes)
+    assert any(a.startswith(attendu) for a in B.controle(b, M)[0]["avertissements"])
+    c = lancer("controle", "-b", b, "-m", M)
+    assert c.returncode == 0 and attendu in plat(c.stdout)
+    ind = indicateurs(b, "FR", millesime=M)  # what the dashboard and the report show
+    assert any(a.startswith(attendu) for a in ind["avertissements"])
+    assert any(a.startswith(attendu) for a in _avertissements(ind, B.metadonnees(b, M)))
+
+
+def test_les_seuils_de_part_ne_jugent_pas_un_petit_fichier():
+    petit = {"millesime": M, "lignes_lues": 12, "lignes_rejetees": 4, "acceptees": 8,
+             "rejets_par_motif": {"champs_en_trop": 4}, "dans_perimetre": 8, "localisees": 2,
+             "en_qpv": 0}
+    avert = G.verifier_plausibilite(petit, None, [])
+    assert len(avert) == 3  # rejects, placed share, no QPV: warnings, not refusals
+    with pytest.raises(ConstructionRefusee, match="aucune ligne acceptée"):
+        G.verifier_plausibilite({**petit, "acceptees": 0}, None, [])
+
+
+# --------------------------------------------------------------------------- lock, kills
+
+
+def _attendre_arret(p: subprocess.Popen, delai: float = 60) -> None:
+    """Wait until the process stopped itself (SIGSTOP at the hook) or ended."""
+    fin = time.monotonic() + delai
+    while time.monotonic() < fin:
+        if p.poll() is not None:
+            raise AssertionError(p.communicate())
+        with open(f"/proc/{p.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.05)
+    raise AssertionError("le processus ne s'est pas arrêté au point demandé")
+
+
+def test_deux_constructions_a_la_fois_la_seconde_refusee(registre, bonne, tmp_path):
+    b = copie(bonne, tmp_path / "verrou")
+    avant = etat(b)
+    premiere = subprocess.Popen(
+        [str(ESSQPV), "construire", "-e", registre["etab"], "-u", registre["ul"], "-g",
+         registre["geo"], "-m", M, "-b", b], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "ESSQPV_ARRET_TEST": "base_temporaire_ecrite:pause"})
+    try:
+        _attendre_arret(premiere)
+        seconde = construire_cli(registre, b)
+        assert seconde.returncode == 1
+        message = plat(seconde.stderr)
+        assert f"déjà en cours de construction par le processus {premiere.pid}" in message
+        assert "Traceback" not in seconde.stderr
+    finally:
+        premiere.send_signal(signal.SIGKILL)
+        premiere.wait()
+    # The first one died holding the lock, its temporary base (~ the size of the base) left.
+    restes = [p.name for p in b.parent.iterdir() if f"tmp-{premiere.pid}" in p.name]
+    assert restes == [f"obs.duckdb.tmp-{premiere.pid}"]
+    assert (b.parent / "obs.duckdb.verrou").exists()
+    assert [p.name for p in b.with_name("obs.duckdb.rejets").iterdir()
+            if p.name != M] == [f"{M}.tmp-{premiere.pid}"]
+    base_avant, rejets_avant = avant
+    base_apres, rejets_apres = etat(b)
+    assert base_apres == base_avant
+    assert [f for f in rejets_apres if f[0].startswith(f"{M}/")] == rejets_avant
+    # The next build takes the stale lock over and removes what the dead one left.
+    troisieme = construire_cli(registre, b)
+    assert troisieme.returncode == 0, troisieme.stderr
+    sortie = plat(troisieme.stdout + troisieme.stderr)
+    assert f"Verrou laissé par le processus {premiere.pid} (arrêté) repris" in sortie
+    assert f"obs.duckdb.tmp-{premiere.pid}" in sortie and f"{M}.tmp-{premiere.pid}" in sortie
+    assert sorted(p.name for p in b.parent.iterdir()) == [
+        "obs.duckdb", "obs.duckdb.rejets", "obs.duckdb.travail"]
+
+
+def test_restes_d_autrui_jamais_supprimes(bonne, tmp_path):
+    b = copie(bonne, tmp_path / "restes")
+    vivant = b.with_name(f"obs.duckdb.tmp-{os.getppid()}")       # a live process's
+    a_moi = b.with_name("obs.duckdb.tmp-sauvegarde")             # not a pid: not ours
+    autre = b.with_name("autre.duckdb.tmp-999999999")            # another base's
+    for p in (vivant, a_moi, autre):
+        p.write_bytes(b"x")
+    mort = b.with_name("obs.duckdb.tmp-999999999")
+    mort.write_bytes(b"x" * 1000)
+    with G.Verrou(b):
+        supprimes = G.nettoyer_restes(b)
+    assert supprimes == ["obs.duckdb.tmp-999999999 (0.0 Mo)"]
+    assert not mort.exists() and all(p.exists() for p in (vivant, a_moi, autre))
+
+
+def _rejets_differents(registre, tmp_path: Path) -> Path:
+    """The stock with 6 lines given an extra field (rejected: champs_en_trop)."""
+    lignes = registre["etab"].read_bytes().split(b"\n")
+    for k in (50, 400, 900, 1500, 2200, 2900):
+        lignes[k] += b",EN_TROP"
+    f = tmp_path / "StockEtablissement_autres_rejets.csv"
+    f.write_bytes(b"\n".join(lignes))
+    return f
+
+
+ETAPES = ["avant_ecriture", "rejets_prepares", "base_temporaire_ecrite", "base_echangee",
+          "rejets_anciens_ecartes", "rejets_echanges"]
+
+
+@pytest.mark.parametrize("etape", ETAPES)
+def test_kill_9_a_chaque_etape_base_et_rejets_concordent(registre, bonne, tmp_path, etape):
+    b = copie(bonne, tmp_path / "kill")
+    ancienne = G.signature_base(b, M)
+    autre = _rejets_differents(registre, tmp_path)
+    r = construire_cli(registre, b, etab=autre, env={"ESSQPV_ARRET_TEST": etape})
+    assert r.returncode == -signal.SIGKILL
+    # Whatever the stage: the base is the old or the new vintage, whole, and the rejects
+    # folder (as the tool hands it out) is the one of that vintage.
+    signature = G.signature_base(b, M)
+    nouvelle = ancienne["lignes"] + 6
+    assert signature["lignes"] == (ancienne["lignes"] if etape in ETAPES[:3] else nouvelle)
+    assert G.signature_dossier(B.dossier_rejets(b, M)) == signature
+    # The next build removes what the killed one left, and agrees with itself.
+    assert construire_cli(registre, b).returncode == 0
+    assert G.signature_base(b, M) == ancienne
+    assert G.signature_dossier(B.dossier_rejets(b, M)) == ancienne
+    assert sorted(p.name for p in b.parent.iterdir()) == [
+        "obs.duckdb", "obs.duckdb.rejets", "obs.duckdb.travail"]
+    assert [p.name for p in b.with_name("obs.duckdb.rejets").iterdir()] == [M]
