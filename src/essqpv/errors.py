@@ -1,7 +1,8 @@
 """The project's errors: one base class, a few subclasses, each message in French.
 
-The CLI turns any :class:`EssqpvError` into one line on standard error and exit code 1;
-``--debug`` shows the traceback.
+The CLI turns any :class:`EssqpvError` into one line on standard error and exit code 1
+(2 for a value the user gave that is not allowed: :class:`ParametreInvalide`,
+:class:`BaseInvalide`, :class:`TerritoireInconnu`); ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -50,3 +51,7 @@ class ConstructionRefusee(EssqpvError):
 
 class BaseOccupee(EssqpvError):
     """Another process is building the same base (its lock is held)."""
+
+
+class SortieRefusee(EssqpvError):
+    """An output folder holds files this tool did not write: nothing is replaced."""

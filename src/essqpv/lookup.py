@@ -663,7 +663,8 @@ def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separa
         out = df.select(originales).with_columns(
             [pl.Series(k, v, dtype=pl.Float64 if k in _NOMBRES else pl.String)
              for k, v in ajout.items()])
-        out.write_csv(sortie, separator=separateur, null_value="")
+        from essqpv.csv_sur import neutraliser_frame
+        neutraliser_frame(out).write_csv(sortie, separator=separateur, null_value="")
         return
     entete = originales + noms_ajout
     if valeurs_xlsx is not None:  # the input's own cells, typed as they were

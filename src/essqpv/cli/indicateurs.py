@@ -1,7 +1,6 @@
 """Command ``indicateurs``: the protected indicators of a territory."""
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Optional
@@ -77,7 +76,8 @@ def afficher_texte(r: dict) -> None:
 def en_csv(r: dict) -> str:
     """The sector table and key figures as CSV (one table after the other)."""
     f = io.StringIO()
-    w = csv.writer(f)
+    from essqpv.csv_sur import ecrivain
+    w = ecrivain(f)  # no formula runs (csv_sur)
     w.writerow(["tableau", "ligne", "indicateur", "valeur", "secret"])
     for cle, v in r["chiffres_cles"].items():
         if isinstance(v, dict):

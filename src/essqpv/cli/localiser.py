@@ -196,6 +196,8 @@ def register(app: typer.Typer) -> None:
                 sortie.print(ligne, highlight=False)
             _pied(r["geographie_qpv"], "base essqpv", r["avertissements"])
             return
+        for option, valeur in (("--lon", lon), ("--lat", lat), ("--x", x), ("--y", y)):
+            _verifier_fini(option, valeur)
         if lon is not None or lat is not None:
             df = lookup.localiser_points(lon, lat, couche=qpv, tampon_m=tampon)
         else:
@@ -237,6 +239,23 @@ def _adresse(adresse: str, dossier, qpv, tampon: int, score_min: float, format_:
                      highlight=False)
     sortie.print(r["source_adresses"], highlight=False, style="dim")
     _pied(r["geographie_qpv"], r["contours"], [])
+
+
+def _verifier_fini(option: str, valeur: str | None) -> None:
+    """A coordinate given on the command line must be a finite number (not nan, not inf)."""
+    import math
+
+    from essqpv.errors import ParametreInvalide
+    if valeur is None:
+        return
+    try:
+        nombre = float(str(valeur).strip().replace(",", "."))
+    except ValueError:
+        raise ParametreInvalide(f"Coordonnée invalide ({option}) : « {valeur} » n'est pas un "
+                                "nombre.") from None
+    if not math.isfinite(nombre):
+        raise ParametreInvalide(f"Coordonnée invalide ({option}) : « {valeur} » n'est pas un "
+                                "nombre fini (nan et inf ne sont pas des coordonnées).")
 
 
 def _pied(geographie: str, contours: str, avertissements: list[str]) -> None:

@@ -6,7 +6,6 @@ The base is the project's DuckDB file. This module owns the tables ``initiatives
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -591,7 +590,8 @@ def exporter(base: str | Path | None, chemin: str | Path, format: str | None = N
     chemin.parent.mkdir(parents=True, exist_ok=True)
     if f == "csv":
         tampon = io.StringIO()
-        w = csv.writer(tampon, lineterminator="\n")
+        from essqpv.csv_sur import ecrivain
+        w = ecrivain(tampon, lineterminator="\n")  # no formula runs (csv_sur)
         w.writerow(COLONNES_EXPORT)
         for r in rows:
             w.writerow([_valeur_texte(r[c]) for c in COLONNES_EXPORT])

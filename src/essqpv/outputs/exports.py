@@ -21,6 +21,7 @@ import shapely
 
 from essqpv import __version__, reference
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE, confidentialite
+from essqpv.csv_sur import neutraliser_frame
 from essqpv.errors import ParametreInvalide
 from essqpv.outputs._format import MARQUE_SECRET
 
@@ -498,7 +499,7 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
             if format == "csv":
                 with open(chemin, "wb") as f:
                     f.write("\ufeff".encode())  # BOM: spreadsheet software reads UTF-8
-                    df.write_csv(f)
+                    neutraliser_frame(df).write_csv(f)  # no formula runs (csv_sur)
             else:
                 meta = {"essqpv": json.dumps(dict(_provenance(ctx)), ensure_ascii=False)}
                 df.write_parquet(chemin, metadata=meta)
@@ -508,7 +509,7 @@ def exporter(base: str | Path, territoire: str | None = None, format: str = "xls
         if format == "csv":
             with open(chemin, "wb") as f:
                 f.write("\ufeff".encode())
-                sources.write_csv(f)
+                neutraliser_frame(sources).write_csv(f)
         else:
             sources.write_parquet(chemin)
         ecrits.append(chemin)

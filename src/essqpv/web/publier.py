@@ -17,13 +17,16 @@ Layout of a published site (``essqpv publier --sortie site/``)::
 """
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from essqpv.errors import EssqpvError, ParametreInvalide
+from essqpv.errors import EssqpvError, ParametreInvalide, SortieRefusee
 from essqpv.web._donnees import (TAILLE_PAGE_MAX, Donnees, json_compact, json_octets,
                                  nom_fichier)
 
@@ -34,6 +37,71 @@ POINTS_MAX = 5000          # establishments drawn on the map of one territory
 TAILLE_LISTE = 20          # rows of a page of the establishments list (as the dashboard)
 PAGES_LISTE_MAX = 50       # pages of the list published per territory and filter
 _NIVEAUX_DEPARTEMENTS = ("france", "metropole", "drom", "region", "departement")
+
+
+MARQUE_SITE = ".essqpv-site.json"   # the list of the files of a site this tool wrote
+
+
+def _verifier_sortie(sortie: Path) -> Path:
+    """The folder to publish into, if replacing it loses nothing this tool did not write.
+
+    Accepted: a new folder, an empty one, or one holding an earlier site of essqpv and
+    nothing else (every file listed in its :data:`MARQUE_SITE`). A symbolic link is
+    followed (the site replaces the folder it points to; the link stays).
+    """
+    sortie = Path(os.path.abspath(sortie))
+    if sortie.is_symlink():
+        sortie = sortie.resolve()
+    if not sortie.exists():
+        return sortie
+    if not sortie.is_dir():
+        raise SortieRefusee(f"{sortie} est un fichier : le site statique s'écrit dans un "
+                            "dossier (nouveau, vide ou contenant un site publié par essqpv).")
+    presents = sorted(p.relative_to(sortie).as_posix() for p in sortie.rglob("*")
+                      if not p.is_dir() or p.is_symlink())
+    if not presents and not any(sortie.iterdir()):
+        return sortie
+    try:
+        connus = set(json.loads((sortie / MARQUE_SITE).read_text("utf-8"))["fichiers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SortieRefusee(
+            f"{sortie} n'est pas vide et ne contient pas de site publié par essqpv (fichier "
+            f"{MARQUE_SITE} absent) : rien n'a été écrit ni supprimé. Choisissez un dossier "
+            "nouveau ou vide.") from None
+    etrangers = [p for p in presents if p not in connus and p != MARQUE_SITE]
+    if etrangers:
+        raise SortieRefusee(
+            f"{sortie} contient {len(etrangers)} fichier(s) qu'essqpv n'a pas écrit(s) "
+            f"({', '.join(etrangers[:3])}{'…' if len(etrangers) > 3 else ''}) : rien n'a été "
+            "écrit ni supprimé. Déplacez-les ou choisissez un autre dossier.")
+    return sortie
+
+
+def _droits_publics(racine: Path) -> list[str]:
+    """Folders 755, files 644 (a web server running as another user reads them); returns
+    the files, relative to ``racine``."""
+    fichiers = []
+    os.chmod(racine, 0o755)
+    for dossier, sous, noms in os.walk(racine):
+        for n in sous:
+            os.chmod(os.path.join(dossier, n), 0o755)
+        for n in noms:
+            chemin = os.path.join(dossier, n)
+            os.chmod(chemin, 0o644)
+            fichiers.append(Path(chemin).relative_to(racine).as_posix())
+    return sorted(fichiers)
+
+
+def _nettoyer_restes(sortie: Path) -> None:
+    """Remove the temporary folders of earlier publications of ``sortie`` that died."""
+    from essqpv.garde_fous import processus_vivant
+    motif = re.compile(r"\." + re.escape(sortie.name) + r"\.(tmp|ancien)-(?P<pid>[0-9]+)")
+    if not sortie.parent.is_dir():
+        return
+    for p in sortie.parent.iterdir():
+        m = motif.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not processus_vivant(int(m["pid"])):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _ecrire(chemin: Path, contenu: bytes) -> None:
@@ -112,7 +180,9 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     base : Path
         The DuckDB base.
     sortie : Path
-        Folder of the site; written in a temporary sibling folder, then swapped in.
+        Folder of the site: new, empty, or holding an earlier site of essqpv and nothing
+        else (anything else is refused, nothing deleted); written in a temporary sibling
+        folder, then swapped in. Folders 755, files 644.
     millesimes : list of str, optional
         Vintages to publish (default: every vintage of the base).
     territoires : list of str, optional
@@ -138,6 +208,8 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     ------
     ParametreInvalide
         Unknown ``fichiers`` level or vintage. Errors of the base pass through.
+    SortieRefusee
+        ``sortie`` holds files this tool did not write, or cannot be written.
     """
     from essqpv.web.app import (STATIQUE, environnement_gabarits, reponse_quartiers)
     if fichiers not in NIVEAUX_FICHIERS:
@@ -150,9 +222,17 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     perimetres = {m: donnees.contexte(m)["perimetres"] for m in choisis}
     signaler = progression or (lambda fait, total, message: None)
 
-    sortie = Path(sortie)
-    sortie.parent.mkdir(parents=True, exist_ok=True)
-    travail = Path(tempfile.mkdtemp(prefix=f".{sortie.name}-", dir=sortie.parent))
+    sortie = _verifier_sortie(Path(sortie))
+    try:
+        sortie.parent.mkdir(parents=True, exist_ok=True)
+        _nettoyer_restes(sortie)
+        travail = sortie.with_name(f".{sortie.name}.tmp-{os.getpid()}")
+        if travail.exists():
+            shutil.rmtree(travail)
+        travail.mkdir()
+    except OSError as exc:
+        raise SortieRefusee(f"Impossible d'écrire le site dans {sortie.parent} : "
+                            f"{exc.strerror or exc}.") from None
     try:
         signaler(0, 1, "Liste des territoires")
         territoires = _territoires(donnees, choisis, perimetres, territoires or ["FR"])
@@ -203,10 +283,13 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
             avec_initiatives=avec_initiatives)
         (travail / "index.html").write_text(page, encoding="utf-8")
         shutil.copytree(STATIQUE, travail / "static")
+        ecrits = _droits_publics(travail)
+        (travail / MARQUE_SITE).write_text(json.dumps(
+            {"outil": "essqpv", "fichiers": ecrits}, ensure_ascii=False), "utf-8")
+        os.chmod(travail / MARQUE_SITE, 0o644)
         if sortie.exists():
-            ancien = sortie.with_name(f".{sortie.name}-ancien")
-            if ancien.exists():
-                shutil.rmtree(ancien)
+            _verifier_sortie(sortie)  # (again: files may have been added meanwhile)
+            ancien = sortie.with_name(f".{sortie.name}.ancien-{os.getpid()}")
             sortie.rename(ancien)
             travail.rename(sortie)
             shutil.rmtree(ancien)
