@@ -555,3 +555,177 @@ def test_resultat_de_localiser_et_export_des_initiatives_sans_formule(tmp_path):
     noms = [x["nom"] for x in _lire_csv(export)]
     # (the directory trims the names: the leading tab goes, then nothing to neutralise)
     assert sorted(noms) == sorted("'" + v for v in FORMULES if v[0] != "\t") + ["TABULATION"]
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def _classeur(chemin: Path, lignes: list[list]) -> Path:
+    import xlsxwriter
+    with xlsxwriter.Workbook(str(chemin)) as c:
+        f = c.add_worksheet("points")
+        for i, ligne in enumerate(lignes):
+            f.write_row(i, 0, ligne)
+    return chemin
+
+
+def _bombe(tmp_path: Path, taille: int = 400 << 20) -> Path:
+    """A real XLSX (xlsxwriter's) whose sheet gets one inline-string cell of ``taille``
+    bytes: a few hundred KB on the wire."""
+    modele = _classeur(tmp_path / "modele.xlsx", [["nom", "lon", "lat"],
+                                                  ["ok", 2.35, 48.85]])
+    bombe = tmp_path / "bombe.xlsx"
+    with zipfile.ZipFile(modele) as src, zipfile.ZipFile(
+            bombe, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for m in src.infolist():
+            if m.filename != "xl/worksheets/sheet1.xml":
+                dst.writestr(m, src.read(m))
+                continue
+            xml = src.read(m).decode()
+            debut, fin = xml.split("</sheetData>")
+            with dst.open(m.filename, "w", force_zip64=True) as f:
+                f.write(debut.encode() + b'<row r="3"><c r="A3" t="inlineStr"><is><t>')
+                bloc = b"A" * min(taille, 1 << 20)
+                for _ in range(taille // len(bloc)):
+                    f.write(bloc)
+                f.write(b"</t></is></c></row></sheetData>" + fin.encode())
+    return bombe
+
+
+def _pic_memoire_mo(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+
+
+@pytest.fixture(scope="module")
+def serveur(bonne, tmp_path_factory):
+    """``essqpv servir`` in its own process (its memory is measured), on a free port."""
+    import socket
+
+    import httpx
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([str(ESSQPV), "servir", "--base", str(bonne), "--port", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    fin = time.monotonic() + 60
+    while time.monotonic() < fin:
+        try:
+            httpx.get(url + "/api/territoires?q=Paris", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.2)
+    yield url, p.pid
+    p.terminate()
+    p.wait(10)
+
+
+def test_xlsx_bombe_refusee_vite_sans_memoire(serveur, tmp_path):
+    import httpx
+    url, pid = serveur
+    bombe = _bombe(tmp_path)
+    assert bombe.stat().st_size < 500_000  # ~ 400 KB on the wire, 400 MB inside
+    httpx.get(url + "/api/localiser?lon=2.35&lat=48.85", timeout=30)  # warm
+    avant = _pic_memoire_mo(pid)
+    debut = time.monotonic()
+    r = httpx.post(url + "/api/localiser", files={"fichier": ("bombe.xlsx", bombe.read_bytes())},
+                   timeout=60)
+    duree = time.monotonic() - debut
+    assert r.status_code == 413, r.text
+    message = r.json()["erreur"]
+    assert "xl/worksheets/sheet1.xml occupe 400,0 Mo une fois décompressé" in message
+    assert duree < 3
+    assert _pic_memoire_mo(pid) - avant < 20
+
+
+def test_xlsx_accepte_memoire_bornee(serveur, tmp_path):
+    import httpx
+    url, pid = serveur
+    lignes = [["nom", "lon", "lat"]] + [[f"point {i}", 2.30 + (i % 500) / 5000,
+                                         48.80 + (i // 500) / 5000] for i in range(20_000)]
+    classeur = _classeur(tmp_path / "points.xlsx", lignes)
+    avant = _pic_memoire_mo(pid)
+    r = httpx.post(url + "/api/localiser", files={"fichier": ("points.xlsx",
+                                                              classeur.read_bytes())},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    import openpyxl
+    (tmp_path / "retour.xlsx").write_bytes(r.content)
+    feuille = openpyxl.load_workbook(tmp_path / "retour.xlsx", read_only=True).worksheets[0]
+    assert sum(1 for _ in feuille.iter_rows()) == 20_001
+    assert _pic_memoire_mo(pid) - avant < 300
+
+
+def test_xlsx_cellule_geante_ou_archive_menteuse_refusees(tmp_path):
+    import struct
+
+    from essqpv.errors import ContenuTropVolumineux, FichierInvalide
+    from essqpv.web._localiser import verifier_xlsx
+    # one 512 KiB cell: below the declared-size checks, refused while streamed
+    with pytest.raises(ContenuTropVolumineux, match="cellule .* de plus de 256 Kio"):
+        verifier_xlsx(_bombe(tmp_path, 512 << 10), "cellule.xlsx")
+    # a member bigger than its central-directory entry says (a forged header)
+    octets = bytearray(_bombe(tmp_path, 8 << 20).read_bytes())
+    nom = b"xl/worksheets/sheet1.xml"
+    entree = octets.rfind(b"PK\x01\x02", 0, octets.rfind(nom))
+    assert octets[entree + 46:entree + 46 + len(nom)] == nom
+    octets[entree + 24:entree + 28] = struct.pack("<I", 1000)  # uncompressed size
+    menteuse = tmp_path / "menteuse.xlsx"
+    menteuse.write_bytes(bytes(octets))
+    with zipfile.ZipFile(menteuse) as z:
+        assert z.getinfo(nom.decode()).file_size == 1000
+    # (zipfile stops at the declared size; the member's CRC then fails)
+    with pytest.raises(FichierInvalide, match="dépasse sa taille déclarée|Bad CRC"):
+        verifier_xlsx(menteuse, "menteuse.xlsx")
+    # a truncated archive
+    tronque = tmp_path / "tronque.xlsx"
+    tronque.write_bytes(_classeur(tmp_path / "t.xlsx", [["a"], [1]]).read_bytes()[:-200])
+    with pytest.raises(FichierInvalide, match="n'est pas un classeur Excel lisible"):
+        verifier_xlsx(tronque, "tronque.xlsx")
+
+
+# --------------------------------------------------------------------------- API
+
+
+@pytest.fixture(scope="module")
+def client(bonne):
+    from starlette.testclient import TestClient
+
+    from essqpv.web import creer_application
+    return TestClient(creer_application(bonne))
+
+
+def test_openapi_dit_400_comme_l_api(client):
+    schema = client.get("/openapi.json").json()
+    assert "422" not in {code for p in schema["paths"].values() for o in p.values()
+                         for code in o["responses"]}
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    reponses = schema["paths"]["/api/localiser"]["get"]["responses"]
+    assert reponses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Erreur")
+    r = client.get("/api/localiser?lon=abc&lat=48")
+    assert r.status_code == 400 and "nombre attendu" in r.json()["erreur"]
+
+
+def test_405_porte_allow(client):
+    r = client.delete("/api/localiser")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    r = client.post("/api/indicateurs/FR")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert r.json() == {"erreur": "Méthode non autorisée."}
+
+
+def test_aucun_chemin_absolu_du_serveur(bonne, client, tmp_path):
+    racine = str(bonne.parents[2])  # the temporary folders of the tests
+    sources = B.metadonnees(bonne)["sources"]
+    assert {s["chemin"] for s in sources if "chemin" in s} == {
+        "StockEtablissement_utf8.csv", "StockUniteLegale_utf8.csv",
+        "GeolocalisationEtablissement_Sirene_pour_etudes_statistiques_utf8.csv"}
+    for url in ("/api/contexte", "/api/indicateurs/FR", "/api/indicateurs/DEP:93"):
+        r = client.get(url)
+        assert r.status_code == 200 and racine not in r.text and "/tmp/" not in r.text, url
+    site = tmp_path / "site"
+    _publier(bonne, site)
+    for f in site.rglob("*.json"):
+        assert racine not in f.read_text("utf-8"), f

@@ -55,3 +55,9 @@ class BaseOccupee(EssqpvError):
 
 class SortieRefusee(EssqpvError):
     """An output folder holds files this tool did not write: nothing is replaced."""
+
+
+class ContenuTropVolumineux(FichierInvalide):
+    """A file sent to the API decompresses (or would) to more than the limits allow."""
+
+    statut_http = 413

@@ -11,13 +11,113 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from essqpv.errors import ParametreInvalide
+from essqpv.errors import ContenuTropVolumineux, FichierInvalide, ParametreInvalide
 from essqpv.web._donnees import Donnees, json_octets
 
-__all__ = ["ajouter", "LIGNES_FICHIER_MAX"]
+__all__ = ["ajouter", "LIGNES_FICHIER_MAX", "verifier_xlsx"]
 
 LIGNES_FICHIER_MAX = 100_000
 EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx")
+
+# Bounds of an XLSX sent to the API, uncompressed: what the server reads stays small
+# whatever the archive claims (a 377 KB file can hold a 400 MB cell).
+XLSX_DECOMPRESSE_MAX = 48 << 20   # bytes of all the members, decompressed
+XLSX_MEMBRES_MAX = 500            # members of the archive
+XLSX_RATIO_MAX = 150              # decompressed / compressed, for a member above 1 MiB
+TEXTE_MAX = 256 << 10             # bytes of XML text between two tags (a cell: 32,767
+                                  # characters at most in Excel)
+
+
+def _mo(n: int) -> str:
+    return f"{n / (1 << 20):,.1f}".replace(",", "\u202f").replace(".", ",") + " Mo"
+
+
+def verifier_xlsx(entree: Path, nom: str) -> Path:
+    """An XLSX the lookup may read: checked, then copied with a bounded decompression.
+
+    The declared sizes of the members (and their compression ratio) are checked first, so
+    a zip bomb is refused at once; the members are then decompressed chunk by chunk into a
+    fresh archive, stopping as soon as a member exceeds its declared size or the limits, a
+    text run between two XML tags (a cell) exceeds :data:`TEXTE_MAX`, or a sheet holds more
+    than :data:`LIGNES_FICHIER_MAX` rows. Returns the fresh archive.
+
+    Raises
+    ------
+    ContenuTropVolumineux
+        (HTTP 413) naming the member, its size and the limit.
+    FichierInvalide
+        Not a readable zip archive.
+    """
+    import zipfile
+    try:
+        archive = zipfile.ZipFile(entree)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise FichierInvalide(f"{nom} n'est pas un classeur Excel lisible (archive XLSX "
+                              "attendue).") from None
+    with archive:
+        membres = archive.infolist()
+        if len(membres) > XLSX_MEMBRES_MAX:
+            raise ContenuTropVolumineux(f"{nom} : {len(membres)} fichiers dans l'archive ; "
+                                        f"{XLSX_MEMBRES_MAX} au plus.")
+        total = sum(m.file_size for m in membres)
+        for m in membres:
+            if m.file_size > XLSX_DECOMPRESSE_MAX or (
+                    m.file_size > 1 << 20
+                    and m.file_size > XLSX_RATIO_MAX * max(m.compress_size, 1)):
+                raise ContenuTropVolumineux(
+                    f"{nom} : {m.filename} occupe {_mo(m.file_size)} une fois décompressé "
+                    f"({_mo(m.compress_size)} compressé) ; {_mo(XLSX_DECOMPRESSE_MAX)} au plus "
+                    f"par requête, taux de compression {XLSX_RATIO_MAX} au plus (utilisez la "
+                    "commande essqpv localiser pour les gros fichiers).")
+        if total > XLSX_DECOMPRESSE_MAX:
+            raise ContenuTropVolumineux(
+                f"{nom} : {_mo(total)} une fois décompressé ; "
+                f"{_mo(XLSX_DECOMPRESSE_MAX)} au plus par requête.")
+        propre = entree.with_name("entree_verifiee.xlsx")
+        try:
+            with zipfile.ZipFile(propre, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as sortie:
+                for m in membres:
+                    _copier_membre(archive, m, sortie, nom)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+            raise FichierInvalide(f"{nom} n'est pas un classeur Excel lisible (archive "
+                                  f"endommagée : {exc}).") from None
+    return propre
+
+
+def _copier_membre(archive, m, sortie, nom: str) -> None:
+    """Copy one member, decompressing 1 MiB at a time within its bounds."""
+    xml = m.filename.lower().endswith(".xml")
+    feuille = xml and m.filename.lower().startswith("xl/worksheets/")
+    lu = texte = lignes = 0
+    fin = b""
+    with archive.open(m) as source, sortie.open(m.filename, "w") as cible:
+        while True:
+            bloc = source.read(1 << 20)
+            if not bloc:
+                break
+            lu += len(bloc)
+            if lu > m.file_size or lu > XLSX_DECOMPRESSE_MAX:
+                raise ContenuTropVolumineux(
+                    f"{nom} : {m.filename} dépasse sa taille déclarée ({_mo(m.file_size)}) "
+                    "une fois décompressé : archive refusée.")
+            if xml:
+                morceaux = bloc.split(b"<")
+                plus_long = max(texte + len(morceaux[0]), *(len(x) for x in morceaux[1:]))
+                texte = len(morceaux[-1]) if len(morceaux) > 1 else texte + len(bloc)
+                if plus_long > TEXTE_MAX:
+                    raise ContenuTropVolumineux(
+                        f"{nom} : {m.filename} contient une cellule (ou un texte) de plus de "
+                        f"{TEXTE_MAX // 1024} Kio ; une cellule Excel tient en 32 767 "
+                        "caractères.")
+            if feuille:
+                lignes += (fin + bloc).count(b"<row") - fin.count(b"<row")
+                fin = bloc[-4:]
+                if lignes > LIGNES_FICHIER_MAX + 1:
+                    raise ContenuTropVolumineux(
+                        f"{nom} : plus de {LIGNES_FICHIER_MAX} lignes ; "
+                        f"{LIGNES_FICHIER_MAX} au plus par requête (utilisez la commande "
+                        "essqpv localiser pour les gros fichiers).")
+            cible.write(bloc)
 
 
 def _propre(v):
@@ -75,7 +175,9 @@ def ajouter(app: FastAPI, donnees: Donnees) -> None:
             entree = dossier / f"entree{ext}"
             with entree.open("wb") as f:
                 shutil.copyfileobj(fichier.file, f)
-            if ext != ".xlsx":
+            if ext == ".xlsx":  # bounded by its uncompressed size, not only the upload's
+                entree = verifier_xlsx(entree, nom)
+            else:
                 with entree.open("rb") as f:
                     lignes = sum(1 for _ in f) - 1
                 if lignes > LIGNES_FICHIER_MAX:

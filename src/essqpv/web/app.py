@@ -144,6 +144,8 @@ async def _erreur_brute(send: Callable, statut: int, message: str) -> None:
 
 
 def _statut(exc: EssqpvError) -> int:
+    if getattr(exc, "statut_http", None):  # (ContenuTropVolumineux: 413)
+        return exc.statut_http
     if isinstance(exc, TerritoireInconnu):
         return 404
     if isinstance(exc, ParametreInvalide):
@@ -192,6 +194,38 @@ def _bornes(ctx: dict) -> str:
         if cle in ctx:
             parts.append(f"{mot} {ctx[cle]}")
     return ", ".join(parts) or "voir la documentation"
+
+
+def _openapi_400(app: FastAPI) -> None:
+    """The OpenAPI description says what the API answers: 400 ``{"erreur": ...}`` for an
+    invalid parameter (FastAPI's default documents 422, which the API never sends)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def schema() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        s = get_openapi(title=app.title, version=app.version, description=app.description,
+                        routes=app.routes, tags=app.openapi_tags)
+        erreur = {"type": "object", "required": ["erreur"],
+                  "properties": {"erreur": {"type": "string",
+                                            "description": "Message en français."}}}
+        composants = s.setdefault("components", {}).setdefault("schemas", {})
+        composants.pop("HTTPValidationError", None)
+        composants.pop("ValidationError", None)
+        composants["Erreur"] = erreur
+        for chemin in s.get("paths", {}).values():
+            for operation in chemin.values():
+                reponses = operation.get("responses", {})
+                if reponses.pop("422", None) is not None or operation.get("parameters") \
+                        or operation.get("requestBody"):
+                    reponses["400"] = {
+                        "description": "Paramètre invalide",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Erreur"}}}}
+        app.openapi_schema = s
+        return s
+
+    app.openapi = schema
 
 
 def creer_application(base: Path | str) -> FastAPI:
@@ -272,7 +306,18 @@ def creer_application(base: Path | str) -> FastAPI:
         message = messages.get(exc.status_code, "Requête refusée.")
         if isinstance(exc.detail, str) and exc.detail and exc.status_code not in messages:
             message = exc.detail
-        return _page_erreur(request, exc.status_code, message)
+        reponse = _page_erreur(request, exc.status_code, message)
+        for cle, valeur in (exc.headers or {}).items():
+            reponse.headers[cle] = valeur
+        if exc.status_code == 405:  # Allow: every method of the routes of this path
+            from starlette.routing import Match
+            methodes = {m for r in app.routes if getattr(r, "methods", None)
+                        and r.matches(request.scope)[0] != Match.NONE for m in r.methods}
+            if methodes:
+                reponse.headers["allow"] = ", ".join(sorted(methodes))
+        return reponse
+
+    _openapi_400(app)
 
     @app.exception_handler(Exception)
     async def _erreur_interne(request: Request, exc: Exception) -> Response:
