@@ -245,6 +245,23 @@ def test_les_seuils_de_part_ne_jugent_pas_un_petit_fichier():
         G.verifier_plausibilite({**petit, "acceptees": 0}, None, [])
 
 
+def test_base_qui_est_un_autre_fichier_jamais_ecrasee(registre, bonne, tmp_path):
+    victime = tmp_path / "notes.csv"
+    victime.write_bytes(registre["etab"].read_bytes()[:5000])
+    avant = victime.read_bytes()
+    r = construire_cli(registre, victime)
+    assert r.returncode == 2 and "n'est pas une base DuckDB : il ne sera pas remplacé" in \
+        plat(r.stderr)
+    assert victime.read_bytes() == avant and sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.csv"]
+    # a symbolic link to the base: the base it points to is rebuilt, the link stays
+    b = copie(bonne, tmp_path / "reelle")
+    lien = tmp_path / "lien.duckdb"
+    lien.symlink_to(b)
+    assert construire_cli(registre, lien).returncode == 0
+    assert lien.is_symlink() and lien.resolve() == b and B.millesimes(lien)[0]["millesime"] == M
+
+
 # --------------------------------------------------------------------------- lock, kills
 
 
@@ -307,10 +324,18 @@ def test_restes_d_autrui_jamais_supprimes(bonne, tmp_path):
         p.write_bytes(b"x")
     mort = b.with_name("obs.duckdb.tmp-999999999")
     mort.write_bytes(b"x" * 1000)
+    extraits = b.with_name("obs.duckdb.travail") / "extraits"
+    extraits.mkdir(parents=True)
+    extrait_mort = extraits / "StockEtablissement_utf8.csv.partiel-999999998"
+    extrait_mort.write_bytes(b"siren\n")
+    extrait_bon = extraits / "StockEtablissement_utf8.csv"
+    extrait_bon.write_bytes(b"siren\n")
     with G.Verrou(b):
         supprimes = G.nettoyer_restes(b)
-    assert supprimes == ["obs.duckdb.tmp-999999999 (0.0 Mo)"]
-    assert not mort.exists() and all(p.exists() for p in (vivant, a_moi, autre))
+    assert sorted(supprimes) == ["StockEtablissement_utf8.csv.partiel-999999998 (0.0 Mo)",
+                                 "obs.duckdb.tmp-999999999 (0.0 Mo)"]
+    assert not mort.exists() and not extrait_mort.exists()
+    assert all(p.exists() for p in (vivant, a_moi, autre, extrait_bon))
 
 
 def _rejets_differents(registre, tmp_path: Path) -> Path:
@@ -432,6 +457,12 @@ def test_erreurs_d_usage_une_ligne_en_francais_code_2(args, attendu):
     assert attendu in plat(r.stderr)
     assert "Traceback" not in r.stderr and "Error:" not in r.stderr
     assert len(r.stderr.strip().splitlines()) <= 2  # one line (the console may wrap it)
+
+
+def test_sans_sous_commande_l_aide_et_code_2():
+    r = lancer("initiatives")
+    assert r.returncode == 2 and "Usage" in r.stdout + r.stderr
+    assert "Erreur" not in r.stderr
 
 
 def test_base_qui_n_est_pas_duckdb_code_2(tmp_path):
@@ -729,3 +760,17 @@ def test_aucun_chemin_absolu_du_serveur(bonne, client, tmp_path):
     _publier(bonne, site)
     for f in site.rglob("*.json"):
         assert racine not in f.read_text("utf-8"), f
+
+
+def test_publier_nettoie_les_restes_d_une_publication_tuee(bonne, tmp_path):
+    sortie = tmp_path / "site"
+    mort = tmp_path / ".site.tmp-999999999"       # a publication killed (dead pid)
+    (mort / "donnees").mkdir(parents=True)
+    (mort / "donnees" / "x.json").write_text("{}")
+    vivant = tmp_path / f".site.tmp-{os.getppid()}"  # a live process's: left alone
+    vivant.mkdir()
+    etranger = tmp_path / ".site.tmp-a-moi"          # not a pid: not ours
+    etranger.mkdir()
+    _publier(bonne, sortie)
+    assert not mort.exists() and vivant.exists() and etranger.exists()
+    assert (sortie / "index.html").exists()

@@ -419,8 +419,13 @@ def construire(*, base: str | Path, forcer: bool = False, **parametres) -> dict:
         The new vintage failed a gate (the base is left as it was).
     """
     base = Path(base)
+    if base.is_symlink():  # the base is the file the link points to; the link stays
+        base = base.resolve()
     if base.exists() and base.is_dir():
         raise BaseInvalide(f"{base} est un dossier ; un fichier .duckdb était attendu.")
+    if base.exists() and not garde_fous.est_duckdb(base):
+        raise BaseInvalide(f"{base} existe et n'est pas une base DuckDB : il ne sera pas "
+                           "remplacé (choisissez un autre --base).")
     base.parent.mkdir(parents=True, exist_ok=True)
     with garde_fous.Verrou(base) as verrou:
         restes = garde_fous.nettoyer_restes(base)

@@ -6,7 +6,7 @@
   holds the owner's pid; a second build names that process and stops; a lock left by a
   killed process is released by the kernel and taken over;
 * **leftovers of dead builds** (:func:`nettoyer_restes`): the files this tool writes with
-  a pid in their name (``<base>.tmp-<pid>``, ``<base>.travail/*.partiel-<pid>``,
+  a pid in their name (``<base>.tmp-<pid>``, ``<base>.travail/[extraits/]*.partiel-<pid>``,
   ``<base>.rejets/<millesime>.tmp-<pid>``) are removed when that process no longer exists;
   nothing else is touched;
 * **gates** (:func:`verifier_contours`, :func:`verifier_plausibilite`): a new vintage that
@@ -88,6 +88,17 @@ def processus_vivant(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def est_duckdb(chemin: Path) -> bool:
+    """True when the file starts like a DuckDB database (magic ``DUCK`` at byte 8); an
+    empty file counts as one (DuckDB creates its base in it)."""
+    try:
+        with open(chemin, "rb") as f:
+            debut = f.read(12)
+    except OSError:
+        return False
+    return not debut or debut[8:12] == b"DUCK"
 
 
 def point_arret(etape: str) -> None:
@@ -205,10 +216,11 @@ def nettoyer_restes(base: Path) -> list[str]:
                 supprimer(p)
     travail = base.with_name(base.name + ".travail")
     partiel = re.compile(r".+\.partiel-(?P<pid>[0-9]+)")
-    if travail.is_dir():
-        for p in travail.iterdir():
-            if _pid_mort(p.name, partiel) and not p.is_dir():
-                supprimer(p)
+    for dossier in (travail, travail / "extraits"):  # (caches; zip members extracted)
+        if dossier.is_dir() and not dossier.is_symlink():
+            for p in dossier.iterdir():
+                if _pid_mort(p.name, partiel) and not p.is_dir():
+                    supprimer(p)
     supprimes += reparer_rejets(base)
     return supprimes
 

@@ -180,6 +180,8 @@ def executer(app: typer.Typer, args: list[str] | None = None) -> int:
         if _nom(exc, "Abort"):
             console.print("Interrompu.")
             return 130
+        if _nom(exc, "NoArgsIsHelpError"):  # (typer printed the help already)
+            return CODE_USAGE
         if _nom(exc, "UsageError"):
             if debug:
                 raise
