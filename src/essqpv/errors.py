@@ -2,7 +2,7 @@
 
 The CLI turns any :class:`EssqpvError` into one line on standard error and exit code 1
 (2 for a value the user gave that is not allowed: :class:`ParametreInvalide`,
-:class:`BaseInvalide`, :class:`TerritoireInconnu`); ``--debug`` shows the traceback.
+:class:`BaseInvalide`); ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from essqpv.errors import BaseInvalide, EssqpvError, ParametreInvalide, TerritoireInconnu
+from essqpv.errors import BaseInvalide, EssqpvError, ParametreInvalide
 
 console = Console(stderr=True)
 sortie = Console()
@@ -23,7 +23,7 @@ sortie = Console()
 #: Exit codes (typer/click conventions): 1 an error while running (file, data, refusal,
 #: crash), 2 a usage error (unknown option, a value not allowed, a base that is not one).
 CODE_ERREUR, CODE_USAGE = 1, 2
-_ERREURS_D_USAGE = (ParametreInvalide, BaseInvalide, TerritoireInconnu)
+_ERREURS_D_USAGE = (ParametreInvalide, BaseInvalide)
 
 
 def _classes_click() -> tuple[type, ...]:
