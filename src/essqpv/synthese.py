@@ -19,6 +19,7 @@ line 1) are returned so tests can check that exactly those lines are rejected.
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import time
@@ -1691,20 +1692,16 @@ FICHIERS_HISTORIQUES = {
 _AUCUNE = np.iinfo(np.int64).min  # no change drawn (day numbers may be negative: < 1970)
 
 
-def _lire_stock(chemin: Path, role: str, colonnes: list[str], travail: Path) -> pl.DataFrame:
+def _lire_stock(chemin: Path, role: str, colonnes: list[str], travail: Path):
     """A file of the synthetic register read back by the project's reader (its planted
-    malformed lines are rejected there, as in a build)."""
+    malformed lines are rejected there, as in a build): an Arrow file, read in lots."""
     from essqpv.sources import sirene
-    source = sirene.preparer(chemin, role, travail)
-    conv = sirene.convertir(source, colonnes, travail / f"{role}.arrow")
-    try:
-        return conv.lire().collect()
-    finally:
-        conv.chemin.unlink()
+    source = sirene.preparer(chemin, role, travail / "extraits")
+    return sirene.convertir(source, colonnes, travail / f"{role}.arrow")
 
 
-def _bascule(rng, n: int, proba: float, debut: pl.Series, fin_jour: int,
-             plancher: int) -> np.ndarray:
+def _bascule(rng, n: int, proba: float, debut: pl.Series, fin_jour, plancher: int
+             ) -> np.ndarray:
     """Dates (days since 1970) of a change drawn with probability ``proba`` between
     ``max(debut + 30, plancher)`` and ``fin_jour``, else :data:`_AUCUNE`."""
     d = debut.to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -1717,7 +1714,6 @@ def _bascule(rng, n: int, proba: float, debut: pl.Series, fin_jour: int,
 def _periodes(debut: pl.Series, coupures: dict[str, np.ndarray],
               base: pl.DataFrame) -> pl.DataFrame:
     """One row per period: the establishment (or unit) is cut at each change date."""
-    n = base.height
     cadre = base.with_columns(debut.alias("_debut"), *[
         pl.Series(f"_{k}", v, pl.Int64).replace(_AUCUNE, None).cast(pl.Int32).cast(pl.Date)
         for k, v in coupures.items()])
@@ -1726,10 +1722,9 @@ def _periodes(debut: pl.Series, coupures: dict[str, np.ndarray],
         pl.col("_debut"), *[pl.when(pl.col(c) > pl.col("_debut")).then(pl.col(c)) for c in cols])
         .list.drop_nulls().list.unique().list.sort().alias("_starts")).with_row_index("_i")
     p = cadre.explode("_starts").rename({"_starts": "dateDebut"})
-    p = p.with_columns((pl.col("dateDebut").shift(-1).over("_i") - pl.duration(days=1))
-                       .alias("dateFin"))
-    assert p.height >= n
-    return p
+    return p.with_columns(
+        (pl.col("dateDebut").shift(-1).over("_i") - pl.duration(days=1)).alias("dateFin"),
+        pl.int_range(pl.len()).over("_i").alias("_rang"))
 
 
 def _changement(col: str, ident: str) -> pl.Expr:
@@ -1741,49 +1736,14 @@ def _changement(col: str, ident: str) -> pl.Expr:
             .otherwise(pl.lit("false")))
 
 
-def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> dict:
-    """Write ``StockEtablissementHistorique`` and ``StockUniteLegaleHistorique`` in the
-    official schemas, consistent with the synthetic stock of ``fichiers`` (from
-    :func:`generer`): each current period is the stock's row; a closed establishment's
-    active period ends the day before its closure; some establishments changed activity or
-    employer character, some legal units their legal category, and some commercial
-    companies got the ESS flag (from 2015, after the 2014 law) — every change on a drawn
-    date. Periods before 2008 are coded in NAF rév. 1 (Sirene recoded the active
-    establishments in NAF rév. 2 on 1 January 2008).
+_NAF_ANCIENS = np.array(["88.99B", "94.99Z", "85.59A", "93.12Z", "56.10A", "47.11F"])
+_J2008 = int(np.datetime64("2008-01-01", "D").astype(np.int64))
+_J2015 = int(np.datetime64("2015-01-01", "D").astype(np.int64))
 
-    Returns the paths (``fichiers``) and the number of periods of each file.
-    """
-    import datetime as dt
 
-    from essqpv.sources.historique import ETABLISSEMENTS, UNITES_LEGALES
-    from essqpv.sources.sirene import colonnes_officielles
-    rng = np.random.default_rng(graine + 20)
-    dossier = Path(fichiers["etablissements"]).parent
-    travail = dossier / ".lecture_historique"
-    an, mois = int(millesime[:4]), int(millesime[5:7])
-    fin_jour = int(np.datetime64(f"{an:04d}-{mois:02d}-01", "D").astype(np.int64)) - 15
-    j2008 = int(np.datetime64("2008-01-01", "D").astype(np.int64))
-    try:
-        e = _lire_stock(Path(fichiers["etablissements"]), "etablissements",
-                        ["siren", "nic", "siret", "dateCreationEtablissement",
-                         "etatAdministratifEtablissement", "activitePrincipaleEtablissement",
-                         "nomenclatureActivitePrincipaleEtablissement",
-                         "caractereEmployeurEtablissement", "enseigne1Etablissement",
-                         "denominationUsuelleEtablissement"], travail)
-        u = _lire_stock(Path(fichiers["unites_legales"]), "unites_legales",
-                        ["siren", "dateCreationUniteLegale", "etatAdministratifUniteLegale",
-                         "categorieJuridiqueUniteLegale", "economieSocialeSolidaireUniteLegale",
-                         "denominationUniteLegale", "nomUniteLegale", "nicSiegeUniteLegale",
-                         "activitePrincipaleUniteLegale",
-                         "nomenclatureActivitePrincipaleUniteLegale",
-                         "caractereEmployeurUniteLegale"], travail)
-    finally:
-        import shutil
-        shutil.rmtree(travail, ignore_errors=True)
-    e = e.filter(pl.col("siret").str.contains(r"^[0-9]{14}$")).unique("siret", keep="first",
-                                                                        maintain_order=True)
+def _periodes_etablissements(rng, e: pl.DataFrame, fin_jour: int) -> pl.DataFrame:
+    """The periods of a lot of establishments of the stock (official columns)."""
     n = e.height
-    # start: the creation date (drawn in 1990–2007 when empty or invalid)
     tirage = pl.Series(np.datetime64("1990-01-01") + rng.integers(0, 6570, n), dtype=pl.Date)
     debut = e["dateCreationEtablissement"].str.to_date("%Y-%m-%d", strict=False)
     debut = debut.zip_with(debut.is_not_null(), tirage)
@@ -1792,15 +1752,14 @@ def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> d
     fermeture = np.where(ferme, d0 + 30 + (rng.random(n) * np.maximum(
         fin_jour - d0 - 30, 1)).astype(np.int64), _AUCUNE)
     fermeture = np.where(ferme & (fermeture <= d0), d0 + 1, fermeture)
-    activite = _bascule(rng, n, 0.08, debut, np.where(ferme, fermeture - 1, fin_jour), j2008)
-    employeur = _bascule(rng, n, 0.12, debut, np.where(ferme, fermeture - 1, fin_jour), j2008)
-    recodage = np.where(d0 < j2008, j2008, _AUCUNE)
+    dernier = np.where(ferme, fermeture - 1, fin_jour)
+    activite = _bascule(rng, n, 0.08, debut, dernier, _J2008)
+    employeur = _bascule(rng, n, 0.12, debut, dernier, _J2008)
+    recodage = np.where(d0 < _J2008, _J2008, _AUCUNE)
     p = _periodes(debut, {"ferme": fermeture, "act": activite, "emp": employeur,
-                                   "rev2": recodage}, e)
-    naf_autres = np.array(["88.99B", "94.99Z", "85.59A", "93.12Z", "56.10A", "47.11F"])
-    p = p.with_columns(pl.int_range(pl.len()).over("_i").alias("_rang"),
-                       pl.Series("_autre", naf_autres[rng.integers(0, len(naf_autres),
-                                                                  p.height)]))
+                          "rev2": recodage}, e)
+    p = p.with_columns(pl.Series("_autre", _NAF_ANCIENS[rng.integers(0, len(_NAF_ANCIENS),
+                                                                     p.height)]))
     avant_act = pl.col("_act").is_not_null() & (pl.col("dateDebut") < pl.col("_act"))
     avant_emp = pl.col("_emp").is_not_null() & (pl.col("dateDebut") < pl.col("_emp"))
     avant_2008 = pl.col("dateDebut") < pl.date(2008, 1, 1)
@@ -1809,6 +1768,7 @@ def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> d
     p = p.with_columns(
         pl.when(pl.col("_ferme").is_not_null() & (pl.col("dateDebut") >= pl.col("_ferme")))
         .then(pl.lit("F")).otherwise(pl.lit("A")).alias("etatAdministratifEtablissement"),
+        # before 2008, NAF rév. 1 (a real code of it: 91.3E, associative organisations)
         pl.when(avant_2008).then(pl.lit("91.3E")).otherwise(naf2)
         .alias("activitePrincipaleEtablissement"),
         pl.when(avant_2008).then(pl.lit("NAFRev1"))
@@ -1829,44 +1789,32 @@ def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> d
         pl.lit("false").alias("changementDenominationUsuelleEtablissement"),
     )
     # INSEE writes the periods of a siret from the newest to the oldest
-    p = p.sort(["_i", "dateDebut"], descending=[False, True])
-    colonnes_e = colonnes_officielles(ETABLISSEMENTS)["colonne"].to_list()
-    chemin_e = dossier / FICHIERS_HISTORIQUES[ETABLISSEMENTS]
-    p.with_columns(pl.col("dateDebut").cast(pl.String), pl.col("dateFin").cast(pl.String)) \
-        .select([pl.col(c) if c in p.columns else pl.lit(None, dtype=pl.String).alias(c)
-                 for c in colonnes_e]).write_csv(chemin_e)
+    return p.sort(["_i", "dateDebut"], descending=[False, True])
 
-    # ---- legal units --------------------------------------------------------------------
-    u = u.filter(pl.col("siren").str.contains(r"^[0-9]{9}$")).unique("siren", keep="first",
-                                                                      maintain_order=True)
-    premiers = p.group_by("siren").agg(pl.col("dateDebut").min().alias("_premier"))
-    u = u.join(premiers, on="siren", how="left", maintain_order="left")
+
+def _periodes_unites(rng, u: pl.DataFrame, fin_jour: int, cj_ess: list[str]) -> pl.DataFrame:
+    """The periods of a lot of legal units (``_premier``: their first establishment's start)."""
     m = u.height
+    loin = dt.date(2100, 1, 1)
     d_ul = u["dateCreationUniteLegale"].str.to_date("%Y-%m-%d", strict=False)
     d_ul = pl.Series(np.minimum(
-        d_ul.fill_null(pl.date(2100, 1, 1)).to_numpy().astype("datetime64[D]"),
-        u["_premier"].fill_null(pl.date(2100, 1, 1)).to_numpy().astype("datetime64[D]")),
-        dtype=pl.Date)
-    d_ul = d_ul.zip_with(d_ul < dt.date(2100, 1, 1),
-                         pl.Series(np.datetime64("1995-01-01") + rng.integers(0, 4000, m),
-                                   dtype=pl.Date))
-    from essqpv import reference
-    regles = reference.regles_familles()
-    cj_ess = set(regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list())
-    j2015 = int(np.datetime64("2015-01-01", "D").astype(np.int64))
+        d_ul.fill_null(loin).to_numpy().astype("datetime64[D]"),
+        u["_premier"].fill_null(loin).to_numpy().astype("datetime64[D]")), dtype=pl.Date)
+    d_ul = d_ul.zip_with(d_ul < loin, pl.Series(
+        np.datetime64("1995-01-01") + rng.integers(0, 4000, m), dtype=pl.Date))
     societe_ess = ((u["economieSocialeSolidaireUniteLegale"] == "O")
-                   & ~u["categorieJuridiqueUniteLegale"].is_in(list(cj_ess))).to_numpy()
-    drapeau = np.where(societe_ess, _bascule(rng, m, 0.5, d_ul, fin_jour, j2015), _AUCUNE)
-    categorie = _bascule(rng, m, 0.04, d_ul, fin_jour, j2008)
+                   & ~u["categorieJuridiqueUniteLegale"].is_in(cj_ess)).to_numpy()
+    # the ESS flag of a commercial company appears after the 2014 law
+    drapeau = np.where(societe_ess, _bascule(rng, m, 0.5, d_ul, fin_jour, _J2015), _AUCUNE)
+    categorie = _bascule(rng, m, 0.04, d_ul, fin_jour, _J2008)
     q = _periodes(d_ul, {"ess": drapeau, "cj": categorie}, u)
-    q = q.with_columns(pl.int_range(pl.len()).over("_i").alias("_rang"))
     avant_ess = pl.col("_ess").is_not_null() & (pl.col("dateDebut") < pl.col("_ess"))
     avant_cj = pl.col("_cj").is_not_null() & (pl.col("dateDebut") < pl.col("_cj"))
     q = q.with_columns(
         pl.when(avant_ess).then(pl.lit("N")).otherwise(
             pl.col("economieSocialeSolidaireUniteLegale"))
         .alias("economieSocialeSolidaireUniteLegale"),
-        pl.when(avant_cj & ~pl.col("categorieJuridiqueUniteLegale").is_in(["5499"]))
+        pl.when(avant_cj & (pl.col("categorieJuridiqueUniteLegale") != "5499"))
         .then(pl.lit("5499")).otherwise(pl.col("categorieJuridiqueUniteLegale"))
         .alias("categorieJuridiqueUniteLegale"),
         pl.lit("A").alias("etatAdministratifUniteLegale"),
@@ -1880,11 +1828,98 @@ def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024) -> d
             "changementDenominationUniteLegale", "changementDenominationUsuelleUniteLegale",
             "changementActivitePrincipaleUniteLegale", "changementNicSiegeUniteLegale",
             "changementSocieteMissionUniteLegale", "changementCaractereEmployeurUniteLegale")])
-    q = q.sort(["_i", "dateDebut"], descending=[False, True])
-    colonnes_u = colonnes_officielles(UNITES_LEGALES)["colonne"].to_list()
-    chemin_u = dossier / FICHIERS_HISTORIQUES[UNITES_LEGALES]
-    q.with_columns(pl.col("dateDebut").cast(pl.String), pl.col("dateFin").cast(pl.String)) \
-        .select([pl.col(c) if c in q.columns else pl.lit(None, dtype=pl.String).alias(c)
-                 for c in colonnes_u]).write_csv(chemin_u)
-    return {"fichiers": {ETABLISSEMENTS: str(chemin_e), UNITES_LEGALES: str(chemin_u)},
-            "periodes": {ETABLISSEMENTS: p.height, UNITES_LEGALES: q.height}}
+    return q.sort(["_i", "dateDebut"], descending=[False, True])
+
+
+def _ecrire_lot(flux, df: pl.DataFrame, colonnes: list[str]) -> None:
+    df.with_columns(pl.col("dateDebut").cast(pl.String), pl.col("dateFin").cast(pl.String)) \
+        .select([pl.col(c) if c in df.columns else pl.lit(None, dtype=pl.String).alias(c)
+                 for c in colonnes]).write_csv(flux, include_header=False)
+
+
+def generer_historiques(fichiers: dict, millesime: str, graine: int = 2024,
+                        dossier: str | Path | None = None, lot: int = 2_000_000) -> dict:
+    """Write ``StockEtablissementHistorique`` and ``StockUniteLegaleHistorique`` in the
+    official schemas, consistent with the synthetic stock of ``fichiers`` (from
+    :func:`generer`): each current period is the stock's row; a closed establishment's
+    active period ends the day before its closure; some establishments changed activity or
+    employer character, some legal units their legal category, and some commercial
+    companies got the ESS flag (from 2015, after the 2014 law) — every change on a drawn
+    date. Periods before 2008 are coded in NAF rév. 1 (Sirene recoded the active
+    establishments in NAF rév. 2 on 1 January 2008).
+
+    ``dossier``: where to write (default: beside the stock). The stock is read in lots of
+    ``lot`` rows, so the national register fits in memory. Returns the paths
+    (``fichiers``) and the number of periods of each file.
+    """
+    import shutil
+
+    from essqpv.sources.historique import ETABLISSEMENTS, UNITES_LEGALES
+    from essqpv.sources.sirene import colonnes_officielles
+    rng = np.random.default_rng(graine + 20)
+    dossier = Path(dossier) if dossier is not None else Path(fichiers["etablissements"]).parent
+    dossier.mkdir(parents=True, exist_ok=True)
+    travail = dossier / ".lecture_historique"
+    an, mois = int(millesime[:4]), int(millesime[5:7])
+    fin_jour = int(np.datetime64(f"{an:04d}-{mois:02d}-01", "D").astype(np.int64)) - 15
+    chemins = {r: dossier / FICHIERS_HISTORIQUES[r] for r in (ETABLISSEMENTS, UNITES_LEGALES)}
+    temporaires = {r: c.with_name(c.name + ".partiel") for r, c in chemins.items()}
+    colonnes = {r: colonnes_officielles(r)["colonne"].to_list() for r in chemins}
+    regles = reference.regles_familles()
+    cj_ess = regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list()
+    periodes = {ETABLISSEMENTS: 0, UNITES_LEGALES: 0}
+    try:
+        ce = _lire_stock(Path(fichiers["etablissements"]), "etablissements",
+                         ["siren", "nic", "siret", "dateCreationEtablissement",
+                          "etatAdministratifEtablissement", "activitePrincipaleEtablissement",
+                          "nomenclatureActivitePrincipaleEtablissement",
+                          "caractereEmployeurEtablissement", "enseigne1Etablissement",
+                          "denominationUsuelleEtablissement"], travail)
+        premiers = []
+        vus = pl.DataFrame(schema={"siret": pl.String})
+        with open(temporaires[ETABLISSEMENTS], "wb") as f:
+            f.write((",".join(colonnes[ETABLISSEMENTS]) + "\n").encode())
+            total = ce.lignes_acceptees
+            for debut in range(0, total, lot):
+                e = (ce.lire().slice(debut, lot).collect()
+                     .filter(pl.col("siret").str.contains(r"^[0-9]{14}$"))
+                     .unique("siret", keep="first", maintain_order=True)
+                     .join(vus, on="siret", how="anti"))  # a planted duplicate row
+                vus = pl.concat([vus, e.select("siret")])
+                p = _periodes_etablissements(rng, e, fin_jour)
+                premiers.append(p.group_by("siren").agg(pl.col("dateDebut").min()
+                                                        .alias("_premier")))
+                _ecrire_lot(f, p, colonnes[ETABLISSEMENTS])
+                periodes[ETABLISSEMENTS] += p.height
+        del vus
+        ce.chemin.unlink()
+        premier = pl.concat(premiers).group_by("siren").agg(pl.col("_premier").min())
+        cu = _lire_stock(Path(fichiers["unites_legales"]), "unites_legales",
+                         ["siren", "dateCreationUniteLegale", "etatAdministratifUniteLegale",
+                          "categorieJuridiqueUniteLegale",
+                          "economieSocialeSolidaireUniteLegale", "denominationUniteLegale",
+                          "nomUniteLegale", "nicSiegeUniteLegale",
+                          "activitePrincipaleUniteLegale",
+                          "nomenclatureActivitePrincipaleUniteLegale",
+                          "caractereEmployeurUniteLegale"], travail)
+        vus = pl.DataFrame(schema={"siren": pl.String})
+        with open(temporaires[UNITES_LEGALES], "wb") as f:
+            f.write((",".join(colonnes[UNITES_LEGALES]) + "\n").encode())
+            for debut in range(0, cu.lignes_acceptees, lot):
+                u = (cu.lire().slice(debut, lot).collect()
+                     .filter(pl.col("siren").str.contains(r"^[0-9]{9}$"))
+                     .unique("siren", keep="first", maintain_order=True)
+                     .join(vus, on="siren", how="anti"))
+                vus = pl.concat([vus, u.select("siren")])
+                u = u.join(premier, on="siren", how="left", maintain_order="left")
+                q = _periodes_unites(rng, u, fin_jour, cj_ess)
+                _ecrire_lot(f, q, colonnes[UNITES_LEGALES])
+                periodes[UNITES_LEGALES] += q.height
+        for r, c in chemins.items():
+            temporaires[r].replace(c)
+    finally:
+        shutil.rmtree(travail, ignore_errors=True)
+        for t in temporaires.values():
+            if t.exists():
+                t.unlink()
+    return {"fichiers": {r: str(c) for r, c in chemins.items()}, "periodes": periodes}

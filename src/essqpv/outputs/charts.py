@@ -28,6 +28,7 @@ __all__ = [
     "barres_ecarts",
     "barres_familles",
     "barres_tailles",
+    "courbe_evolution",
     "en_balise",
     "en_data_uri",
     "en_png",
@@ -258,5 +259,48 @@ def barres_tailles(tailles: list[tuple[str, int | None]], source: str | None = N
         ax.set_ylabel("Établissements")
         ax.yaxis.set_major_formatter(lambda x, _: nombre(x, 0))
         fig.suptitle(titre, x=0.01, ha="left", fontsize=11, fontweight="bold")
+        _source(fig, source)
+    return fig
+
+
+def courbe_evolution(serie: dict, source: str | None = None, largeur: float = 7.2) -> Figure:
+    """Lines of the ESS establishments since 2008 (protected series of
+    :func:`essqpv.historique.evolution`): the territory's QPV against France entière, as an
+    index (1 January 2015 = 100) when both 2015 values are published, else as counts.
+    The QPV geography, held fixed over the whole series, is in the title."""
+    points_ = serie["points"]
+    etiquettes = [p[:4] if p.endswith("-01-01") else p for p in points_]
+    indices = serie.get("indice_2015") or {}
+    local = serie["territoire"]["niveau"] != "france"
+    en_indice = bool(indices) and indices.get("qpv") and \
+        any(v is not None for v in indices["qpv"]) and \
+        any(v is not None for v in indices.get("france") or [])
+    if en_indice:
+        lignes = [(f"QPV de {serie['territoire']['libelle']}" if local else "ESS en QPV",
+                   indices["qpv"], COULEURS["qpv"]),
+                  ("France entière (toute l'ESS)", indices["france"], COULEURS["france"])]
+        unite = "Indice (1er janvier 2015 = 100)"
+    else:
+        lignes = [(f"QPV de {serie['territoire']['libelle']}" if local else "ESS en QPV",
+                   serie["qpv"]["etablissements"], COULEURS["qpv"])]
+        unite = "Établissements"
+    with style():
+        fig = Figure(figsize=(largeur, 3.3))
+        ax = fig.add_axes((0.09, 0.22, 0.88, 0.56))
+        xs = list(range(len(points_)))
+        for libelle, valeurs, couleur in lignes:
+            ys = [float("nan") if v is None else v for v in valeurs]
+            ax.plot(xs, ys, color=couleur, lw=2, marker="o", ms=3, label=libelle)
+            for x, v in zip(xs, valeurs):
+                if v is None:
+                    ax.annotate(MARQUE_SECRET, (x, 0), xycoords=("data", "axes fraction"),
+                                ha="center", va="bottom", fontsize=7, color=COULEURS["discret"])
+        ax.set_xticks(xs, etiquettes, fontsize=7, rotation=45)
+        ax.set_ylabel(unite)
+        ax.yaxis.set_major_formatter(lambda x, _: nombre(x, 0))
+        ax.legend(loc="upper left", frameon=False, fontsize=8)
+        fig.suptitle("Établissements de l'ESS au 1er janvier, depuis 2008\n"
+                     f"géographie QPV {serie['geographie_qpv']}, fixe sur toute la série",
+                     x=0.01, ha="left", fontsize=10, fontweight="bold")
         _source(fig, source)
     return fig

@@ -36,6 +36,7 @@ FEUILLES = {
     "chiffres_cles": "Chiffres clés", "secteurs": "Secteurs", "familles": "Familles",
     "tailles": "Tailles", "regions": "Régions", "qpv": "QPV",
     "etablissements": "Établissements", "secret": "Secret",
+    "evolution": "Évolution", "evolution_flux": "Créations et fermetures",
 }
 #: French headers of the workbook (column → header).
 ENTETES = {
@@ -56,11 +57,21 @@ ENTETES = {
     "qpv": "QPV (strict)", "qpv_tampon": "QPV (tampon)", "lon": "Longitude",
     "lat": "Latitude", "secret": "Secret statistique", "tableau": "Tableau",
     "ligne": "Ligne", "colonne": "Colonne", "statut": "Statut",
+    "point": "Au 1er janvier (ou millésime)", "geographie_qpv": "Géographie QPV (fixe)",
+    "etablissements_qpv": "Établissements ESS en QPV", "employeurs_qpv": "dont employeurs",
+    "non_employeurs_qpv": "dont non employeurs",
+    "etablissements_territoire": "Établissements ESS du territoire",
+    "part_localisee": "Part localisée", "etablissements_france": "Établissements ESS (France)",
+    "indice_qpv_2015": "Indice QPV (2015 = 100)", "indice_france_2015": "Indice France (2015 = 100)",
+    "annee": "Année", "creations_qpv": "Créations en QPV", "fermetures_qpv": "Fermetures en QPV",
+    "creations_territoire": "Créations (territoire)",
+    "fermetures_territoire": "Fermetures (territoire)",
 }
-COLONNES_PARTS = {"part_qpv", "part_france", "part_employeurs", "part_emploi_ess_en_qpv"}
+COLONNES_PARTS = {"part_qpv", "part_france", "part_employeurs", "part_emploi_ess_en_qpv",
+                  "part_localisee"}
 COLONNES_POINTS = {"ecart_points"}
 COLONNES_TEXTE = {"siret", "code_qp", "region", "departement", "commune", "naf", "tranche",
-                  "qpv", "qpv_tampon"}
+                  "qpv", "qpv_tampon", "point", "geographie_qpv"}
 LIBELLES_CLES = {
     "etablissements_employeurs": ("Établissements employeurs ESS en QPV", "nombre"),
     "part_associations": ("Part des associations", "part"),
@@ -79,6 +90,71 @@ LIBELLES_CLES = {
 
 
 # --- tables ------------------------------------------------------------------------------
+def _tables_evolution(base, code: str, geographie: str | None) -> dict[str, pl.DataFrame]:
+    """The protected series since 2008 (:func:`essqpv.historique.evolution`) as two tables,
+    when the base holds series: one row per point, one row per year of flows."""
+    from essqpv.historique import disponible, evolution
+    info = disponible(base)
+    if info is None:
+        return {}
+    s = evolution(base, code, geographie if geographie in info["geographies"] else None)
+    secret_par_point: dict[str, list[str]] = {}
+    noms = {("qpv", "etablissements"): "etablissements_qpv", ("qpv", "employeurs"):
+            "employeurs_qpv", ("qpv", "non_employeurs"): "non_employeurs_qpv",
+            ("ensemble", "etablissements"): "etablissements_territoire",
+            ("france", "etablissements"): "etablissements_france",
+            ("localisation", "localises"): "part_localisee",
+            ("qpv", "creations"): "creations_qpv", ("qpv", "fermetures"): "fermetures_qpv",
+            ("ensemble", "creations"): "creations_territoire",
+            ("ensemble", "fermetures"): "fermetures_territoire"}
+    for c in s["secret"]:
+        col = noms.get((c["zone"], c["indicateur"]))
+        if col:
+            secret_par_point.setdefault(c["point"], []).append(f"{col}:{c['secret']}")
+    ind = s.get("indice_2015") or {}
+    lignes = []
+    for i, p in enumerate(s["points"]):
+        lignes.append({
+            "point": p, "geographie_qpv": s["geographie_qpv"],
+            "etablissements_qpv": s["qpv"]["etablissements"][i],
+            "employeurs_qpv": s["qpv"]["employeurs"][i],
+            "non_employeurs_qpv": s["qpv"]["non_employeurs"][i],
+            "etablissements_territoire": (s["ensemble"]["etablissements"][i]
+                                          if "ensemble" in s else None),
+            "part_localisee": s["part_localisee"][i],
+            "etablissements_france": s["france"]["etablissements"][i],
+            "indice_qpv_2015": (ind.get("qpv") or [None] * len(s["points"]))[i],
+            "indice_france_2015": (ind.get("france") or [None] * len(s["points"]))[i],
+            "secret": "; ".join(secret_par_point.get(p, [])) or None})
+    flux = []
+    for k, a in enumerate(s["flux"]["annees"]):
+        z = s["flux"]
+        flux.append({"annee": a, "geographie_qpv": s["geographie_qpv"],
+                     "creations_qpv": z["qpv"]["creations"][k],
+                     "fermetures_qpv": z["qpv"]["fermetures"][k],
+                     "creations_territoire": z["ensemble"]["creations"][k]
+                     if "ensemble" in z else None,
+                     "fermetures_territoire": z["ensemble"]["fermetures"][k]
+                     if "ensemble" in z else None,
+                     "secret": "; ".join(secret_par_point.get(str(a), [])) or None})
+    entiers = {c: pl.Int64 for c in ("etablissements_qpv", "employeurs_qpv",
+                                     "non_employeurs_qpv", "etablissements_territoire",
+                                     "etablissements_france")}
+    return {
+        "evolution": pl.DataFrame(lignes, schema={
+            "point": pl.String, "geographie_qpv": pl.String, **entiers,
+            "part_localisee": pl.Float64, "indice_qpv_2015": pl.Float64,
+            "indice_france_2015": pl.Float64, "secret": pl.String}).select(
+            "point", "geographie_qpv", "etablissements_qpv", "employeurs_qpv",
+            "non_employeurs_qpv", "etablissements_territoire", "part_localisee",
+            "etablissements_france", "indice_qpv_2015", "indice_france_2015", "secret"),
+        "evolution_flux": pl.DataFrame(flux, schema={
+            "annee": pl.Int64, "geographie_qpv": pl.String, "creations_qpv": pl.Int64,
+            "fermetures_qpv": pl.Int64, "creations_territoire": pl.Int64,
+            "fermetures_territoire": pl.Int64, "secret": pl.String}),
+    }
+
+
 
 def _secret_texte(secret: dict | None) -> str | None:
     if not secret:
@@ -241,6 +317,7 @@ def tables(base: str | Path, territoire: str | None = None, perimetre: str = "st
                                           territoire=code)),
         "etablissements": _etablissements(base, code, perimetre, m),
         "secret": _table_secret(ind, fr),
+        **_tables_evolution(base, code, ind.get("geographie_qpv")),
     }
     return out, {"indicateurs": ind, "france": fr, "metadonnees": metadonnees(base, m)}
 
@@ -317,6 +394,8 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
     colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
         else "qpv_tampon"
     for nom, feuille_nom in FEUILLES.items():
+        if nom not in tabs:  # the series since 2008, when the base has none
+            continue
         df = tabs[nom]
         if nom == "etablissements":
             # The workbook is about the QPV: its list holds the establishments in QPV (the
@@ -361,6 +440,11 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
         pied = df.height + 2
         if any(secrets):
             ws.write_string(pied, 0, _regle_secret())
+            pied += 1
+        if nom.startswith("evolution"):
+            from essqpv.historique import AVERTISSEMENT_EFFECTIFS
+            ws.write_string(pied, 0, "Fichiers historiques de Sirene ; géographie des QPV fixe "
+                                     "sur toute la série. " + AVERTISSEMENT_EFFECTIFS)
             pied += 1
         if synthetique:
             ws.write_string(pied, 0, MARQUE_SYNTHETIQUE, f_marque)

@@ -335,6 +335,9 @@ def creer_application(base: Path | str) -> FastAPI:
         donnees.memo(("brut", request.url.path, request.scope["query_string"]), lambda: corps)
         return _reponse_json(request, corps)
 
+    from essqpv.web.historique import enregistrer as enregistrer_historique
+    enregistrer_historique(app, _json)  # /api/evolution/{territoire}
+
     # -- pages ---------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(territoire: str = Query("FR", max_length=120),

@@ -78,6 +78,9 @@
     contoursQpv: function () {
       return MODE === "api" ? "/api/carte/qpv?" + q({ millesime: etat.millesime }) : "donnees/" + etat.millesime + "/carte/qpv.json";
     },
+    evolution: function (code) {
+      return MODE === "api" ? "/api/evolution/" + encodeURIComponent(code) : "donnees/evolution/" + fichier(code) + ".json";
+    },
     initiatives: function (code) {
       return MODE === "api" ? "/api/initiatives?" + q({ territoire: code }) : "donnees/initiatives/" + fichier(code) + ".json";
     },
@@ -341,6 +344,7 @@
     chargerListe();
     afficherTelechargements(t.code);
     afficherInitiatives(t.code);
+    afficherEvolution(t.code);
   }
 
   function lienTerritoire(code, libelle) {
@@ -734,6 +738,90 @@
       });
       bloc.hidden = !items.length;
     }).catch(function () { bloc.hidden = true; });
+  }
+
+  // ---------------------------------------------------------------- series since 2008
+  function afficherEvolution(code) {
+    var bloc = document.getElementById("bloc-evolution");
+    lire(source.evolution(code)).then(function (s) {
+      if (!s || !s.points) { bloc.hidden = true; return; }
+      function n(v) { return estNombre(v) ? entier(v) : "s"; }
+      document.getElementById("evolution-geographie").textContent =
+        "Géographie des quartiers " + s.geographie_qpv + ", fixe sur toute la série ; position de chaque établissement : celle du millésime " +
+        s.millesime + "." + (s.synthetique ? " Données synthétiques de démonstration — ne pas citer." : "");
+      var corpsTable = vider(document.querySelector("#table-evolution tbody"));
+      var annees = s.flux.annees;
+      s.points.forEach(function (p, i) {
+        var an = /-01-01$/.test(p) ? parseInt(p.slice(0, 4), 10) : null;
+        var k = an === null ? -1 : annees.indexOf(an);
+        var pl = s.part_localisee[i];
+        corpsTable.appendChild(el("tr", {}, [
+          el("th", { scope: "row", texte: an === null ? "millésime " + p : String(an) }),
+          el("td", { classe: "nombre", texte: n(s.qpv.etablissements[i]) }),
+          el("td", { classe: "nombre", texte: n(s.qpv.employeurs[i]) }),
+          el("td", { classe: "nombre", texte: s.ensemble ? n(s.ensemble.etablissements[i]) : "—" }),
+          el("td", { classe: "nombre", texte: estNombre(pl) ? part(pl) : "s" }),
+          el("td", { classe: "nombre", texte: n(s.france.etablissements[i]) }),
+          el("td", { classe: "nombre", texte: k >= 0 ? n(s.flux.qpv.creations[k]) : "" }),
+          el("td", { classe: "nombre", texte: k >= 0 ? n(s.flux.qpv.fermetures[k]) : "" })
+        ]));
+      });
+      dessinerEvolution(s);
+      bloc.hidden = false;
+    }).catch(function () { bloc.hidden = true; });
+  }
+  function dessinerEvolution(s) {
+    var boite = vider(document.getElementById("graphique-evolution"));
+    var ind = s.indice_2015 || {};
+    var series = [];
+    if (ind.qpv && ind.france) {
+      series = [{ v: ind.qpv, c: "#1b5e7a", l: "QPV du territoire (indice 2015 = 100)" },
+                { v: ind.france, c: "#9aa5ad", l: "France entière (indice 2015 = 100)" }];
+    } else {
+      series = [{ v: s.qpv.etablissements, c: "#1b5e7a", l: "Établissements en QPV" }];
+    }
+    var valeurs = [];
+    series.forEach(function (x) { x.v.forEach(function (v) { if (estNombre(v)) { valeurs.push(v); } }); });
+    if (!valeurs.length) { return; }
+    var L = 640, H = 220, g = 48, d = 12, h = 16, b = 36;
+    var min = Math.min.apply(null, valeurs), max = Math.max.apply(null, valeurs);
+    if (max === min) { max = min + 1; }
+    var nb = s.points.length;
+    function X(i) { return g + (L - g - d) * (nb > 1 ? i / (nb - 1) : 0); }
+    function Y(v) { return h + (H - h - b) * (1 - (v - min) / (max - min)); }
+    var NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + L + " " + H);
+    svg.setAttribute("class", "courbe-evolution");
+    function ajouter(nom, attrs, texte) {
+      var e = document.createElementNS(NS, nom);
+      Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+      if (texte) { e.textContent = texte; }
+      svg.appendChild(e);
+      return e;
+    }
+    [min, (min + max) / 2, max].forEach(function (v) {
+      ajouter("line", { x1: g, x2: L - d, y1: Y(v), y2: Y(v), stroke: "#dddddd" });
+      ajouter("text", { x: g - 4, y: Y(v) + 3, "text-anchor": "end", "font-size": 10 }, entier(v));
+    });
+    s.points.forEach(function (p, i) {
+      if (i % 2 === 0 || i === nb - 1) {
+        ajouter("text", { x: X(i), y: H - b + 14, "text-anchor": "middle", "font-size": 10 }, /-01-01$/.test(p) ? p.slice(0, 4) : p);
+      }
+    });
+    series.forEach(function (x, j) {
+      var morceaux = [], courant = [];
+      x.v.forEach(function (v, i) {
+        if (estNombre(v)) { courant.push(X(i).toFixed(1) + "," + Y(v).toFixed(1)); }
+        else if (courant.length) { morceaux.push(courant); courant = []; }
+      });
+      if (courant.length) { morceaux.push(courant); }
+      morceaux.forEach(function (m) {
+        ajouter("polyline", { points: m.join(" "), fill: "none", stroke: x.c, "stroke-width": 2 });
+      });
+      ajouter("text", { x: g + 6, y: h + 12 + 13 * j, fill: x.c, "font-size": 11 }, x.l);
+    });
+    boite.appendChild(svg);
   }
 
   // ---------------------------------------------------------------- start

@@ -1,0 +1,155 @@
+"""The series since 2008 in the outputs: report and slides (PDF read back), API route,
+dashboard panel (real Chromium), exports. The base: the synthetic register of profile
+``test`` built with its historical files."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from essqpv import historique as HI
+
+
+@pytest.fixture(scope="module")
+def base_historique(base_demo, dossier_demo, tmp_path_factory) -> Path:
+    from essqpv.synthese import generer_historiques
+    d = tmp_path_factory.mktemp("sorties-historique")
+    base = d / "demo.duckdb"
+    shutil.copyfile(base_demo, base)
+    registre = dossier_demo / "registre"
+    fichiers = {"etablissements": registre / "StockEtablissement_utf8.zip",
+                "unites_legales": registre / "StockUniteLegale_utf8.csv"}
+    h = generer_historiques(fichiers, "2024-01", dossier=d / "historiques")["fichiers"]
+    HI.construire_historique(
+        base=base, etablissements_historique=h["etablissements_historique"],
+        unites_legales_historique=h["unites_legales_historique"],
+        etablissements=fichiers["etablissements"],
+        geolocalisation=registre / "GeolocalisationEtablissement_Sirene_pour_etudes_"
+                                   "statistiques_utf8.csv")
+    return base
+
+
+def test_rapport_et_diapos_ont_la_section_evolution(base_historique, tmp_path):
+    import subprocess
+
+    from essqpv.outputs import rapport
+    pdf = rapport(base_historique, "DEP:93", format="pdf", sortie=tmp_path)
+    texte = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "Évolution depuis 2008" in texte
+    assert "géographie QPV 2015, fixe sur toute la série" in texte
+    assert "Pas de série des salariés" in texte
+    s = HI.evolution(base_historique, "DEP:93", "2015")
+    premier = s["qpv"]["etablissements"][0]
+    assert premier is not None and f"{premier:,}".replace(",", "\u202f") in texte
+    diapos = rapport(base_historique, "FR", format="diapos", sortie=tmp_path)
+    texte = " ".join(subprocess.run(["pdftotext", str(diapos), "-"], capture_output=True,
+                                    text=True, check=True).stdout.split())
+    assert "L'ESS en QPV depuis 2008" in texte and "effectifs ne sont pas historisés" in texte
+
+
+def test_rapport_sans_series_n_a_pas_de_section(base_demo, tmp_path):
+    from essqpv.outputs import rapport
+    html = rapport(base_demo, "FR", format="html", sortie=tmp_path).read_text("utf-8")
+    assert "Évolution depuis 2008" not in html
+
+
+def test_api_evolution(base_historique, base_demo):
+    from fastapi.testclient import TestClient
+
+    from essqpv.web import creer_application
+    with TestClient(creer_application(base_historique)) as c:
+        r = c.get("/api/evolution/DEP:93")
+        assert r.status_code == 200
+        s = r.json()
+        assert s["protege"] and s["geographie_qpv"] == "2015"
+        assert s["points"][0] == "2008-01-01" and s["points"][-1] == "2024-01"
+        assert HI.AVERTISSEMENT_EFFECTIFS in s["avertissements"]
+        assert s == HI.evolution(base_historique, "DEP:93", "2015")
+        r = c.get("/api/evolution/DEP:93?geographie=2019")
+        assert r.status_code in (400, 422) and "erreur" in r.json()
+        assert c.get("/api/evolution/DEP:999").status_code == 404
+        assert "pas historisés" in c.get("/openapi.json").text
+    with TestClient(creer_application(base_demo)) as c:
+        r = c.get("/api/evolution/FR")
+        assert r.status_code == 400 and "essqpv historique" in r.json()["erreur"]
+
+
+def _port_libre() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_panneau_du_tableau_de_bord(base_historique):
+    if not Path("/usr/bin/chromium").exists():  # pragma: no cover
+        pytest.skip("Chromium absent (/usr/bin/chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    from essqpv.web import creer_application
+    port = _port_libre()
+    serveur = uvicorn.Server(uvicorn.Config(creer_application(base_historique),
+                                            host="127.0.0.1", port=port, log_level="warning"))
+    fil = threading.Thread(target=serveur.run, daemon=True)
+    fil.start()
+    debut = time.monotonic()
+    while not serveur.started:
+        assert time.monotonic() - debut < 30
+        time.sleep(0.05)
+    s = HI.evolution(base_historique, "DEP:93", "2015")
+    try:
+        with playwright.sync_playwright() as p:
+            navigateur = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                           args=["--no-sandbox", "--disable-gpu"])
+            page = navigateur.new_page()
+            erreurs: list[str] = []
+            page.on("pageerror", lambda e: erreurs.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/?territoire=DEP:93")
+            page.locator("#bloc-evolution").wait_for(state="visible", timeout=20000)
+            lignes = page.locator("#table-evolution tbody tr")
+            assert lignes.count() == len(s["points"])
+            premiere = lignes.nth(0).locator("td").nth(0).inner_text()
+            assert premiere.replace("\u202f", "").replace("\xa0", "") == \
+                str(s["qpv"]["etablissements"][0])
+            assert page.locator("#graphique-evolution svg polyline").count() >= 2
+            assert "géographie des quartiers 2015" in \
+                page.locator("#evolution-geographie").inner_text().lower()
+            assert "historisés" in page.locator("#evolution-effectifs").inner_text()
+            assert not erreurs, erreurs
+            navigateur.close()
+    finally:
+        serveur.should_exit = True
+        fil.join(timeout=10)
+
+
+def test_exports_evolution(base_historique, base_demo, tmp_path):
+    import openpyxl
+    import polars as pl
+
+    from essqpv.outputs import exporter
+    s = HI.evolution(base_historique, "DEP:93", "2015")
+    xlsx = exporter(base_historique, "DEP:93", format="xlsx", sortie=tmp_path)[0]
+    classeur = openpyxl.load_workbook(xlsx)
+    assert "Évolution" in classeur.sheetnames and "Créations et fermetures" in classeur.sheetnames
+    ws = classeur["Évolution"]
+    lignes = list(ws.iter_rows(values_only=True))
+    assert lignes[0][0] == "Au 1er janvier (ou millésime)"
+    assert lignes[1][0] == "2008-01-01" and lignes[1][2] == s["qpv"]["etablissements"][0]
+    textes = " ".join(str(c) for l in lignes for c in l if c)
+    assert "pas historisés" in textes and "ne pas citer" in textes
+    csv = [p for p in exporter(base_historique, "DEP:93", format="csv", sortie=tmp_path)
+           if p.name.endswith("-evolution.csv")]
+    df = pl.read_csv(csv[0])
+    assert df.height == len(s["points"])
+    # a suppressed cell is empty and named in the secret column, never a number
+    for i, v in enumerate(s["qpv"]["employeurs"]):
+        if v is None:
+            assert df["employeurs_qpv"][i] is None and "employeurs_qpv:" in df["secret"][i]
+    # without series, no such sheet
+    xlsx = exporter(base_demo, "FR", format="xlsx", sortie=tmp_path / "sans")[0]
+    assert "Évolution" not in openpyxl.load_workbook(xlsx).sheetnames
