@@ -16,7 +16,8 @@ Steps:
 4. measured, in a child process (wall time, CPU time, peak RSS by ``wait4``): the whole
    ``construire_historique`` — both historical files read and checked, the stock and the
    geolocation file read for the establishments the vintage does not hold, both QPV
-   geographies, every series written into the base — with the time of each stage.
+   geographies (the 2024 contours of ``../shared/data/qpv/2024``, ``--qpv``), every
+   series written into the base — with the time of each stage.
 
 Results are appended to ``benchmarks/work/historique.jsonl`` (git-ignored) and written up
 in ``benchmarks/historique.md``. Nothing here is a test.
@@ -39,7 +40,11 @@ TRAVAIL = ICI / "work"
 RESULTATS = TRAVAIL / "historique.jsonl"
 
 
-def _interne(registre: Path, historiques: Path, base: Path, sortie: Path) -> None:
+QPV2024 = ICI.parent.parent / "shared" / "data" / "qpv" / "2024" / \
+    "QP2024_France_Hexagonale_Outre_Mer_WGS84_arrondi4.geojson"
+
+
+def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: Path) -> None:
     """(child process) Build the series, recording when each stage starts."""
     from essqpv.historique import construire_historique
     temps: list[tuple[str, float]] = []
@@ -50,6 +55,7 @@ def _interne(registre: Path, historiques: Path, base: Path, sortie: Path) -> Non
         unites_legales_historique=historiques / "StockUniteLegaleHistorique_utf8.csv",
         etablissements=registre / N.NOMS["etablissements"],
         geolocalisation=registre / N.NOMS["geolocalisation"],
+        qpv=qpv if qpv.name != "-" else None,
         progression=lambda e: temps.append((e, time.perf_counter() - t0)))
     fin = time.perf_counter() - t0
     etapes = {}
@@ -91,7 +97,9 @@ def main() -> None:
     ap.add_argument("--donnees", type=Path,
                     default=Path(os.environ.get("ESSQPV_BENCH_DONNEES", TRAVAIL / "donnees")))
     ap.add_argument("--repetitions", type=int, default=1)
-    ap.add_argument("--interne", nargs=4, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--qpv", type=Path, default=QPV2024 if QPV2024.exists() else Path("-"),
+                    help="contours de la seconde géographie (2024 ; « - » : aucune)")
+    ap.add_argument("--interne", nargs=5, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.interne:
         _interne(*a.interne)
@@ -107,7 +115,7 @@ def main() -> None:
     for _ in range(a.repetitions):
         sortie = TRAVAIL / "historique-sortie.json"
         m = N.lancer([N.PYTHON, __file__, "--interne", str(registre), str(a.donnees / f"h{n}"),
-                      str(base), str(sortie)])
+                      str(base), str(sortie), str(a.qpv)])
         info = json.loads(sortie.read_text("utf-8"))
         mesures.append(m)
         etapes.append(info["etapes_s"])

@@ -17,7 +17,7 @@ import shapely
 
 from essqpv import base as B
 from essqpv import historique as HI
-from essqpv.errors import ColonneManquante
+from essqpv.errors import ColonneManquante, FichierInvalide
 from essqpv.sources import historique as H
 from tests import _fabrique as F
 
@@ -226,7 +226,8 @@ def _dernier(base: Path, geographie: str) -> dict:
     try:
         lignes = con.execute(
             "SELECT famille, secteur, employeur, qpv IS NOT NULL, sum(n) FROM historique_stock "
-            "WHERE geographie = ? AND point = ? GROUP BY ALL", [geographie, M]).fetchall()
+            "WHERE geographie = ? AND ordre = ? GROUP BY ALL",
+            [geographie, len(HI.points_de(M)) - 1]).fetchall()
     finally:
         con.close()
     return {tuple(l[:4]): l[4] for l in lignes}
@@ -262,6 +263,14 @@ def test_sans_le_stock_les_fermes_sont_non_localises(registre, tmp_path):
     r = HI.construire_historique(base=base, etablissements_historique=f["eh"],
                                  unites_legales_historique=f["uh"])
     assert r["geographies"] == ["2015"]
+    # an implausible history (here: empty) never replaces good series
+    vide_e, vide_u = tmp_path / "eh.csv", tmp_path / "uh.csv"
+    vide_e.write_text(f["eh"].read_text("utf-8").split("\n", 1)[0] + "\n", "utf-8")
+    vide_u.write_text(f["uh"].read_text("utf-8").split("\n", 1)[0] + "\n", "utf-8")
+    with pytest.raises(FichierInvalide, match="Séries non écrites"):
+        HI.construire_historique(base=base, etablissements_historique=vide_e,
+                                 unites_legales_historique=vide_u)
+    assert HI.disponible(base)["controle"]["dernier_point"] == r["dernier_point"]
     assert r["etablissements_sans_position"] == 1
     s = HI.serie(base, "FR", "2015")
     i = _indice(s["points"], 2010)

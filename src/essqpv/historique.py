@@ -18,8 +18,9 @@ establishment's first active period) and closures (the start of a closed period 
 active one) of in-scope establishments are counted per calendar year.
 
 What is stored in the base (tables ``historique_stock``, ``historique_flux``,
-``historique_meta``) is a cube by commune × QPV × family × sector × employer × placed; the
-series of a territory are sums over it (:func:`serie`), protected before publication.
+``historique_meta``, and ``historique_communes`` for the levels above the commune) is a cube
+by commune × QPV × family × sector × employer × placed; the series of a territory are sums
+over it (:func:`serie`), protected before publication (:func:`evolution`).
 Headcounts are not historised by INSEE: there is no employment series.
 """
 from __future__ import annotations
@@ -49,22 +50,27 @@ AVERTISSEMENT_EFFECTIFS = (
     "Les effectifs salariés ne sont pas historisés par l'Insee : les séries comptent des "
     "établissements ; les salariés ne sont donnés que pour le millésime courant.")
 LOIN = dt.date(9999, 12, 31)
+#: Largest relative gap between the series' last point and the vintage accepted without
+#: ``forcer`` (files of another month than the stock differ a little, not more).
+ECART_MAX = 0.05
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS historique_meta (
     millesime VARCHAR, geographies JSON, points JSON, date_construction TIMESTAMP,
     version VARCHAR, synthetique BOOLEAN, sources JSON, controle JSON, avertissements JSON);
 CREATE TABLE IF NOT EXISTS historique_stock (
-    geographie VARCHAR, ordre INTEGER, point VARCHAR, commune VARCHAR, departement VARCHAR,
-    region VARCHAR, epci VARCHAR, qpv VARCHAR, localise BOOLEAN, employeur BOOLEAN,
-    famille VARCHAR, secteur VARCHAR, n BIGINT);
+    geographie VARCHAR, ordre INTEGER, commune VARCHAR, qpv VARCHAR, localise BOOLEAN,
+    employeur BOOLEAN, famille VARCHAR, secteur VARCHAR, n BIGINT);
 CREATE TABLE IF NOT EXISTS historique_flux (
-    geographie VARCHAR, annee INTEGER, type VARCHAR, commune VARCHAR, departement VARCHAR,
-    region VARCHAR, epci VARCHAR, qpv VARCHAR, localise BOOLEAN, employeur BOOLEAN,
-    famille VARCHAR, secteur VARCHAR, n BIGINT);
+    geographie VARCHAR, annee INTEGER, type VARCHAR, commune VARCHAR, qpv VARCHAR,
+    localise BOOLEAN, employeur BOOLEAN, famille VARCHAR, secteur VARCHAR, n BIGINT);
+CREATE TABLE IF NOT EXISTS historique_communes (
+    commune VARCHAR, departement VARCHAR, region VARCHAR, epci VARCHAR);
 """
-DIMENSIONS = ["commune", "departement", "region", "epci", "qpv", "localise", "employeur",
-              "famille", "secteur"]
+# The cube's cells: the territory levels above the commune are a function of it (the
+# current COG commune), kept once in ``historique_communes``.
+DIMENSIONS = ["commune", "qpv", "localise", "employeur", "famille", "secteur"]
+_TEXTES = ["commune", "qpv", "famille", "secteur"]
 
 
 # --------------------------------------------------------------------------- points
@@ -153,7 +159,9 @@ def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
     j = e.join(u, on="siren", how="inner").with_columns(
         pl.max_horizontal("ed", "ud").alias("debut"), pl.min_horizontal("ef", "uf").alias("fin"))
     return j.filter(pl.col("debut") <= pl.col("fin")).select(
-        "siret", "debut", "fin", "ef", "famille", "secteur", "employeur", "employeur_brut")
+        "siret", "debut", "fin", "ef", pl.col("famille").cast(pl.Categorical),
+        pl.col("secteur").cast(pl.Categorical), "employeur",
+        pl.col("employeur_brut").cast(pl.Categorical))
 
 
 def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.DataFrame:
@@ -260,43 +268,68 @@ def _positions(con: duckdb.DuckDBPyConnection, millesime: str, couches: dict[str
     for geo, couche in couches.items():
         index = IndexQPV(couche)
         idx = np.where(places, index.strict_indices(lon, lat), -1)
-        p = p.with_columns(index.serie_codes(f"qpv_{geo}", idx))
-    return p.drop("lon", "lat")
+        p = p.with_columns(index.serie_codes(f"qpv_{geo}", idx).cast(pl.Categorical))
+    return p.drop("lon", "lat").with_columns(pl.col("commune").cast(pl.Categorical))
+
+
+def _avec_positions(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str) -> pl.DataFrame:
+    """Rows (one per interval or event) with the establishment's position in geography
+    ``geo`` (``qpv``), ``localise`` filled."""
+    return (lignes.join(pos.select("siret", "commune", "localise", "employeur_actuel",
+                                   f"qpv_{geo}"),
+                        on="siret", how="left")
+            .rename({f"qpv_{geo}": "qpv"})
+            .with_columns(pl.col("localise").fill_null(False)))
 
 
 def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFrame,
           geo: str) -> pl.DataFrame:
-    """Counts by point × cell (see the module's docstring)."""
-    dates = [d for _, d in points[:-1]] + [LOIN]  # the vintage: the current periods
+    """Counts by point × cell (see the module's docstring).
+
+    Each interval covers the points from the first on or after its start to the last on or
+    before its end (the vintage point, dated 9999-12-31 here, is covered by the intervals
+    that never end only). The intervals get an integer cell id before being spread over
+    their points, so the spread rows are two small integers each.
+    """
+    dates = [d for _, d in points[:-1]] + [LOIN]
+    dernier = len(points) - 1
     t = np.array(dates, dtype="datetime64[D]")
     debut = inter["debut"].to_numpy().astype("datetime64[D]")
     fin = inter["fin"].to_numpy().astype("datetime64[D]")
-    i0 = np.searchsorted(t, debut, side="left")  # first point on or after the start
-    i1 = np.searchsorted(t, fin, side="right")  # first point after the end
-    # (the vintage point, LOIN, is covered by the intervals that never end only)
-    couverts = inter.with_columns(pl.Series("i0", i0, pl.Int32), pl.Series("i1", i1, pl.Int32))
-    couverts = couverts.filter(pl.col("i0") < pl.col("i1")).with_columns(
-        pl.int_ranges("i0", "i1", dtype=pl.Int32).alias("ordre")).explode("ordre")
-    return _agreger(couverts, pos, geo, "ordre", dernier=len(points) - 1).with_columns(
-        pl.col("ordre").replace_strict(list(range(len(points))), [p for p, _ in points],
-                                       return_dtype=pl.String).alias("point"))
+    joint = _avec_positions(
+        inter.select("siret", "famille", "secteur", "employeur", "employeur_brut")
+        .with_columns(pl.Series("i0", np.searchsorted(t, debut, side="left"), pl.Int32),
+                      pl.Series("i1", np.searchsorted(t, fin, side="right"), pl.Int32))
+        .filter(pl.col("i0") < pl.col("i1")), pos, geo)
+    # at the vintage, a period without employer character takes the stock's flag
+    joint = joint.with_columns(
+        pl.when(pl.col("employeur_brut").is_null() & pl.col("employeur_actuel").is_not_null())
+        .then(pl.col("employeur_actuel")).otherwise(pl.col("employeur"))
+        .alias("employeur_dernier"))
+    autres = [d for d in DIMENSIONS if d != "employeur"]
+    cellules = (pl.concat([joint.select(*autres, "employeur"),
+                           joint.select(*autres, pl.col("employeur_dernier").alias("employeur"))])
+                .unique(maintain_order=True).with_row_index("cellule"))
+    joint = (joint.join(cellules, on=[*autres, "employeur"], how="left", nulls_equal=True)
+             .join(cellules.rename({"cellule": "cellule_dernier", "employeur": "employeur_dernier"}),
+                   on=[*autres, "employeur_dernier"], how="left", nulls_equal=True))
+    etalees = (joint.select("cellule", "cellule_dernier",
+                            pl.int_ranges("i0", "i1", dtype=pl.Int32).alias("ordre"))
+               .explode("ordre")
+               .select(pl.when(pl.col("ordre") == dernier).then(pl.col("cellule_dernier"))
+                       .otherwise(pl.col("cellule")).alias("cellule"), "ordre"))
+    comptes = etalees.group_by("cellule", "ordre").agg(pl.len().cast(pl.Int64).alias("n"))
+    # the cells' texts as categories: the cube has cells × points rows
+    cellules = cellules.with_columns(pl.col(c).cast(pl.Categorical) for c in _TEXTES)
+    return (comptes.join(cellules, on="cellule").drop("cellule")
+            .with_columns(pl.lit(geo).cast(pl.Categorical).alias("geographie"),
+                          pl.col("ordre").cast(pl.Int16)))
 
 
-def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str,
-             dernier: int | None = None) -> pl.DataFrame:
-    joint = lignes.join(pos.select("siret", "commune", "departement", "region", "epci",
-                                   "localise", "employeur_actuel", f"qpv_{geo}"),
-                        on="siret", how="left")
-    employeur = pl.col("employeur")
-    if dernier is not None:  # at the vintage, a period without character takes the stock's
-        employeur = (pl.when(pl.col("employeur_brut").is_null()
-                             & (pl.col("ordre") == dernier)
-                             & pl.col("employeur_actuel").is_not_null())
-                     .then(pl.col("employeur_actuel")).otherwise(employeur))
-    joint = joint.with_columns(employeur.alias("employeur"),
-                               pl.col(f"qpv_{geo}").alias("qpv"),
-                               pl.col("localise").fill_null(False))
-    return (joint.group_by(*cles, *DIMENSIONS).agg(pl.len().cast(pl.Int64).alias("n"))
+def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str) -> pl.DataFrame:
+    """Counts of events by ``cles`` × cell."""
+    return (_avec_positions(lignes, pos, geo)
+            .group_by(*cles, *DIMENSIONS).agg(pl.len().cast(pl.Int64).alias("n"))
             .with_columns(pl.lit(geo).alias("geographie")))
 
 
@@ -308,6 +341,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
                           table_naf: str | Path | None = None,
                           etablissements: str | Path | None = None,
                           geolocalisation: str | Path | None = None,
+                          forcer: bool = False,
                           progression: Callable[[str], None] | None = None) -> dict:
     """Build the series of the base's vintage ``millesime`` (default: the latest) and store
     them in the base (replacing earlier series).
@@ -318,6 +352,9 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     ``etablissements`` (and ``geolocalisation``): the stock (and geolocation file) of the
     vintage, to place the establishments the base does not hold (closed since, or out of
     the ESS now); without them, those are counted as ``non localisé``.
+    ``forcer``: write the series even when their last point differs from the vintage by more
+    than :data:`ECART_MAX` (by default an implausible build is refused and the base keeps
+    its earlier series).
 
     Returns the reconciliation (the object ``essqpv historique`` prints).
     """
@@ -385,13 +422,14 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     for g in geographies:
         stocks.append(_cube(inter, points, pos, g))
         flux.append(_agreger(evts, pos, g, "annee", "type"))
-    stock = pl.concat(stocks).select("geographie", "ordre", "point", *DIMENSIONS, "n")
+    stock = pl.concat(stocks).select("geographie", "ordre", *DIMENSIONS, "n")
     flux_df = pl.concat(flux).select("geographie", "annee", "type", *DIMENSIONS, "n")
 
     # reconciliation: the vintage point against the base's own picture
     dernier = stock.filter((pl.col("ordre") == len(points) - 1) & (pl.col("geographie") == geo_m))
     n_base, n_qpv_base = con_b.execute(
         "SELECT count(*), count(qpv) FROM etablissements WHERE millesime = ?", [m]).fetchone()
+    con_b.close()
     siret_hors_base = inter.join(pos.select("siret"), on="siret", how="anti")["siret"].n_unique()
     controle = {
         "millesime": m, "geographie_millesime": geo_m, "geographies": geographies,
@@ -403,7 +441,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
         "etablissements_dans_le_champ_une_fois_au_moins": inter["siret"].n_unique(),
         "etablissements_sans_position": siret_hors_base,
         "etablissements_places_par_le_stock": compte_stock,
-        "part_localisee_par_point": _part_localisee(stock, geo_m),
+        "part_localisee_par_point": _part_localisee(stock, geo_m, points),
         **comptes_naf,
         "correspondance_naf_rev1": len(naf1),
         "dernier_point": {"etablissements": int(dernier["n"].sum()),
@@ -411,6 +449,14 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
         "millesime_de_la_base": {"etablissements": int(n_base), "en_qpv": int(n_qpv_base)},
     }
     avertissements = [AVERTISSEMENT_EFFECTIFS]
+    a, b = controle["dernier_point"]["etablissements"], int(n_base)
+    if not forcer and abs(a - b) > ECART_MAX * max(b, 1):
+        raise FichierInvalide(
+            f"Séries non écrites (la base garde les précédentes) : le dernier point des "
+            f"fichiers historiques compte {a} établissements de l'ESS, le millésime {m} de la "
+            f"base {b} (écart de plus de {ECART_MAX:.0%}). Les fichiers historiques sont-ils "
+            "ceux du même mois que le stock, et complets ? Option --forcer pour les écrire "
+            "quand même.")
     if controle["dernier_point"] != controle["millesime_de_la_base"]:
         avertissements.append(
             f"Le dernier point de la série ({controle['dernier_point']['etablissements']} "
@@ -433,11 +479,11 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     return controle
 
 
-def _part_localisee(stock: pl.DataFrame, geo: str) -> dict[str, float | None]:
-    par = (stock.filter(pl.col("geographie") == geo).group_by("ordre", "point")
+def _part_localisee(stock: pl.DataFrame, geo: str, points) -> dict[str, float | None]:
+    par = (stock.filter(pl.col("geographie") == geo).group_by("ordre")
            .agg(pl.col("n").sum().alias("n"), pl.col("n").filter(pl.col("localise")).sum()
                 .alias("l")).sort("ordre"))
-    return {p: (round(l / n, 4) if n else None) for _, p, n, l in par.iter_rows()}
+    return {points[o][0]: (round(l / n, 4) if n else None) for o, n, l in par.iter_rows()}
 
 
 def dossier_rejets(base: str | Path) -> Path:
@@ -454,13 +500,21 @@ def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: boo
     try:
         con.execute("BEGIN")
         con.execute(SCHEMA)
-        for t in ("historique_meta", "historique_stock", "historique_flux"):
+        for t in ("historique_meta", "historique_stock", "historique_flux",
+                  "historique_communes"):
             con.execute(f"DELETE FROM {t}")
         con.execute("DELETE FROM rejets WHERE millesime = 'historique'")
         con.register("_s", stock.to_arrow())
         con.execute("INSERT INTO historique_stock BY NAME SELECT * FROM _s")
         con.register("_f", flux.to_arrow())
         con.execute("INSERT INTO historique_flux BY NAME SELECT * FROM _f")
+        from essqpv.territoires import table_communes
+        communes = (table_communes().select("commune", "departement", "region", "epci")
+                    .unique("commune", keep="first"))
+        con.register("_c", communes.to_arrow())
+        con.execute("INSERT INTO historique_communes SELECT c.* FROM _c c WHERE c.commune IN "
+                    "(SELECT DISTINCT commune FROM historique_stock UNION "
+                    "SELECT DISTINCT commune FROM historique_flux)")
         if rejets:
             rj = pl.DataFrame({"millesime": "historique", "fichier": [r[0] for r in rejets],
                                "ligne": [r[1] for r in rejets], "motif": [r[2] for r in rejets],
@@ -516,6 +570,10 @@ def disponible(base: str | Path) -> dict | None:
             "avertissements": json.loads(ligne[6]), "date_construction": str(ligne[7])}
 
 
+_STOCK = "historique_stock LEFT JOIN historique_communes USING (commune)"
+_FLUX = "historique_flux LEFT JOIN historique_communes USING (commune)"
+
+
 def _condition(t, colonne_qpv: str = "qpv") -> tuple[str, list]:
     from essqpv.indicators.compute import condition_territoire
     return condition_territoire(t, colonne_qpv)
@@ -542,65 +600,70 @@ def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
         territoire, B.qpv_de_la_base(base, info["millesime"]))
     cond, params = _condition(t)
     con = B.ouvrir(base)
-    points = info["points"]
-    n = len(points)
+    try:
+        points = info["points"]
+        n = len(points)
 
-    def par_point(table_sql: str, extra: str = "", cle: str | None = None) -> dict:
-        requete = (f"SELECT ordre, {cle + ',' if cle else ''} sum(n) FROM historique_stock "
-                   f"WHERE geographie = ? AND ({cond}) {extra} GROUP BY ALL")
-        lignes = con.execute(requete, [geographie, *params]).fetchall()
-        if cle is None:
-            v = [0] * n
-            for o, s in lignes:
-                v[o] = int(s)
-            return v
-        res: dict[str, list[int]] = {}
-        for o, k, s in lignes:
-            res.setdefault(k, [0] * n)[o] = int(s)
-        return dict(sorted(res.items()))
+        def par_point(extra: str = "", cle: str | None = None) -> list[int] | dict:
+            """Counts per point of the territory's cube rows (``extra``: more conditions;
+            ``cle``: one series per value of that column)."""
+            requete = (f"SELECT ordre, {cle + ',' if cle else ''} sum(n) FROM {_STOCK} "
+                       f"WHERE geographie = ? AND ({cond}) {extra} GROUP BY ALL")
+            lignes = con.execute(requete, [geographie, *params]).fetchall()
+            if cle is None:
+                v = [0] * n
+                for o, s in lignes:
+                    v[o] = int(s)
+                return v
+            res: dict[str, list[int]] = {}
+            for o, k, s in lignes:
+                res.setdefault(k, [0] * n)[o] = int(s)
+            return dict(sorted(res.items()))
 
-    en_qpv = "AND qpv IS NOT NULL" if t.niveau != "qpv" else ""
-    zones = {"qpv": en_qpv, "ensemble": ""}
-    sortie = {"territoire": t.en_dict(), "geographie_qpv": geographie,
-              "millesime": info["millesime"], "points": points}
-    for zone, extra in zones.items():
-        if t.niveau == "qpv" and zone == "ensemble":
-            continue
-        sortie[zone] = {
-            "etablissements": par_point("", extra),
-            "employeurs": par_point("", extra + " AND employeur"),
-            "non_employeurs": par_point("", extra + " AND NOT employeur"),
-            "familles": par_point("", extra, "famille"),
-            "secteurs": par_point("", extra, "secteur"),
-        }
-    # placed share (in the territory: the QPV need a position; France counts the unplaced)
-    sortie["localises"] = par_point("", "AND localise")
-    sortie["etablissements_territoire"] = par_point("", "")
-    fr = con.execute("SELECT ordre, sum(n), sum(n) FILTER (WHERE qpv IS NOT NULL) FROM "
-                     "historique_stock WHERE geographie = ? GROUP BY ordre",
-                     [geographie]).fetchall()
-    france = [0] * n
-    france_qpv = [0] * n
-    for o, s, q in fr:
-        france[o], france_qpv[o] = int(s), int(q or 0)
-    sortie["france"] = {"etablissements": france, "en_qpv": france_qpv}
-    annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
-    flux: dict = {}
-    for zone, extra in zones.items():
-        if t.niveau == "qpv" and zone == "ensemble":
-            continue
-        lignes = con.execute(
-            f"SELECT type, annee, sum(n) FROM historique_flux WHERE geographie = ? AND "
-            f"({cond}) {extra} GROUP BY ALL", [geographie, *params]).fetchall()
-        z = {"creations": [0] * len(annees), "fermetures": [0] * len(annees)}
-        for typ, a, s in lignes:
-            z[typ][a - ANNEE_DEBUT] = int(s)
-        flux[zone] = z
-    sortie["flux"] = {"annees": annees, **flux}
-    sortie["synthetique"] = info["synthetique"]
-    sortie["sources"] = info["sources"]
-    sortie["avertissements"] = list(info["avertissements"])
-    return sortie
+        en_qpv = "AND qpv IS NOT NULL" if t.niveau != "qpv" else ""
+        zones = {"qpv": en_qpv, "ensemble": ""}
+        sortie = {"territoire": t.en_dict(), "geographie_qpv": geographie,
+                  "millesime": info["millesime"], "points": points}
+        for zone, extra in zones.items():
+            if t.niveau == "qpv" and zone == "ensemble":
+                continue
+            sortie[zone] = {
+                "etablissements": par_point(extra),
+                "employeurs": par_point(extra + " AND employeur"),
+                "non_employeurs": par_point(extra + " AND NOT employeur"),
+                "familles": par_point(extra, "famille"),
+                "secteurs": par_point(extra, "secteur"),
+            }
+        # placed share (in the territory: the QPV need a position; France counts the unplaced)
+        sortie["localises"] = par_point("AND localise")
+        sortie["etablissements_territoire"] = par_point()
+        fr = con.execute("SELECT ordre, sum(n), sum(n) FILTER (WHERE qpv IS NOT NULL) FROM "
+                         "historique_stock WHERE geographie = ? GROUP BY ordre",
+                         [geographie]).fetchall()
+        france = [0] * n
+        france_qpv = [0] * n
+        for o, s, q in fr:
+            france[o], france_qpv[o] = int(s), int(q or 0)
+        sortie["france"] = {"etablissements": france, "en_qpv": france_qpv}
+        annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
+        flux: dict = {}
+        for zone, extra in zones.items():
+            if t.niveau == "qpv" and zone == "ensemble":
+                continue
+            lignes = con.execute(
+                f"SELECT type, annee, sum(n) FROM {_FLUX} WHERE geographie = ? AND "
+                f"({cond}) {extra} GROUP BY ALL", [geographie, *params]).fetchall()
+            z = {"creations": [0] * len(annees), "fermetures": [0] * len(annees)}
+            for typ, a, s in lignes:
+                z[typ][a - ANNEE_DEBUT] = int(s)
+            flux[zone] = z
+        sortie["flux"] = {"annees": annees, **flux}
+        sortie["synthetique"] = info["synthetique"]
+        sortie["sources"] = info["sources"]
+        sortie["avertissements"] = list(info["avertissements"])
+        return sortie
+    finally:
+        con.close()
 
 
 # --------------------------------------------------------------------------- publication

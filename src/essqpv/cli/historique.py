@@ -67,6 +67,9 @@ def historique(
         None, "--table-naf", help="Table de passage NAF rév. 1 → rév. 2 de l'Insee (CSV, "
                                   "deux colonnes) ; sans elle, les périodes en NAF rév. 1 "
                                   "sont « Non classé »."),
+    forcer: bool = typer.Option(
+        False, "--forcer", help="Écrire les séries même si leur dernier point s'écarte de "
+                                "plus de 5 % du millésime de la base (refusé sinon)."),
     format: str = typer.Option("texte", "--format", help="texte ou json."),
 ) -> None:
     """Construire les séries au 1er janvier de chaque année depuis 2008 (établissements de
@@ -92,7 +95,7 @@ def historique(
             base=base, etablissements_historique=etablissements_historique,
             unites_legales_historique=unites_legales_historique, millesime=millesime, qpv=qpv,
             table_naf=table_naf, etablissements=etablissements,
-            geolocalisation=geolocalisation, progression=etape)
+            geolocalisation=geolocalisation, forcer=forcer, progression=etape)
     for a in r.pop("avertissements", []):
         console.print(f"[yellow]Avertissement :[/] {a}")
     if format == "json":

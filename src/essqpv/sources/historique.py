@@ -159,7 +159,8 @@ def charger(chemin: str | Path, role: str, travail: str | Path,
                             numeroter=True)
     try:
         if conv.gardees is not None:
-            lignes = conv.lire().select("_ligne").with_row_index("_rang").collect()
+            lignes = (conv.lire().select("_garder", "_ligne").with_row_index("_rang")
+                      .filter(pl.col("_garder")).select("_rang", "_ligne").collect())
             cadre = (conv.lire_gardees().collect()
                      .join(lignes.with_columns(pl.col("_rang").cast(pl.Int64)), on="_rang",
                            how="left").drop("_rang"))
