@@ -1,12 +1,9 @@
 """The series since 2008 in the outputs: report and slides (PDF read back), API route,
-dashboard panel (real Chromium), exports. The base: the synthetic register of profile
-``test`` built with its historical files."""
+exports (the dashboard panel: test_historique_navigateur.py). The base: the synthetic
+register of profile ``test`` built with its historical files."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from essqpv import historique as HI
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_historique(base_demo, dossier_demo, tmp_path_factory) -> Path:
     from essqpv.synthese import generer_historiques
     d = tmp_path_factory.mktemp("sorties-historique")
@@ -77,54 +74,6 @@ def test_api_evolution(base_historique, base_demo):
     with TestClient(creer_application(base_demo)) as c:
         r = c.get("/api/evolution/FR")
         assert r.status_code == 400 and "essqpv historique" in r.json()["erreur"]
-
-
-def _port_libre() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_panneau_du_tableau_de_bord(base_historique):
-    if not Path("/usr/bin/chromium").exists():  # pragma: no cover
-        pytest.skip("Chromium absent (/usr/bin/chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    import uvicorn
-
-    from essqpv.web import creer_application
-    port = _port_libre()
-    serveur = uvicorn.Server(uvicorn.Config(creer_application(base_historique),
-                                            host="127.0.0.1", port=port, log_level="warning"))
-    fil = threading.Thread(target=serveur.run, daemon=True)
-    fil.start()
-    debut = time.monotonic()
-    while not serveur.started:
-        assert time.monotonic() - debut < 30
-        time.sleep(0.05)
-    s = HI.evolution(base_historique, "DEP:93", "2015")
-    try:
-        with playwright.sync_playwright() as p:
-            navigateur = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                           args=["--no-sandbox", "--disable-gpu"])
-            page = navigateur.new_page()
-            erreurs: list[str] = []
-            page.on("pageerror", lambda e: erreurs.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/?territoire=DEP:93")
-            page.locator("#bloc-evolution").wait_for(state="visible", timeout=20000)
-            lignes = page.locator("#table-evolution tbody tr")
-            assert lignes.count() == len(s["points"])
-            premiere = lignes.nth(0).locator("td").nth(0).inner_text()
-            assert premiere.replace("\u202f", "").replace("\xa0", "") == \
-                str(s["qpv"]["etablissements"][0])
-            assert page.locator("#graphique-evolution svg polyline").count() >= 2
-            assert "géographie des quartiers 2015" in \
-                page.locator("#evolution-geographie").inner_text().lower()
-            assert "historisés" in page.locator("#evolution-effectifs").inner_text()
-            assert not erreurs, erreurs
-            navigateur.close()
-    finally:
-        serveur.should_exit = True
-        fil.join(timeout=10)
 
 
 def test_exports_evolution(base_historique, base_demo, tmp_path):

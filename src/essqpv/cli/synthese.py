@@ -51,6 +51,10 @@ def register(app: typer.Typer) -> None:
                                                            "mêmes octets)."),
         millesime: str = typer.Option("2024-01", "--millesime", "-m",
                                       help="Millésime AAAA-MM des fichiers."),
+        historiques: bool = typer.Option(
+            False, "--historiques", help="Écrire aussi les fichiers historiques "
+                                         "(StockEtablissementHistorique, "
+                                         "StockUniteLegaleHistorique) cohérents avec le stock."),
         format_: str = typer.Option("texte", "--format", help="texte ou json."),
     ) -> None:
         """Écrire un registre Sirene SYNTHÉTIQUE aux schémas officiels (démonstration, tests).
@@ -73,6 +77,12 @@ def register(app: typer.Typer) -> None:
 
             r = generer(dossier, profil=profil, etablissements=etablissements, graine=graine,
                         millesime=millesime, progression=avancer)
+            if historiques:
+                from essqpv.synthese import generer_historiques
+                barre.update(tache, description="Fichiers historiques")
+                h = generer_historiques(r["fichiers"], millesime, graine)
+                r["fichiers"].update(h["fichiers"])
+                r["periodes_historiques"] = h["periodes"]
         if format_ == "json":
             sortie.print(json_texte(r), highlight=False, soft_wrap=True)
             return
@@ -81,6 +91,8 @@ def register(app: typer.Typer) -> None:
             sortie.print(f"  {r['fichiers'][role]} : {_n(r['lignes'][role])} lignes "
                          f"({r['lignes_malformees'][role]} mal formées à dessein)",
                          highlight=False)
+        for role, n in (r.get("periodes_historiques") or {}).items():
+            sortie.print(f"  {r['fichiers'][role]} : {_n(n)} périodes", highlight=False)
         a = r["attendu"]
         sortie.print(f"Établissements employeurs de l'ESS en QPV : "
                      f"{_n(a['etablissements_employeurs_qpv'])} ; salariés : "

@@ -36,8 +36,9 @@ FEUILLES = {
     "chiffres_cles": "Chiffres clés", "secteurs": "Secteurs", "familles": "Familles",
     "tailles": "Tailles", "regions": "Régions", "qpv": "QPV",
     "etablissements": "Établissements", "secret": "Secret",
-    "evolution": "Évolution", "evolution_flux": "Créations et fermetures",
 }
+#: Sheets of the series since 2008, when the base holds them (``essqpv historique``).
+FEUILLES_EVOLUTION = {"evolution": "Évolution", "evolution_flux": "Créations et fermetures"}
 #: French headers of the workbook (column → header).
 ENTETES = {
     "indicateur": "Indicateur", "libelle": "Libellé", "territoire": "Territoire",
@@ -393,7 +394,7 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
 
     colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
         else "qpv_tampon"
-    for nom, feuille_nom in FEUILLES.items():
+    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION}.items():
         if nom not in tabs:  # the series since 2008, when the base has none
             continue
         df = tabs[nom]

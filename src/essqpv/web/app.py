@@ -335,6 +335,7 @@ def creer_application(base: Path | str) -> FastAPI:
         donnees.memo(("brut", request.url.path, request.scope["query_string"]), lambda: corps)
         return _reponse_json(request, corps)
 
+    from essqpv.web.historique import avec_evolution as _avec_evolution
     from essqpv.web.historique import enregistrer as enregistrer_historique
     enregistrer_historique(app, _json)  # /api/evolution/{territoire}
 
@@ -353,7 +354,8 @@ def creer_application(base: Path | str) -> FastAPI:
             ctx=ctx, territoire=t, perimetre=perimetre, mode="api", racine="/",
             lien_json=f"/api/indicateurs/{t['code']}?perimetre={perimetre}"
                       f"&millesime={ctx['millesime']}",
-            avec_initiatives=donnees.initiatives_disponibles())
+            avec_initiatives=donnees.initiatives_disponibles(),
+            avec_evolution=_avec_evolution(donnees))
         return HTMLResponse(html)
 
     # -- API ----------------------------------------------------------------------------

@@ -12,7 +12,13 @@ from fastapi import FastAPI, Query, Request
 
 from essqpv.web._donnees import json_octets
 
-__all__ = ["enregistrer"]
+__all__ = ["enregistrer", "avec_evolution"]
+
+
+def avec_evolution(donnees) -> bool:
+    """Whether the base holds series (the dashboard shows its panel only then)."""
+    from essqpv.historique import disponible
+    return donnees.memo(("evolution_disponible",), lambda: disponible(donnees.base) is not None)
 
 
 def enregistrer(app: FastAPI, repondre: Callable[..., Any]) -> None:

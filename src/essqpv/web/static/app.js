@@ -743,6 +743,7 @@
   // ---------------------------------------------------------------- series since 2008
   function afficherEvolution(code) {
     var bloc = document.getElementById("bloc-evolution");
+    if (corps.dataset.evolution !== "oui") { bloc.hidden = true; return; }
     lire(source.evolution(code)).then(function (s) {
       if (!s || !s.points) { bloc.hidden = true; return; }
       function n(v) { return estNombre(v) ? entier(v) : "s"; }
