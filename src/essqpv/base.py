@@ -25,7 +25,8 @@ import polars as pl
 
 from essqpv import __version__, garde_fous, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
-from essqpv.errors import BaseInvalide, FichierIntrouvable, ParametreInvalide
+from essqpv.errors import (BaseInvalide, EssqpvError, FichierIntrouvable, ParametreInvalide,
+                           cause_os)
 from essqpv.sources import lecteur, sirene
 from essqpv.sources.lecteur import CLES_NUMERIQUES, Condition, cle_et_reste, texte_cle
 from essqpv.sources.emplois import COMPTES, ValidationEmplois, valider_emplois
@@ -429,7 +430,15 @@ def construire(*, base: str | Path, forcer: bool = False, **parametres) -> dict:
     base.parent.mkdir(parents=True, exist_ok=True)
     with garde_fous.Verrou(base) as verrou:
         restes = garde_fous.nettoyer_restes(base)
-        rapport = _construire(base=base, forcer=forcer, **parametres)
+        try:
+            rapport = _construire(base=base, forcer=forcer, **parametres)
+        except (OSError, duckdb.Error) as exc:
+            if cause_os(exc) != "disque plein":
+                raise
+            raise EssqpvError(
+                f"Disque plein pendant la construction de {base.name} : la base et ses rejets "
+                f"sont restés tels qu'ils étaient. Libérez de la place (le cache "
+                f"{base.name}.travail/ peut être supprimé sans perte) et relancez.") from None
     if verrou.repris or restes:
         rapport.setdefault("avertissements", [])
         if verrou.repris:

@@ -6,6 +6,8 @@ The CLI turns any :class:`EssqpvError` into one line on standard error and exit 
 """
 from __future__ import annotations
 
+import errno as _errno
+
 
 class EssqpvError(Exception):
     """Base error of essqpv: its message is one complete French sentence for the user."""
@@ -61,3 +63,21 @@ class ContenuTropVolumineux(FichierInvalide):
     """A file sent to the API decompresses (or would) to more than the limits allow."""
 
     statut_http = 413
+
+
+_CAUSES_OS = {_errno.EACCES: "permission refusée", _errno.EPERM: "opération non permise",
+              _errno.ENOENT: "fichier ou dossier introuvable", _errno.ENOSPC: "disque plein",
+              _errno.EROFS: "système de fichiers en lecture seule",
+              _errno.EISDIR: "c'est un dossier", _errno.ENOTDIR: "ce n'est pas un dossier",
+              _errno.EEXIST: "existe déjà", _errno.ENOTEMPTY: "dossier non vide",
+              _errno.EMFILE: "trop de fichiers ouverts",
+              _errno.EXDEV: "autre système de fichiers"}
+
+
+def cause_os(exc: BaseException) -> str:
+    """The cause of an operating-system error, in French (``disque plein``...)."""
+    if isinstance(exc, OSError) and exc.errno in _CAUSES_OS:
+        return _CAUSES_OS[exc.errno]
+    if "no space left on device" in str(exc).lower():
+        return _CAUSES_OS[_errno.ENOSPC]
+    return getattr(exc, "strerror", None) or type(exc).__name__

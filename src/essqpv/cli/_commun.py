@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from essqpv.errors import BaseInvalide, EssqpvError, ParametreInvalide
+from essqpv.errors import _CAUSES_OS, BaseInvalide, EssqpvError, ParametreInvalide, cause_os
 
 console = Console(stderr=True)
 sortie = Console()
@@ -116,14 +115,6 @@ def message_usage(exc) -> str:
     return f"Erreur d'utilisation : {texte}{aide}."
 
 
-_ERRNO = {errno.EACCES: "permission refusée", errno.EPERM: "opération non permise",
-          errno.ENOENT: "fichier ou dossier introuvable", errno.ENOSPC: "disque plein",
-          errno.EROFS: "système de fichiers en lecture seule",
-          errno.EISDIR: "c'est un dossier", errno.ENOTDIR: "ce n'est pas un dossier",
-          errno.EEXIST: "existe déjà", errno.ENOTEMPTY: "dossier non vide",
-          errno.EMFILE: "trop de fichiers ouverts", errno.EXDEV: "autre système de fichiers"}
-
-
 def _journal(exc: BaseException) -> Path | None:
     """Write the full trace of a crash to a log file; return its path."""
     dossiers = [Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
@@ -193,8 +184,8 @@ def executer(app: typer.Typer, args: list[str] | None = None) -> int:
             return getattr(exc, "exit_code", CODE_ERREUR)
         if debug:
             raise
-        if isinstance(exc, OSError) and (exc.filename or exc.errno in _ERRNO):
-            cause = _ERRNO.get(exc.errno, exc.strerror or type(exc).__name__)
+        if isinstance(exc, OSError) and (exc.filename or exc.errno in _CAUSES_OS):
+            cause = cause_os(exc)
             console.print(f"Erreur : {exc.filename + ' : ' if exc.filename else ''}{cause}.",
                           highlight=False, soft_wrap=True, markup=False)
             return CODE_ERREUR

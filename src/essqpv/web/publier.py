@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from essqpv.errors import EssqpvError, ParametreInvalide, SortieRefusee
+from essqpv.errors import EssqpvError, ParametreInvalide, SortieRefusee, cause_os
 from essqpv.web._donnees import (TAILLE_PAGE_MAX, Donnees, json_compact, json_octets,
                                  nom_fichier)
 
@@ -232,7 +232,7 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
         travail.mkdir()
     except OSError as exc:
         raise SortieRefusee(f"Impossible d'écrire le site dans {sortie.parent} : "
-                            f"{exc.strerror or exc}.") from None
+                            f"{cause_os(exc)}.") from None
     try:
         signaler(0, 1, "Liste des territoires")
         territoires = _territoires(donnees, choisis, perimetres, territoires or ["FR"])
