@@ -774,3 +774,18 @@ def test_publier_nettoie_les_restes_d_une_publication_tuee(bonne, tmp_path):
     _publier(bonne, sortie)
     assert not mort.exists() and vivant.exists() and etranger.exists()
     assert (sortie / "index.html").exists()
+
+
+def test_televersements_hostiles_sans_erreur_interne(client):
+    csv_ok = b"nom,lon,lat\nx,2.35,48.85\n"
+    for nom in ("a" * 300 + ".csv", "é" * 200 + ".csv", "a\x00b.csv", "../../x.csv"):
+        r = client.post("/api/localiser", files={"fichier": (nom, csv_ok)})
+        assert r.status_code == 200, (nom, r.text)
+        assert r.text.splitlines()[1].startswith("x,2.35,48.85")
+    r = client.post("/api/localiser", files={"fichier": ("donnees.csv", b"")})
+    assert r.status_code == 400 and r.json()["erreur"].startswith("donnees.csv : fichier vide")
+    r = client.post("/api/localiser", content=b"n'importe quoi",
+                    headers={"content-type": "multipart/form-data; boundary=xx"})
+    assert r.status_code == 400 and "multipart mal formé" in r.json()["erreur"]
+    r = client.post("/api/localiser", files={"fichier": ("c.xlsx", b"PK\x03\x04tronque")})
+    assert r.status_code == 400 and "n'est pas un classeur Excel lisible" in r.json()["erreur"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,7 +74,8 @@ def verifier_xlsx(entree: Path, nom: str) -> Path:
             raise ContenuTropVolumineux(
                 f"{nom} : {_mo(total)} une fois décompressé ; "
                 f"{_mo(XLSX_DECOMPRESSE_MAX)} au plus par requête.")
-        propre = entree.with_name("entree_verifiee.xlsx")
+        propre = entree.parent / "verifie" / entree.name
+        propre.parent.mkdir(exist_ok=True)
         try:
             with zipfile.ZipFile(propre, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as sortie:
                 for m in membres:
@@ -168,11 +170,15 @@ def ajouter(app: FastAPI, donnees: Donnees) -> None:
                               ) -> FileResponse:
         nom = Path(fichier.filename or "fichier.csv").name
         ext = Path(nom).suffix.lower()
+        # the user's name, made safe for a file name (no control character, bounded)
+        tige = re.sub(r"[\x00-\x1f\x7f/\\]", "_", Path(nom).stem)
+        tige = tige.encode()[:120].decode("utf-8", "ignore") or "fichier"
+        nom = tige + ext
         if ext not in EXTENSIONS:
             raise ParametreInvalide(f"{nom} : format non pris en charge ; CSV ou XLSX attendu.")
         dossier = Path(tempfile.mkdtemp(prefix="essqpv-localiser-"))
         try:
-            entree = dossier / f"entree{ext}"
+            entree = dossier / nom  # (messages name the user's file)
             with entree.open("wb") as f:
                 shutil.copyfileobj(fichier.file, f)
             if ext == ".xlsx":  # bounded by its uncompressed size, not only the upload's
@@ -184,7 +190,8 @@ def ajouter(app: FastAPI, donnees: Donnees) -> None:
                     raise ParametreInvalide(
                         f"{nom} : {lignes} lignes ; {LIGNES_FICHIER_MAX} au plus par requête "
                         "(utilisez la commande essqpv localiser pour les gros fichiers).")
-            sortie = dossier / f"{Path(nom).stem}_qpv{'.xlsx' if ext == '.xlsx' else '.csv'}"
+            sortie = dossier / "resultat" / f"{tige}_qpv{'.xlsx' if ext == '.xlsx' else '.csv'}"
+            sortie.parent.mkdir()
             lookup.localiser_fichier(entree, sortie, base=donnees.base, tampon_m=tampon())
         except BaseException:
             shutil.rmtree(dossier, ignore_errors=True)

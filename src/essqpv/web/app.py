@@ -306,6 +306,9 @@ def creer_application(base: Path | str) -> FastAPI:
         message = messages.get(exc.status_code, "Requête refusée.")
         if isinstance(exc.detail, str) and exc.detail and exc.status_code not in messages:
             message = exc.detail
+        if exc.status_code == 400 and "multipart" in str(exc.detail).lower():  # (starlette)
+            message = ("Corps de requête multipart mal formé : envoyez le fichier dans le "
+                       "champ « fichier ».")
         reponse = _page_erreur(request, exc.status_code, message)
         for cle, valeur in (exc.headers or {}).items():
             reponse.headers[cle] = valeur
