@@ -16,10 +16,17 @@ LICENCE_DONNEES = "Licence Ouverte / Open Licence 2.0 (Etalab)"
 
 @dataclass(frozen=True)
 class Confidentialite:
-    """Thresholds of INSEE's primary rule (METHODOLOGY 7)."""
+    """Thresholds of INSEE's primary rule and the protection interval (METHODOLOGY 7).
+
+    ``protection_relative`` and ``protection_minimum``: the interval an attacker can derive
+    for a sensitive cell must reach at least ``max(protection_relative * value,
+    protection_minimum)`` on each side of its value (down to 0).
+    """
 
     nombre_minimum: int = 3
     dominance_maximum: float = 0.85
+    protection_relative: float = 0.15
+    protection_minimum: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -48,4 +55,6 @@ def confidentialite() -> Confidentialite:
     return Confidentialite(
         nombre_minimum=int(values["nombre_minimum"]),
         dominance_maximum=float(values["dominance_maximum"]),
+        protection_relative=float(values["protection_relative"]),
+        protection_minimum=float(values["protection_minimum"]),
     )

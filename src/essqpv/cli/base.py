@@ -106,12 +106,23 @@ def controle(
     millesime: Optional[str] = typer.Option(None, "--millesime", "-m",
                                             help="Un millésime (par défaut : tous)."),
     format: str = typer.Option("texte", "--format", help="texte ou json."),
+    secret: bool = typer.Option(
+        False, "--secret",
+        help="Audit du secret statistique : pour chaque case supprimée ou sensible du plan de "
+             "publication, l'intervalle qu'un attaquant peut déduire des cases publiées "
+             "(programmation linéaire) ; code de sortie 1 si une case est sous-protégée."),
+    pires: int = typer.Option(
+        20, "--pires", min=1, max=10_000,
+        help="Avec --secret : nombre de cases les moins protégées affichées."),
 ) -> None:
-    """Afficher la réconciliation (lignes lues, rejetées, actives, ESS, en QPV…)."""
+    """Afficher la réconciliation (lignes lues, rejetées, ESS, en QPV…) ou l'audit du secret."""
     from essqpv.base import controle as lire_controle
     from essqpv.errors import ParametreInvalide
     if format not in ("texte", "json"):
         raise ParametreInvalide(f"Format inconnu : {format} (attendu : texte ou json).")
+    if secret:
+        _controle_secret(base, millesime, format, pires)
+        return
     rapports = lire_controle(base, millesime)
     if format == "json":
         sortie.print(json_texte(rapports if millesime is None else rapports[0]),
@@ -119,6 +130,55 @@ def controle(
         return
     for r in rapports:
         _afficher_controle(r)
+
+
+def _controle_secret(base: Path, millesime: Optional[str], format: str, pires: int) -> None:
+    from essqpv.indicators.publication import audit_base, marge
+    plan, intervalles = audit_base(base, millesime)
+    sous = [iv for iv in intervalles if not iv.protegee]
+
+    def ligne(iv) -> dict:
+        tableau, territoire, perimetre, zone, ligne_ = plan.cles[iv.cellule]
+        return {"territoire": territoire, "perimetre": perimetre, "zone": zone,
+                "ligne": ligne_, "publiee": bool(plan.publiee[iv.cellule]),
+                "statut": plan.statuts[iv.cellule], "sensible": iv.sensible,
+                "valeur": iv.valeur, "bas": iv.bas,
+                "haut": None if iv.haut == float("inf") else iv.haut,
+                "requis_bas": iv.requis_bas, "requis_haut": iv.requis_haut,
+                "exact": iv.exact, "protegee": iv.protegee, "marge": marge(iv)}
+
+    rapport = {"millesime": plan.millesime, "cellules": len(plan),
+               "relations": len(plan.relations),
+               "primaires": sum(1 for s in plan.statuts if s == "primaire"),
+               "secondaires": sum(1 for s in plan.statuts if s == "secondaire"),
+               "auditees": len(intervalles), "sous_protegees": len(sous),
+               "pires": [ligne(iv) for iv in intervalles[:pires]]}
+    if format == "json":
+        sortie.print(json_texte(rapport), highlight=False, soft_wrap=True)
+    else:
+        t = Table(title=f"Secret statistique — millésime {plan.millesime} : les "
+                        f"{min(pires, len(intervalles))} cases les moins protégées",
+                  title_justify="left")
+        for col in ("Territoire", "Périmètre", "Zone", "Ligne", "Statut", "Intervalle déduit",
+                    "Intervalle requis"):
+            t.add_column(col)
+        for iv in intervalles[:pires]:
+            d = ligne(iv)
+            haut = "∞" if d["haut"] is None else f"{d['haut']:.1f}"
+            t.add_row(d["territoire"], d["perimetre"], d["zone"], d["ligne"],
+                      d["statut"] or ("non publiée" if not d["publiee"] else "publiée"),
+                      f"[{d['bas']:.1f} ; {haut}]" + ("" if d["exact"] else " (au moins)"),
+                      f"[{d['requis_bas']:.1f} ; {d['requis_haut']:.1f}]"
+                      if d["sensible"] else "non réduit à une valeur")
+        sortie.print(t)
+        def nb(x: int) -> str:
+            return f"{x:,}".replace(",", "\u202f")
+        sortie.print(f"{nb(len(plan))} cases, {nb(len(plan.relations))} relations ; "
+                     f"{nb(rapport['primaires'])} secrets primaires, "
+                     f"{nb(rapport['secondaires'])} secondaires ; {nb(len(intervalles))} cases "
+                     f"auditées, {nb(len(sous))} sous-protégées.")
+    if sous:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

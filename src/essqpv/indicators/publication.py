@@ -1,0 +1,1083 @@
+"""The publication plan: every cell essqpv can publish, protected together (METHODOLOGY 7).
+
+:func:`construire_plan` gathers, for one vintage, the cells of every linked table, and
+:func:`ecrire_plan` stores the protected plan in the base:
+
+- ``publication_cellules``: one row per cell — the territory (France, France métropolitaine,
+  DROM, région, département, EPCI and commune holding a QPV, QPV), the perimeter (``strict``,
+  ``<N>m``, ``anneau`` = the ring between them, ``-`` for the territory as a whole), the zone
+  (``qpv``, ``hors`` = outside the QPV, ``tout``), the line (a sector, ``Ensemble``, a family, a
+  size group…), the establishment count (public), the headcount, and the status: ``primaire``,
+  ``secondaire`` or NULL (published). Cells that no answer shows but that an attacker can
+  compute by subtraction (the ring, the territory outside its QPV, the part of a QPV in one
+  commune, the communes of a département that hold no QPV…) are in the table too, with
+  ``publiee = false``: they are protected like the others when they are sensitive.
+- ``publication_relations``: the additivity relations between cells (``total = sum of members``):
+  territory ⊂ parent, strict + ring = buffer perimeter, sectors sum to the total, QPV and the
+  rest of the territory sum to the territory.
+- ``publication_reponses``: the answers (the JSON of ``essqpv indicateurs`` and of the QPV
+  listings) for every territory and perimeter of the plan, written from its published cells
+  only (:mod:`essqpv.indicators.reponses`).
+
+Current state: ``essqpv controle --secret`` (:func:`audit_base`) computes, protects and
+audits the plan of a base; the build does not call :func:`ecrire_plan` yet and the outputs
+still read the per-answer protection of :mod:`essqpv.indicators.compute` (the protection of
+the whole national plan is not yet fast enough to run at every build).
+
+Protection (:func:`proteger_plan`): primary rule from ``reference/confidentialite.csv`` on every
+cell, published or not; secondary suppression chosen over the whole set of linked cells at once:
+
+1. *propagation*: a relation with a single unknown cell gives it away; every sensitive or
+   suppressed cell determined that way gets a complement (the published member of the same
+   relation whose value is the smallest one covering the protection interval, else the largest);
+2. *linear programming* (HiGHS through ``highspy``) per connected block of unknown cells:
+   each sensitive cell's attainable minimum and maximum are checked against its protection
+   interval (``protection_relative`` of its value, at least ``protection_minimum`` units, from
+   ``reference/confidentialite.csv``); an under-protected cell gets a complement in the relation
+   that binds it; back to 1 until every cell is protected.
+
+:func:`auditer` is the attacker's audit of ``essqpv controle --secret``: from the published
+cells and the relations only, the tightest interval of every suppressed or sensitive cell.
+
+Registering a linked table (other geographies, transition tables, historical series)
+------------------------------------------------------------------------------------
+Cells and relations added to the plan before protection are protected with all the others::
+
+    from essqpv.indicators.publication import extension_du_plan
+
+    @extension_du_plan
+    def ma_table(plan, con, millesime):
+        # plan.cellule(tableau, territoire, perimetre, zone, ligne, n, valeur, maximum,
+        #              publiee=True, niveau=...) -> int (the cell's index; same key = same cell)
+        # plan.relation(total_index, [member indices])   # total = sum(members), exactly
+        ...
+
+The function is called for every build with the plan of the standard tables already filled
+(``plan.indice(cle)`` finds an existing cell by its key tuple
+``(tableau, territoire, perimetre, zone, ligne)``), and a read connection on the vintage being
+written (table ``etablissements``). A member published in two tables is the same cell (same
+key): that is what links them. Published cells of an extension appear in
+``publication_cellules`` with their status; the outputs of the extension read them from there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy.sparse import csr_matrix
+
+from essqpv import reference
+from essqpv.config import MARQUE_SYNTHETIQUE, Confidentialite, confidentialite
+from essqpv.errors import EssqpvError
+
+__all__ = ["Plan", "extension_du_plan", "construire_plan", "proteger_plan", "auditer",
+           "ecrire_plan", "TABLES_PUBLICATION", "ENS", "ANNEAU", "Intervalle"]
+
+ENS = "Ensemble"
+ANNEAU = "anneau"
+TOUT = "-"
+SAL = "salaries"
+TABLES_PUBLICATION = ("publication_cellules", "publication_relations", "publication_reponses")
+ARRONDI_PART = 4
+TABLEAUX_COMPTES = frozenset({"familles_employeurs", "familles_non_employeurs", "tailles",
+                              "creations"})
+_TOL = 1e-6
+
+_EXTENSIONS: list[Callable] = []
+
+
+def extension_du_plan(fonction: Callable) -> Callable:
+    """Register a function ``f(plan, con, millesime)`` adding linked cells (see module doc)."""
+    if fonction not in _EXTENSIONS:
+        _EXTENSIONS.append(fonction)
+    return fonction
+
+
+# --------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass
+class Plan:
+    """Cells and additivity relations of one vintage (a plain, growable container)."""
+
+    millesime: str
+    cles: list[tuple] = field(default_factory=list)
+    niveaux: list[str] = field(default_factory=list)
+    nombre: list[int] = field(default_factory=list)
+    valeur: list[float] = field(default_factory=list)
+    maximum: list[float] = field(default_factory=list)
+    extra: list[tuple] = field(default_factory=list)
+    publiee: list[bool] = field(default_factory=list)
+    relations: list[tuple[int, list[int]]] = field(default_factory=list)
+    _index: dict[tuple, int] = field(default_factory=dict)
+    statuts: list[str | None] = field(default_factory=list)
+    sensible: list[bool] = field(default_factory=list)
+
+    def indice(self, cle: tuple) -> int | None:
+        """Index of the cell of key ``(tableau, territoire, perimetre, zone, ligne)``."""
+        return self._index.get(cle)
+
+    def cellule(self, tableau: str, territoire: str, perimetre: str, zone: str, ligne: str,
+                n: int, valeur: float = 0.0, maximum: float = 0.0, publiee: bool = True,
+                niveau: str = "", extra: tuple = (0, 0, 0, 0, 0)) -> int:
+        """Add a cell (or return the existing cell of the same key, unchanged)."""
+        cle = (tableau, territoire, perimetre, zone, ligne)
+        i = self._index.get(cle)
+        if i is not None:
+            if publiee:
+                self.publiee[i] = True
+            return i
+        i = len(self.cles)
+        self._index[cle] = i
+        self.cles.append(cle)
+        self.niveaux.append(niveau)
+        self.nombre.append(int(n))
+        v = float(valeur or 0.0)
+        self.valeur.append(v)
+        self.maximum.append(min(float(maximum or 0.0), v))
+        self.extra.append(extra)
+        self.publiee.append(bool(publiee))
+        return i
+
+    def relation(self, total: int, membres: Iterable[int]) -> None:
+        """Add ``total = sum(membres)`` (cell indices)."""
+        membres = [m for m in membres if m != total]
+        if membres:
+            self.relations.append((total, membres))
+
+    def __len__(self) -> int:
+        return len(self.cles)
+
+
+# --------------------------------------------------------------------------------------------
+# building the standard tables
+
+
+def _perimetres(tampon: int) -> tuple[str, str]:
+    return "strict", f"{tampon}m"
+
+
+def _cadre(con, requete: str, parametres: list) -> pl.DataFrame:
+    """A query's rows as a polars frame (the copy DuckDB warns about is small here)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pl.from_arrow(con.execute(requete, parametres).to_arrow_table())
+
+
+def _atomes(con, millesime: str, avec_emplois: bool) -> pl.DataFrame:
+    valeur = "effectif" if avec_emplois else "effectif_estime"
+    return _cadre(con,
+        f"""SELECT commune, departement, region, epci, qpv, qpv_tampon, secteur,
+                   count(*) AS n, coalesce(sum({valeur}), 0)::DOUBLE AS s,
+                   coalesce(max({valeur}), 0)::DOUBLE AS mx,
+                   coalesce(sum(femmes), 0)::BIGINT AS femmes,
+                   coalesce(sum(cdi), 0)::BIGINT AS cdi,
+                   coalesce(sum(contrats_aides), 0)::BIGINT AS contrats_aides,
+                   coalesce(sum(temps_complet), 0)::BIGINT AS temps_complet,
+                   (count(*) FILTER (WHERE {valeur} IS NULL))::BIGINT AS sans_valeur
+            FROM etablissements WHERE millesime = ? AND employeur
+            GROUP BY ALL""", [millesime])
+
+
+def _atomes_comptes(con, millesime: str) -> pl.DataFrame:
+    fin = _date_millesime(millesime)
+    debut = fin.replace(year=fin.year - 1)
+    groupes = {r["code"]: r["groupe_taille"] for r in reference.tranches().iter_rows(named=True)
+               if r["groupe_taille"]}
+    df = _cadre(con,
+        """SELECT commune, departement, region, epci, qpv, qpv_tampon, famille, employeur,
+                  tranche, (date_creation >= ? AND date_creation < ?) IS TRUE AS creation,
+                  count(*) AS n
+           FROM etablissements WHERE millesime = ? AND qpv_tampon IS NOT NULL
+           GROUP BY ALL""", [debut, fin, millesime])
+    return df.with_columns(pl.col("tranche").replace_strict(
+        groupes, default="inconnue", return_dtype=pl.String).alias("taille"))
+
+
+def _date_millesime(millesime: str) -> dt.date:
+    annee, mois = millesime.split("-")
+    return dt.date(int(annee), int(mois), 1)
+
+
+def _appartenances(df: pl.DataFrame, communes_plan: set[str], epci_plan: set[str]
+                   ) -> pl.DataFrame:
+    """Atom rows repeated once per (non-QPV) territory of the plan they belong to."""
+    from essqpv.territoires import DROM
+    dep = pl.col("departement")
+    metro = dep.is_not_null() & ~dep.str.starts_with("97") & ~dep.str.starts_with("98")
+    parts = [
+        df.with_columns(pl.lit("FR").alias("territoire"), pl.lit("france").alias("niveau")),
+        df.filter(metro).with_columns(pl.lit("METRO").alias("territoire"),
+                                      pl.lit("metropole").alias("niveau")),
+        df.filter(dep.is_in(list(DROM))).with_columns(pl.lit("DROM").alias("territoire"),
+                                                      pl.lit("drom").alias("niveau")),
+        df.filter(pl.col("region").is_not_null()).with_columns(
+            ("REG:" + pl.col("region")).alias("territoire"), pl.lit("region").alias("niveau")),
+        df.filter(dep.is_not_null()).with_columns(
+            ("DEP:" + dep).alias("territoire"), pl.lit("departement").alias("niveau")),
+        df.filter(pl.col("epci").is_in(list(epci_plan))).with_columns(
+            ("EPCI:" + pl.col("epci")).alias("territoire"), pl.lit("epci").alias("niveau")),
+        df.filter(pl.col("commune").is_in(list(communes_plan))).with_columns(
+            ("COM:" + pl.col("commune")).alias("territoire"), pl.lit("commune").alias("niveau")),
+        # residual (implicit) territories that complete the partitions
+        df.filter(~metro & ~dep.is_in(list(DROM))).with_columns(
+            pl.lit("FR~autres").alias("territoire"), pl.lit("residu").alias("niveau")),
+        df.filter(pl.col("region").is_null()).with_columns(
+            pl.lit("FR~sans_region").alias("territoire"), pl.lit("residu").alias("niveau")),
+        df.filter(pl.col("region").is_not_null() & dep.is_null()).with_columns(
+            ("REG:" + pl.col("region") + "~reste").alias("territoire"),
+            pl.lit("residu").alias("niveau")),
+        df.filter(dep.is_not_null() & ~pl.col("commune").is_in(list(communes_plan))
+                  .fill_null(False)).with_columns(
+            ("DEP:" + dep + "~reste").alias("territoire"), pl.lit("residu").alias("niveau")),
+        df.filter(pl.col("epci").is_in(list(epci_plan)) & ~pl.col("commune").is_in(
+            list(communes_plan)).fill_null(False)).with_columns(
+            ("EPCI:" + pl.col("epci") + "~reste").alias("territoire"),
+            pl.lit("residu").alias("niveau")),
+    ]
+    return pl.concat(parts, how="vertical")
+
+
+_AGG = [pl.col("n").sum(), pl.col("s").sum(), pl.col("mx").max(), pl.col("femmes").sum(),
+        pl.col("cdi").sum(), pl.col("contrats_aides").sum(), pl.col("temps_complet").sum(),
+        pl.col("sans_valeur").sum()]
+
+
+def _grouper(df: pl.DataFrame, par_secteur: bool) -> Iterable[tuple]:
+    cles = ["territoire", "niveau"] + (["secteur"] if par_secteur else [])
+    g = df.group_by(cles).agg(_AGG)
+    if not par_secteur:
+        g = g.with_columns(pl.lit(ENS).alias("secteur"))
+    return g.select("territoire", "niveau", "secteur", "n", "s", "mx", "femmes", "cdi",
+                    "contrats_aides", "temps_complet", "sans_valeur").iter_rows()
+
+
+def _masques(tampon: int) -> list[tuple[str, pl.Expr, str]]:
+    strict, large = _perimetres(tampon)
+    q, t = pl.col("qpv"), pl.col("qpv_tampon")
+    return [(strict, q.is_not_null(), "qpv"), (large, t.is_not_null(), "qpv_tampon"),
+            (ANNEAU, t.is_not_null() & q.is_null(), "qpv_tampon")]
+
+
+def construire_plan(con, millesime: str, tampon: int, avec_emplois: bool) -> tuple[Plan, dict]:
+    """The plan of the standard tables of one vintage (cells and relations, unprotected).
+
+    Returns the plan and the territories published: code → (niveau, libelle).
+    """
+    atomes = _atomes(con, millesime, avec_emplois)
+    plan = Plan(millesime)
+    strict, large = _perimetres(tampon)
+    ecart = atomes.filter(pl.col("qpv").is_not_null() & (
+        pl.col("qpv_tampon").is_null() | (pl.col("qpv_tampon") != pl.col("qpv"))))
+    if ecart.height:
+        raise EssqpvError(
+            "Plan de publication : des établissements placés dans un QPV (périmètre strict) "
+            f"ne sont pas rattachés au même QPV dans le périmètre de {tampon} m "
+            f"({int(ecart['n'].sum())} établissements) ; la base est incohérente.")
+    qpv_base = con.execute("SELECT code_qp, nom_qp, communes, departement FROM qpv "
+                           "WHERE millesime = ? ORDER BY code_qp", [millesime]).fetchall()
+    communes_plan = set(atomes.filter(pl.col("qpv_tampon").is_not_null())["commune"]
+                        .drop_nulls().to_list())
+    from essqpv.territoires import table_communes
+    connues = set(table_communes()["commune"].to_list())
+    for _, _, communes, _ in qpv_base:
+        for c in (communes or "").replace(",", ";").split(";"):
+            if c.strip() in connues:
+                communes_plan.add(c.strip())
+    epci_de = dict(table_communes().select("commune", "epci").unique("commune").iter_rows())
+    epci_plan = {epci_de[c] for c in communes_plan if epci_de.get(c)}
+    epci_plan |= set(atomes.filter(pl.col("commune").is_in(list(communes_plan)))["epci"]
+                     .drop_nulls().to_list())
+
+    membres = _appartenances(atomes, communes_plan, epci_plan)
+    secteurs = list(reference.SECTEURS)
+
+    def ajouter(rows: Iterable[tuple], perimetre: str, zone: str, publiee: bool) -> None:
+        for terr, niveau, ligne, n, s, mx, fe, cd, ca, tc, sv in rows:
+            pub = publiee and niveau != "residu"
+            plan.cellule(SAL, terr, perimetre, zone, ligne, n, s, mx, pub, niveau,
+                         (int(fe), int(cd), int(ca), int(tc), int(sv)))
+
+    # zone qpv, every perimeter (the ring is never shown), by sector and in all
+    for perimetre, masque, colonne in _masques(tampon):
+        dans = membres.filter(masque)
+        montre = perimetre != ANNEAU
+        ajouter(_grouper(dans, True), perimetre, "qpv", montre)
+        ajouter(_grouper(dans, False), perimetre, "qpv", montre)
+        hq = atomes.filter(masque).with_columns(
+            ("QPV:" + pl.col(colonne)).alias("territoire"), pl.lit("qpv").alias("niveau"))
+        ajouter(_grouper(hq, True), perimetre, "qpv", montre)
+        ajouter(_grouper(hq, False), perimetre, "qpv", montre)
+        # the part of a QPV in one commune (never shown)
+        xq = atomes.filter(masque).with_columns(
+            ("X:" + pl.col(colonne) + "@" + pl.col("commune").fill_null("?")).alias(
+                "territoire"), pl.lit("intersection").alias("niveau"))
+        ajouter(_grouper(xq, True), perimetre, "qpv", False)
+        ajouter(_grouper(xq, False), perimetre, "qpv", False)
+        if perimetre != ANNEAU:
+            hors = membres.filter(~masque)
+            ajouter(_grouper(hors, False), perimetre, "hors", False)
+            ajouter(_grouper(hors.filter(pl.col("territoire") == "FR"), True), perimetre,
+                    "hors", False)
+    ajouter(_grouper(membres, False), TOUT, "tout", True)
+    ajouter(_grouper(membres.filter(pl.col("territoire") == "FR"), True), TOUT, "tout", True)
+
+    # published territories: every one gets its cells, zeros included
+    territoires = _territoires_publies(qpv_base, communes_plan, epci_plan)
+    for code, (niveau, _) in territoires.items():
+        for perimetre in (strict, large):
+            for ligne in secteurs + [ENS]:
+                plan.cellule(SAL, code, perimetre, "qpv", ligne, 0, niveau=niveau)
+        if niveau != "qpv":
+            plan.cellule(SAL, code, TOUT, "tout", ENS, 0, niveau=niveau)
+    for ligne in secteurs:
+        plan.cellule(SAL, "FR", TOUT, "tout", ligne, 0, niveau="france")
+
+    _relations(plan, territoires, communes_plan, epci_plan, epci_de, qpv_base, tampon)
+    for extension in _EXTENSIONS:
+        extension(plan, con, millesime)
+    _verifier_relations(plan)
+    _comptes(plan, con, millesime, tampon, territoires, communes_plan, epci_plan)
+    return plan, territoires
+
+
+def _territoires_publies(qpv_base, communes_plan: set[str], epci_plan: set[str]) -> dict:
+    from essqpv.territoires import _index
+    par_code = _index()[0]
+    sortie: dict[str, tuple[str, str]] = {}
+    for code in ("FR", "METRO", "DROM"):
+        sortie[code] = (par_code[code].niveau, par_code[code].libelle)
+    for niveau, prefixe, codes in (
+            ("region", "REG", sorted(r["code"] for r in reference.regions())),
+            ("departement", "DEP", sorted(d["code"] for d in reference.departements())),
+            ("epci", "EPCI", sorted(epci_plan)), ("commune", "COM", sorted(communes_plan))):
+        for c in codes:
+            t = par_code.get(f"{prefixe}:{c}")
+            if t is not None:
+                sortie[t.code] = (niveau, t.libelle)
+    for code, nom, _, _ in qpv_base:
+        sortie[f"QPV:{code}"] = ("qpv", nom)
+    return sortie
+
+
+def _relations(plan: Plan, territoires: dict, communes_plan: set[str], epci_plan: set[str],
+               epci_de: dict, qpv_base, tampon: int) -> None:
+    strict, large = _perimetres(tampon)
+    secteurs = list(reference.SECTEURS)
+    par_terr: dict[str, list[int]] = defaultdict(list)
+    for i, cle in enumerate(plan.cles):
+        par_terr[cle[1]].append(i)
+    ix = plan.indice
+
+    def rel(total: tuple, membres: list[tuple]) -> None:
+        t = ix(total)
+        ms = [m for m in (ix(c) for c in membres) if m is not None]
+        if t is None:
+            if not ms:
+                return
+            t = plan.cellule(*total, 0, niveau="residu", publiee=False)
+        plan.relation(t, ms)
+
+    # within each territory: sectors, perimeters, QPV + outside = territory
+    for terr in list(par_terr):
+        for perimetre in (strict, large, ANNEAU):
+            rel((SAL, terr, perimetre, "qpv", ENS),
+                [(SAL, terr, perimetre, "qpv", s) for s in secteurs])
+        for ligne in secteurs + [ENS]:
+            rel((SAL, terr, large, "qpv", ligne),
+                [(SAL, terr, strict, "qpv", ligne), (SAL, terr, ANNEAU, "qpv", ligne)])
+        if ix((SAL, terr, TOUT, "tout", ENS)) is not None:
+            lignes = secteurs + [ENS] if terr == "FR" else [ENS]
+            for ligne in lignes:
+                for perimetre in (strict, large):
+                    rel((SAL, terr, TOUT, "tout", ligne),
+                        [(SAL, terr, perimetre, "qpv", ligne),
+                         (SAL, terr, perimetre, "hors", ligne)])
+            if terr == "FR":
+                rel((SAL, terr, TOUT, "tout", ENS),
+                    [(SAL, terr, TOUT, "tout", s) for s in secteurs])
+                for perimetre in (strict, large):
+                    rel((SAL, terr, perimetre, "hors", ENS),
+                        [(SAL, terr, perimetre, "hors", s) for s in secteurs])
+
+    # hierarchies: parent = sum of children (+ the implicit residual)
+    deps = reference.departements()
+    from essqpv.territoires import DROM
+    partitions: list[tuple[str, list[str]]] = []
+    metro = [f"DEP:{d['code']}" for d in deps if not d["code"].startswith(("97", "98"))]
+    drom = [f"DEP:{d}" for d in DROM]
+    partitions.append(("FR", ["METRO", "DROM", "FR~autres"]))
+    partitions.append(("FR", [f"REG:{r['code']}" for r in reference.regions()]
+                       + ["FR~sans_region"]))
+    partitions.append(("METRO", metro))
+    partitions.append(("DROM", drom))
+    for r in reference.regions():
+        partitions.append((f"REG:{r['code']}", [f"DEP:{d['code']}" for d in deps
+                                                 if d.get("region") == r["code"]]
+                           + [f"REG:{r['code']}~reste"]))
+    com_dep: dict[str, list[str]] = defaultdict(list)
+    com_epci: dict[str, list[str]] = defaultdict(list)
+    from essqpv.territoires import table_communes
+    dep_de = dict(table_communes().select("commune", "departement").unique("commune").iter_rows())
+    for c in sorted(communes_plan):
+        if dep_de.get(c):
+            com_dep[dep_de[c]].append(f"COM:{c}")
+        if epci_de.get(c) in epci_plan:
+            com_epci[epci_de[c]].append(f"COM:{c}")
+    for d in deps:
+        partitions.append((f"DEP:{d['code']}", com_dep.get(d["code"], [])
+                           + [f"DEP:{d['code']}~reste"]))
+    for e in sorted(epci_plan):
+        partitions.append((f"EPCI:{e}", com_epci.get(e, []) + [f"EPCI:{e}~reste"]))
+    familles = [(p, "qpv", ligne) for p in (strict, large, ANNEAU) for ligne in secteurs + [ENS]]
+    familles += [(TOUT, "tout", ENS), (strict, "hors", ENS), (large, "hors", ENS)]
+    for parent, enfants in partitions:
+        for perimetre, zone, ligne in familles:
+            rel((SAL, parent, perimetre, zone, ligne),
+                [(SAL, e, perimetre, zone, ligne) for e in enfants])
+
+    # QPV and communes through their intersections
+    x_de_q: dict[str, list[str]] = defaultdict(list)
+    x_de_c: dict[str, list[str]] = defaultdict(list)
+    for terr in par_terr:
+        if terr.startswith("X:"):
+            q, c = terr[2:].split("@", 1)
+            x_de_q[f"QPV:{q}"].append(terr)
+            if c != "?":
+                x_de_c[f"COM:{c}"].append(terr)
+    for groupes in (x_de_q, x_de_c):
+        for terr, xs in groupes.items():
+            for perimetre in (strict, large, ANNEAU):
+                for ligne in secteurs + [ENS]:
+                    rel((SAL, terr, perimetre, "qpv", ligne),
+                        [(SAL, x, perimetre, "qpv", ligne) for x in sorted(set(xs))])
+
+
+def _verifier_relations(plan: Plan) -> None:
+    v = np.asarray(plan.valeur)
+    n = np.asarray(plan.nombre)
+    echelle = max(1.0, float(v.max(initial=0.0)))
+    for total, membres in plan.relations:
+        if n[total] != n[membres].sum() or abs(v[total] - v[membres].sum()) > _TOL * echelle:
+            raise EssqpvError(
+                "Plan de publication : relation non additive pour la case "
+                f"{plan.cles[total]} ({n[total]} établissements, {v[total]} salariés ; "
+                f"somme des parties : {n[membres].sum()}, {v[membres].sum()}).")
+
+
+def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
+             communes_plan: set[str], epci_plan: set[str]) -> None:
+    """Count tables (public: establishment counts are never secret): families, sizes, creations."""
+    df = _atomes_comptes(con, millesime)
+    membres = _appartenances(df, communes_plan, epci_plan).filter(pl.col("niveau") != "residu")
+    for perimetre, masque, colonne in _masques(tampon)[:2]:
+        hq = df.filter(masque).with_columns(("QPV:" + pl.col(colonne)).alias("territoire"),
+                                            pl.lit("qpv").alias("niveau"))
+        dans = pl.concat([membres.filter(masque), hq], how="vertical")
+        for tableau, filtre, ligne in (
+                ("familles_employeurs", pl.col("employeur"), "famille"),
+                ("familles_non_employeurs", ~pl.col("employeur"), "famille"),
+                ("tailles", pl.col("employeur"), "taille"),
+                ("creations", pl.col("creation"), "famille")):
+            g = dans.filter(filtre).group_by("territoire", "niveau", ligne).agg(pl.col("n").sum())
+            for terr, niveau, valeur, n in g.iter_rows():
+                if terr in territoires:
+                    plan.cellule(tableau, terr, perimetre, "qpv", valeur, n, niveau=niveau)
+
+
+# --------------------------------------------------------------------------------------------
+# protection
+
+
+def _protection(v: np.ndarray, regles: Confidentialite) -> np.ndarray:
+    return np.maximum(regles.protection_relative * v, regles.protection_minimum)
+
+
+class _Systeme:
+    """Relations as a sparse incidence matrix, for the propagation and the linear programs."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.n = len(plan)
+        tailles = np.fromiter((1 + len(m) for _, m in plan.relations), dtype=np.int64,
+                              count=len(plan.relations))
+        indptr = np.concatenate([[0], np.cumsum(tailles)])
+        cellules = np.empty(int(indptr[-1]), dtype=np.int64)
+        coefs = -np.ones(int(indptr[-1]))
+        for r, (total, membres) in enumerate(plan.relations):
+            a = indptr[r]
+            cellules[a] = total
+            coefs[a] = 1.0
+            cellules[a + 1:indptr[r + 1]] = membres
+        self.indptr, self.cellules, self.coefs = indptr, cellules, coefs
+        self.matrice = csr_matrix((coefs, cellules, indptr),
+                                  shape=(len(plan.relations), self.n))
+        incidence = csr_matrix((np.ones_like(coefs), cellules, indptr),
+                               shape=(len(plan.relations), self.n)).tocsc()
+        self._cptr, self._crel = incidence.indptr, incidence.indices
+        self.incidence = incidence.tocsr()
+
+    def cellules_de(self, r: int) -> np.ndarray:
+        return self.cellules[self.indptr[r]:self.indptr[r + 1]]
+
+    def coefs_de(self, r: int) -> np.ndarray:
+        return self.coefs[self.indptr[r]:self.indptr[r + 1]]
+
+    def relations_de(self, c: int) -> np.ndarray:
+        return self._crel[self._cptr[c]:self._cptr[c + 1]]
+
+
+def _determinees(systeme: _Systeme, inconnue: np.ndarray,
+                 par: np.ndarray | None = None) -> np.ndarray:
+    """Unknown cells a chain of single-unknown relations gives away (structural, exact).
+
+    ``par``, when given, receives for every determined cell the relation that gave it away.
+    """
+    restantes = np.asarray(systeme.incidence @ inconnue.astype(np.float64)).round().astype(
+        np.int64)
+    determinee = np.zeros(systeme.n, dtype=bool)
+    pile = list(np.flatnonzero(restantes == 1))
+    while pile:
+        r = pile.pop()
+        if restantes[r] != 1:
+            continue
+        cells = systeme.cellules_de(r)
+        libres = cells[inconnue[cells] & ~determinee[cells]]
+        if libres.size != 1:
+            continue
+        c = int(libres[0])
+        determinee[c] = True
+        if par is not None:
+            par[c] = r
+        for r2 in systeme.relations_de(c):
+            restantes[r2] -= 1
+            if restantes[r2] == 1:
+                pile.append(r2)
+    return determinee
+
+
+@dataclass
+class Intervalle:
+    """What an attacker can derive about one cell: ``[bas, haut]`` (``haut`` may be inf)."""
+
+    cellule: int
+    bas: float
+    haut: float
+    valeur: float
+    requis_bas: float
+    requis_haut: float
+    sensible: bool
+    exact: bool = True
+
+    @property
+    def protegee(self) -> bool:
+        tol = _TOL * max(1.0, self.valeur)
+        if self.sensible:
+            return self.bas <= self.requis_bas + tol and self.haut >= self.requis_haut - tol
+        return self.haut - self.bas > tol
+
+
+def _blocs(systeme: _Systeme, libres: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """Connected blocks of free unknown cells and the relations binding them."""
+    parent = np.arange(systeme.n)
+
+    def trouver(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    rel_libres = []
+    actives = np.flatnonzero(np.asarray(systeme.incidence @ libres.astype(np.float64)) > 0)
+    for r in actives:
+        cells = systeme.cellules_de(r)
+        ls = cells[libres[cells]]
+        if ls.size == 0:
+            continue
+        rel_libres.append(r)
+        a = trouver(int(ls[0]))
+        for b in ls[1:]:
+            rb = trouver(int(b))
+            if rb != a:
+                parent[rb] = a
+    racines: dict[int, list[int]] = defaultdict(list)
+    for c in np.flatnonzero(libres):
+        racines[trouver(int(c))].append(int(c))
+    rels: dict[int, list[int]] = defaultdict(list)
+    for r in rel_libres:
+        cells = systeme.cellules_de(r)
+        rels[trouver(int(cells[libres[cells]][0]))].append(r)
+    return [(np.asarray(sorted(cs)), rels[k]) for k, cs in racines.items()]
+
+
+_BANNIERE_TUE = []
+
+
+def _highs(highspy):
+    """A HiGHS instance; the banner HiGHS prints on stdout at its first start is silenced
+    (it would break the JSON written by ``essqpv controle --secret --format json``)."""
+    if _BANNIERE_TUE:
+        return highspy.Highs()
+    import os
+    import sys
+    sys.stdout.flush()
+    sauve = os.dup(1)
+    nul = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(nul, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(sauve, 1)
+        os.close(sauve)
+        os.close(nul)
+    _BANNIERE_TUE.append(True)
+    return h
+
+
+class _Modele:
+    """The attacker's linear program over one block of free cells (HiGHS, kept warm).
+
+    Variables: the block's free cells (>= 0); rows: the relations binding them, the other
+    cells of each relation at their published (or already determined) value. Each extreme is
+    one objective change and a warm-started re-solve.
+    """
+
+    def __init__(self, systeme: _Systeme, v: np.ndarray, cells: np.ndarray,
+                 rels: list[int] | np.ndarray | None = None) -> None:
+        import highspy
+        if rels is None:
+            rels = np.unique(np.concatenate([systeme.relations_de(int(c)) for c in cells]))
+        self.cells = cells
+        self.pos = {int(c): k for k, c in enumerate(cells)}
+        sous = systeme.matrice[np.asarray(rels, dtype=np.int64)]
+        a = sous[:, cells].tocsc()
+        b = -(sous @ v) + a @ v[cells]
+        self.echelle = max(1.0, float(v[cells].max()))
+        b = b / self.echelle
+        h = _highs(highspy)
+        h.setOptionValue("output_flag", False)
+        # warm starts: no presolve, so each re-solve starts from the previous basis
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("solver", "simplex")
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = len(cells), len(rels)
+        lp.col_cost_ = np.zeros(len(cells))
+        lp.col_lower_ = np.zeros(len(cells))
+        lp.col_upper_ = np.full(len(cells), highspy.kHighsInf)
+        lp.row_lower_ = b
+        lp.row_upper_ = b
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        h.passModel(lp)
+        self.h = h
+        self.highspy = highspy
+
+    def extreme(self, c: int, maximiser: bool) -> np.ndarray | None:
+        """A solution reaching the max (or min) of cell ``c``; None when unbounded."""
+        return self.optimiser(np.asarray([c]), np.ones(1), maximiser)
+
+    def optimiser(self, cellules: np.ndarray, poids: np.ndarray,
+                  maximiser: bool) -> np.ndarray | None:
+        """A solution maximising (minimising) ``sum(poids * x[cellules])``; None if unbounded."""
+        hs = self.highspy
+        k = np.asarray([self.pos[int(c)] for c in cellules], dtype=np.int32)
+        self.h.changeColsCost(len(k), k, np.asarray(poids, dtype=float))
+        self.h.changeObjectiveSense(hs.ObjSense.kMaximize if maximiser
+                                    else hs.ObjSense.kMinimize)
+        self.h.run()
+        statut = self.h.getModelStatus()
+        self.h.changeColsCost(len(k), k, np.zeros(len(k)))
+        if statut in (hs.HighsModelStatus.kUnbounded, hs.HighsModelStatus.kUnboundedOrInfeasible):
+            return None
+        if statut != hs.HighsModelStatus.kOptimal:
+            raise EssqpvError("Secret statistique : le programme linéaire n'a pas abouti "
+                              f"({self.h.modelStatusToString(statut)}).")
+        return np.asarray(self.h.getSolution().col_value) * self.echelle
+
+
+_BLOC_EXACT = 300      # a block of at most this many free cells: one program per cell
+_TOURS_GROUPES = 12    # larger blocks: programs moving every unsettled cell at once…
+_INDIVIDUELS = 40      # …then one program per cell for at most this many cells per block
+
+
+def _intervalles(plan: Plan, systeme: _Systeme, inconnue: np.ndarray, cibles: np.ndarray,
+                 exact: bool, requis: tuple[np.ndarray, np.ndarray]) -> list[Intervalle]:
+    """Attacker's interval of every target unknown cell, by linear programming per block.
+
+    Every solution of the programs is a table the attacker cannot rule out, so the smallest
+    and largest values a cell takes in the solutions seen bound its interval from inside.
+    In a block of at most ``_BLOC_EXACT`` free cells, each target gets its own two programs
+    (its minimum and maximum): the interval is exact. In a larger block, programs first move
+    every unsettled target at once (the sum of the targets, weighted by their protection,
+    maximised then minimised) until no cell is settled any more; then the cells still
+    short of their protection (or, with ``exact=True``, the narrowest ones) get their own
+    programs, up to ``_INDIVIDUELS`` per block. An interval that is not exact
+    (``Intervalle.exact`` False) is a guaranteed part of the attacker's: protection shown on
+    it holds; a shortfall on it means more suppression (never less protection).
+
+    With ``exact=False`` a cell is only explored until its protection interval is reached.
+    """
+    v = np.asarray(plan.valeur, dtype=float)
+    sensible = np.asarray(plan.sensible)
+    req_bas, req_haut = requis
+    determinee = _determinees(systeme, inconnue)
+    sortie: list[Intervalle] = []
+    for c in np.flatnonzero(cibles & determinee):
+        sortie.append(Intervalle(int(c), v[c], v[c], v[c], req_bas[c], req_haut[c],
+                                 bool(sensible[c])))
+    libres = inconnue & ~determinee
+    bas, haut = v.copy(), v.copy()
+    non_borne = np.zeros(len(v), dtype=bool)
+    exacte = np.zeros(len(v), dtype=bool)
+    tol = _TOL * np.maximum(1.0, v)
+    protection = np.maximum(req_haut - v, 1.0)
+
+    def noter(modele: _Modele, x: np.ndarray | None, cells: np.ndarray) -> None:
+        if x is None:
+            non_borne[cells] = True
+            return
+        np.minimum.at(bas, modele.cells, x)
+        np.maximum.at(haut, modele.cells, x)
+
+    def individuel(modele: _Modele, c: int) -> None:
+        for maximiser in (True, False):
+            if not exact and (non_borne[c] or haut[c] >= req_haut[c] - tol[c] if maximiser
+                              else bas[c] <= req_bas[c] + tol[c]):
+                continue
+            if maximiser and non_borne[c]:
+                continue
+            noter(modele, modele.extreme(c, maximiser), np.asarray([c]))
+        exacte[c] = True
+
+    def courtes_haut(cs: np.ndarray) -> np.ndarray:
+        return cs[~non_borne[cs] & (haut[cs] < req_haut[cs] - tol[cs])]
+
+    def courtes_bas(cs: np.ndarray) -> np.ndarray:
+        return cs[bas[cs] > req_bas[cs] + tol[cs]]
+
+    for cells, rels in _blocs(systeme, libres):
+        ciblees = cells[cibles[cells]]
+        if ciblees.size == 0:
+            continue
+        if not rels:
+            bas[ciblees] = 0.0
+            non_borne[ciblees] = True
+            exacte[ciblees] = True
+            continue
+        modele = _Modele(systeme, v, cells, rels)
+        if len(cells) <= _BLOC_EXACT:
+            for c in ciblees:
+                individuel(modele, int(c))
+            continue
+        for _ in range(_TOURS_GROUPES):
+            avant = int(courtes_haut(ciblees).size + courtes_bas(ciblees).size)
+            if avant == 0:
+                break
+            hauts = courtes_haut(ciblees)
+            if hauts.size:
+                x = modele.optimiser(hauts, 1.0 / protection[hauts], True)
+                if x is not None:  # unbounded: the cells are settled one by one below
+                    noter(modele, x, hauts)
+            bas_ = courtes_bas(ciblees)
+            if bas_.size:
+                noter(modele, modele.optimiser(bas_, 1.0 / protection[bas_], False), bas_)
+            if int(courtes_haut(ciblees).size + courtes_bas(ciblees).size) == avant:
+                break
+        reste = np.union1d(courtes_haut(ciblees), courtes_bas(ciblees))
+        if exact:
+            largeur = (np.minimum(haut[ciblees], 1e300) - bas[ciblees]) / protection[ciblees]
+            reste = np.union1d(reste, ciblees[np.argsort(largeur)[:_INDIVIDUELS]])
+        for c in reste[:_INDIVIDUELS]:
+            individuel(modele, int(c))
+    for c in np.flatnonzero(cibles & libres):
+        sortie.append(Intervalle(int(c), max(0.0, bas[c]),
+                                 np.inf if non_borne[c] else haut[c], v[c], req_bas[c],
+                                 req_haut[c], bool(sensible[c]), bool(exacte[c])))
+    return sortie
+
+
+def _requis(plan: Plan, regles: Confidentialite) -> tuple[np.ndarray, np.ndarray]:
+    v = np.asarray(plan.valeur)
+    p = _protection(v, regles)
+    return np.maximum(v - p, 0.0), v + p
+
+
+def proteger_plan(plan: Plan, regles: Confidentialite | None = None,
+                  iterations_max: int = 10_000) -> None:
+    """Primary and secondary suppression over the whole plan (sets ``plan.statuts``)."""
+    regles = regles or confidentialite()
+    n = np.asarray(plan.nombre)
+    v = np.asarray(plan.valeur)
+    mx = np.asarray(plan.maximum)
+    publiee = np.asarray(plan.publiee)
+    sensible = (n > 0) & ((n < regles.nombre_minimum) | (mx > regles.dominance_maximum * v))
+    # establishment counts are public (Sirene is open data): never secret
+    sensible &= np.asarray([k[0] not in TABLEAUX_COMPTES for k in plan.cles], dtype=bool)
+    plan.sensible = sensible.tolist()
+    statuts: list[str | None] = [None] * len(plan)
+    for i in np.flatnonzero(sensible & publiee):
+        statuts[i] = "primaire"
+    plan.statuts = statuts
+    systeme = _Systeme(plan)
+    requis = _requis(plan, regles)
+    rang = sorted(range(len(plan)), key=lambda i: plan.cles[i])
+    ordre = np.empty(len(plan), dtype=np.int64)
+    ordre[rang] = np.arange(len(plan))
+
+    verifiee = np.zeros(len(plan), dtype=bool)
+    for tour in range(iterations_max):
+        supprimee = np.asarray([s is not None for s in statuts])
+        inconnue = (supprimee | ~publiee) & (n > 0)
+        cibles = inconnue & (sensible | supprimee)
+        par = np.full(len(plan), -1, dtype=np.int64)
+        determinee = _determinees(systeme, inconnue, par)
+        echecs = [(int(c), requis[1][c] - v[c]) for c in np.flatnonzero(cibles & determinee)]
+        if not echecs:
+            # more suppression only widens intervals: a cell shown protected stays protected
+            resultats = _intervalles(plan, systeme, inconnue, cibles & ~verifiee, False, requis)
+            for iv in resultats:
+                if iv.protegee:
+                    verifiee[iv.cellule] = True
+            echecs = [(iv.cellule, max(iv.requis_haut - iv.haut, iv.bas - iv.requis_bas, 1.0))
+                      for iv in resultats if not iv.protegee]
+        if not echecs:
+            return
+        ajoutees = 0
+        for c, besoin in sorted(echecs, key=lambda e: ordre[e[0]]):
+            k = _complement(plan, systeme, c, besoin, inconnue, determinee, par, statuts, ordre)
+            if k is not None:
+                statuts[k] = "secondaire"
+                inconnue[k] = True
+                ajoutees += 1
+        if not ajoutees:
+            return  # nothing left to suppress: the audit reports what stands
+    return  # iterations exhausted: the audit reports what stands
+
+
+def _complement(plan: Plan, systeme: _Systeme, c: int, besoin: float, inconnue: np.ndarray,
+                determinee: np.ndarray, par: np.ndarray, statuts: list,
+                ordre: np.ndarray) -> int | None:
+    """The published cell to suppress so that cell ``c`` gains ``besoin`` of freedom.
+
+    A cell given away by a chain of relations is freed in the relation that gave it away, or,
+    when that relation has nothing left to suppress, upstream in the chain.
+    """
+    v = plan.valeur
+    file, vus = [c], {c}
+    while file:
+        cellule = file.pop(0)
+        if par[cellule] >= 0:
+            relations = [int(par[cellule])]
+        else:
+            relations = [int(r) for r in systeme.relations_de(cellule)]
+        meilleur, score = None, None
+        for r in relations:
+            cells = systeme.cellules_de(r)
+            ouvertes = sum(1 for x in cells if x != cellule and inconnue[x] and not determinee[x])
+            c_total = cells[0] == cellule
+            for pos, x in enumerate(cells):
+                x = int(x)
+                if x == cellule or inconnue[x] or statuts[x] or plan.nombre[x] == 0 \
+                        or not plan.publiee[x]:
+                    continue
+                total = pos == 0
+                # siblings first (a total is the table's most useful figure)
+                s = (ouvertes, 1 if (total and not c_total) else 0,
+                     0 if v[x] >= besoin else 1, v[x] if v[x] >= besoin else -v[x], ordre[x])
+                if score is None or s < score:
+                    meilleur, score = x, s
+        if meilleur is not None:
+            return meilleur
+        for r in relations:
+            for x in systeme.cellules_de(r):
+                x = int(x)
+                if x not in vus and inconnue[x] and determinee[x]:
+                    vus.add(x)
+                    file.append(x)
+    return None
+
+
+def marge(iv: "Intervalle") -> float:
+    """How far an interval reaches beyond (> 0) or short of (< 0) its protection, in units."""
+    return min(iv.haut - iv.requis_haut, iv.requis_bas - iv.bas)
+
+
+def audit_base(base, millesime: str | None = None) -> tuple[Plan, list["Intervalle"]]:
+    """Plan of a vintage of a base, protected, and the attacker's audit of it (worst first)."""
+    from essqpv.base import millesime_par_defaut, ouvrir
+    m = millesime_par_defaut(base, millesime)
+    con = ouvrir(base)
+    try:
+        tampon, avec_emplois = con.execute(
+            "SELECT tampon_m, avec_emplois FROM millesimes WHERE millesime = ?", [m]).fetchone()
+        plan, _ = construire_plan(con, m, int(tampon), bool(avec_emplois))
+    finally:
+        con.close()
+    proteger_plan(plan)
+    intervalles = sorted(auditer(plan), key=lambda iv: (marge(iv), plan.cles[iv.cellule]))
+    return plan, intervalles
+
+
+def auditer(plan: Plan, regles: Confidentialite | None = None) -> list[Intervalle]:
+    """Exact attacker's interval of every suppressed or sensitive unpublished cell."""
+    regles = regles or confidentialite()
+    n = np.asarray(plan.nombre)
+    publiee = np.asarray(plan.publiee)
+    supprimee = np.asarray([s is not None for s in plan.statuts])
+    inconnue = (supprimee | ~publiee) & (n > 0)
+    cibles = inconnue & (np.asarray(plan.sensible) | supprimee)
+    systeme = _Systeme(plan)
+    return _intervalles(plan, systeme, inconnue, cibles, True, _requis(plan, regles))
+
+
+# --------------------------------------------------------------------------------------------
+# storage
+
+
+def _cadre_cellules(plan: Plan) -> pl.DataFrame:
+    extra = np.asarray(plan.extra, dtype=np.int64).reshape(-1, 5) if plan.extra else \
+        np.zeros((0, 5), dtype=np.int64)
+    return pl.DataFrame({
+        "millesime": [plan.millesime] * len(plan),
+        "cellule": np.arange(len(plan), dtype=np.int64),
+        "tableau": [k[0] for k in plan.cles], "territoire": [k[1] for k in plan.cles],
+        "niveau": plan.niveaux, "perimetre": [k[2] for k in plan.cles],
+        "zone": [k[3] for k in plan.cles], "ligne": [k[4] for k in plan.cles],
+        "nombre": np.asarray(plan.nombre, dtype=np.int64),
+        "valeur": np.asarray(plan.valeur, dtype=np.float64),
+        "maximum": np.asarray(plan.maximum, dtype=np.float64),
+        "femmes": extra[:, 0], "cdi": extra[:, 1], "contrats_aides": extra[:, 2],
+        "temps_complet": extra[:, 3], "sans_valeur": extra[:, 4],
+        "publiee": plan.publiee, "sensible": plan.sensible or [False] * len(plan),
+        "statut": pl.Series(plan.statuts or [None] * len(plan), dtype=pl.String),
+    })
+
+
+def _cadre_relations(plan: Plan) -> pl.DataFrame:
+    rel, cel, coef = [], [], []
+    for r, (total, membres) in enumerate(plan.relations):
+        rel += [r] * (1 + len(membres))
+        cel += [total, *membres]
+        coef += [1] + [-1] * len(membres)
+    return pl.DataFrame({"millesime": [plan.millesime] * len(rel), "relation": rel,
+                         "cellule": cel, "coefficient": coef},
+                        schema={"millesime": pl.String, "relation": pl.Int64,
+                                "cellule": pl.Int64, "coefficient": pl.Int8})
+
+
+SCHEMA_PUBLICATION = """
+CREATE TABLE IF NOT EXISTS publication_cellules (
+    millesime VARCHAR, cellule BIGINT, tableau VARCHAR, territoire VARCHAR, niveau VARCHAR,
+    perimetre VARCHAR, zone VARCHAR, ligne VARCHAR, nombre BIGINT, valeur DOUBLE,
+    maximum DOUBLE, femmes BIGINT, cdi BIGINT, contrats_aides BIGINT, temps_complet BIGINT,
+    sans_valeur BIGINT, publiee BOOLEAN, sensible BOOLEAN, statut VARCHAR);
+CREATE TABLE IF NOT EXISTS publication_relations (
+    millesime VARCHAR, relation BIGINT, cellule BIGINT, coefficient TINYINT);
+CREATE TABLE IF NOT EXISTS publication_reponses (
+    millesime VARCHAR, genre VARCHAR, territoire VARCHAR, perimetre VARCHAR, json VARCHAR);
+"""
+
+
+def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None) -> dict:
+    """Compute, protect and store the plan of one vintage, then its serialised answers.
+
+    ``con`` is the read-write connection of the build (table ``etablissements``, ``qpv`` and
+    ``millesimes`` already hold the vintage). The answers of the next vintage are rewritten
+    too (their ``evolution`` compares with this one).
+
+    Returns
+    -------
+    dict
+        ``cellules``, ``relations``, ``primaires``, ``secondaires``, ``reponses`` (counts).
+    """
+    import time
+    debut = time.perf_counter()
+    tampon, avec_emplois = con.execute(
+        "SELECT tampon_m, avec_emplois FROM millesimes WHERE millesime = ?",
+        [millesime]).fetchone()
+    plan, territoires = construire_plan(con, millesime, int(tampon), bool(avec_emplois))
+    t_plan = time.perf_counter() - debut
+    proteger_plan(plan, regles)
+    t_secret = time.perf_counter() - debut - t_plan
+    con.execute(SCHEMA_PUBLICATION)
+    for table in TABLES_PUBLICATION:
+        con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
+    cel = _cadre_cellules(plan)
+    con.register("_pub_cel", cel.to_arrow())
+    con.execute("INSERT INTO publication_cellules BY NAME SELECT * FROM _pub_cel")
+    con.unregister("_pub_cel")
+    rel = _cadre_relations(plan)
+    con.register("_pub_rel", rel.to_arrow())
+    con.execute("INSERT INTO publication_relations BY NAME SELECT * FROM _pub_rel")
+    con.unregister("_pub_rel")
+    from essqpv.indicators.reponses import ecrire_reponses
+    tous = [r[0] for r in con.execute("SELECT millesime FROM millesimes ORDER BY millesime"
+                                      ).fetchall()]
+    a_refaire = [millesime] + [m for m in tous if m > millesime][:1]
+    reponses = 0
+    for m in a_refaire:
+        reponses += ecrire_reponses(con, m)
+    statuts = cel["statut"]
+    return {"cellules": len(plan), "relations": len(plan.relations),
+            "primaires": int((statuts == "primaire").sum()),
+            "secondaires": int((statuts == "secondaire").sum()),
+            "sensibles_non_publiees": int((cel["sensible"] & ~cel["publiee"]).sum()),
+            "reponses": reponses, "duree_plan_s": round(t_plan, 3),
+            "duree_secret_s": round(t_secret, 3),
+            "duree_totale_s": round(time.perf_counter() - debut, 3)}
+
+
+def lire_plan(con, millesime: str) -> Plan:
+    """The stored plan of a vintage (cells, relations, statuses), e.g. for the audit."""
+    cel = pl.from_arrow(con.execute(
+        "SELECT * FROM publication_cellules WHERE millesime = ? ORDER BY cellule",
+        [millesime]).to_arrow_table())
+    if cel.height == 0:
+        raise EssqpvError(f"La base ne contient pas de plan de publication pour le millésime "
+                          f"{millesime} : reconstruisez-le (essqpv construire).")
+    plan = Plan(millesime)
+    plan.cles = list(cel.select("tableau", "territoire", "perimetre", "zone", "ligne").iter_rows())
+    plan._index = {k: i for i, k in enumerate(plan.cles)}
+    plan.niveaux = cel["niveau"].to_list()
+    plan.nombre = cel["nombre"].to_list()
+    plan.valeur = cel["valeur"].to_list()
+    plan.maximum = cel["maximum"].to_list()
+    plan.extra = [tuple(r) for r in cel.select("femmes", "cdi", "contrats_aides",
+                                               "temps_complet", "sans_valeur").iter_rows()]
+    plan.publiee = cel["publiee"].to_list()
+    plan.sensible = cel["sensible"].to_list()
+    plan.statuts = cel["statut"].to_list()
+    rel = con.execute("SELECT relation, cellule, coefficient FROM publication_relations "
+                      "WHERE millesime = ? ORDER BY relation, coefficient DESC, cellule",
+                      [millesime]).fetchall()
+    courant, total, membres = None, None, []
+    for r, c, coef in rel:
+        if r != courant:
+            if courant is not None:
+                plan.relations.append((total, membres))
+            courant, total, membres = r, None, []
+        if coef > 0:
+            total = c
+        else:
+            membres.append(c)
+    if courant is not None:
+        plan.relations.append((total, membres))
+    return plan
+
+
+def json_reponse(obj) -> str:
+    """The JSON text of a stored answer (as the CLI and the API write it)."""
+    return json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+
+
+def avertissement_synthetique() -> str:
+    return (MARQUE_SYNTHETIQUE[0].upper() + MARQUE_SYNTHETIQUE[1:] + " : le registre "
+            "de ce millésime est synthétique (essqpv synthese).")

@@ -1,0 +1,348 @@
+"""The serialised answers of the publication plan (METHODOLOGY 9), built from its cells only.
+
+:func:`ecrire_reponses` reads ``publication_cellules`` (the published cells and their statuses,
+never the establishments) and writes, for every territory and perimeter of the plan, the JSON
+of ``essqpv indicateurs`` (genre ``indicateurs``) and of the QPV listing (genre ``quartiers``)
+into ``publication_reponses``. Every output reads those answers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+
+import polars as pl
+
+from essqpv import reference
+from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
+                                           json_reponse)
+
+__all__ = ["ecrire_reponses"]
+
+ARRONDI_PART = 4
+NIVEAUX_PUBLIES = ("france", "metropole", "drom", "region", "departement", "epci", "commune",
+                   "qpv")
+
+
+def _arrondi(x: float | None) -> float | None:
+    return None if x is None else round(x, ARRONDI_PART)
+
+
+def _salaries(v: float | None) -> int | None:
+    return None if v is None else int(round(v))
+
+
+class _Cellules:
+    """Published cells of one vintage: key → (n, valeur, statut, extra)."""
+
+    def __init__(self, con, millesime: str) -> None:
+        lignes = con.execute(
+            "SELECT tableau, territoire, niveau, perimetre, zone, ligne, nombre, valeur, femmes, "
+            "cdi, contrats_aides, temps_complet, sans_valeur, statut FROM publication_cellules "
+            "WHERE millesime = ? AND publiee", [millesime]).fetchall()
+        self.cles: dict[tuple, tuple] = {}
+        self.niveaux: dict[str, str] = {}
+        self.comptes: dict[tuple, dict[str, int]] = defaultdict(dict)
+        for tab, terr, niv, per, zone, ligne, n, v, fe, cd, ca, tc, sv, st in lignes:
+            if tab == SAL:
+                self.cles[(terr, per, zone, ligne)] = (n, v, st, (fe, cd, ca, tc), sv)
+                if niv in NIVEAUX_PUBLIES:
+                    self.niveaux[terr] = niv
+            else:
+                self.comptes[(tab, terr, per)][ligne] = n
+
+    def get(self, terr: str, per: str, zone: str, ligne: str = ENS) -> tuple:
+        return self.cles.get((terr, per, zone, ligne), (0, 0.0, None, (0, 0, 0, 0), 0))
+
+
+def _meta(con, millesime: str) -> dict:
+    g, t, s, e, src, av = con.execute(
+        "SELECT geographie_qpv, tampon_m, synthetique, avec_emplois, sources, avertissements "
+        "FROM millesimes WHERE millesime = ?", [millesime]).fetchone()
+    return {"geographie_qpv": g, "tampon_m": t, "synthetique": bool(s), "avec_emplois": bool(e),
+            "sources": json.loads(src or "[]"), "avertissements": json.loads(av or "[]")}
+
+
+def _libelles(con, millesime: str, codes) -> dict[str, str]:
+    from essqpv.territoires import _index
+    par_code = _index()[0]
+    noms = dict(con.execute("SELECT 'QPV:' || code_qp, nom_qp FROM qpv WHERE millesime = ?",
+                            [millesime]).fetchall())
+    return {c: noms.get(c) or (par_code[c].libelle if c in par_code else c) for c in codes}
+
+
+def _cles(cel: _Cellules, terr: str, niveau: str, per: str, meta: dict) -> dict:
+    nq, sq, st_q, (fe, cd, ca, tc), sv = cel.get(terr, per, "qpv")
+    if niveau == "qpv":
+        nt, st_, st_t = nq, sq, st_q
+    else:
+        nt, st_, st_t, _, _ = cel.get(terr, TOUT, "tout")
+    fam = {f: 0 for f in reference.FAMILLES}
+    fam.update(cel.comptes.get(("familles_employeurs", terr, per), {}))
+    parts_familles = {f: (_arrondi(fam[f] / nq) if nq else None) for f in reference.FAMILLES}
+    secret: dict[str, str] = {}
+    cles: dict = {
+        "etablissements_employeurs": nq,
+        "part_associations": parts_familles["association"],
+        "parts_familles": parts_familles,
+        "salaries": None if st_q else _salaries(sq),
+        "estime": not meta["avec_emplois"],
+    }
+    if st_q:
+        secret["salaries"] = st_q
+    for cle, v in (("part_femmes", fe), ("part_cdi", cd), ("part_contrats_aides", ca),
+                   ("part_temps_complet", tc)):
+        if not meta["avec_emplois"]:
+            cles[cle] = None
+        elif st_q:
+            cles[cle] = None
+            secret[cle] = st_q
+        else:
+            cles[cle] = _arrondi(v / sq) if sq else None
+    if niveau == "qpv":
+        cles["part_emploi_ess_en_qpv"] = None
+    elif st_q or st_t:
+        cles["part_emploi_ess_en_qpv"] = None
+        secret["part_emploi_ess_en_qpv"] = st_q or st_t
+    else:
+        cles["part_emploi_ess_en_qpv"] = _arrondi(sq / st_) if st_ else None
+    cles["salaries_ess_territoire"] = None if st_t else _salaries(st_)
+    if st_t:
+        secret["salaries_ess_territoire"] = st_t
+    cles["employeurs_sans_donnee_emploi" if meta["avec_emplois"]
+         else "employeurs_effectif_inconnu"] = sv
+    cles["secret"] = secret
+    return cles
+
+
+def _secteurs(cel: _Cellules, terr: str, per: str) -> list[dict]:
+    _, tot_q, st_ens_q, _, _ = cel.get(terr, per, "qpv")
+    _, tot_f, st_ens_f, _, _ = cel.get("FR", TOUT, "tout")
+    lignes = []
+    for s in list(reference.SECTEURS) + [ENS]:
+        _, sq, st_sq, _, _ = cel.get(terr, per, "qpv", s)
+        _, sf, st_sf, _, _ = cel.get("FR", TOUT, "tout", s)
+        secret: dict[str, str] = {}
+        ligne = {"secteur": s, "salaries_qpv": None if st_sq else _salaries(sq)}
+        if st_sq:
+            secret["salaries_qpv"] = st_sq
+        if st_sq or st_ens_q:
+            ligne["part_qpv"] = None
+            secret["part_qpv"] = st_sq or st_ens_q
+        else:
+            ligne["part_qpv"] = _arrondi(sq / tot_q) if tot_q else None
+        if st_sf or st_ens_f:
+            ligne["part_france"] = None
+            secret["part_france"] = st_sf or st_ens_f
+        else:
+            ligne["part_france"] = _arrondi(sf / tot_f) if tot_f else None
+        if ligne["part_qpv"] is None or ligne["part_france"] is None:
+            ligne["ecart_points"] = None
+            if "part_qpv" in secret or "part_france" in secret:
+                secret["ecart_points"] = secret.get("part_qpv") or secret.get("part_france")
+        else:
+            ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2) + 0.0
+        ligne["secret"] = secret
+        lignes.append(ligne)
+    return lignes
+
+
+def _regions(cel: _Cellules, per: str, libelles: dict) -> list[dict]:
+    lignes = []
+    for terr in sorted(t for t, n in cel.niveaux.items() if n == "region"):
+        nt, vt, st_e, _, _ = cel.get(terr, TOUT, "tout")
+        if nt == 0:
+            continue
+        nq, vq, st_q, _, _ = cel.get(terr, per, "qpv")
+        secret = {}
+        if st_q:
+            secret["salaries"] = st_q
+        if st_e:
+            secret["salaries_ess_territoire"] = st_e
+        if st_q or st_e:
+            secret["part_emploi_ess_en_qpv"] = st_q or st_e
+        code = terr.split(":", 1)[1]
+        lignes.append({
+            "region": code, "libelle": libelles.get(terr, code),
+            "etablissements_employeurs": nq,
+            "salaries": None if st_q else _salaries(vq),
+            "part_emploi_ess_en_qpv": None if (st_q or st_e) else (
+                _arrondi(vq / vt) if vt else None),
+            "salaries_ess_territoire": None if st_e else _salaries(vt),
+            "secret": secret,
+        })
+    return lignes
+
+
+def _liste_secret(resultat: dict) -> list[dict]:
+    liste = []
+    for col, statut in resultat["chiffres_cles"]["secret"].items():
+        liste.append({"tableau": "chiffres_cles", "ligne": None, "colonne": col,
+                      "statut": statut})
+    for ligne in resultat["tableau_secteurs"]:
+        for col, statut in ligne["secret"].items():
+            liste.append({"tableau": "tableau_secteurs", "ligne": ligne["secteur"],
+                          "colonne": col, "statut": statut})
+    for ligne in resultat.get("regions", []):
+        for col, statut in ligne["secret"].items():
+            liste.append({"tableau": "regions", "ligne": ligne["region"], "colonne": col,
+                          "statut": statut})
+    return liste
+
+
+def _date_millesime(millesime: str) -> dt.date:
+    annee, mois = millesime.split("-")
+    return dt.date(int(annee), int(mois), 1)
+
+
+def _reponse(cel: _Cellules, precedent: tuple | None, terr: str, niveau: str, libelle: str,
+             per: str, m: str, meta: dict, libelles: dict) -> dict:
+    fam_emp = {f: 0 for f in reference.FAMILLES}
+    fam_emp.update(cel.comptes.get(("familles_employeurs", terr, per), {}))
+    fam_non = {f: 0 for f in reference.FAMILLES}
+    fam_non.update(cel.comptes.get(("familles_non_employeurs", terr, per), {}))
+    taille = {g: 0 for g in ("1 à 5", "6 à 9", "10 à 19", "20 et plus")}
+    taille["inconnue"] = 0
+    taille.update(cel.comptes.get(("tailles", terr, per), {}))
+    creations = {f: 0 for f in reference.FAMILLES}
+    creations.update(cel.comptes.get(("creations", terr, per), {}))
+    fin = _date_millesime(m)
+    debut = fin.replace(year=fin.year - 1)
+    r: dict = {
+        "territoire": {"code": terr, "niveau": niveau, "libelle": libelle},
+        "perimetre": per, "millesime": m, "geographie_qpv": meta["geographie_qpv"],
+        "chiffres_cles": _cles(cel, terr, niveau, per, meta),
+        "tableau_secteurs": _secteurs(cel, terr, per),
+        "familles_en_qpv": {"employeurs": fam_emp, "non_employeurs": fam_non},
+        "etablissements_en_qpv": sum(fam_emp.values()) + sum(fam_non.values()),
+        "non_employeurs_en_qpv": sum(fam_non.values()),
+        "taille_employeurs_en_qpv": taille,
+        "creations_en_qpv": {"debut": debut.isoformat(), "fin": fin.isoformat(),
+                             "total": sum(creations.values()), "par_famille": creations},
+    }
+    if niveau == "france":
+        r["regions"] = _regions(cel, per, libelles)
+    r["sources"] = meta["sources"]
+    avert = list(meta["avertissements"])
+    if meta["synthetique"]:
+        avert.insert(0, avertissement_synthetique())
+    if not meta["avec_emplois"]:
+        avert.append("Salariés estimés au centre de la tranche d'effectif Insee (aucun fichier "
+                     "des emplois) ; parts de femmes, de CDI, de contrats aidés et de temps "
+                     "complet non disponibles.")
+    if niveau == "qpv" and meta["geographie_qpv"]:
+        avert.append(f"Géographie des QPV {meta['geographie_qpv']}.")
+    r["avertissements"] = avert
+    r["secret"] = _liste_secret(r)
+    r["evolution"] = _evolution(precedent, terr, per, r)
+    return r
+
+
+def _evolution(precedent: tuple | None, terr: str, per: str, actuel: dict) -> dict | None:
+    if precedent is None:
+        return None
+    m_prec, cel_prec, perimetres_prec = precedent
+    if per not in perimetres_prec:
+        return None
+    evo: dict = {"millesime_precedent": m_prec}
+    n, v, st, _, _ = cel_prec.get(terr, per, "qpv")
+    connu = terr in cel_prec.niveaux
+    avant = {"etablissements_employeurs": n if connu else None,
+             "salaries": None if (st or not connu) else _salaries(v)}
+    for cle in ("etablissements_employeurs", "salaries"):
+        a, b = avant[cle], actuel["chiffres_cles"][cle]
+        evo[cle] = {"precedent": a, "actuel": b,
+                    "variation": (b - a) if a is not None and b is not None else None}
+    return evo
+
+
+def _quartiers(cel: _Cellules, qpv: list[tuple], terr: str, niveau: str, per: str,
+               qpv_de_commune: dict, communes_epci: dict) -> list[dict]:
+    from essqpv.territoires import DROM
+    valeur = terr.split(":", 1)[1] if ":" in terr else terr
+    if niveau == "france":
+        choisis = qpv
+    elif niveau == "qpv":
+        choisis = [q for q in qpv if q[0] == valeur]
+    elif niveau == "region":
+        choisis = [q for q in qpv if q[3] == valeur]
+    elif niveau == "departement":
+        choisis = [q for q in qpv if q[2] == valeur]
+    elif niveau == "metropole":
+        choisis = [q for q in qpv if q[2] and not q[2].startswith(("97", "98"))]
+    elif niveau == "drom":
+        choisis = [q for q in qpv if q[2] in DROM]
+    else:
+        communes = communes_epci.get(valeur, []) if niveau == "epci" else [valeur]
+        codes = set()
+        for c in communes:
+            codes |= qpv_de_commune.get((per, c), set())
+        choisis = [q for q in qpv if q[0] in codes]
+    sortie = []
+    for code, nom, dep, reg, hors_champ in choisis:
+        n, v, st, _, _ = cel.get(f"QPV:{code}", per, "qpv")
+        non_emp = sum(cel.comptes.get(("familles_non_employeurs", f"QPV:{code}", per),
+                                      {}).values())
+        sortie.append({"code_qp": code, "nom_qp": nom, "departement": dep, "region": reg,
+                       "hors_champ_sirene": bool(hors_champ),
+                       "etablissements_employeurs": n, "non_employeurs": non_emp,
+                       "salaries": None if st else _salaries(v),
+                       "secret": {"salaries": st} if st else {}})
+    return sortie
+
+
+def ecrire_reponses(con, millesime: str) -> int:
+    """(Re)write the serialised answers of one vintage from its plan; returns their count."""
+    meta = _meta(con, millesime)
+    cel = _Cellules(con, millesime)
+    perimetres = ["strict", f"{meta['tampon_m']}m"]
+    anterieurs = [r[0] for r in con.execute(
+        "SELECT DISTINCT millesime FROM publication_cellules WHERE millesime < ? "
+        "ORDER BY millesime DESC LIMIT 1", [millesime]).fetchall()]
+    precedent = None
+    if anterieurs:
+        m_prec = anterieurs[0]
+        meta_prec = _meta(con, m_prec)
+        precedent = (m_prec, _Cellules(con, m_prec), ["strict", f"{meta_prec['tampon_m']}m"])
+    libelles = _libelles(con, millesime, cel.niveaux)
+    qpv = con.execute("SELECT code_qp, nom_qp, departement, region, hors_champ_sirene FROM qpv "
+                      "WHERE millesime = ? ORDER BY code_qp", [millesime]).fetchall()
+    # which QPV a commune holds: named in the contours, or establishments of it placed there
+    qpv_de_commune: dict[tuple, set] = defaultdict(set)
+    for code, communes in con.execute("SELECT code_qp, communes FROM qpv WHERE millesime = ?",
+                                      [millesime]).fetchall():
+        for c in (communes or "").replace(",", ";").split(";"):
+            for per in perimetres:
+                qpv_de_commune[(per, c.strip())].add(code)
+    for terr, per in con.execute(
+            "SELECT DISTINCT territoire, perimetre FROM publication_cellules WHERE millesime = ? "
+            "AND niveau = 'intersection' AND nombre > 0", [millesime]).fetchall():
+        if per != ANNEAU:
+            q, c = terr[2:].split("@", 1)
+            qpv_de_commune[(per, c)].add(q)
+    from essqpv.territoires import table_communes
+    communes_epci: dict[str, list[str]] = defaultdict(list)
+    for c, e in table_communes().select("commune", "epci").unique("commune").iter_rows():
+        if e:
+            communes_epci[e].append(c)
+    lignes = []
+    for terr, niveau in sorted(cel.niveaux.items()):
+        for per in perimetres:
+            r = _reponse(cel, precedent, terr, niveau, libelles[terr], per, millesime, meta,
+                         libelles)
+            lignes.append(("indicateurs", terr, per, json_reponse(r)))
+            q = {"territoire": r["territoire"], "perimetre": per, "millesime": millesime,
+                 "quartiers": _quartiers(cel, qpv, terr, niveau, per, qpv_de_commune,
+                                         communes_epci)}
+            lignes.append(("quartiers", terr, per, json_reponse(q)))
+    con.execute("DELETE FROM publication_reponses WHERE millesime = ?", [millesime])
+    df = pl.DataFrame({"millesime": millesime, "genre": [x[0] for x in lignes],
+                       "territoire": [x[1] for x in lignes], "perimetre": [x[2] for x in lignes],
+                       "json": [x[3] for x in lignes]},
+                      schema={"millesime": pl.String, "genre": pl.String,
+                              "territoire": pl.String, "perimetre": pl.String,
+                              "json": pl.String})
+    con.register("_pub_rep", df.to_arrow())
+    con.execute("INSERT INTO publication_reponses BY NAME SELECT * FROM _pub_rep")
+    con.unregister("_pub_rep")
+    return len(lignes)

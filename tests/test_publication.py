@@ -1,0 +1,210 @@
+"""The publication plan: linked tables protected together, and the attacker's audit.
+
+The two attacks found on the per-answer protection are planted on small plans: differencing
+across the territorial hierarchy (a commune's answer giving away a QPV hidden as a complement
+in its département's list), and the strict perimeter against the 300 m one (the ring between
+them). Before: the audit recovers exact values. After ``proteger_plan``: intervals at least as
+wide as the protection interval of ``reference/confidentialite.csv``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from essqpv.config import confidentialite
+from essqpv.indicators.publication import Plan, auditer, proteger_plan
+
+S = "salaries"
+
+
+def _plan_hierarchie() -> tuple[Plan, dict[str, int]]:
+    """Département 21 = six QPV; commune 21054 holds QP021001 only (its whole QPV part)."""
+    p = Plan("2024-01")
+    qpv = {"QP021002": (5, 207.0, 60.0), "QP021003": (4, 166.0, 50.0),
+           "QP021004": (3, 16.0, 7.0), "QP021006": (4, 66.0, 20.0),
+           "QP021001": (3, 15.0, 6.0), "QP021005": (1, 1.0, 1.0)}
+    i = {code: p.cellule(S, f"QPV:{code}", "strict", "qpv", "Ensemble", n, v, m)
+         for code, (n, v, m) in qpv.items()}
+    i["DEP"] = p.cellule(S, "DEP:21", "strict", "qpv", "Ensemble", 20, 471.0, 60.0)
+    i["COM"] = p.cellule(S, "COM:21054", "strict", "qpv", "Ensemble", 3, 15.0, 6.0)
+    i["X"] = p.cellule(S, "X:QP021001@21054", "strict", "qpv", "Ensemble", 3, 15.0, 6.0,
+                       publiee=False)
+    p.relation(i["DEP"], [i[c] for c in qpv])
+    p.relation(i["COM"], [i["X"]])
+    p.relation(i["QP021001"], [i["X"]])
+    return p, i
+
+
+def _plan_anneau() -> tuple[Plan, dict[str, int]]:
+    """QP002005: 3 employers and 18 employees strict, 5 and 195 within 300 m."""
+    p = Plan("2024-01")
+    i = {"strict": p.cellule(S, "QPV:QP002005", "strict", "qpv", "Ensemble", 3, 18.0, 8.0),
+         "300m": p.cellule(S, "QPV:QP002005", "300m", "qpv", "Ensemble", 5, 195.0, 120.0),
+         "anneau": p.cellule(S, "QPV:QP002005", "anneau", "qpv", "Ensemble", 2, 177.0, 120.0,
+                             publiee=False)}
+    # the département around it, so that a complement can be found
+    for k, (n, v) in enumerate([(6, 80.0), (4, 40.0)]):
+        for per, facteur in (("strict", 1.0), ("300m", 1.5), ("anneau", 0.5)):
+            i[f"q{k}{per}"] = p.cellule(S, f"QPV:QP00200{k}", per, "qpv", "Ensemble", n,
+                                        v * facteur, 10.0, publiee=per != "anneau")
+    for per in ("strict", "300m", "anneau"):
+        membres = [i[per] if per != "anneau" else i["anneau"]] + [i[f"q{k}{per}"] for k in (0, 1)]
+        total = sum(p.valeur[m] for m in membres)
+        n = sum(p.nombre[m] for m in membres)
+        i[f"dep{per}"] = p.cellule(S, "DEP:02", per, "qpv", "Ensemble", n, total, 120.0,
+                                   publiee=per != "anneau")
+        p.relation(i[f"dep{per}"], membres)
+    for cle in ("", "q0", "q1", "dep"):
+        a = i[f"{cle}300m"] if cle else i["300m"]
+        b = i[f"{cle}strict"] if cle else i["strict"]
+        c = i[f"{cle}anneau"] if cle else i["anneau"]
+        p.relation(a, [b, c])
+    return p, i
+
+
+def _intervalle(plan: Plan, cellule: int):
+    return next(iv for iv in auditer(plan) if iv.cellule == cellule)
+
+
+def test_hierarchie_avant_la_valeur_est_retrouvee():
+    plan, i = _plan_hierarchie()
+    proteger_plan(plan)
+    # the per-answer pattern: the département's list hides QP021005 and one complement,
+    # the commune's own answer publishes its 15 employees
+    plan.statuts = [None] * len(plan)
+    plan.statuts[i["QP021005"]] = "primaire"
+    plan.statuts[i["QP021001"]] = "secondaire"
+    iv = _intervalle(plan, i["QP021005"])
+    assert iv.bas == pytest.approx(1.0) and iv.haut == pytest.approx(1.0)
+    assert not iv.protegee
+
+
+def test_hierarchie_apres_un_intervalle():
+    plan, i = _plan_hierarchie()
+    proteger_plan(plan)
+    regles = confidentialite()
+    iv = _intervalle(plan, i["QP021005"])
+    assert iv.bas <= 0.0 + 1e-9
+    assert iv.haut >= 1.0 + regles.protection_minimum - 1e-9
+    assert plan.statuts[i["COM"]] is not None  # the commune no longer gives QP021001 away
+    assert all(x.protegee for x in auditer(plan))
+
+
+def test_anneau_avant_la_valeur_est_retrouvee():
+    plan, i = _plan_anneau()
+    proteger_plan(plan)
+    plan.statuts = [None] * len(plan)
+    iv = _intervalle(plan, i["anneau"])
+    assert iv.bas == pytest.approx(177.0) and iv.haut == pytest.approx(177.0)
+
+
+def test_anneau_apres_un_intervalle():
+    plan, i = _plan_anneau()
+    proteger_plan(plan)
+    regles = confidentialite()
+    assert plan.sensible[i["anneau"]]  # 2 employers: sensitive although never shown
+    iv = _intervalle(plan, i["anneau"])
+    p = max(regles.protection_relative * 177.0, regles.protection_minimum)
+    assert iv.bas <= 177.0 - p + 1e-6 and iv.haut >= 177.0 + p - 1e-6
+    assert iv.haut > iv.bas
+    assert all(x.protegee for x in auditer(plan))
+
+
+def test_statuts_et_raisons():
+    plan, i = _plan_hierarchie()
+    proteger_plan(plan)
+    statuts = np.asarray([s or "" for s in plan.statuts])
+    assert statuts[i["QP021005"]] == "primaire"
+    assert set(statuts) <= {"", "primaire", "secondaire"}
+    assert (statuts == "secondaire").sum() >= 1
+
+
+# --- on a real base: the plan of every linked table, and the command -----------------------
+
+@pytest.fixture(scope="module")
+def petite_base(tmp_path_factory):
+    """The hand-built base of test_indicateurs (13 employers in and around QP093001)."""
+    from essqpv import base as B
+    from tests.test_indicateurs import _registre
+    d = tmp_path_factory.mktemp("publication")
+    etab, ul, emp = _registre(d, avec_commerce=True)
+    b = d / "obs.duckdb"
+    B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01",
+                 base=b)
+    return b
+
+
+def test_plan_de_la_base_protege(petite_base):
+    from essqpv.indicators.publication import audit_base
+    plan, intervalles = audit_base(petite_base)
+    cles = set(plan.cles)
+    # every level of the hierarchy, both perimeters and the ring are in one plan
+    for terr in ("FR", "METRO", "REG:11", "DEP:93", "COM:93013", "QPV:QP093001"):
+        assert (S, terr, "strict", "qpv", "Ensemble") in cles
+        assert (S, terr, "300m", "qpv", "Ensemble") in cles
+    # the cooperative shop (1 employer) is a primary secret, also in the linked tables
+    i = plan.indice((S, "QPV:QP093001", "strict", "qpv", "Commerce"))
+    assert plan.statuts[i] == "primaire"
+    assert intervalles and all(iv.protegee for iv in intervalles)
+    assert all(iv.haut > iv.bas for iv in intervalles)
+
+
+def test_commande_controle_secret(petite_base):
+    import json
+
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    r = CliRunner().invoke(app, ["controle", "--secret", "--base", str(petite_base),
+                                 "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rapport = json.loads(r.output)
+    assert rapport["sous_protegees"] == 0 and rapport["auditees"] >= 1
+    assert rapport["pires"][0]["marge"] >= -1e-6
+    texte = CliRunner().invoke(app, ["controle", "--secret", "--base", str(petite_base)])
+    assert texte.exit_code == 0 and "moins protégées" in texte.output
+
+
+def test_reponses_stockees_lisent_le_plan(petite_base, tmp_path):
+    """The serialised answers written from the plan: every published figure is the plan's
+    cell, every suppressed cell is null with the plan's mark."""
+    import json
+    import shutil
+
+    import duckdb
+
+    from essqpv.indicators.publication import ecrire_plan
+    b = tmp_path / "copie.duckdb"
+    shutil.copyfile(petite_base, b)
+    con = duckdb.connect(str(b))
+    try:
+        bilan = ecrire_plan(con, "2024-01")
+        assert bilan["reponses"] > 0 and bilan["primaires"] >= 1
+        cellules = {(t, p, z, l): (v, st) for t, p, z, l, v, st in con.execute(
+            "SELECT territoire, perimetre, zone, ligne, valeur, statut FROM publication_cellules "
+            "WHERE tableau = 'salaries' AND publiee").fetchall()}
+        for terr in ("DEP:93", "COM:93013", "QPV:QP093001", "FR"):
+            for per in ("strict", "300m"):
+                texte = con.execute("SELECT json FROM publication_reponses WHERE genre = "
+                                    "'indicateurs' AND territoire = ? AND perimetre = ?",
+                                    [terr, per]).fetchone()[0]
+                r = json.loads(texte)
+                assert r["territoire"]["code"] == terr and r["perimetre"] == per
+                for ligne in r["tableau_secteurs"]:
+                    v, st = cellules[(terr, per, "qpv", ligne["secteur"])]
+                    if st:
+                        assert ligne["salaries_qpv"] is None
+                        assert ligne["secret"]["salaries_qpv"] == st
+                    else:
+                        assert ligne["salaries_qpv"] == int(round(v))
+                v, st = cellules[(terr, per, "qpv", "Ensemble")]
+                assert r["chiffres_cles"]["salaries"] == (None if st else int(round(v)))
+                assert r["chiffres_cles"]["secret"].get("salaries") == st
+    finally:
+        con.close()
+
+
+def test_comptes_jamais_secrets(petite_base):
+    from essqpv.indicators.publication import TABLEAUX_COMPTES, audit_base
+    plan, _ = audit_base(petite_base)
+    assert all(st is None for k, st in zip(plan.cles, plan.statuts) if k[0] in TABLEAUX_COMPTES)
