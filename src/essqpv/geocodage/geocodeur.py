@@ -38,7 +38,8 @@ class Geocodeur:
     dossier : path, optional
         Folder of the geocoder (:func:`~essqpv.geocodage.installation.dossier_par_defaut`).
     travailleurs : int, optional
-        Worker processes for large batches (default: the number of cores, at most 8).
+        Worker processes for large batches (default: ``$ESSQPV_GEOCODEUR_PROCESSUS``, else the
+        number of cores, at most 8).
     """
 
     def __init__(self, dossier: str | Path | None = None, travailleurs: int | None = None):
@@ -52,7 +53,8 @@ class Geocodeur:
                 "--departements 93,94 ».")
         _verifier_addok()
         self.departements = [d["code"] for d in self.etat["departements"]]
-        self.travailleurs = travailleurs or min(os.cpu_count() or 1, 8)
+        self.travailleurs = (travailleurs or int(os.environ.get("ESSQPV_GEOCODEUR_PROCESSUS")
+                                                 or 0) or min(os.cpu_count() or 1, 8))
         self._serveur: ServeurRedis | None = None
         self._pool = None
 

@@ -1,0 +1,270 @@
+"""Address geocoder benchmarks (issue 19): install time, Redis memory, addresses per second.
+
+The internet is not reachable from the development machine, so the BAN's files are replaced
+by **synthetic départements in the BAN's addok format, of realistic size** (by default
+260,000 house numbers in 16,250 streets — the BAN holds ≈ 26 M numbers for 101 départements —
+over the département's real communes, weighted by their real population; street names drawn
+from the words of real French commune names). They are served by a local HTTP server, so
+``essqpv geocodeur installer`` runs exactly as against the BAN (download, checks, import).
+
+Measures, each written to ``benchmarks/resultats_adresses.json``:
+
+- ``installation_1``: time to install one département (download + import + save), Redis
+  memory and index size;
+- ``installation_8``: the same for eight départements;
+- ``lot``: ``essqpv localiser --fichier`` on a 100,000-row CSV of addresses (exact house
+  numbers, typos, missing postcodes, streets without number, unknown addresses, empty lines),
+  with 1 and 2 worker processes: rows per second, end to end (reading, geocoding, QPV,
+  writing), and geocoding alone.
+
+Run: ``nice .venv/bin/python benchmarks/adresses.py [--numeros 260000] [--etapes ...]``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import http.server
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from pyproj import Transformer
+
+ICI = Path(__file__).parent
+TRAVAIL = Path(os.environ.get("ESSQPV_BENCH_DONNEES", "/tmp/essqpv-bench")) / "adresses"
+RESULTATS = ICI / "resultats_adresses.json"
+HUIT = ["93", "94", "92", "95", "91", "77", "78", "75"]
+TYPES = (["Rue"] * 50 + ["Avenue"] * 12 + ["Chemin"] * 10 + ["Allée"] * 8 + ["Impasse"] * 8
+         + ["Place"] * 4 + ["Boulevard"] * 4 + ["Route"] * 4)
+PARTICULES = ["de la", "du", "des", "de l'", "", "", "Saint-", "du Général"]
+
+
+def _vocabulaire() -> list[str]:
+    from essqpv import reference
+    mots = set()
+    for nom in reference.communes()["nom_commune"].to_list():
+        for m in nom.replace("-", " ").replace("'", " ").split():
+            if len(m) > 3 and m[0].isupper():
+                mots.add(m)
+    return sorted(mots)
+
+
+def departement_synthetique(code: str, numeros: int, graine: int = 19) -> Path:
+    """Write ``adresses-addok-<code>.ndjson.gz`` (BAN addok schema), once."""
+    from essqpv import reference
+    TRAVAIL.mkdir(parents=True, exist_ok=True)
+    chemin = TRAVAIL / f"n{numeros}" / f"adresses-addok-{code}.ndjson.gz"
+    if chemin.exists():
+        return chemin
+    chemin.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(graine + int(code[:2]))
+    communes = reference.communes().filter(
+        (reference.communes()["code_departement"] == code)
+        & (reference.communes()["type"] == "commune-actuelle")).to_dicts()
+    vers_l93 = Transformer.from_crs(4326, 2154, always_xy=True)
+    mots = _vocabulaire()
+    nom_dep = communes[0]["nom_departement"]
+    contexte = f"{code}, {nom_dep}, {communes[0]['nom_region']}"
+    poids = np.array([math.sqrt(max(int(c["population"] or 1), 1)) for c in communes])
+    n_voies = max(1, numeros // 16)
+    par_commune = rng.multinomial(n_voies, poids / poids.sum())
+    # communes placed on a grid around the Paris region's latitude: only the sizes matter
+    lon0, lat0 = 2.0 + (int(code[:2]) % 10) * 0.3, 48.5 + (int(code[:2]) % 7) * 0.1
+    ecrits = 0
+    tmp = chemin.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+        for c, nv in zip(communes, par_commune):
+            clon, clat = lon0 + rng.uniform(0, 0.5), lat0 + rng.uniform(0, 0.35)
+            cp = c["code_commune"][:2] + f"{rng.integers(0, 1000):03d}"
+            pop = int(c["population"] or 0)
+            x, y = vers_l93.transform(clon, clat)
+            f.write(json.dumps({"id": c["code_commune"], "type": "municipality",
+                                "name": c["nom_commune"], "postcode": [cp],
+                                "citycode": c["code_commune"], "lon": round(clon, 6),
+                                "lat": round(clat, 6), "x": round(x, 2), "y": round(y, 2),
+                                "population": pop, "city": c["nom_commune"],
+                                "context": contexte,
+                                "importance": round(math.log(1 + pop / 3) / 20, 5)},
+                               ensure_ascii=False) + "\n")
+            vus = set()
+            for k in range(nv):
+                while True:
+                    t = TYPES[rng.integers(len(TYPES))]
+                    p = PARTICULES[rng.integers(len(PARTICULES))]
+                    w = mots[rng.integers(len(mots))]
+                    if rng.random() < 0.3:
+                        w += " " + mots[rng.integers(len(mots))]
+                    nom = f"{t} {p}{'' if p.endswith(('-', chr(39))) or not p else ' '}{w}"
+                    if nom not in vus:
+                        vus.add(nom)
+                        break
+                slon, slat = clon + rng.normal(0, 0.01), clat + rng.normal(0, 0.008)
+                angle = rng.uniform(0, math.pi)
+                n = max(1, int(rng.gamma(2.0, 8.0)))
+                hn = {}
+                for j in range(1, n + 1):
+                    d = (j - n / 2) * 1.2e-4
+                    lo, la = slon + d * math.cos(angle), slat + d * math.sin(angle) * 0.66
+                    xx, yy = vers_l93.transform(lo, la)
+                    cle = str(j) + (" bis" if rng.random() < 0.03 else "")
+                    hn[cle] = {"id": f"{c['code_commune']}_{k:04d}_{j:05d}", "x": round(xx, 2),
+                               "y": round(yy, 2), "lon": round(lo, 6), "lat": round(la, 6)}
+                ecrits += n
+                sx, sy = vers_l93.transform(slon, slat)
+                f.write(json.dumps({"id": f"{c['code_commune']}_{k:04d}", "type": "street",
+                                    "name": nom, "postcode": cp,
+                                    "citycode": [c["code_commune"]], "lon": round(slon, 6),
+                                    "lat": round(slat, 6), "x": round(sx, 2), "y": round(sy, 2),
+                                    "city": [c["nom_commune"]], "context": contexte,
+                                    "importance": round((math.log(1 + pop / 3)
+                                                         + math.log(1 + n)) / 20, 5),
+                                    "housenumbers": hn}, ensure_ascii=False) + "\n")
+    tmp.rename(chemin)
+    return chemin
+
+
+class _Serveur:
+    def __init__(self, dossier: Path):
+        h = functools.partial(_Silencieux, directory=str(dossier))
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.modele = (f"http://127.0.0.1:{self.srv.server_address[1]}/"
+                       "adresses-addok-{departement}.ndjson.gz")
+
+    def fermer(self):
+        self.srv.shutdown()
+
+
+class _Silencieux(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def _installer(deps: list[str], numeros: int, dossier: Path) -> dict:
+    from essqpv.geocodage import installer
+    fichiers = [departement_synthetique(d, numeros) for d in deps]
+    srv = _Serveur(fichiers[0].parent)
+    try:
+        if dossier.exists():
+            import shutil
+            shutil.rmtree(dossier)
+        t = time.perf_counter()
+        r = installer(deps, dossier, url=srv.modele, remplacer=True)
+        duree = time.perf_counter() - t
+    finally:
+        srv.fermer()
+    return {"departements": deps, "numeros": sum(d["documents"]["numeros"]
+                                                 for d in r["departements"]),
+            "voies": sum(d["documents"]["street"] for d in r["departements"]),
+            "octets_telecharges": sum(d["taille_fichier"] for d in r["departements"]),
+            "duree_totale_s": round(duree, 1), "duree_import_s": r["duree_s"],
+            "memoire_redis_octets": r["memoire_redis_octets"],
+            "memoire_redis_mio": round(r["memoire_redis_octets"] / 2**20, 1),
+            "index_disque_mio": round(r["taille_octets"] / 2**20, 1)}
+
+
+def _fichier_adresses(code: str, numeros: int, lignes: int, graine: int = 7) -> Path:
+    """A CSV of addresses drawn from the synthetic département, with the usual faults."""
+    chemin = TRAVAIL / f"n{numeros}" / f"adresses_{lignes}.csv"
+    if chemin.exists():
+        return chemin
+    rng = np.random.default_rng(graine)
+    voies = []
+    with gzip.open(departement_synthetique(code, numeros), "rt", encoding="utf-8") as f:
+        for ligne in f:
+            d = json.loads(ligne)
+            if d["type"] == "street":
+                voies.append((d["name"], d["postcode"], d["city"][0],
+                              list(d["housenumbers"])))
+    with open(chemin, "w", encoding="utf-8") as f:
+        f.write("id;adresse\n")
+        for i in range(lignes):
+            nom, cp, ville, numeros_voie = voies[rng.integers(len(voies))]
+            num = numeros_voie[rng.integers(len(numeros_voie))]
+            u = rng.random()
+            if u < 0.70:
+                a = f"{num} {nom} {cp} {ville}"
+            elif u < 0.80:  # a typo: two letters swapped in the street name
+                j = int(rng.integers(len(nom) - 2)) + 1
+                a = f"{num} {nom[:j]}{nom[j + 1]}{nom[j]}{nom[j + 2:]} {cp} {ville}"
+            elif u < 0.88:
+                a = f"{num} {nom} {ville}"  # no postcode
+            elif u < 0.94:
+                a = f"{nom} {cp} {ville}"  # no number
+            elif u < 0.97:
+                a = f"{rng.integers(1, 300)} rue Imaginaire {rng.integers(1, 99)} {cp}"
+            elif u < 0.985:
+                a = f"{num} {nom} 13001 Marseille"  # a département not installed
+            else:
+                a = ""
+            f.write(f"{i};{a}\n")
+    return chemin
+
+
+def _lot(code: str, numeros: int, lignes: int, travailleurs: int, dossier: Path) -> dict:
+    """One run in a child process (its own CPU time and peak memory)."""
+    entree = _fichier_adresses(code, numeros, lignes)
+    code_py = (
+        "import json,resource,sys,time\n"
+        "from essqpv import lookup\n"
+        "t=time.perf_counter()\n"
+        f"r=lookup.localiser_fichier({str(entree)!r}, {str(entree.with_name('sortie.csv'))!r},"
+        f" geocodeur={str(dossier)!r})\n"
+        "d=time.perf_counter()-t\n"
+        "print(json.dumps({'duree_s': d, 'par_statut': r['par_statut'],"
+        " 'lignes': r['lignes']}))\n")
+    t = time.perf_counter()
+    env = {**os.environ, "ESSQPV_GEOCODEUR_PROCESSUS": str(travailleurs)}
+    p = subprocess.run([sys.executable, "-c", code_py], capture_output=True, text=True, env=env)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"lignes": r["lignes"], "travailleurs": travailleurs,
+            "duree_s": round(r["duree_s"], 2),
+            "lignes_par_s": round(r["lignes"] / r["duree_s"]),
+            "duree_processus_s": round(time.perf_counter() - t, 2),
+            "par_statut": r["par_statut"], "charge": os.getloadavg()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--numeros", type=int, default=260_000)
+    ap.add_argument("--lignes", type=int, default=100_000)
+    ap.add_argument("--etapes", default="installation_1,lot,installation_8")
+    ap.add_argument("--travailleurs", default="1,2")
+    a = ap.parse_args()
+    etapes = a.etapes.split(",")
+    res = json.loads(RESULTATS.read_text("utf-8")) if RESULTATS.exists() else {}
+    res["machine"] = {"coeurs": os.cpu_count(), "python": platform.python_version(),
+                      "redis": subprocess.run(["redis-server", "--version"],
+                                              capture_output=True, text=True).stdout.strip(),
+                      "note": "machine partagée : charge notée à chaque mesure"}
+    res["donnees"] = (f"départements synthétiques au format addok de la BAN, {a.numeros} "
+                      "numéros chacun (communes et populations réelles, voies inventées)")
+    un = TRAVAIL / "geocodeur-1"
+    if "installation_1" in etapes:
+        res["installation_1"] = {**_installer(["93"], a.numeros, un),
+                                 "charge": os.getloadavg()}
+        print(json.dumps(res["installation_1"], ensure_ascii=False))
+    if "lot" in etapes:
+        res["lot"] = [_lot("93", a.numeros, a.lignes, int(t), un)
+                      for t in a.travailleurs.split(",")]
+        for r in res["lot"]:
+            print(json.dumps(r, ensure_ascii=False))
+    if "installation_8" in etapes:
+        res["installation_8"] = {**_installer(HUIT, a.numeros, TRAVAIL / "geocodeur-8"),
+                                 "charge": os.getloadavg()}
+        print(json.dumps(res["installation_8"], ensure_ascii=False))
+    RESULTATS.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n", "utf-8")
+
+
+if __name__ == "__main__":
+    main()
