@@ -500,6 +500,7 @@ def creer_application(base: Path | str) -> FastAPI:
                             filename=f"essqpv-{nom_fichier(t['code'])}-{m}{chemin.suffix}")
 
     _ajouter_localisation(app, donnees)
+    __import__("essqpv.web._adresses", fromlist=["ajouter"]).ajouter(app, donnees)  # adresses
     return app
 
 

@@ -512,6 +512,7 @@
     carte.fitBounds(BORNES_METRO);
     return carte;
   }
+  window.essqpvCarte = initCarte;  // for adresses.js
   function centrer(zone) {
     if (!carte) { return; }
     Array.prototype.forEach.call(document.querySelectorAll(".zones button"), function (b) {

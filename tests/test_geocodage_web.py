@@ -1,0 +1,125 @@
+"""The address lookup of the API and the dashboard, with the REAL addok and Redis, and the
+dashboard in a real browser (Playwright driving Debian's Chromium)."""
+from __future__ import annotations
+
+import threading
+import time
+import pytest
+
+from essqpv import lookup
+from essqpv.geocodage import installer
+from tests.test_geocodage import _numero, _serveur
+from tests.test_web_navigateur import browser_type_launch_args  # noqa: F401 (Debian's Chromium)
+
+
+@pytest.fixture(scope="module")
+def geocodeur_installe(tmp_path_factory):
+    srv = _serveur()
+    dossier = tmp_path_factory.mktemp("geocodeur-web")
+    installer("93,94", dossier, url=srv.modele)
+    srv.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ESSQPV_GEOCODEUR", str(dossier))
+        yield dossier
+
+
+@pytest.fixture(scope="module")
+def client(base_demo, geocodeur_installe):
+    from fastapi.testclient import TestClient
+
+    from essqpv.web import creer_application
+    with TestClient(creer_application(base_demo)) as c:
+        yield c
+
+
+def test_api_adresses(client):
+    e = client.get("/api/adresses/etat").json()
+    assert e["installe"] and [d["code"] for d in e["departements"]] == ["93", "94"]
+    s = client.get("/api/adresses/suggestions", params={"q": "4 rue de la pa"}).json()
+    assert s["suggestions"] and "Rue de la Paix" in s["suggestions"][0]["label"]
+    r = client.get("/api/adresses/localiser",
+                   params={"adresse": "4 rue de la Paix 93200 Saint-Denis"})
+    assert r.status_code == 200
+    r = r.json()
+    point = _numero("93", "93066_1000")
+    attendu = lookup.localiser_points(point["lon"], point["lat"]).to_dicts()[0]
+    assert r["statut"] == "localise" and r["dans_qpv"] is True
+    assert r["reponse"].startswith(f"dans le QPV {attendu['qpv_code']}")
+    assert "Base Adresse Nationale" in r["source_adresses"]
+    assert "attestation" in r["avertissement"]
+    r = client.get("/api/adresses/localiser",
+                   params={"adresse": "4 Rue de la Fontaine 94200 Ivry-sur-Seine"}).json()
+    assert r["reponse"].startswith("hors QPV") and r["dans_qpv"] is False
+    r = client.get("/api/adresses/localiser",
+                   params={"adresse": "rue de la Paix 93200 Saint-Denis"}).json()
+    assert r["statut"] == "a_verifier" and r["dans_qpv"] is None and r["reponse"] == ""
+    r = client.get("/api/adresses/localiser",
+                   params={"adresse": "1 rue de Rivoli 75001 Paris"}).json()
+    assert r["statut"] == "departement_non_installe"
+    assert client.get("/api/adresses/suggestions", params={"q": "ab"}).status_code in (400, 422)
+    assert "/api/adresses/localiser" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.fixture(scope="module")
+def url_adresses(base_demo, geocodeur_installe):
+    import socket
+
+    import uvicorn
+
+    from essqpv.web import creer_application
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serveur = uvicorn.Server(uvicorn.Config(creer_application(base_demo), host="127.0.0.1",
+                                            port=port, log_level="warning"))
+    fil = threading.Thread(target=serveur.run, daemon=True)
+    fil.start()
+    debut = time.monotonic()
+    while not serveur.started:
+        assert time.monotonic() - debut < 30, "le serveur ne démarre pas"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    serveur.should_exit = True
+    fil.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_champ_adresse_dans_le_navigateur(page, url_adresses):
+    erreurs = []
+    page.on("pageerror", lambda e: erreurs.append(f"exception : {e}"))
+    page.goto(url_adresses)
+    bloc = page.locator("#bloc-adresse")
+    bloc.wait_for(state="visible")
+    champ = page.locator("#champ-adresse")
+    champ.click()
+    champ.press_sequentially("4 rue de la pa", delay=30)
+    page.locator("#suggestions-adresse li").first.wait_for()
+    libelles = page.locator("#suggestions-adresse li").all_inner_texts()
+    assert any(x == "4 Rue de la Paix 93200 Saint-Denis" for x in libelles), libelles
+    # keyboard: down to the Saint-Denis suggestion, Enter takes it, Enter again searches
+    rang = libelles.index("4 Rue de la Paix 93200 Saint-Denis")
+    for _ in range(rang + 1):
+        champ.press("ArrowDown")
+    champ.press("Enter")
+    page.wait_for_function("() => document.querySelector('#reponse-adresse').dataset.statut")
+    texte = page.locator("#reponse-adresse").inner_text()
+    point = _numero("93", "93066_1000")
+    code = lookup.localiser_points(point["lon"], point["lat"]).to_dicts()[0]["qpv_code"]
+    assert "Adresse trouvée : 4 Rue de la Paix 93200 Saint-Denis" in texte
+    assert f"Dans le QPV {code}" in texte
+    # the map is centred on the point, with a marker
+    assert page.locator("#carte").get_attribute("data-adresse") == \
+        f"{point['lon']},{point['lat']}"
+    centre = page.evaluate("() => { const c = window.essqpvCarte().getCenter(); "
+                           "return [c.lng, c.lat]; }")
+    assert abs(centre[0] - point["lon"]) < 1e-4 and abs(centre[1] - point["lat"]) < 1e-4
+    assert "Base Adresse Nationale" in page.locator("#source-adresse").inner_text()
+    # a street without number: to check, never declared inside
+    champ.fill("rue de la Paix 93200 Saint-Denis")
+    champ.press("Escape")
+    page.locator("#form-adresse button").click()
+    page.wait_for_function("() => document.querySelector('#reponse-adresse').dataset.statut "
+                           "=== 'a_verifier'")
+    assert "Pas de réponse QPV" in page.locator("#reponse-adresse").inner_text()
+    assert "Dans le QPV" not in page.locator("#reponse-adresse").inner_text()
+    assert not erreurs, erreurs
