@@ -69,7 +69,7 @@ COLONNES_ETABLISSEMENTS = [
     "effectif_estime", "date_creation", "code_commune", "commune", "departement", "region",
     "epci", "adresse", "lon", "lat", "source_coordonnees", "localise", "motif_non_localise",
     "qpv", "qpv_tampon", "distance_qpv_m", "qpv_insee", "effectif", "femmes", "cdi",
-    "contrats_aides", "temps_complet",
+    "contrats_aides", "temps_complet", "score_ban",
 ]
 COLONNES_PUBLIQUES = ["siret", "denomination", "enseigne", "famille", "secteur", "naf",
                       "tranche", "employeur", "commune", "departement", "region", "adresse",
@@ -610,6 +610,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         _cle_derivee("placement", cle_amont, str(reglages.tampon_m), _empreinte_couche(couche)),
         placer)
     dans_df = dans_df.with_columns(places)
+    # Addresses (issue 19): establishments without usable coordinates placed from their Sirene
+    # address when an address geocoder is installed (source_coordonnees = ban); else unchanged.
+    from essqpv.geocodage.etablissements import completer_par_adresse
+    dans_df, geocodage_ban = completer_par_adresse(dans_df, couche, reglages.tampon_m, etape)
 
     # INSEE's own QPV code, for the same geography.
     colonne_insee = {"2015": ["plg_qp15", "plg_qp"], "2024": ["plg_qp24"]}[couche.geographie]
@@ -679,6 +683,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         "communes_inconnues": communes_inconnues,
         "unites_legales": _compte_fichier(c_ul),
     }
+    if geocodage_ban is not None:
+        rapport["geocodage_ban"] = geocodage_ban
     if c_geo is not None:
         rapport["geolocalisation"] = _compte_fichier(c_geo)
     if c_emp is not None and v_emp is not None:

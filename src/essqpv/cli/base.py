@@ -35,6 +35,8 @@ def _afficher_controle(rapport: dict) -> None:
     for motif, n in rapport["non_localisees_par_motif"].items():
         ligne(motif, n, 6)
     ligne("localisées", rapport["localisees"], 5)
+    if "geocodage_ban" in rapport:  # placed from their address (BAN geocoder)
+        ligne("dont placées par leur adresse (BAN)", rapport["geocodage_ban"]["localisees"], 6)
     ligne("hors QPV", rapport["hors_qpv"], 6)
     ligne("en QPV (périmètre strict)", rapport["en_qpv"], 6)
     for fichier in ("unites_legales", "geolocalisation", "emplois"):
