@@ -65,7 +65,8 @@ class Geocodeur:
     def ouvrir(self) -> "Geocodeur":
         if self._serveur is None:
             self._serveur = ServeurRedis(self.index).demarrer()
-            _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS)
+            _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS,
+                            lecture_seule=True)
         return self
 
     def fermer(self) -> None:
@@ -87,7 +88,8 @@ class Geocodeur:
         if self._serveur is None:
             self.ouvrir()
         else:
-            _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS)
+            _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS,
+                            lecture_seule=True)
 
     def memoire(self) -> int:
         self._pret()
