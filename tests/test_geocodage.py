@@ -325,3 +325,17 @@ def test_commande_localiser_adresse(installe):
     run = CliRunner().invoke(app, ["localiser", "--adresse", "x", "--geocodeur",
                                    os.path.join(dossier, "absent")])
     assert run.exit_code != 0
+
+
+def test_index_endommage(installe, tmp_path):
+    import shutil
+    copie = tmp_path / "copie"
+    shutil.copytree(installe[0] / "index", copie / "index")
+    (copie / "index" / "dump.rdb").write_bytes(b"REDIS pas vraiment" * 100)
+    with pytest.raises(GeocodeurIndisponible, match="endommagé"):
+        Geocodeur(copie).ouvrir()
+    # a search writes nothing into the installed index
+    avant = sorted(p.name for p in (installe[0] / "index").iterdir())
+    with Geocodeur(installe[0]) as g:
+        g.rechercher("4 rue de la paix")
+    assert sorted(p.name for p in (installe[0] / "index").iterdir()) == avant

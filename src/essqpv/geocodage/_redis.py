@@ -86,7 +86,8 @@ class ServeurRedis:
         self.socket = os.path.join(self._temporaire, "redis.sock")
         for _ in range(5):
             self.port = _port_libre()
-            journal = self.dossier / "redis.log"
+            # the log goes to the private folder: a search writes nothing into the index
+            journal = Path(self._temporaire) / "redis.log"
             commande = [exe, "--bind", "127.0.0.1", "--port", str(self.port),
                         "--protected-mode", "yes", "--dir", str(self.dossier.resolve()),
                         "--dbfilename", FICHIER_INDEX, "--save", "", "--appendonly", "no",
@@ -117,12 +118,18 @@ class ServeurRedis:
             while time.monotonic() < fin:
                 if self._processus.poll() is not None:
                     erreur = (self._processus.stderr.read() or b"").decode("utf-8", "replace")
-                    journal = self.dossier / "redis.log"
+                    journal = Path(self._temporaire) / "redis.log"
                     if journal.exists():
                         erreur += journal.read_text("utf-8", "replace")[-2000:]
+                    lignes = [ligne.split(" # ", 1)[-1].strip() for ligne in
+                              erreur.splitlines() if ligne.strip()]
+                    derniere = lignes[-1] if lignes else "sans message"
+                    conseil = (" ; l'index semble endommagé : réinstallez-le (essqpv geocodeur "
+                               "installer --departements … --remplacer)"
+                               if "loading the DB" in erreur or "RDB" in erreur else "")
                     raise GeocodeurIndisponible(
                         "Le serveur Redis du géocodeur s'est arrêté au démarrage "
-                        f"(dossier {self.dossier}) : {erreur.strip()[-500:] or 'sans message'}"
+                        f"(dossier {self.dossier}) : « {derniere[-300:]} »" + conseil
                         + (" (port occupé)" if "Address already in use" in erreur else "")
                         + ".")
                 try:

@@ -249,7 +249,6 @@ def installer(departements: str | Iterable[str], dossier: str | Path | None = No
              "source": "Base Adresse Nationale (BAN), export addok, Licence Ouverte 2.0"}
         (construction / FICHIER_ETAT).write_text(json.dumps(e, ensure_ascii=False, indent=1),
                                                  "utf-8")
-        (construction / "redis.log").unlink(missing_ok=True)
         index, ancien = dossier / "index", dossier / "index.ancien"
         if ancien.exists():
             shutil.rmtree(ancien)
