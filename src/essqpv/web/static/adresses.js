@@ -72,6 +72,8 @@
   }
   function localiser() {
     var q = champ.value.trim();
+    clearTimeout(attente);
+    jeton++;  // a suggestion request still on its way is dropped
     fermer();
     if (!q) { return; }
     vider(reponse);
