@@ -789,3 +789,22 @@ def test_televersements_hostiles_sans_erreur_interne(client):
     assert r.status_code == 400 and "multipart mal formé" in r.json()["erreur"]
     r = client.post("/api/localiser", files={"fichier": ("c.xlsx", b"PK\x03\x04tronque")})
     assert r.status_code == 400 and "n'est pas un classeur Excel lisible" in r.json()["erreur"]
+
+
+def test_sigterm_pendant_une_construction_nettoie_tout(registre, bonne, tmp_path):
+    b = copie(bonne, tmp_path / "term")
+    avant = etat(b)
+    p = subprocess.Popen(
+        [str(ESSQPV), "construire", "-e", registre["etab"], "-u", registre["ul"], "-g",
+         registre["geo"], "-m", M, "-b", b], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "ESSQPV_ARRET_TEST": "base_temporaire_ecrite:pause"})
+    _attendre_arret(p)
+    assert (b.parent / f"obs.duckdb.tmp-{p.pid}").exists()
+    p.send_signal(signal.SIGTERM)
+    p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Arrêté (SIGTERM)" in plat(err)
+    assert etat(b) == avant
+    assert sorted(x.name for x in b.parent.iterdir()) == [
+        "obs.duckdb", "obs.duckdb.rejets", "obs.duckdb.travail"]  # no lock, no temporary
+    assert [x.name for x in b.with_name("obs.duckdb.rejets").iterdir()] == [M]

@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import traceback
@@ -133,7 +134,32 @@ def _journal(exc: BaseException) -> Path | None:
     return None
 
 
+class _Termine(BaseException):
+    """SIGTERM received: unwinds like Ctrl+C, so that temporary files and locks go."""
+
+
+def _sur_sigterm(signum, frame) -> None:
+    raise _Termine()
+
+
 def executer(app: typer.Typer, args: list[str] | None = None) -> int:
+    """:func:`_executer` with SIGTERM turned into a clean stop (exit 143)."""
+    try:
+        precedent = signal.signal(signal.SIGTERM, _sur_sigterm)
+    except ValueError:  # not the main thread
+        precedent = None
+    try:
+        return _executer(app, args)
+    except _Termine:
+        console.print("Arrêté (SIGTERM) : fichiers temporaires supprimés, rien n'a été "
+                      "remplacé à moitié.")
+        return 143
+    finally:
+        if precedent is not None:
+            signal.signal(signal.SIGTERM, precedent)
+
+
+def _executer(app: typer.Typer, args: list[str] | None = None) -> int:
     """Run the typer app; every failure is one French line on standard error.
 
     Exit codes: 0 success; 1 an error while running (:class:`EssqpvError`, a file that cannot
