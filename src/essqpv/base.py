@@ -296,17 +296,21 @@ def _empreinte_couche(couche) -> str:
 
 def _cache_derive(travail: Path, prefixe: str, cle: str,
                   calcul: Callable[[], tuple[pl.DataFrame, dict]]) -> tuple[pl.DataFrame, dict]:
-    """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``."""
-    parquet = travail / f"{prefixe}-{cle}.parquet"
+    """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``.
+
+    Stored as Arrow IPC, uncompressed (like the conversions: written and read back at the
+    speed of a copy; a rebuild from the cache then costs little more than writing the
+    base)."""
+    arrow = travail / f"{prefixe}-{cle}.arrow"
     meta = travail / f"{prefixe}-{cle}.json"
-    if parquet.exists() and meta.exists():
-        return pl.read_parquet(parquet), json.loads(meta.read_text("utf-8"))
+    if arrow.exists() and meta.exists():
+        return pl.read_ipc(arrow), json.loads(meta.read_text("utf-8"))
     for ancien in travail.glob(f"{prefixe}-*"):
         ancien.unlink()
     df, info = calcul()
-    temporaire = parquet.with_name(parquet.name + f".partiel-{os.getpid()}")
-    df.write_parquet(temporaire, compression="zstd")
-    os.replace(temporaire, parquet)
+    temporaire = arrow.with_name(arrow.name + f".partiel-{os.getpid()}")
+    df.write_ipc(temporaire, compression="uncompressed")
+    os.replace(temporaire, arrow)
     meta.write_text(json.dumps(info), "utf-8")
     return df, info
 
@@ -842,11 +846,15 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             for table in ("millesimes", "qpv", "rejets", "discordances_qpv_insee") + (
                     ("etablissements",) if existe else ()):
                 con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
-            con.register("_etab", etab.to_arrow())
-            if existe:
-                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab")
-            else:
+            # (in slices: the Arrow copy of one slice at a time, not of the whole frame)
+            if not existe:
+                con.register("_etab", etab.head(0).to_arrow())
                 con.execute("CREATE TABLE etablissements AS SELECT * FROM _etab")
+                con.unregister("_etab")
+            for tranche in etab.iter_slices(250_000):
+                con.register("_etab", tranche.to_arrow())
+                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab")
+                con.unregister("_etab")
             con.register("_qpv", qpv.to_arrow())
             con.execute("INSERT INTO qpv BY NAME SELECT * FROM _qpv")
             con.register("_disc", discordances.to_arrow())
