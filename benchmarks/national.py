@@ -404,6 +404,8 @@ def resume() -> None:
     print("\n| taille | mesure | mur (médiane) | pic RSS | lignes/s | charge | date |")
     print("|---|---|---|---|---|---|---|")
     for (mesure, n), x in sorted(d.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if mesure == "serie":  # (its own table below)
+            continue
         mur = x.get("mur_s", x.get("mediane_s"))
         rss = x.get("pic_rss_gio", "")
         print(f"| {n:,} | {mesure} | {mur} s | {rss} Gio | {x.get('lignes_par_s', '')} | "
