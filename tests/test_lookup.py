@@ -1,4 +1,5 @@
-"""essqpv.lookup and ``essqpv localiser`` on the real contours (embedded 2015 geography).
+"""essqpv.lookup and ``essqpv localiser`` on the real contours (embedded 2015 geography, codes
+``QP…``, asked for explicitly; the 2024 default is tested in ``test_qpv2024.py``).
 
 The tiny DuckDB base below is built by hand with the columns of docs/architecture.md
 (table ``etablissements``), so that the lookup is tested independently of the builder.
@@ -19,14 +20,16 @@ from typer.testing import CliRunner
 from essqpv.cli import app
 from essqpv.config import MARQUE_SYNTHETIQUE
 from essqpv.errors import BaseInvalide, ColonneManquante, FichierInvalide, ParametreInvalide
-from essqpv.lookup import (
-    index_qpv,
-    localiser_fichier,
-    localiser_points,
-    localiser_siret,
-    localiser_xy,
-)
+from functools import partial
+
+from essqpv import lookup
+from essqpv.lookup import index_qpv, localiser_siret
 from essqpv.sources.qpv import lire_qpv
+
+# Every lookup below asks for the 2015 geography (a test may still pass another layer).
+localiser_points = partial(lookup.localiser_points, couche="2015")
+localiser_xy = partial(lookup.localiser_xy, couche="2015")
+localiser_fichier = partial(lookup.localiser_fichier, couche="2015")
 
 DONNEES = Path(__file__).resolve().parent / "data" / "qpv"
 COLONNES = ["qpv_code", "qpv_nom", "qpv_communes", "dans_qpv", "qpv_code_300m",
@@ -35,7 +38,7 @@ COLONNES = ["qpv_code", "qpv_nom", "qpv_communes", "dans_qpv", "qpv_code_300m",
 
 @pytest.fixture(scope="module")
 def couche():
-    return lire_qpv()
+    return lire_qpv(geographie="2015")
 
 
 def _interieur(couche, code):
@@ -263,7 +266,7 @@ def test_fichier_de_siret(tmp_path, base):
     entree = tmp_path / "sirets.csv"
     entree.write_text("siret;nom\n12345678900011;A\n98765432100022;B\n123;C\n;D\n"
                       "11111111111111;E\n", encoding="utf-8")
-    resume = localiser_fichier(entree, tmp_path / "s.csv", base=base)
+    resume = lookup.localiser_fichier(entree, tmp_path / "s.csv", base=base)  # the base's QPV
     assert resume["mode"] == "siret" and resume["avertissements"] == [MARQUE_SYNTHETIQUE]
     r = pl.read_csv(tmp_path / "s.csv", separator=";", infer_schema=False)
     assert r["siret"].to_list() == ["12345678900011", "98765432100022", "123", None,
@@ -315,7 +318,7 @@ def test_cli_aide_en_francais():
 
 def test_cli_point_json(couche):
     lon, lat = _interieur(couche, "QP093001")
-    r = runner.invoke(app, ["localiser", "--lon", str(lon), "--lat", str(lat),
+    r = runner.invoke(app, ["localiser", "--geographie", "2015", "--lon", str(lon), "--lat", str(lat),
                             "--perimetre", "200m", "--format", "json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
@@ -324,17 +327,17 @@ def test_cli_point_json(couche):
 
 
 def test_cli_point_texte_et_xy(couche):
-    r = runner.invoke(app, ["localiser", "--lon", "2.3522", "--lat", "48.8566"])
+    r = runner.invoke(app, ["localiser", "--geographie", "2015", "--lon", "2.3522", "--lat", "48.8566"])
     assert r.exit_code == 0 and "Hors QPV (périmètre strict)." in r.output
     assert "pas une attestation officielle" in r.output.replace("\n", " ")
     lon, lat = _interieur(couche, "QP974001")
     x, y = pyproj.Transformer.from_crs(4326, 2975, always_xy=True).transform(lon, lat)
-    r = runner.invoke(app, ["localiser", "--x", str(x), "--y", str(y), "--epsg", "2975"])
+    r = runner.invoke(app, ["localiser", "--geographie", "2015", "--x", str(x), "--y", str(y), "--epsg", "2975"])
     assert r.exit_code == 0 and "Dans le QPV QP974001 « Le Gol » (Saint-Louis)." in r.output
 
 
 def test_cli_fichier_et_siret(tmp_path, base):
-    r = runner.invoke(app, ["localiser", "--fichier", str(DONNEES / "points_exemple.csv"),
+    r = runner.invoke(app, ["localiser", "--geographie", "2015", "--fichier", str(DONNEES / "points_exemple.csv"),
                             "--sortie", str(tmp_path / "o.csv")])
     assert r.exit_code == 0, r.output
     assert "8 lignes lues dans points_exemple.csv" in r.output

@@ -1,4 +1,5 @@
-"""essqpv.placement on the real national contours (embedded 2015 geography)."""
+"""essqpv.placement on the real national contours (embedded 2015 geography, codes ``QP…``;
+the 2024 default is tested in ``test_qpv2024.py``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from essqpv.sources.qpv import lire_qpv
 
 @pytest.fixture(scope="module")
 def index():
-    return IndexQPV(lire_qpv())
+    return IndexQPV(lire_qpv(geographie="2015"))
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ def nationale(qpv2015):
     return lire_qpv(qpv2015 / "QP_METROPOLEOUTREMER_WGS84_EPSG4326.shp")
 
 
-def test_contours_integres():
-    c = lire_qpv()
+def test_contours_integres_2015():
+    c = lire_qpv(geographie="2015")
     assert len(c) == 1514 and c.reparees == 34 and int(c.repares.sum()) == 34
     assert c.geographie == "2015"
     assert shapely.is_valid(c.geometries).all()
@@ -34,7 +34,7 @@ def test_contours_integres():
     # French Polynesia (987): QPV without Sirene coverage
     assert int(c.hors_champ_sirene.sum()) == 76
     assert set(c.departements[c.hors_champ_sirene]) == {"987"}
-    assert lire_qpv() is c  # read once
+    assert lire_qpv(geographie="2015") is c  # read once
 
 
 def test_shapefile_national(nationale):
@@ -48,7 +48,7 @@ def test_shapefile_national(nationale):
     # accents of the Windows-1252 DBF are decoded
     assert "Les Abymes, Pointe-à-Pitre" in set(c.communes)
     # identical to the embedded copy
-    integre = lire_qpv()
+    integre = lire_qpv(geographie="2015")
     assert (integre.codes == c.codes).all()
     assert all(shapely.equals_exact(a, b, 0) for a, b in zip(integre.geometries, c.geometries))
 

@@ -459,7 +459,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                 millesime: str, base: str | Path, qpv: str | Path | None = None,
                 geolocalisation: str | Path | None = None, emplois: str | Path | None = None,
                 reglages: Reglages | None = None, synthetique: bool | None = None,
-                progression: Progression | None = None, forcer: bool = False) -> dict:
+                progression: Progression | None = None, forcer: bool = False,
+                geographie: str | None = None) -> dict:
     """Build (or replace) one vintage of the base from the official files.
 
     Parameters
@@ -471,7 +472,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     base : path
         The DuckDB file; other vintages in it are kept.
     qpv : path, optional
-        QPV contours (2015 or 2024 geography); the embedded 2015 contours by default.
+        QPV contours (2015 or 2024 geography); the embedded contours of ``geographie`` by
+        default.
+    geographie : ``"2024"`` or ``"2015"``, optional
+        Priority geography: 2024 (in force, the default) or 2015 (history).
     geolocalisation, emplois : path, optional
         INSEE's geolocation file; the establishment-level employment file.
     synthetique : bool, optional
@@ -524,8 +528,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     empreintes.shutdown(wait=False)
 
     etape("Contours des QPV")
-    couche = lire_qpv(qpv)
+    couche = lire_qpv(qpv, geographie)
     avertissements += garde_fous.verifier_contours(couche, forcer)  # fiabilite: gate
+    if couche.avertissement:  # 2024 contours rounded to ≈ 11 m: said in every output
+        avertissements.append(couche.avertissement)
 
     # Legal units first: only those an ESS rule can match keep their attributes, then
     # only the active establishments of those legal units keep theirs, then only the
@@ -734,6 +740,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                         "licence": LICENCE_DONNEES if role != "emplois" else "usage sous convention"})
     sources.append({"role": "qpv", "fichier": couche.fichier, "geographie": couche.geographie,
                     "polygones_repares": couche.reparees, "producteur": "ANCT",
+                    "precision": couche.avertissement or "contours officiels",
                     "licence": LICENCE_DONNEES})
 
     qpv_df = couche.vers_frame().with_columns(pl.lit(millesime).alias("millesime"))

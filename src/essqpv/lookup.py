@@ -36,7 +36,7 @@ from essqpv.placement import (
     ordre_par_longitude,
     vers_wgs84,
 )
-from essqpv.sources.qpv import CoucheQPV, lire_qpv
+from essqpv.sources.qpv import GEOGRAPHIES, CoucheQPV, lire_qpv
 
 __all__ = ["localiser_points", "localiser_xy", "localiser_siret", "localiser_fichier",
            "index_qpv", "provenance", "colonnes_resultat", "STATUTS"]
@@ -77,11 +77,12 @@ def _couche_fichier(chemin: str, _mtime: float) -> CoucheQPV:
 
 
 def index_qpv(couche: CoucheQPV | IndexQPV | str | Path | None = None) -> IndexQPV:
-    """The (cached) index of a layer: ``None`` = embedded 2015 contours, or a contour file."""
+    """The (cached) index of a layer: ``None`` = embedded 2024 contours, ``"2024"`` /
+    ``"2015"`` = an embedded geography, or a contour file."""
     if isinstance(couche, IndexQPV):
         return couche
-    if couche is None:
-        couche = lire_qpv()
+    if couche is None or (isinstance(couche, str) and couche.strip() in GEOGRAPHIES):
+        couche = lire_qpv(geographie=couche)
     elif isinstance(couche, (str, Path)):
         p = Path(couche)
         if not p.exists():
@@ -96,7 +97,8 @@ def provenance(couche: CoucheQPV | IndexQPV | str | Path | None = None) -> dict:
     """Where the QPV answer comes from: geography, file, producer, licence, caveat."""
     c = index_qpv(couche).couche
     return {"geographie_qpv": c.geographie, "contours": Path(c.fichier).name
-            if not c.fichier.startswith("qpv2015.parquet") else c.fichier,
+            if not c.fichier.startswith(("qpv2015.parquet", "qpv2024.parquet")) else c.fichier,
+            "avertissement_contours": c.avertissement,
             "producteur": "ANCT (ex-CGET), contours officiels des QPV",
             "licence": LICENCE_DONNEES, "polygones_repares": c.reparees,
             "avertissement": "Résultat indicatif calculé sur les contours publiés : ce n'est pas "
@@ -226,7 +228,7 @@ def localiser_points(lon, lat, couche=None, tampon_m: int = 300) -> pl.DataFrame
     lon, lat : float or sequence of float
         Longitude and latitude in decimal degrees (WGS84). ``None``/NaN = no point.
     couche : CoucheQPV, IndexQPV or path, optional
-        QPV contours; the embedded 2015 geography by default.
+        QPV contours (or ``"2015"``); the embedded 2024 geography by default.
     tampon_m : int
         Buffer perimeter in metres (0 to 2,000).
 
@@ -518,7 +520,7 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         then ``siret`` (with a base), then ``adresse`` or ``voie`` (+ ``numero``,
         ``code_postal``, ``commune``), geocoded with the installed geocoder.
     couche : optional
-        QPV contours (embedded 2015 geography by default).
+        QPV contours (or ``"2015"``); the embedded 2024 geography by default.
     tampon_m : int
         Buffer perimeter in metres.
     base, millesime : optional
@@ -636,6 +638,8 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         index = index_qpv(couche)
         resultat = _placer(lon, lat, statut, index, tampon_m, progression)
         geographie, contours = index.couche.geographie, provenance(index)["contours"]
+        if index.couche.avertissement:
+            avertissements = [*avertissements, index.couche.avertissement]
     _ecrire(sortie, df, valeurs_xlsx, resultat, separateur, tampon_m)
     statuts = resultat["statut"]
     par_statut = {s: statuts.count(s) for s in STATUTS if statuts.count(s)}

@@ -1,7 +1,8 @@
 """Territories: codes, names, and how an establishment belongs to one (METHODOLOGY 6).
 
 A territory is written ``FR`` (France entière), ``METRO`` (France métropolitaine), ``DROM``,
-``REG:11``, ``DEP:93``, ``EPCI:200054781``, ``COM:93066``, ``QPV:QP093001`` — or by its name
+``REG:11``, ``DEP:93``, ``EPCI:200054781``, ``COM:93066``, ``QPV:QN09301I`` (2024 geography) or
+``QPV:QP093001`` (2015) — or by its name
 (``"Seine-Saint-Denis"``). Names are matched without case, accents or hyphens; an unknown
 name raises :class:`~essqpv.errors.TerritoireInconnu` with the closest suggestions.
 
@@ -119,8 +120,10 @@ def _index() -> tuple[dict[str, Territoire], list[tuple[str, Territoire, int]]]:
 
 @lru_cache(maxsize=1)
 def _qpv_embarques() -> list[tuple[str, str, str]]:
-    q = reference.qpv2015()
-    return list(q.select("code_qp", "nom_qp", "commune_qp").iter_rows())
+    """(code, name, communes) of the embedded QPV of both geographies, 2024 first."""
+    q24 = reference.qpv2024().select("code_qp", "nom_qp", "noms_communes")
+    q15 = reference.qpv2015().select("code_qp", "nom_qp", "commune_qp")
+    return list(q24.iter_rows()) + list(q15.iter_rows())
 
 
 def _qpv_territoire(code: str, qpv_base: dict[str, str] | None) -> Territoire | None:
@@ -138,8 +141,7 @@ def resoudre(texte: str, qpv_base: dict[str, str] | None = None) -> Territoire:
         ``FR``, ``METRO``, ``DROM``, ``REG:11``, ``DEP:93``, ``EPCI:…``, ``COM:93066``,
         ``QPV:QP093001`` or a name.
     qpv_base : dict, optional
-        QPV codes → names of the base (needed for the 2024 geography; the embedded 2015
-        QPV are always known).
+        QPV codes → names of the base (the embedded 2024 and 2015 QPV are always known).
 
     Raises
     ------

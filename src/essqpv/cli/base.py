@@ -67,7 +67,12 @@ def construire(
                               help="Fichier de la base DuckDB (créé ou complété)."),
     qpv: Optional[Path] = typer.Option(None, "--qpv",
                                        help="Contours des QPV (shapefile, GeoJSON, GeoPackage) ; "
-                                            "par défaut les contours 2015 embarqués."),
+                                            "par défaut les contours intégrés de la géographie "
+                                            "choisie (--geographie)."),
+    geographie: Optional[str] = typer.Option(None, "--geographie",
+                                   help="Géographie prioritaire : 2024 (en vigueur, par défaut) "
+                                        "ou 2015 (historique, comparaison avec les études "
+                                        "publiées) ; avec --qpv, celle du fichier."),
     geolocalisation: Optional[Path] = typer.Option(
         None, "--geolocalisation", "-g", help="Fichier de géolocalisation Insee (facultatif)."),
     emplois: Optional[Path] = typer.Option(None, "--emplois",
@@ -93,7 +98,8 @@ def construire(
         rapport = construire_base(
             etablissements=etablissements, unites_legales=unites_legales, millesime=millesime,
             base=base, qpv=qpv, geolocalisation=geolocalisation, emplois=emplois,
-            reglages=Reglages(tampon_m=tampon), progression=etape, forcer=forcer)
+            reglages=Reglages(tampon_m=tampon), progression=etape, forcer=forcer,
+            geographie=geographie)
     if format == "json":
         for a in rapport.get("avertissements", []):
             console.print(f"[yellow]Avertissement :[/] {a}", highlight=False, soft_wrap=True)

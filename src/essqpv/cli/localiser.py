@@ -109,8 +109,12 @@ def register(app: typer.Typer) -> None:
                                         "adresse trouvée au numéro (0 à 1) ; en dessous : "
                                         "à vérifier."),
         qpv: Optional[Path] = typer.Option(None, "--qpv", help="Autre fichier de contours des "
-                                           "QPV (ex. géographie 2024) ; par défaut les contours "
-                                           "2015 intégrés."),
+                                           "QPV (ex. le fichier officiel de l'ANCT à pleine "
+                                           "précision) ; par défaut les contours intégrés de "
+                                           "--geographie."),
+        geographie: Optional[str] = typer.Option(None, "--geographie", help="Géographie "
+                                                 "prioritaire des contours intégrés : 2024 (en "
+                                                 "vigueur, par défaut) ou 2015 (historique)."),
         perimetre: str = typer.Option("300m", "--perimetre", help="Périmètre élargi (tampon), "
                                       "en mètres : 300m par défaut."),
         format_: str = typer.Option("texte", "--format", help="Format de sortie : texte ou "
@@ -122,6 +126,13 @@ def register(app: typer.Typer) -> None:
         if format_ not in ("texte", "json"):
             raise ParametreInvalide(f"Format inconnu : {format_} (texte ou json).")
         tampon = _perimetre(perimetre)
+        if geographie is not None:
+            from essqpv.sources.qpv import verifier_geographie
+            geographie = verifier_geographie(geographie)
+            if qpv is not None:
+                raise ParametreInvalide("--qpv et --geographie s'excluent : la géographie d'un "
+                                        "fichier de contours est celle de ses codes.")
+            qpv = geographie  # an embedded geography: lookup reads "2015" / "2024" as such
         modes = [fichier is not None, siret is not None,
                  lon is not None or lat is not None, x is not None or y is not None,
                  adresse is not None]
@@ -214,7 +225,8 @@ def register(app: typer.Typer) -> None:
             sortie.print(f"Point ({r['lon']:.6f}, {r['lat']:.6f})", highlight=False)
         for ligne in _texte_resultat(r, tampon):
             sortie.print(ligne, highlight=False)
-        _pied(prov["geographie_qpv"], prov["contours"], [])
+        _pied(prov["geographie_qpv"], prov["contours"],
+              [prov["avertissement_contours"]] if prov["avertissement_contours"] else [])
 
 
 def _adresse(adresse: str, dossier, qpv, tampon: int, score_min: float, format_: str) -> None:
@@ -261,6 +273,7 @@ def _verifier_fini(option: str, valeur: str | None) -> None:
 def _pied(geographie: str, contours: str, avertissements: list[str]) -> None:
     for a in avertissements:
         sortie.print(f"[bold]{a}[/]", highlight=False)
-    sortie.print(f"Géographie prioritaire {geographie} — contours : {contours} (ANCT, Licence "
+    sortie.print(f"Géographie {geographie} des quartiers prioritaires — contours : {contours} "
+                 "(ANCT, Licence "
                  "Ouverte). Un point sur la limite d'un QPV compte comme dedans. Résultat "
                  "indicatif, pas une attestation officielle.", highlight=False, style="dim")

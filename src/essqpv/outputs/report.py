@@ -139,7 +139,7 @@ def _table_historique(h: dict | None) -> dict | None:
 
 
 def _geometries_qpv(ouvrir, base, millesime, codes: list[str]) -> dict[str, bytes]:
-    """QPV contours (WKB, EPSG:4326) from the base, else from the embedded 2015 file."""
+    """QPV contours (WKB, EPSG:4326) from the base, else from the embedded files."""
     if not codes:
         return {}
     try:
@@ -153,11 +153,11 @@ def _geometries_qpv(ouvrir, base, millesime, codes: list[str]) -> dict[str, byte
         geoms = {c: bytes(g) for c, g in rows if g is not None}
     except duckdb.Error:  # a base without QPV geometry: fall back on the embedded contours
         geoms = {}
-    if len(geoms) < len(codes):
-        ref = reference.qpv2015()
-        for c, g in zip(ref["code_qp"], ref["geometrie"]):
-            if c in codes and c not in geoms:
-                geoms[c] = g
+    if len(geoms) < len(codes):  # embedded contours of either geography (QN… 2024, QP… 2015)
+        for ref in (reference.qpv2024(), reference.qpv2015()):
+            for c, g in zip(ref["code_qp"], ref["geometrie"]):
+                if c in codes and c not in geoms:
+                    geoms[c] = g
     return geoms
 
 

@@ -14,7 +14,7 @@ import polars as pl
 __all__ = [
     "chemin", "naf", "categories_juridiques", "tranches", "communes", "epci",
     "departements", "regions", "regles_familles", "exclusions_activite", "regles_secteurs",
-    "crs_departements", "qpv2015", "contours", "SECTEURS", "FAMILLES",
+    "crs_departements", "qpv2015", "qpv2024", "contours", "SECTEURS", "FAMILLES",
 ]
 
 FAMILLES = ("association", "fondation", "mutuelle", "cooperative", "societe_commerciale_ess")
@@ -106,6 +106,15 @@ def crs_departements() -> pl.DataFrame:
 def qpv2015() -> pl.DataFrame:
     """The 1,514 QPV of the 2015 geography (WKB geometry in EPSG:4326, repaired)."""
     with chemin("qpv2015.parquet").open("rb") as f:
+        return pl.read_parquet(f)
+
+
+@lru_cache(maxsize=None)
+def qpv2024() -> pl.DataFrame:
+    """The 1,584 QPV of the 2024 geography (ANCT copy rounded to 4 decimals, ≈ 11 m; WKB
+    geometry in EPSG:4326, made valid), with communes (INSEE codes), département, région and
+    EPCI derived from the COG."""
+    with chemin("qpv2024.parquet").open("rb") as f:
         return pl.read_parquet(f)
 
 

@@ -1,4 +1,4 @@
-"""QPV contours: the embedded 2015 geography or any official file (2015 or 2024 schema).
+"""QPV contours: the embedded 2024 (default) and 2015 geographies, or any official file.
 
 ``lire_qpv()`` returns a :class:`CoucheQPV`: codes, names, communes, départements and valid
 shapely polygons in EPSG:4326, whatever the format (shapefile, GeoJSON, GeoPackage) and the
@@ -18,7 +18,18 @@ import shapely
 
 from essqpv.errors import ColonneManquante, FichierIntrouvable, FichierInvalide
 
-__all__ = ["CoucheQPV", "lire_qpv", "departement_du_code", "epsg_metrique"]
+__all__ = ["CoucheQPV", "lire_qpv", "departement_du_code", "epsg_metrique", "GEOGRAPHIES",
+           "GEOGRAPHIE_DEFAUT", "AVERTISSEMENT_2024", "verifier_geographie"]
+
+#: The two priority geographies embedded in the package; 2024 is the legal one since
+#: 1 January 2024 (décret n° 2023-1314) and the default of every command.
+GEOGRAPHIES = ("2024", "2015")
+GEOGRAPHIE_DEFAUT = "2024"
+#: Caveat carried by every result computed on the embedded 2024 contours.
+AVERTISSEMENT_2024 = ("Contours QPV 2024 intégrés : copie de la couche de l'ANCT aux coordonnées "
+                      "arrondies à 4 décimales (≈ 11 m) ; un point à moins d'une dizaine de "
+                      "mètres d'une limite peut être classé différemment qu'avec le fichier "
+                      "officiel (essqpv telecharger --sources qpv2024).")
 
 #: Columns of the two official schemas (lower-cased).
 COLONNES_2015 = ("code_qp", "nom_qp", "commune_qp")
@@ -52,6 +63,9 @@ class CoucheQPV:
         Per QPV: its polygon was repaired.
     epsg_metriques : numpy.ndarray of int
         Per QPV: the metric CRS of its territory (``reference/crs_departements.csv``).
+    avertissement : str
+        Caveat on the precision of the contours (the embedded 2024 copy is rounded to ≈ 11 m),
+        empty when there is none; every output depending on the layer must show it.
     """
 
     codes: np.ndarray
@@ -65,6 +79,7 @@ class CoucheQPV:
     hors_champ_sirene: np.ndarray
     repares: np.ndarray
     epsg_metriques: np.ndarray
+    avertissement: str = ""
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -162,7 +177,7 @@ def _reparer(geometries: np.ndarray) -> np.ndarray:
 
 
 def _couche(codes, noms, communes, departements, geometries, geographie, repares,
-            fichier) -> CoucheQPV:
+            fichier, avertissement: str = "") -> CoucheQPV:
     _, _, sans_sirene = _table_crs()
     departements = np.asarray(departements, dtype=object)
     return CoucheQPV(
@@ -173,21 +188,41 @@ def _couche(codes, noms, communes, departements, geometries, geographie, repares
         hors_champ_sirene=np.array([d in sans_sirene for d in departements], dtype=bool),
         repares=np.asarray(repares, dtype=bool),
         epsg_metriques=np.array([epsg_metrique(d) for d in departements], dtype=np.int64),
+        avertissement=avertissement,
     )
 
 
-@lru_cache(maxsize=1)
-def _couche_integree() -> CoucheQPV:
+def verifier_geographie(geographie: str | int | None) -> str:
+    """``"2024"`` or ``"2015"`` (``None`` gives the default, 2024); anything else is refused."""
+    from essqpv.errors import ParametreInvalide
+    if geographie is None:
+        return GEOGRAPHIE_DEFAUT
+    g = str(geographie).strip()
+    if g not in GEOGRAPHIES:
+        raise ParametreInvalide(f"Géographie prioritaire inconnue : « {geographie} » (2024, la "
+                                "géographie en vigueur, ou 2015 attendue).")
+    return g
+
+
+@lru_cache(maxsize=2)
+def _couche_integree(geographie: str = GEOGRAPHIE_DEFAUT) -> CoucheQPV:
     from essqpv import reference
-    t = reference.qpv2015()
-    codes = t["code_qp"].to_list()
-    return _couche(codes, t["nom_qp"].to_list(), t["commune_qp"].to_list(),
-                   [departement_du_code(c) for c in codes],
-                   shapely.from_wkb(t["geometrie"].to_numpy()), "2015",
-                   t["repare"].to_numpy(), "qpv2015.parquet (contours 2015 intégrés)")
+    if geographie == "2015":
+        t = reference.qpv2015()
+        codes = t["code_qp"].to_list()
+        return _couche(codes, t["nom_qp"].to_list(), t["commune_qp"].to_list(),
+                       [departement_du_code(c) for c in codes],
+                       shapely.from_wkb(t["geometrie"].to_numpy()), "2015",
+                       t["repare"].to_numpy(), "qpv2015.parquet (contours 2015 intégrés)")
+    t = reference.qpv2024()
+    return _couche(t["code_qp"].to_list(), t["nom_qp"].to_list(), t["communes"].to_list(),
+                   t["departement"].to_list(), shapely.from_wkb(t["geometrie"].to_numpy()),
+                   "2024", t["repare"].to_numpy(),
+                   "qpv2024.parquet (contours 2024 intégrés, arrondis à ≈ 11 m)",
+                   AVERTISSEMENT_2024)
 
 
-def lire_qpv(chemin: str | Path | None = None) -> CoucheQPV:
+def lire_qpv(chemin: str | Path | None = None, geographie: str | None = None) -> CoucheQPV:
     """Read QPV contours.
 
     Parameters
@@ -195,8 +230,12 @@ def lire_qpv(chemin: str | Path | None = None) -> CoucheQPV:
     chemin : path, optional
         A shapefile, GeoJSON or GeoPackage of QPV in any CRS, with the 2015 schema
         (``CODE_QP, NOM_QP, COMMUNE_QP``, any case) or the 2024 one (``code_qp, lib_qp,
-        insee_dep, insee_com``...). ``None`` gives the embedded 2015 contours (1,514 QPV,
-        34 repaired).
+        insee_dep, insee_com``...). ``None`` gives the embedded contours of ``geographie``.
+    geographie : ``"2024"`` or ``"2015"``, optional
+        Embedded geography read when ``chemin`` is ``None``: 2024 by default (1,584 QPV,
+        ANCT copy rounded to ≈ 11 m, 586 polygons made valid after the rounding), 2015 for
+        history (1,514 QPV, 34 repaired). With a file, the geography is read from the file
+        and must agree with ``geographie`` if both are given.
 
     Returns
     -------
@@ -213,10 +252,11 @@ def lire_qpv(chemin: str | Path | None = None) -> CoucheQPV:
         No QPV code column.
     """
     if chemin is None:
-        return _couche_integree()
+        return _couche_integree(verifier_geographie(geographie))
     import pyogrio
     from pyogrio.errors import DataSourceError
 
+    geographie_demandee = None if geographie is None else verifier_geographie(geographie)
     chemin = Path(chemin)
     nom = chemin.name
     if not chemin.exists():
@@ -296,4 +336,8 @@ def lire_qpv(chemin: str | Path | None = None) -> CoucheQPV:
         repares = np.array([repares[groupes[c]].any() for c in ordre])
         geoms = np.array(fusion, dtype=object)
         codes = ordre
+    if geographie_demandee is not None and geographie_demandee != geographie:
+        raise FichierInvalide(f"{nom} contient des QPV de la géographie {geographie} (codes "
+                              f"{codes[0][:2]}…), pas de la géographie {geographie_demandee} "
+                              "demandée.")
     return _couche(codes, noms, communes, deps, geoms, geographie, repares, str(chemin))
