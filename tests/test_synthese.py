@@ -341,20 +341,21 @@ def base_test(registre):
         lon[m], lat[m] = tr.transform(x[m], y[m])
         m = stock & (epsg_stock == e)
         lon[m], lat[m] = tr.transform(xs[m], ys[m])
-    q = reference.qpv2015()
-    polys = shapely.make_valid(shapely.from_wkb(q["geometrie"].to_numpy()))
-    arbre = shapely.STRtree(polys)
     place = ~np.isnan(lon)
     pts = shapely.points(lon[place], lat[place])
-    i_pt, i_poly = arbre.query(pts, predicate="covered_by")
-    code = np.full(place.sum(), None, dtype=object)
-    code[i_pt] = q["code_qp"].to_numpy()[i_poly]
-    qpv = np.full(f.height, None, dtype=object)
-    qpv[place] = code
+    qpv = {}
+    for geographie, q in (("2024", reference.qpv2024()), ("2015", reference.qpv2015())):
+        polys = shapely.make_valid(shapely.from_wkb(q["geometrie"].to_numpy()))
+        i_pt, i_poly = shapely.STRtree(polys).query(pts, predicate="covered_by")
+        code = np.full(place.sum(), None, dtype=object)
+        code[i_pt] = q["code_qp"].to_numpy()[i_poly]
+        qpv[geographie] = np.full(f.height, None, dtype=object)
+        qpv[geographie][place] = code
     secteurs = [_secteur(a, n) for a, n in f.select(
         "activitePrincipaleEtablissement", "nomenclatureActivitePrincipaleEtablissement"
     ).iter_rows()]
-    return f.with_columns(pl.Series("qpv", qpv.tolist(), dtype=pl.String),
+    return f.with_columns(pl.Series("qpv", qpv["2024"].tolist(), dtype=pl.String),
+                          pl.Series("qpv2015", qpv["2015"].tolist(), dtype=pl.String),
                           pl.Series("localise", place), pl.Series("secteur", secteurs))
 
 
@@ -382,7 +383,9 @@ def test_calibration_dans_les_fichiers(registre, base_test):
     par_secteur_f = dict(emp.group_by("secteur").agg(pl.col("effectif").sum()).iter_rows())
     total_f = emp["effectif"].sum()
     for secteur, pq, pf, _ in parts.iter_rows():
-        assert _proche(par_secteur_q[secteur] / salaries, float(pq)), secteur
+        # a sector of a few dozen employers in QPV at this scale: 15 % (seeds 1-7 measured
+        # on the 2024 drawing: 0.067-0.077 for a target of 0.070)
+        assert _proche(par_secteur_q[secteur] / salaries, float(pq), 0.15), secteur
         assert _proche(par_secteur_f[secteur] / total_f, float(pf)), secteur
     # The generator's own ground truth says the same thing.
     a = registre["attendu"]
@@ -444,13 +447,14 @@ def test_cas_particuliers_presents(registre, base_test):
     stock_seul = actifs.filter(pl.col("coordonneeLambertAbscisseEtablissement").is_not_null()
                                & ~pl.col("siret").is_in(geo["siret"].implode()))
     assert stock_seul.height > 0
-    # INSEE's plg_qp15 disagrees with the geometry on a few in-scope rows.
-    g = base_test.filter(pl.col("localise") & pl.col("plg_qp15").is_not_null()
+    # INSEE's plg_qp24 (the geography the base uses by default) disagrees with the geometry
+    # on a few in-scope rows.
+    g = base_test.filter(pl.col("localise") & pl.col("plg_qp24").is_not_null()
                          & (pl.col("qualite_xy") != "33"))
-    insee = g["plg_qp15"].replace({"HZ": None, "CSZ": None})
+    insee = g["plg_qp24"].replace({"HZ": None, "CSZ": None})
     desaccords = (insee.fill_null("-") != g["qpv"].fill_null("-")).sum()
-    assert 1 <= desaccords <= registre["cas_particuliers"]["discordances_plg_qp15"]
-    assert registre["cas_particuliers"]["discordances_plg_qp15"] >= 6
+    assert 1 <= desaccords <= registre["cas_particuliers"]["discordances_plg_qp24"]
+    assert registre["cas_particuliers"]["discordances_plg_qp24"] >= 6
 
 
 def test_points_dans_leur_systeme(registre):

@@ -4,7 +4,8 @@
 official column lists and formats (``StockEtablissement_utf8.zip``,
 ``StockUniteLegale_utf8.csv``, the INSEE geolocation file, an employment file) — filled with
 **synthetic** establishments: every name is made up (``ASSOCIATION SYNTHETIQUE 000123``), while
-the geography (QPV 2015 polygons, communes, départements), the nomenclatures (NAF rév. 2, legal
+the geography (QPV 2024 polygons, on which the register is drawn, and QPV 2015 ones, whose
+codes it keeps for the 2015 → 2024 transition; communes, départements), the nomenclatures (NAF rév. 2, legal
 categories, headcount brackets) and the calibration targets (the 2020 ANCT / ESS France / RTES
 seed deck, ``reference/synthese_*.csv``) are real.
 
@@ -224,6 +225,7 @@ def _dep_de_code_qp(code: str) -> str:
 
 _PLM = {"PARIS": 75100, "LYON": 69380, "MARSEILLE": 13200}
 _PLM_COMMUNES = ("75056", "69123", "13055")
+_PLM_PREMIER = {"75056": "75101", "69123": "69381", "13055": "13201"}
 
 
 @cache
@@ -242,8 +244,8 @@ def _communes_sirene() -> pl.DataFrame:
 
 
 @cache
-def _qpv() -> dict:
-    """QPV 2015 (Sirene territories only): geometry, département, commune, weight."""
+def _qpv15() -> dict:
+    """QPV 2015 (Sirene territories only): geometry, département, commune, population."""
     q = reference.qpv2015()
     pop = reference._csv("synthese_qpv_population.csv").with_columns(
         pl.col("population_municipale_2013").cast(pl.Int64))
@@ -262,14 +264,46 @@ def _qpv() -> dict:
     for dep, texte in q.select("dep", "commune_qp").iter_rows():
         codes_communes.append(_commune_du_qpv(dep, texte or "", par_dep.get(dep, {}),
                                               plus_peuple.get(dep)))
-    geoms = shapely.from_wkb(q["geometrie"].to_numpy())
-    geoms = shapely.make_valid(geoms)
+    geoms = shapely.make_valid(shapely.from_wkb(q["geometrie"].to_numpy()))
     shapely.prepare(geoms)
-    bornes = shapely.bounds(geoms)
-    poids = q["population_municipale_2013"].fill_null(1000).to_numpy().astype(float)
     return {"code": q["code_qp"].to_numpy(), "dep": q["dep"].to_numpy(),
             "commune": np.array(codes_communes, dtype="<U5"), "geom": geoms,
-            "bornes": bornes, "poids": poids / poids.sum()}
+            "bornes": shapely.bounds(geoms),
+            "population": q["population_municipale_2013"].fill_null(1000).to_numpy()
+            .astype(float)}
+
+
+@cache
+def _qpv() -> dict:
+    """QPV 2024 (the geography the register is drawn on; Sirene territories only): geometry,
+    département, commune, weight.
+
+    The weight is the 2013 population of the QPV 2015 it overlaps, shared by area (a QPV 2024
+    without a 2015 predecessor weighs 1,000 inhabitants). A QPV of Paris, Lyon or Marseille
+    takes the arrondissement of the QPV 2015 it overlaps most (Sirene codes arrondissements).
+    """
+    q = reference.qpv2024().filter(~pl.col("departement").str.starts_with("98")).sort("code_qp")
+    geoms = shapely.from_wkb(q["geometrie"].to_numpy())
+    shapely.prepare(geoms)
+    q15 = _qpv15()
+    arbre = shapely.STRtree(q15["geom"])
+    i24, i15 = arbre.query(geoms, predicate="intersects")
+    part = shapely.area(shapely.intersection(geoms[i24], q15["geom"][i15])) \
+        / shapely.area(q15["geom"][i15])
+    poids = np.zeros(len(q))
+    np.add.at(poids, i24, part * q15["population"][i15])
+    poids[poids < 1000] = np.maximum(poids[poids < 1000], 1000)
+    commune = np.array([c.split(";")[0].strip() for c in q["communes"].to_list()], dtype="<U5")
+    plm = np.flatnonzero(np.isin(commune, list(_PLM_COMMUNES)))
+    for i in plm:
+        j = i15[i24 == i]
+        if j.size:
+            commune[i] = q15["commune"][j[np.argmax(part[i24 == i] * q15["population"][j])]]
+        else:
+            commune[i] = _PLM_PREMIER[commune[i]]
+    return {"code": q["code_qp"].to_numpy(), "dep": q["departement"].to_numpy(),
+            "commune": commune, "geom": geoms, "bornes": shapely.bounds(geoms),
+            "poids": poids / poids.sum()}
 
 
 def _commune_du_qpv(dep: str, texte: str, noms: dict[str, str], defaut: str | None) -> str:
@@ -308,8 +342,28 @@ def _communes_tirage() -> dict:
 
 
 @cache
-def _communes_avec_qpv() -> np.ndarray:
-    return np.unique(_qpv()["commune"])
+def _communes_avec_qpv(geographie: str = "2024") -> np.ndarray:
+    return np.unique((_qpv() if geographie == "2024" else _qpv15())["commune"])
+
+
+@cache
+def _qpv15_seuls() -> dict:
+    """The parts of QPV 2015 outside every QPV 2024 (areas that left the priority map),
+    weighted by the population of the QPV 2015 they belong to, by area."""
+    q15, q24 = _qpv15(), _qpv()
+    arbre = shapely.STRtree(q24["geom"])
+    restes = []
+    for i, g in enumerate(q15["geom"]):
+        voisins = arbre.query(g, predicate="intersects")
+        r = shapely.difference(g, shapely.union_all(q24["geom"][voisins])) if voisins.size \
+            else g
+        restes.append(r)
+    restes = np.array(restes, dtype=object)
+    part = shapely.area(restes) / shapely.area(q15["geom"])
+    garder = np.flatnonzero(part > 0.05)  # slivers of the boundary redrawing are not areas
+    poids = q15["population"][garder] * part[garder]
+    shapely.prepare(restes[garder])
+    return {"i15": garder, "geom": restes[garder], "poids": poids / poids.sum()}
 
 
 @cache
@@ -343,9 +397,10 @@ def _points_dans(rng: np.random.Generator, geom, n: int) -> tuple[np.ndarray, np
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _dans_un_qpv(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Index of the QPV (covers) of each point, -1 outside (sorted x + bbox prefilter)."""
-    q = _qpv()
+def _dans_un_qpv(lon: np.ndarray, lat: np.ndarray, q: dict | None = None) -> np.ndarray:
+    """Index of the QPV 2024 (or of layer ``q``) of each point, -1 outside (sorted x + bbox
+    prefilter)."""
+    q = _qpv() if q is None else q
     out = np.full(lon.shape, -1, dtype=np.int64)
     if lon.size == 0:
         return out
@@ -713,9 +768,33 @@ def _placer(rng, t: dict[str, np.ndarray], forcer: bool) -> None:
         t["zone"][rangs] = "hors"
         iproche[rangs] = -1
         a_verifier = rangs
-    # The true QPV of every row (what a covers test on the point says).
+    # Some ESS establishments outside QPV 2024 lie where a QPV 2015 was and no QPV 2024 is
+    # (the neighbourhoods that left the map), so that the 2015 → 2024 transition shows.
+    _placer_sortants(rng, t, lon, lat, commune, dep, iproche, en_qpv.size)
+    # The true QPV of every row (what a covers test on the point says), in both geographies.
     iq = _dans_un_qpv(lon, lat)
-    t.update(lon=lon, lat=lat, iqpv=iq, commune=commune, dep=dep, iproche=iproche)
+    iq15 = _dans_un_qpv(lon, lat, _qpv15())
+    t.update(lon=lon, lat=lat, iqpv=iq, iqpv15=iq15, commune=commune, dep=dep,
+             iproche=iproche)
+
+
+def _placer_sortants(rng, t, lon, lat, commune, dep, iproche, n_qpv: int) -> None:
+    """Move a share (``part_qpv2015_seule`` × establishments in QPV) of the active ESS rows
+    placed elsewhere into the parts of QPV 2015 outside every QPV 2024 (in place)."""
+    hors = np.flatnonzero((t["zone"] == "hors") & t["ess"] & (t["etat"] == "A"))
+    k = min(hors.size, int(round(_cal("part_qpv2015_seule") * n_qpv)))
+    if k == 0:
+        return
+    rangs = np.sort(rng.choice(hors, size=k, replace=False))
+    s, q15 = _qpv15_seuls(), _qpv15()
+    choix = rng.choice(len(s["i15"]), size=k, p=s["poids"])
+    for i, j in _groupes(choix):
+        r = rangs[j]
+        lon[r], lat[r] = _points_interieurs(rng, s["geom"][i], r.size)
+        commune[r] = q15["commune"][s["i15"][i]]
+        dep[r] = q15["dep"][s["i15"][i]]
+    iproche[rangs] = -1
+    t["zone"][rangs] = "qpv2015"
 
 
 def _points_interieurs(rng, geom, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -996,11 +1075,13 @@ def _rendre(rng, t: dict[str, np.ndarray], u: dict[str, np.ndarray], millesime: 
     ).select(COLONNES_ETABLISSEMENTS)
     # ---- geolocation rows -------------------------------------------------------------
     g = np.flatnonzero(actif & np.isin(statut, ["normal", "nd", "q33"]))
-    qcode = _qpv()["code"]
-    vraie = t["iqpv"][g]
+    qcode, qcode15 = _qpv()["code"], _qpv15()["code"]
+    vraie, vraie15 = t["iqpv"][g], t["iqpv15"][g]
     hz = np.where(np.isin(t["commune"][g], _communes_avec_qpv()), "HZ", "CSZ")
-    t["plg_qp15"] = np.full(n, "", dtype="<U8")
-    t["plg_qp15"][g] = np.where(vraie >= 0, qcode[np.maximum(vraie, 0)], hz)
+    hz15 = np.where(np.isin(t["commune"][g], _communes_avec_qpv("2015")), "HZ", "CSZ")
+    t["plg_qp24"] = np.full(n, "", dtype="<U8")
+    t["plg_qp24"][g] = np.where(vraie >= 0, qcode[np.maximum(vraie, 0)], hz)
+    plg_qp15 = np.where(vraie15 >= 0, qcode15[np.maximum(vraie15, 0)], hz15)
     t["geoloc"] = np.zeros(n, bool)
     t["geoloc"][g] = True
     t["discordances"] = _discordances(rng, t, discordances) if discordances else 0
@@ -1013,10 +1094,10 @@ def _rendre(rng, t: dict[str, np.ndarray], u: dict[str, np.ndarray], millesime: 
         "x": _coordonnee(x[g], 1, tout, nd[g]), "y": _coordonnee(y[g], 1, tout, nd[g]),
         "qualite_xy": _s(qualite),
         "epsg": _s(epsg[g].astype("<U4")),
-        "plg_qp24": _s(np.where(qpv_oui, "", hz)),
+        "plg_qp24": _s(t["plg_qp24"][g]),
         "plg_iris": pl.Series(t["commune"][g]) + "0000",
         "plg_zus": _vide(g.size),
-        "plg_qp15": _s(t["plg_qp15"][g]),
+        "plg_qp15": _s(plg_qp15),
         "plg_qva": _s(np.where(qpv_oui, "", "HZ")),
         "plg_code_commune": _s(t["commune"][g]),
         "distance_precision": _nombre(rng.exponential(15.0, g.size), 1),
@@ -1188,14 +1269,14 @@ def _cas_speciaux_communes(rng, t: dict[str, np.ndarray], n_min) -> dict[str, in
     for code, dep in (("97502", "975"), ("97701", "977")):
         t["commune"][choix[i]], t["dep"][choix[i]] = code, dep
         t["lon"][choix[i]] = t["lat"][choix[i]] = np.nan
-        t["iqpv"][choix[i]] = -1
+        t["iqpv"][choix[i]] = t["iqpv15"][choix[i]] = -1
         i += 1
     etranger = choix[i: i + k]
     t["commune"][etranger] = ""
     t["dep"][etranger] = ""
     t["lon"][etranger] = np.nan
     t["lat"][etranger] = np.nan
-    t["iqpv"][etranger] = -1
+    t["iqpv"][etranger] = t["iqpv15"][etranger] = -1
     return {"anciens_codes_commune": k, "communes_deleguees": k, "collectivites_sans_contour": 2,
             "etablissements_a_l_etranger": k}
 
@@ -1217,15 +1298,15 @@ def _orphelins(rng, t: dict[str, np.ndarray], ul: pl.DataFrame, k: int) -> pl.Da
 
 
 def _discordances(rng, t: dict[str, np.ndarray], k: int) -> int:
-    """INSEE's ``plg_qp15`` disagreeing with the geometry, near boundaries (2 × ``k`` rows)."""
+    """INSEE's ``plg_qp24`` disagreeing with the geometry, near boundaries (2 × ``k`` rows)."""
     q = _qpv()["code"]
     dedans = np.flatnonzero(t["calibre"] & t["geoloc"] & (t["iqpv"] >= 0))
     pres = np.flatnonzero(t["geoloc"] & (t["iproche"] >= 0) & (t["iqpv"] < 0) & t["ess"]
                           & (t["statut_coord"] == "normal"))
     a = rng.choice(dedans, size=min(k, dedans.size), replace=False)
     b = rng.choice(pres, size=min(k, pres.size), replace=False)
-    t["plg_qp15"][a] = "HZ"
-    t["plg_qp15"][b] = q[t["iproche"][b]]
+    t["plg_qp24"][a] = "HZ"
+    t["plg_qp24"][b] = q[t["iproche"][b]]
     return int(a.size + b.size)
 
 
@@ -1634,7 +1715,7 @@ def generer(dossier: str | Path, *, profil: str = "demo", etablissements: int | 
         "attendu": attendu,
         "cas_particuliers": {
             **speciaux,
-            "discordances_plg_qp15": int(t["discordances"]),
+            "discordances_plg_qp24": int(t["discordances"]),
             "etablissements_sans_unite_legale": attendu["etablissements_sans_unite_legale"],
             "non_diffusibles": attendu["non_diffusibles"],
             "qualite_xy_33": attendu["qualite_xy_33"],
