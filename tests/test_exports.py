@@ -61,7 +61,7 @@ def test_xlsx_valeurs_egales_au_json(base_demo, classeur):
                 "part_emploi_ess_en_qpv", "salaries_ess_territoire"):
         assert cles[cle]["Territoire"] == ind["chiffres_cles"][cle], cle
         assert cles[cle]["France entière"] == fr["chiffres_cles"][cle], cle
-    assert cles["salaries"]["Territoire"] == 496
+    assert cles["salaries"]["Territoire"] == 483
     assert cles["etablissements_en_qpv"]["Territoire"] == ind["etablissements_en_qpv"]
     for f, v in ind["chiffres_cles"]["parts_familles"].items():
         if f != "association":
@@ -78,7 +78,7 @@ def test_xlsx_valeurs_egales_au_json(base_demo, classeur):
     # QPV: one row per QPV, figures of indicateurs_qpv
     qpv = {r["code_qp"]: r for r in indicateurs_qpv(base_demo, territoire="DEP:93")}
     lignes_qpv = _lignes(classeur["QPV"])
-    assert len(lignes_qpv) == len(qpv) == 63
+    assert len(lignes_qpv) == len(qpv) == 75  # QPV 2024 of Seine-Saint-Denis
     for r in lignes_qpv:
         x = qpv[r["Code QPV"]]
         assert r["Employeurs ESS en QPV"] == x["etablissements_employeurs"]
@@ -95,7 +95,7 @@ def test_xlsx_sources(classeur):
     valeurs = [c for row in ws.iter_rows(values_only=True) for c in row if c is not None]
     assert ws["A1"].value == MARQUE_SYNTHETIQUE
     assert "Seine-Saint-Denis (DEP:93)" in valeurs
-    assert "2024-01" in valeurs and "2015" in valeurs
+    assert "2024-01" in valeurs and "2024" in valeurs
     assert LICENCE_DONNEES in valeurs
     assert "StockEtablissement_utf8.zip" in valeurs
     assert "Empreinte SHA-256" in valeurs
@@ -116,7 +116,7 @@ def test_gpkg_couches_comptes_crs(base_demo, tmp_path):
     assert couches == {"qpv": "MultiPolygon", "etablissements": "Point"}
     qpv = indicateurs_qpv(base_demo, territoire="DEP:93")
     info = pyogrio.read_info(chemin, layer="qpv")
-    assert info["features"] == len(qpv) == 63
+    assert info["features"] == len(qpv) == 75  # QPV 2024 of Seine-Saint-Denis
     assert info["crs"] == "EPSG:4326"
     # every QPV polygon is there and carries the protected figures
     _, _, geoms, champs = pyogrio.raw.read(chemin, layer="qpv")
@@ -159,7 +159,7 @@ def test_geojson_france(base_demo, tmp_path):
     chemins = exporter(base_demo, format="geojson", sortie=tmp_path)
     assert [p.name for p in chemins] == ["ess-qpv-fr-2024-01-strict-qpv.geojson",
                                          "ess-qpv-fr-2024-01-strict-etablissements.geojson"]
-    assert pyogrio.read_info(chemins[0])["features"] == reference.qpv2015().height
+    assert pyogrio.read_info(chemins[0])["features"] == reference.qpv2024().height
     with pytest.raises(ParametreInvalide, match="RFC 7946"):
         exporter(base_demo, format="geojson", sortie=tmp_path, crs=2154)
 

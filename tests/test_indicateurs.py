@@ -12,7 +12,7 @@ from essqpv.errors import ParametreInvalide, TerritoireInconnu
 from essqpv.indicators import indicateurs, indicateurs_qpv
 from tests import _fabrique as F
 
-LON_Q, LAT_Q = F.point_interieur("QP093001")  # Le Bourget (93013)
+LON_Q, LAT_Q = F.point_interieur("QP093001")  # Le Bourget (93013); the bases use the 2015 map
 
 
 def _registre(d, avec_commerce: bool):
@@ -60,7 +60,8 @@ def base_sans_secret(tmp_path_factory):
     d = tmp_path_factory.mktemp("sans_secret")
     etab, ul, emp = _registre(d, avec_commerce=False)
     b = d / "obs.duckdb"
-    B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01", base=b)
+    B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01", base=b,
+                 geographie="2015")
     return b
 
 
@@ -69,8 +70,10 @@ def base_avec_secret(tmp_path_factory):
     d = tmp_path_factory.mktemp("avec_secret")
     etab, ul, emp = _registre(d, avec_commerce=True)
     b = d / "obs.duckdb"
-    B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01", base=b)
-    B.construire(etablissements=etab, unites_legales=ul, millesime="2023-01", base=b)
+    B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01", base=b,
+                 geographie="2015")
+    B.construire(etablissements=etab, unites_legales=ul, millesime="2023-01", base=b,
+                 geographie="2015")
     return b
 
 

@@ -272,7 +272,7 @@ def test_rapport_pdf_france_chiffres_cles(base_demo, rapports):
                     pourcentage(cc["part_temps_complet"]),
                     pourcentage(cc["part_emploi_ess_en_qpv"])):
         assert _norm(attendu) in premiere, attendu
-    assert "530" in premiere and "5 195" in premiere and "89,6 %" in premiere
+    assert "535" in premiere and "5 212" in premiere and "89,5 %" in premiere
     # the synthetic mark on every page; sources, licence, methodology link at the end
     assert all(MARQUE_SYNTHETIQUE in p for p in pages)
     texte = "\n".join(pages)
@@ -288,7 +288,7 @@ def test_rapport_pdf_departement(base_demo, rapports):
     pages = _texte_pdf(rapports["dep_pdf"])
     cc = indicateurs(base_demo, "DEP:93")["chiffres_cles"]
     assert "Seine-Saint-Denis" in pages[0]
-    assert _norm(nombre(cc["salaries"])) in pages[0] and "496" in pages[0]
+    assert _norm(nombre(cc["salaries"])) in pages[0] and "483" in pages[0]
     texte = "\n".join(pages)
     assert "Les quartiers prioritaires de Seine-Saint-Denis" in texte
     assert "Les établissements de l'ESS de Seine-Saint-Denis" in texte
@@ -326,9 +326,9 @@ def test_rapport_html_departement_tableaux_et_secret(base_demo, rapports):
     # one row per QPV of the département, in the HTML
     qpv = indicateurs_qpv(base_demo, territoire="DEP:93")
     table_qpv = s.tables["qpv"][1:]
-    assert len(table_qpv) == len(qpv) == 63
+    assert len(table_qpv) == len(qpv) == 75  # QPV 2024 of Seine-Saint-Denis
     secrets = sum(1 for r in qpv if r["secret"])
-    assert sum(r[-1] == "s" for r in table_qpv) == secrets == 22
+    assert sum(r[-1] == "s" for r in table_qpv) == secrets == 23
     # regions, the models (one column per model), the methodology tables
     assert len(s.tables["regions"]) == 1 + len(indicateurs(base_demo, "FR")["regions"])
     assert s.tables["modeles"][0] == ["", "Modèle 1", "Modèle 2", "Modèle 3"]
@@ -349,7 +349,7 @@ def test_diapos_france_16_9(rapports):
     pages = [_norm(p.extract_text()) for p in lecteur.pages]
     assert len(pages) == 11
     assert all(MARQUE_SYNTHETIQUE in p for p in pages)
-    assert "5 195" in pages[1]
+    assert "5 212" in pages[1]
     assert any("Tableau 3" in p for p in pages)
     assert "Méthodologie et sources" in pages[-1]
 

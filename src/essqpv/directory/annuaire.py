@@ -225,20 +225,32 @@ def etablissements_par_siret(con, sirets: list[str], millesime: str | None) -> d
     return {r[0]: dict(zip(voulues, r)) for r in lignes}
 
 
-@lru_cache(maxsize=1)
-def _index_qpv():
+@lru_cache(maxsize=2)
+def _index_qpv(geographie: str | None = None):
     from essqpv.placement import IndexQPV
     from essqpv.sources.qpv import lire_qpv
 
-    return IndexQPV(lire_qpv())
+    return IndexQPV(lire_qpv(geographie=geographie))
 
 
-def qpv_par_coordonnees(lon: list[float], lat: list[float]) -> list[str | None] | None:
-    """Strict QPV of each point (the project's placement module); None if unavailable."""
+def _geographie_de_la_base(con, millesime: str | None) -> str | None:
+    """The priority geography the vintage was built with (2024 by default)."""
+    if con is None or not millesime or "millesimes" not in _tables(con) \
+            or "geographie_qpv" not in _colonnes(con, "millesimes"):
+        return None
+    r = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                    [millesime]).fetchone()
+    return r[0] if r and r[0] in ("2015", "2024") else None
+
+
+def qpv_par_coordonnees(lon: list[float], lat: list[float],
+                        geographie: str | None = None) -> list[str | None] | None:
+    """Strict QPV of each point (the project's placement module), in ``geographie`` (2024
+    by default); None if unavailable."""
     import numpy as np
 
     try:
-        index = _index_qpv()
+        index = _index_qpv(geographie)
     except ImportError:
         return None
     codes = index.strict(np.asarray(lon, dtype="float64"), np.asarray(lat, dtype="float64"))
@@ -290,9 +302,10 @@ def enrichir(initiatives: list[dict], con=None) -> dict:
             raisons.append("sans coordonnées")
             ini["motif_rattachement"] = " ; ".join(raisons)
     if a_placer:
+        geographie = _geographie_de_la_base(con, millesime)  # the base's map, else 2024
         codes = qpv_par_coordonnees([i["longitude"] for i, _ in a_placer],
-                                    [i["latitude"] for i, _ in a_placer])
-        geo = _index_qpv().couche.geographie if codes is not None else None
+                                    [i["latitude"] for i, _ in a_placer], geographie)
+        geo = _index_qpv(geographie).couche.geographie if codes is not None else None
         for k, (ini, raisons) in enumerate(a_placer):
             if codes is None:
                 raisons.append("placement QPV indisponible (module essqpv.placement absent)")

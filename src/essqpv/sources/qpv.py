@@ -46,8 +46,8 @@ class CoucheQPV:
     Attributes
     ----------
     codes, noms, communes, departements : numpy.ndarray of str
-        Official code (``QP093001``, ``QN07511M``), name, communes (names in the 2015
-        geography, INSEE codes such as ``02571; 02691`` in 2024) and département
+        Official code (``QP093001``, ``QN07511M``), name, communes (names in the embedded
+        layers, INSEE codes such as ``02571; 02691`` in an official 2024 file) and département
         (``93``, ``2A``, ``971``).
     geometries : numpy.ndarray of shapely (Multi)Polygon
         Valid polygons, EPSG:4326 (lon, lat).
@@ -215,7 +215,8 @@ def _couche_integree(geographie: str = GEOGRAPHIE_DEFAUT) -> CoucheQPV:
                        shapely.from_wkb(t["geometrie"].to_numpy()), "2015",
                        t["repare"].to_numpy(), "qpv2015.parquet (contours 2015 intégrés)")
     t = reference.qpv2024()
-    return _couche(t["code_qp"].to_list(), t["nom_qp"].to_list(), t["communes"].to_list(),
+    # commune names, as in the 2015 copy (the INSEE codes are in reference.qpv2024())
+    return _couche(t["code_qp"].to_list(), t["nom_qp"].to_list(), t["noms_communes"].to_list(),
                    t["departement"].to_list(), shapely.from_wkb(t["geometrie"].to_numpy()),
                    "2024", t["repare"].to_numpy(),
                    "qpv2024.parquet (contours 2024 intégrés, arrondis à ≈ 11 m)",
