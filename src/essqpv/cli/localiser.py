@@ -250,7 +250,9 @@ def _adresse(adresse: str, dossier, qpv, tampon: int, score_min: float, format_:
         sortie.print(f"[bold]Pas de réponse QPV[/] ({r['statut']}) : {r['remarque']}",
                      highlight=False)
     sortie.print(r["source_adresses"], highlight=False, style="dim")
-    _pied(r["geographie_qpv"], r["contours"], [])
+    from essqpv import lookup
+    precision = lookup.provenance(qpv)["avertissement_contours"]
+    _pied(r["geographie_qpv"], r["contours"], [precision] if precision else [])
 
 
 def _verifier_fini(option: str, valeur: str | None) -> None:
