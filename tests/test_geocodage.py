@@ -310,8 +310,10 @@ def test_commande_localiser_adresse(installe):
 
     from essqpv.cli import app
     dossier = str(installe[0])
+    # (the fixture's streets are placed in QPV of the 2015 map)
     run = CliRunner().invoke(app, ["localiser", "--adresse", "4 rue de la paix 93200 "
-                                   "Saint-Denis", "--geocodeur", dossier])
+                                   "Saint-Denis", "--geocodeur", dossier, "--geographie",
+                                   "2015"])
     assert run.exit_code == 0, run.output
     assert "Trouvée : 4 Rue de la Paix 93200 Saint-Denis" in run.output
     assert "Dans le QPV" in run.output and "pas une attestation" in run.output

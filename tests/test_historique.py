@@ -119,7 +119,8 @@ def registre(tmp_path_factory) -> tuple[Path, dict, dict]:
     f = _registre(d)
     base = d / "b.duckdb"
     B.construire(etablissements=f["etablissements"], unites_legales=f["unites_legales"],
-                 geolocalisation=f["geolocalisation"], millesime=M, base=base)
+                 geolocalisation=f["geolocalisation"], millesime=M, base=base,
+                 geographie="2015")  # the vintage on the 2015 map, the 2024 file beside it
     r = HI.construire_historique(base=base, etablissements_historique=f["eh"],
                                  unites_legales_historique=f["uh"], qpv=_qpv2024(d),
                                  etablissements=f["etablissements"],
@@ -259,7 +260,8 @@ def test_sans_le_stock_les_fermes_sont_non_localises(registre, tmp_path):
     _, f, _ = registre
     base = tmp_path / "b.duckdb"
     B.construire(etablissements=f["etablissements"], unites_legales=f["unites_legales"],
-                 geolocalisation=f["geolocalisation"], millesime=M, base=base)
+                 geolocalisation=f["geolocalisation"], millesime=M, base=base,
+                 geographie="2015")  # the vintage on the 2015 map, the 2024 file beside it
     r = HI.construire_historique(base=base, etablissements_historique=f["eh"],
                                  unites_legales_historique=f["uh"])
     assert r["geographies"] == ["2015"]
@@ -323,7 +325,7 @@ def test_commande_historique_et_evolution(registre, tmp_path):
     assert r["etablissements_historique"]["rejets_par_motif"]["periodes_chevauchantes"] == 1
     run = CliRunner().invoke(app, ["evolution", "DEP:93", "--base", str(base)])
     assert run.exit_code == 0, run.output
-    assert "2008-01-01" in run.stdout and "géographie QPV 2015" in run.stdout
+    assert "2008-01-01" in run.stdout and "géographie QPV 2024" in run.stdout  # the default map
     assert "pas historisés" in run.stdout
 
 

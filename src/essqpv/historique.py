@@ -378,7 +378,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
                 f"millésime {m} ; donnez les contours de l'autre géographie.")
         autres[couche.geographie] = couche
     elif geo_m == "2024":
-        autres["2015"] = lire_qpv(None)
+        autres["2015"] = lire_qpv(geographie="2015")  # (the embedded default is 2024)
     travail = base.with_name(base.name + ".travail") / "historique"
     travail.mkdir(parents=True, exist_ok=True)
     naf1 = correspondance_naf(table_naf)
