@@ -43,7 +43,7 @@ def test_panneau_du_tableau_de_bord(base_historique, page):
     while not serveur.started:
         assert time.monotonic() - debut < 30
         time.sleep(0.05)
-    s = HI.evolution(base_historique, "DEP:93", "2015")
+    s = HI.evolution(base_historique, "DEP:93", "2024")
     try:
         erreurs: list[str] = []
         page.on("pageerror", lambda e: erreurs.append(str(e)))
@@ -56,7 +56,7 @@ def test_panneau_du_tableau_de_bord(base_historique, page):
         assert premiere.replace("\u202f", "").replace("\xa0", "") == \
             str(s["qpv"]["etablissements"][0])
         assert page.locator("#graphique-evolution svg polyline").count() >= 2
-        assert "géographie des quartiers 2015" in \
+        assert "géographie des quartiers 2024" in \
             page.locator("#evolution-geographie").inner_text().lower()
         assert "historisés" in page.locator("#evolution-effectifs").inner_text()
         assert not erreurs, erreurs

@@ -1,6 +1,7 @@
 """The series since 2008 in the outputs: report and slides (PDF read back), API route,
 exports (the dashboard panel: test_historique_navigateur.py). The base: the synthetic
-register of profile ``test`` built with its historical files."""
+register of profile ``test`` (on the 2024 map, the default) built with its historical
+files."""
 from __future__ import annotations
 
 import shutil
@@ -38,9 +39,9 @@ def test_rapport_et_diapos_ont_la_section_evolution(base_historique, tmp_path):
     texte = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                            text=True, check=True).stdout
     assert "Évolution depuis 2008" in texte
-    assert "géographie QPV 2015, fixe sur toute la série" in texte
+    assert "géographie QPV 2024, fixe sur toute la série" in texte
     assert "Pas de série des salariés" in texte
-    s = HI.evolution(base_historique, "DEP:93", "2015")
+    s = HI.evolution(base_historique, "DEP:93", "2024")
     premier = s["qpv"]["etablissements"][0]
     assert premier is not None and f"{premier:,}".replace(",", "\u202f") in texte
     diapos = rapport(base_historique, "FR", format="diapos", sortie=tmp_path)
@@ -63,10 +64,10 @@ def test_api_evolution(base_historique, base_demo):
         r = c.get("/api/evolution/DEP:93")
         assert r.status_code == 200
         s = r.json()
-        assert s["protege"] and s["geographie_qpv"] == "2015"
+        assert s["protege"] and s["geographie_qpv"] == "2024"
         assert s["points"][0] == "2008-01-01" and s["points"][-1] == "2024-01"
         assert HI.AVERTISSEMENT_EFFECTIFS in s["avertissements"]
-        assert s == HI.evolution(base_historique, "DEP:93", "2015")
+        assert s == HI.evolution(base_historique, "DEP:93", "2024")
         r = c.get("/api/evolution/DEP:93?geographie=2019")
         assert r.status_code in (400, 422) and "erreur" in r.json()
         assert c.get("/api/evolution/DEP:999").status_code == 404
@@ -81,7 +82,7 @@ def test_exports_evolution(base_historique, base_demo, tmp_path):
     import polars as pl
 
     from essqpv.outputs import exporter
-    s = HI.evolution(base_historique, "DEP:93", "2015")
+    s = HI.evolution(base_historique, "DEP:93", "2024")
     xlsx = exporter(base_historique, "DEP:93", format="xlsx", sortie=tmp_path)[0]
     classeur = openpyxl.load_workbook(xlsx)
     assert "Évolution" in classeur.sheetnames and "Créations et fermetures" in classeur.sheetnames
