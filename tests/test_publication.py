@@ -130,7 +130,7 @@ def petite_base(tmp_path_factory):
     etab, ul, emp = _registre(d, avec_commerce=True)
     b = d / "obs.duckdb"
     B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01",
-                 base=b)
+                 base=b, geographie="2015")  # its points are placed in QP093001 (2015)
     return b
 
 
