@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installe
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-addok.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench,adresses]'
+	# addok without its pin on a source-only python-geohash (see pyproject.toml): no compiler
+	$(BIN)/pip install --quiet --no-deps -r requirements-addok.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -102,8 +102,8 @@ def _verifier_addok() -> None:
     if manquants:
         raise GeocodeurIndisponible(
             f"Paquet(s) Python manquant(s) pour le géocodeur : {', '.join(manquants)} ; "
-            "installez-les avec essqpv : pip install 'essqpv[adresses]' (addok dépend de "
-            "python-geohash, compilé à l'installation : il faut un compilateur C++).")
+            "installez-les : pip install 'essqpv[adresses]' puis "
+            "pip install --no-deps -r requirements-addok.txt (make install fait les deux).")
 
 
 def etat(dossier: str | Path | None = None) -> dict:
