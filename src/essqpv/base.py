@@ -808,7 +808,7 @@ def dossier_rejets(base: str | Path, millesime: str) -> Path:
 
 
 _TABLES_DE_LA_BASE = frozenset({"millesimes", "qpv", "rejets", "discordances_qpv_insee",
-                                 "etablissements"})
+                                 "etablissements", "transition", "transition_qpv"})
 
 
 def _remplacable(base: Path, millesime: str) -> bool:
@@ -876,6 +876,8 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             marques = ", ".join("?" for _ in meta)
             con.execute(f"INSERT INTO millesimes ({colonnes}) VALUES ({marques})",
                         list(meta.values()))
+            from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
+            transition.ecrire(con, millesime)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:

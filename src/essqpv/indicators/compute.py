@@ -390,6 +390,20 @@ def indicateurs(base: str | Path, territoire: str | Territoire, perimetre: str =
     base, m, t = _contexte(base, territoire, perimetre, millesime)
     resultat = _calculer(base, m, t, perimetre, avec_regions=(t.niveau == "france"))
     resultat["evolution"] = _evolution(base, m, t, perimetre, resultat)
+    # --- geo2024: territories outside Sirene (French Polynesia), essqpv.couverture ---
+    from essqpv import couverture
+    if couverture.territoire_hors_sirene(t):
+        couverture.marquer(resultat)
+    elif t.niveau == "france":
+        con = ouvrir(base)
+        try:
+            note = couverture.note_totaux(couverture.qpv_hors_sirene(con, m),
+                                          resultat.get("geographie_qpv"))
+        finally:
+            con.close()
+        if note:
+            resultat["avertissements"].append(note)
+    # --- end geo2024 ---
     return resultat
 
 
@@ -462,6 +476,12 @@ def indicateurs_qpv(base: str | Path, perimetre: str = "strict", millesime: str 
     sortie = []
     for code, nom, dep, reg, hors_champ, emp, non_emp, s, _ in lignes:
         st = statuts[code]
+        if hors_champ:  # geo2024: outside Sirene, shown as such and never as zero
+            sortie.append({"code_qp": code, "nom_qp": nom, "departement": dep, "region": reg,
+                           "hors_champ_sirene": True, "couverture": "non couvert par Sirene",
+                           "etablissements_employeurs": None, "non_employeurs": None,
+                           "salaries": None, "secret": {}})
+            continue
         sortie.append({"code_qp": code, "nom_qp": nom, "departement": dep, "region": reg,
                        "hors_champ_sirene": bool(hors_champ),
                        "etablissements_employeurs": emp, "non_employeurs": non_emp,
