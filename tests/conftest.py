@@ -1,5 +1,4 @@
-"""Shared fixtures: paths to the real reference data (../shared/data, or its copy in
-tests/data/partage on a fresh clone)."""
+"""Shared fixtures: paths to the real reference data shipped in tests/data/partage."""
 from __future__ import annotations
 
 import json
@@ -7,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-RACINE = Path(__file__).resolve().parents[1]
-PARTAGE = RACINE.parent / "shared" / "data"
 DONNEES_TESTS = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def partage() -> Path:
-    """The real reference data folder: ../shared/data when it is there, else the copy of the
-    files the tests read, shipped in tests/data/partage (provenance in its LISEZMOI.md)."""
-    return PARTAGE if PARTAGE.exists() else DONNEES_TESTS / "partage"
+    """The real reference files the tests read, shipped in tests/data/partage (byte-identical
+    copies of the official files; provenance in its LISEZMOI.md and SOURCES.md)."""
+    return DONNEES_TESTS / "partage"
 
 
 def _construire_demo(dossier: Path, avec_emplois: bool) -> Path:

@@ -2,8 +2,8 @@
 
 Points inside, outside and a few metres on either side of a boundary, in metropolitan
 France and overseas, are checked against the real 2024 contours shipped in the package
-(ANCT, 4-decimal copy); the optional check against ``../shared`` compares the embedded
-copy with the GeoJSON it was built from.
+(ANCT, 4-decimal copy); one test compares the embedded copy with the GeoJSON it was built
+from (shipped in tests/data/partage).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_fichier_d_une_autre_geographie_refuse(tmp_path):
 
 
 def test_copie_integree_identique_au_geojson_partage(partage, couche):
-    """Optional larger check: the embedded copy is the shared GeoJSON, made valid."""
+    """The embedded copy is ANCT's 4-decimal GeoJSON, made valid."""
     src = lire_qpv(partage / "qpv" / "2024" /
                    "QP2024_France_Hexagonale_Outre_Mer_WGS84_arrondi4.geojson")
     assert src.geographie == "2024" and (src.codes == couche.codes).all()
