@@ -76,6 +76,36 @@ def _salaries(valeur: float | None) -> float | int | None:
     return int(round(valeur))
 
 
+def ligne_secteur(secteur: str, sq: float, st_sq: str | None, tot_q: float,
+                  st_ens_q: str | None, sf: float, st_sf: str | None, tot_f: float,
+                  st_ens_f: str | None) -> dict:
+    """One row of the sector table QPV vs France: employees in QPV, both shares and their gap,
+    each withheld (with its reason in ``secret``) when its cell or the total it divides by is
+    secret."""
+    secret: dict[str, str] = {}
+    ligne = {"secteur": secteur, "salaries_qpv": None if st_sq else _salaries(sq)}
+    if st_sq:
+        secret["salaries_qpv"] = st_sq
+    if st_sq or st_ens_q:
+        ligne["part_qpv"] = None
+        secret["part_qpv"] = st_sq or st_ens_q
+    else:
+        ligne["part_qpv"] = _arrondi(sq / tot_q) if tot_q else None
+    if st_sf or st_ens_f:
+        ligne["part_france"] = None
+        secret["part_france"] = st_sf or st_ens_f
+    else:
+        ligne["part_france"] = _arrondi(sf / tot_f) if tot_f else None
+    if ligne["part_qpv"] is None or ligne["part_france"] is None:
+        ligne["ecart_points"] = None
+        if "part_qpv" in secret or "part_france" in secret:
+            secret["ecart_points"] = secret.get("part_qpv") or secret.get("part_france")
+    else:
+        ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2) + 0.0
+    ligne["secret"] = secret
+    return ligne
+
+
 def _date_millesime(millesime: str) -> dt.date:
     annee, mois = millesime.split("-")
     return dt.date(int(annee), int(mois), 1)
@@ -266,30 +296,9 @@ def _calculer(base: str, m: str, t: Territoire, perimetre: str, avec_regions: bo
     st_ens_q, st_ens_f = statuts[(ENS, QPV)], statuts[(ENS, ENS)]
     tot_q, tot_f = cellules[(ENS, QPV)].effectif, cellules[(ENS, ENS)].effectif
     for s in secteurs + [ENS]:
-        sq_s, sf_s = cellules[(s, QPV)].effectif, cellules[(s, ENS)].effectif
-        st_sq, st_sf = statuts[(s, QPV)], statuts[(s, ENS)]
-        secret: dict[str, str] = {}
-        ligne = {"secteur": s, "salaries_qpv": None if st_sq else _salaries(sq_s)}
-        if st_sq:
-            secret["salaries_qpv"] = st_sq
-        if st_sq or st_ens_q:
-            ligne["part_qpv"] = None
-            secret["part_qpv"] = st_sq or st_ens_q
-        else:
-            ligne["part_qpv"] = _arrondi(sq_s / tot_q) if tot_q else None
-        if st_sf or st_ens_f:
-            ligne["part_france"] = None
-            secret["part_france"] = st_sf or st_ens_f
-        else:
-            ligne["part_france"] = _arrondi(sf_s / tot_f) if tot_f else None
-        if ligne["part_qpv"] is None or ligne["part_france"] is None:
-            ligne["ecart_points"] = None
-            if "part_qpv" in secret or "part_france" in secret:
-                secret["ecart_points"] = secret.get("part_qpv") or secret.get("part_france")
-        else:
-            ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2) + 0.0
-        ligne["secret"] = secret
-        lignes_secteurs.append(ligne)
+        lignes_secteurs.append(ligne_secteur(
+            s, cellules[(s, QPV)].effectif, statuts[(s, QPV)], tot_q, st_ens_q,
+            cellules[(s, ENS)].effectif, statuts[(s, ENS)], tot_f, st_ens_f))
 
     # ---- beyond employment (6.4)
     groupes_taille = {r["code"]: r["groupe_taille"] for r in

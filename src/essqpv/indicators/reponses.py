@@ -14,22 +14,14 @@ from collections import defaultdict
 import polars as pl
 
 from essqpv import reference
+from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur
 from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
                                            json_reponse)
 
 __all__ = ["ecrire_reponses"]
 
-ARRONDI_PART = 4
 NIVEAUX_PUBLIES = ("france", "metropole", "drom", "region", "departement", "epci", "commune",
                    "qpv")
-
-
-def _arrondi(x: float | None) -> float | None:
-    return None if x is None else round(x, ARRONDI_PART)
-
-
-def _salaries(v: float | None) -> int | None:
-    return None if v is None else int(round(v))
 
 
 class _Cellules:
@@ -122,28 +114,7 @@ def _secteurs(cel: _Cellules, terr: str, per: str) -> list[dict]:
     for s in list(reference.SECTEURS) + [ENS]:
         _, sq, st_sq, _, _ = cel.get(terr, per, "qpv", s)
         _, sf, st_sf, _, _ = cel.get("FR", TOUT, "tout", s)
-        secret: dict[str, str] = {}
-        ligne = {"secteur": s, "salaries_qpv": None if st_sq else _salaries(sq)}
-        if st_sq:
-            secret["salaries_qpv"] = st_sq
-        if st_sq or st_ens_q:
-            ligne["part_qpv"] = None
-            secret["part_qpv"] = st_sq or st_ens_q
-        else:
-            ligne["part_qpv"] = _arrondi(sq / tot_q) if tot_q else None
-        if st_sf or st_ens_f:
-            ligne["part_france"] = None
-            secret["part_france"] = st_sf or st_ens_f
-        else:
-            ligne["part_france"] = _arrondi(sf / tot_f) if tot_f else None
-        if ligne["part_qpv"] is None or ligne["part_france"] is None:
-            ligne["ecart_points"] = None
-            if "part_qpv" in secret or "part_france" in secret:
-                secret["ecart_points"] = secret.get("part_qpv") or secret.get("part_france")
-        else:
-            ligne["ecart_points"] = round(100 * (ligne["part_qpv"] - ligne["part_france"]), 2) + 0.0
-        ligne["secret"] = secret
-        lignes.append(ligne)
+        lignes.append(ligne_secteur(s, sq, st_sq, tot_q, st_ens_q, sf, st_sf, tot_f, st_ens_f))
     return lignes
 
 
