@@ -18,7 +18,23 @@ from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur
 from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
                                            json_reponse)
 
-__all__ = ["ecrire_reponses"]
+__all__ = ["ecrire_reponses", "genre_de_reponses"]
+
+_GENRES: list = []
+
+
+def genre_de_reponses(fonction):
+    """Register ``f(con, millesime)`` yielding ``(genre, territoire, perimetre, objet)``.
+
+    Linked tables registered with :func:`essqpv.indicators.publication.extension_du_plan`
+    (transition, historical series…) serialise their answers this way: ``objet`` is written
+    with :func:`json_reponse` next to the standard answers, from ``publication_cellules`` only,
+    every time the vintage's answers are (re)written. The module defining ``f`` must be
+    imported before the build (as for the plan extensions).
+    """
+    if fonction not in _GENRES:
+        _GENRES.append(fonction)
+    return fonction
 
 NIVEAUX_PUBLIES = ("france", "metropole", "drom", "region", "departement", "epci", "commune",
                    "qpv")
@@ -306,6 +322,9 @@ def ecrire_reponses(con, millesime: str) -> int:
                  "quartiers": _quartiers(cel, qpv, terr, niveau, per, qpv_de_commune,
                                          communes_epci)}
             lignes.append(("quartiers", terr, per, json_reponse(q)))
+    for genre in _GENRES:
+        for g, terr, per, obj in genre(con, millesime):
+            lignes.append((g, terr, per, json_reponse(obj)))
     con.execute("DELETE FROM publication_reponses WHERE millesime = ?", [millesime])
     df = pl.DataFrame({"millesime": millesime, "genre": [x[0] for x in lignes],
                        "territoire": [x[1] for x in lignes], "perimetre": [x[2] for x in lignes],
