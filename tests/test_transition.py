@@ -58,20 +58,14 @@ def test_transition_dans_la_base_de_demo(base_demo):
             lignes = t.filter((pl.col("territoire") == "FR") & (pl.col("statut") == statut)
                               & (pl.col("dimension") == dim) & (pl.col("valeur") != T.TOTAL))
             assert int(lignes["n_etab"].sum()) == n("FR", statut, dim)
-    # published headcounts are the raw ones or NULL with a status (never a partial value)
-    assert t.filter(pl.col("secret").is_null())["n_sal_publie"].equals(
-        t.filter(pl.col("secret").is_null())["n_sal"])
-    assert t.filter(pl.col("secret").is_not_null())["n_sal_publie"].null_count() == \
-        t.filter(pl.col("secret").is_not_null()).height
-
-
-def test_tableau_protege_et_qpv_nouveaux(base_demo):
-    r = T.tableau(base_demo, "DEP:93")
-    assert r["geographie_millesime"] == "2024" and set(r["cases"]) <= {*T.STATUTS, T.TOTAL}
-    for ligne in r["cases"].values():
-        for case in ligne.values():
-            assert (case["n_sal"] is None) == (case["secret"] is not None)
-    assert all(q["departement"] == "93" for q in r["qpv_nouveaux"] + r["qpv_sortis"])
+    # the stored statuses are the ones counted
+    con = duckdb.connect(str(base_demo), read_only=True)
+    try:
+        par_statut = dict(con.execute("SELECT statut, count(*) FROM transition_statuts "
+                                      "WHERE millesime = '2024-01' GROUP BY ALL").fetchall())
+    finally:
+        con.close()
+    assert par_statut == {s: n("FR", s) for s in T.STATUTS}
 
 
 def test_qpv_nouveaux_sont_les_codes_n():
@@ -81,11 +75,9 @@ def test_qpv_nouveaux_sont_les_codes_n():
     assert nouveaux.str.starts_with("QN").all()
     en_n = int(nouveaux.str.ends_with("N").sum())
     assert en_n >= 130 and en_n / len(nouveaux) > 0.95  # 139 codes end with N
-    sortis = t.filter(pl.col("evolution") == "sorti")["code_qp"]
-    assert len(sortis) > 0 and sortis.str.starts_with("QP").all()
-
-
-def test_dimension_inconnue(base_demo):
-    from essqpv.errors import ParametreInvalide
-    with pytest.raises(ParametreInvalide, match="Dimension inconnue"):
-        T.tableau(base_demo, "FR", dimension="taille")
+    sortis = t.filter(pl.col("evolution") == "sorti")
+    assert sortis.height > 0 and sortis["code_qp"].str.starts_with("QP").all()
+    # their communes: codes of the COG (for 2015, found by name in the département)
+    pleyel = sortis.filter(pl.col("code_qp") == "QP093038")
+    assert pleyel["communes"].to_list() == ["93066"]
+    assert (sortis["communes"] != "").mean() > 0.9

@@ -808,7 +808,8 @@ def dossier_rejets(base: str | Path, millesime: str) -> Path:
 
 
 _TABLES_DE_LA_BASE = frozenset({"millesimes", "qpv", "rejets", "discordances_qpv_insee",
-                                 "etablissements", "transition", "transition_qpv"})
+                                 "etablissements", "transition", "transition_qpv",
+                                 "transition_statuts"})
 
 
 def _remplacable(base: Path, millesime: str) -> bool:

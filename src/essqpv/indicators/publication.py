@@ -85,7 +85,7 @@ SAL = "salaries"
 TABLES_PUBLICATION = ("publication_cellules", "publication_relations", "publication_reponses")
 ARRONDI_PART = 4
 TABLEAUX_COMPTES = frozenset({"familles_employeurs", "familles_non_employeurs", "tailles",
-                              "creations"})
+                              "creations", "transition_etablissements"})
 _TOL = 1e-6
 
 _EXTENSIONS: list[Callable] = []
