@@ -166,80 +166,153 @@ def _installer(deps: list[str], numeros: int, dossier: Path) -> dict:
             "voies": sum(d["documents"]["street"] for d in r["departements"]),
             "octets_telecharges": sum(d["taille_fichier"] for d in r["departements"]),
             "duree_totale_s": round(duree, 1), "duree_import_s": r["duree_s"],
+            "duree_import_addok_s": r["duree_import_addok_s"],
+            "duree_index_exact_s": r["duree_index_exact_s"],
+            "index_exact_mio": round((dossier / "index" / "exactes.db").stat().st_size
+                                     / 2**20, 1),
             "memoire_redis_octets": r["memoire_redis_octets"],
             "memoire_redis_mio": round(r["memoire_redis_octets"] / 2**20, 1),
             "index_disque_mio": round(r["taille_octets"] / 2**20, 1)}
 
 
-def _fichier_adresses(code: str, numeros: int, lignes: int, graine: int = 7) -> Path:
-    """A CSV of addresses drawn from the synthetic département, with the usual faults."""
-    chemin = TRAVAIL / f"n{numeros}" / f"adresses_{lignes}.csv"
+#: the mix of the 100,000-row file (shares of rows, in random order)
+MELANGE = {
+    "exacte": 0.55,          # as the BAN writes it (case changed on a third of them)
+    "abregee": 0.10,         # « av. », « bd », « St- », no accents, a comma after the number
+    "sans_code_postal": 0.08,
+    "faute_de_frappe": 0.10,  # two letters swapped in the street name
+    "sans_numero": 0.05,     # the street only
+    "voie_inconnue": 0.05,   # a street that the commune does not have
+    "autre_departement": 0.02,
+    "vide": 0.02,
+    "doublon": 0.03,         # a row repeating an earlier row of the file (members of a family)
+}
+_ABREVIATIONS = [("Avenue ", "av. "), ("Boulevard ", "bd "), ("Allée ", "all. "),
+                 ("Chemin ", "ch. "), ("Impasse ", "imp. "), ("Place ", "pl. "),
+                 ("Route ", "rte "), ("Saint-", "St-"), ("Général", "Gal")]
+
+
+def _fichier_adresses(codes: list[str], numeros: int, lignes: int, graine: int = 7) -> Path:
+    """A CSV of addresses drawn from the synthetic départements ``codes``, mixed as
+    :data:`MELANGE` says; the kind of every row is written in column ``genre``."""
+    from unidecode import unidecode
+    chemin = TRAVAIL / f"n{numeros}" / f"adresses_{'-'.join(codes)}_{lignes}.csv"
     if chemin.exists():
         return chemin
     rng = np.random.default_rng(graine)
     voies = []
-    with gzip.open(departement_synthetique(code, numeros), "rt", encoding="utf-8") as f:
-        for ligne in f:
-            d = json.loads(ligne)
-            if d["type"] == "street":
-                voies.append((d["name"], d["postcode"], d["city"][0],
-                              list(d["housenumbers"])))
+    for code in codes:
+        with gzip.open(departement_synthetique(code, numeros), "rt", encoding="utf-8") as f:
+            for ligne in f:
+                d = json.loads(ligne)
+                if d["type"] == "street":
+                    voies.append((d["name"], d["postcode"], d["city"][0],
+                                  list(d["housenumbers"])))
+    mots = _vocabulaire()
+    genres = list(MELANGE)
+    tirages = rng.choice(len(genres), size=lignes, p=np.array(list(MELANGE.values())))
+    ecrites: list[str] = []
     with open(chemin, "w", encoding="utf-8") as f:
-        f.write("id;adresse\n")
-        for i in range(lignes):
+        f.write("id;genre;adresse\n")
+        for i, g in enumerate(tirages):
+            genre = genres[g]
             nom, cp, ville, numeros_voie = voies[rng.integers(len(voies))]
             num = numeros_voie[rng.integers(len(numeros_voie))]
-            u = rng.random()
-            if u < 0.70:
+            if genre == "doublon" and ecrites:
+                a = ecrites[rng.integers(len(ecrites))]
+            elif genre == "exacte":
                 a = f"{num} {nom} {cp} {ville}"
-            elif u < 0.80:  # a typo: two letters swapped in the street name
+                a = [a, a.upper(), a.lower()][rng.integers(3)]
+            elif genre == "abregee":
+                for long, court in _ABREVIATIONS:
+                    nom = nom.replace(long, court)
+                a = unidecode(f"{num}, {nom} {cp} {ville}")
+            elif genre == "sans_code_postal":
+                a = f"{num} {nom} {ville}"
+            elif genre == "faute_de_frappe":
                 j = int(rng.integers(len(nom) - 2)) + 1
                 a = f"{num} {nom[:j]}{nom[j + 1]}{nom[j]}{nom[j + 2:]} {cp} {ville}"
-            elif u < 0.88:
-                a = f"{num} {nom} {ville}"  # no postcode
-            elif u < 0.94:
-                a = f"{nom} {cp} {ville}"  # no number
-            elif u < 0.97:
-                a = f"{rng.integers(1, 300)} rue Imaginaire {rng.integers(1, 99)} {cp}"
-            elif u < 0.985:
-                a = f"{num} {nom} 13001 Marseille"  # a département not installed
+            elif genre == "sans_numero":
+                a = f"{nom} {cp} {ville}"
+            elif genre == "voie_inconnue":
+                a = f"{num} Rue {mots[rng.integers(len(mots))]} {cp} {ville}"
+            elif genre == "autre_departement":
+                a = f"{num} {nom} 13001 Marseille"
             else:
                 a = ""
-            f.write(f"{i};{a}\n")
+            if genre == "doublon" and not ecrites:
+                genre, a = "vide", ""
+            ecrites.append(a)
+            f.write(f"{i};{genre};{a}\n")
     return chemin
 
 
-def _lot(code: str, numeros: int, lignes: int, travailleurs: int, dossier: Path) -> dict:
-    """One run in a child process (its own CPU time and peak memory)."""
-    entree = _fichier_adresses(code, numeros, lignes)
+def _lot(codes: list[str], numeros: int, lignes: int, travailleurs: int, dossier: Path) -> dict:
+    """One run of ``localiser_fichier`` in a child process: rows/s end to end, and the time
+    spent in each path of the geocoder (exact index, addok) with its number of queries."""
+    entree = _fichier_adresses(codes, numeros, lignes)
     code_py = (
         "import json,resource,sys,time\n"
         "from essqpv import lookup\n"
+        "from essqpv.geocodage import exactes, geocodeur\n"
+        "temps={'exacte':[0.0,0],'addok':[0.0,0]}\n"
+        "def chrono(nom, f):\n"
+        "    def g(self, requetes, *a, **k):\n"
+        "        t=time.perf_counter(); r=f(self, requetes, *a, **k)\n"
+        "        temps[nom][0]+=time.perf_counter()-t; temps[nom][1]+=len(requetes); return r\n"
+        "    return g\n"
+        "exactes.IndexExact.chercher=chrono('exacte', exactes.IndexExact.chercher)\n"
+        "geocodeur.Geocodeur._addok=chrono('addok', geocodeur.Geocodeur._addok)\n"
         "t=time.perf_counter()\n"
         f"r=lookup.localiser_fichier({str(entree)!r}, {str(entree.with_name('sortie.csv'))!r},"
         f" geocodeur={str(dossier)!r})\n"
         "d=time.perf_counter()-t\n"
         "print(json.dumps({'duree_s': d, 'par_statut': r['par_statut'],"
-        " 'lignes': r['lignes']}))\n")
+        " 'lignes': r['lignes'], 'temps': temps,"
+        " 'pic_memoire_kio': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
     t = time.perf_counter()
     env = {**os.environ, "ESSQPV_GEOCODEUR_PROCESSUS": str(travailleurs)}
-    p = subprocess.run([sys.executable, "-c", code_py], capture_output=True, text=True, env=env)
+    charge_avant = _charge()
+    p = subprocess.run(["nice", sys.executable, "-c", code_py], capture_output=True, text=True,
+                       env=env)
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
     r = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"lignes": r["lignes"], "travailleurs": travailleurs,
-            "duree_s": round(r["duree_s"], 2),
+    import polars as pl
+    sortie = pl.read_csv(entree.with_name("sortie.csv"), separator=";", infer_schema=False)
+    par_methode = {str(k): v for k, v in sortie["methode_ban"].value_counts().iter_rows()}
+    par_genre = {}
+    for genre, statut, n in sortie.group_by(["genre", "statut"]).len().sort(
+            ["genre", "statut"]).iter_rows():
+        par_genre.setdefault(genre, {})[statut] = n
+    chemins = {nom: {"requetes": int(n), "duree_s": round(d, 2),
+                     "requetes_par_s": round(n / d) if d else None}
+               for nom, (d, n) in r["temps"].items()}
+    return {"lignes": r["lignes"], "departements_tires": codes, "melange": MELANGE,
+            "travailleurs": travailleurs, "duree_s": round(r["duree_s"], 2),
             "lignes_par_s": round(r["lignes"] / r["duree_s"]),
             "duree_processus_s": round(time.perf_counter() - t, 2),
-            "par_statut": r["par_statut"], "charge": os.getloadavg()}
+            "chemins": chemins, "lignes_par_methode": par_methode,
+            "par_statut": r["par_statut"], "statut_par_genre": par_genre,
+            "pic_memoire_processus_mio": round(r["pic_memoire_kio"] / 1024),
+            "charge_avant": charge_avant, "charge_apres": _charge()}
+
+
+def _charge() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(ICI), "log", "-1", "--format=%h %s"],
+                          capture_output=True, text=True).stdout.strip()[:90]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--numeros", type=int, default=260_000)
     ap.add_argument("--lignes", type=int, default=100_000)
-    ap.add_argument("--etapes", default="installation_1,lot,installation_8")
-    ap.add_argument("--travailleurs", default="1,2")
+    ap.add_argument("--etapes", default="installation_1,installation_8,lot")
+    ap.add_argument("--travailleurs", default="2,1")
     a = ap.parse_args()
     etapes = a.etapes.split(",")
     res = json.loads(RESULTATS.read_text("utf-8")) if RESULTATS.exists() else {}
@@ -249,20 +322,23 @@ def main() -> None:
                       "note": "machine partagée : charge notée à chaque mesure"}
     res["donnees"] = (f"départements synthétiques au format addok de la BAN, {a.numeros} "
                       "numéros chacun (communes et populations réelles, voies inventées)")
-    un = TRAVAIL / "geocodeur-1"
+    un, huit = TRAVAIL / "geocodeur-1", TRAVAIL / "geocodeur-8"
     if "installation_1" in etapes:
-        res["installation_1"] = {**_installer(["93"], a.numeros, un),
-                                 "charge": os.getloadavg()}
+        c = _charge()
+        res["installation_1"] = {**_installer(["93"], a.numeros, un), "charge_avant": c,
+                                 "charge_apres": _charge(), "commit": _commit()}
         print(json.dumps(res["installation_1"], ensure_ascii=False))
+    if "installation_8" in etapes:
+        c = _charge()
+        res["installation_8"] = {**_installer(HUIT, a.numeros, huit), "charge_avant": c,
+                                 "charge_apres": _charge(), "commit": _commit()}
+        print(json.dumps(res["installation_8"], ensure_ascii=False))
     if "lot" in etapes:
-        res["lot"] = [_lot("93", a.numeros, a.lignes, int(t), un)
+        # drawn from the eight départements, against the eight-département index
+        res["lot"] = [{**_lot(HUIT, a.numeros, a.lignes, int(t), huit), "commit": _commit()}
                       for t in a.travailleurs.split(",")]
         for r in res["lot"]:
             print(json.dumps(r, ensure_ascii=False))
-    if "installation_8" in etapes:
-        res["installation_8"] = {**_installer(HUIT, a.numeros, TRAVAIL / "geocodeur-8"),
-                                 "charge": os.getloadavg()}
-        print(json.dumps(res["installation_8"], ensure_ascii=False))
     RESULTATS.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
 

@@ -278,6 +278,7 @@ def test_fichier_adresses_csv(installe, tmp_path):
                                        "departement_non_installe", "a_verifier"]
     assert out["dans_qpv"].to_list() == ["oui", "non", None, None, None]
     assert float(out["score_ban"][0]) > 0.6 and out["type_ban"][4] == "street"
+    assert out["methode_ban"].to_list() == ["addok", "exacte", None, None, "addok"]
     assert out["remarque"][4].startswith("À vérifier")
 
 
@@ -302,7 +303,9 @@ def test_fichier_adresses_en_colonnes_xlsx(installe, tmp_path):
     assert [ligne[i] for ligne in lignes[1:]] == ["localise", "adresse_vide", "localise"]
     j = entete.index("adresse_ban")
     assert lignes[3][j] == "3 bis Rue de la Paix 94200 Ivry-sur-Seine"
-    assert isinstance(lignes[1][entete.index("score_ban")], float)
+    # a number in the sheet (1: written as in the BAN, found by the exact index)
+    assert lignes[1][entete.index("score_ban")] == 1
+    assert lignes[1][entete.index("methode_ban")] == "exacte"
 
 
 def test_commande_localiser_adresse(installe):
@@ -341,3 +344,143 @@ def test_index_endommage(installe, tmp_path):
     with Geocodeur(installe[0]) as g:
         g.rechercher("4 rue de la paix")
     assert sorted(p.name for p in (installe[0] / "index").iterdir()) == avant
+
+
+# ------------------------------------------------------------------------------ exact path
+
+def _requetes_ban() -> list[tuple[str, dict | None]]:
+    """Every street and house number of the extract, written as the BAN writes it."""
+    out = []
+    for dep in ("93", "94"):
+        for d in _documents(dep):
+            if d["type"] == "municipality":
+                continue
+            ville = d["city"][0] if isinstance(d["city"], list) else d["city"]
+            out.append(f"{d['name']} {d['postcode']} {ville}")
+            out += [f"{n} {d['name']} {d['postcode']} {ville}" for n in d.get("housenumbers")
+                    or {}]
+    return out
+
+
+def test_chemin_exact_meme_reponse_qu_addok(geocodeur):
+    # every address of the extract, as the BAN writes it: answered by the exact index with
+    # the very fields addok gives (label, type, point, identifiers), score 1
+    requetes = _requetes_ban()
+    exactes = geocodeur.geocoder(requetes, travailleurs=1)
+    par_addok = geocodeur.geocoder(requetes, travailleurs=1, exacte=False)
+    assert len(requetes) == 589
+    for q, e, a in zip(requetes, exactes, par_addok):
+        assert len(e) == 1 and e[0]["methode"] == "exacte" and e[0]["score"] == 1.0, q
+        assert a[0]["methode"] == "addok"
+        sans = ("score", "methode")
+        assert {k: v for k, v in e[0].items() if k not in sans} == \
+            {k: v for k, v in a[0].items() if k not in sans}, q
+
+
+def test_chemin_exact_variantes_et_refus(geocodeur):
+    requetes = [
+        "4, RUE DE LA PAIX - 93200 SAINT DENIS",     # 0 case, punctuation: exact
+        "3bis r. de la paix 93200 St-Denis",         # 1 glued suffix, abbreviations: exact
+        "4 rue de la Paix Saint-Denis",              # 2 no postcode, one commune: exact
+        "4 rue de la Paix Saint-Denis 93200",        # 3 postcode last: exact
+        "4 rue de la Paix 93300 Saint-Denis",        # 4 postcode not the address's: addok
+        "4 rue de la Paix",                          # 5 no commune: addok (four communes)
+        "4 rue de la pais 93200 Saint-Denis",        # 6 typo: addok
+        "4 rue de la Paix 93200 93300 Saint-Denis",  # 7 two postcodes: addok
+        "999 rue de la Paix 93200 Saint-Denis",      # 8 no such number: addok
+        "Rue de la Paix 93200 Saint-Denis",          # 9 the street: exact, type street
+    ]
+    r = geocodeur.geocoder(requetes, limite=2, travailleurs=1)
+    methodes = [x[0]["methode"] if x else None for x in r]
+    assert methodes == ["exacte"] * 4 + ["addok"] * 5 + ["exacte"]
+    assert {x[0]["label"] for x in r[:4]} == {"4 Rue de la Paix 93200 Saint-Denis",
+                                              "3 bis Rue de la Paix 93200 Saint-Denis"}
+    assert r[1][0]["housenumber"] == "3 bis"
+    assert r[9][0]["type"] == "street" and r[9][0]["housenumber"] is None
+    # the rules hold whatever the path: a street centroid is to check, never inside
+    lignes = localiser_adresses(requetes, geocodeur)
+    assert lignes["methode_ban"][:4] == ["exacte"] * 4
+    assert lignes["statut"][:4] == ["localise"] * 4 and all(lignes["dans_qpv"][:4])
+    assert lignes["statut"][9] == "a_verifier" and lignes["dans_qpv"][9] is None
+    assert lignes["methode_ban"][9] == "exacte" and lignes["score_ban"][9] == 1.0
+    assert lignes["statut"][5] == "a_verifier" and "ambiguë" in lignes["remarque"][5]
+
+
+def test_chemin_exact_homonymes_et_collisions(installe, tmp_path):
+    # a hash that leads to a row whose own text differs answers nothing (collision); two
+    # BAN addresses with the same normalised text are both found: the query goes to addok
+    import shutil
+    import sqlite3
+
+    from essqpv.geocodage import exactes
+    copie = tmp_path / "exactes.db"
+    shutil.copy(installe[0] / "index" / "exactes.db", copie)
+    con = sqlite3.connect(copie)
+    h1 = exactes._h("1 rue de la paix saint denis")
+    h4 = exactes._h("4 rue de la paix saint denis")
+    voie, num1 = con.execute("SELECT voie, numero FROM cles WHERE h = ?", (h1,)).fetchone()
+    autre = con.execute("SELECT voie, numero FROM cles WHERE h = ?",
+                        (exactes._h("4 rue de la fontaine ivry sur seine"),)).fetchone()
+    # collision: the key of « 1 rue de la Paix » now leads to another address only
+    con.execute("UPDATE cles SET h = 0 WHERE h = ?", (h1,))
+    con.execute("INSERT INTO cles VALUES (?, ?, ?)", (h1, *autre))
+    # homonym: a second « Rue de la Paix » of Saint-Denis, 93200, with its number 4
+    con.execute("INSERT INTO voies SELECT 9999, type, nom, noms, code_postal, ville, villes, "
+                "code_commune, 'x', lon, lat FROM voies WHERE id = ?", (voie,))
+    con.execute("INSERT INTO numeros VALUES (99999, 9999, '4', 'y', 2.3, 48.9)")
+    con.execute("INSERT INTO cles VALUES (?, 9999, 99999)", (h4,))
+    con.commit()
+    con.close()
+    index = exactes.IndexExact(copie)
+    try:
+        r = index.chercher(["1 rue de la paix 93200 saint-denis",
+                            "4 rue de la paix 93200 saint-denis",
+                            "2 rue de la paix 93200 saint-denis",
+                            "4 rue de la fontaine 94200 ivry-sur-seine"])
+    finally:
+        index.fermer()
+    assert r[0] is None and r[1] is None
+    assert r[2]["label"] == "2 Rue de la Paix 93200 Saint-Denis"
+    assert r[3]["citycode"] == "94041"
+    assert exactes.jetons("3BIS, Av. du Gal Leclerc 09000 Foix") == [
+        "3", "bis", "avenue", "du", "general", "leclerc", "09000", "foix"]
+
+
+def test_score_addok_identique():
+    # the faster text-similarity score of addok.conf gives addok's very number
+    from addok.helpers.text import compare_ngrams
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from essqpv.geocodage._scores import similarite
+    libelles = [q for q in _requetes_ban()[:120]]
+    for a in libelles:
+        for b in ("4 rue de la pais 93200 st denis", "rue paix", "x", a[:7], a):
+            assert similarite(a, b) == compare_ngrams(a, b)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(alphabet="aabé e-'1Œ", max_size=9), st.text(alphabet="aabé e-'1Œ",
+                                                              max_size=9))
+    def meme(a, b):
+        assert similarite(a, b) == compare_ngrams(a, b)
+    meme()
+
+
+def test_redis_tue_pendant_un_fichier(installe):
+    # the Redis of the geocoder killed in the middle of a list: a clear French error, no
+    # partial result; the next opening starts a new server
+    import signal
+    requetes = [f"{n} rue de la paxi {cp}" for n in range(1, 301)
+                for cp in ("93200", "94200", "94400", "93300")]
+    g = Geocodeur(installe[0]).ouvrir()
+    try:
+        def tuer(fait, total):
+            if fait < total and g._serveur is not None and g._serveur._processus:
+                os.kill(g._serveur._processus.pid, signal.SIGKILL)
+        with pytest.raises(GeocodeurIndisponible, match="cessé de répondre"):
+            g.geocoder(requetes, travailleurs=1, progression=tuer)
+        assert g._serveur is None
+        assert g.geocoder(["4 rue de la paix 93200 saint-denis"])[0][0]["methode"] == "exacte"
+        assert g.rechercher("4 rue de la paix 93200")[0]["methode"] == "addok"
+    finally:
+        g.fermer()

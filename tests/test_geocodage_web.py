@@ -60,6 +60,60 @@ def test_api_adresses(client):
     assert "/api/adresses/localiser" in client.get("/openapi.json").json()["paths"]
 
 
+def _redis_du_geocodeur(dossier) -> list[int]:
+    """Pids of the Redis servers this test process started on ``dossier``'s index."""
+    import os
+    from pathlib import Path
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            nom = (p / "cmdline").read_bytes().split(b" ")[0]
+            parent = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            dossier_courant = os.readlink(p / "cwd")  # Redis works in its --dir
+        except (OSError, ValueError, IndexError):
+            continue
+        if (parent == os.getpid() and os.path.basename(nom).startswith(b"redis-server")
+                and dossier_courant == str((dossier / "index").resolve())):
+            pids.append(int(p.name))
+    return pids
+
+
+def test_api_redis_tue_puis_relance(client, geocodeur_installe):
+    # the geocoder's Redis killed between two requests: the next one starts a new server
+    import os
+    import signal
+    assert client.get("/api/adresses/suggestions", params={"q": "4 rue de la pa"}).status_code \
+        == 200
+    pids = _redis_du_geocodeur(geocodeur_installe)
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    r = client.get("/api/adresses/localiser", params={"adresse": "4 rue de la pais 93200 "
+                                                                "Saint-Denis"})
+    assert r.status_code == 200 and r.json()["methode_ban"] == "addok"
+    assert r.json()["statut"] == "localise"
+    os.kill(_redis_du_geocodeur(geocodeur_installe)[0], signal.SIGKILL)
+    s = client.get("/api/adresses/suggestions", params={"q": "4 rue de la pa"})
+    assert s.status_code == 200 and s.json()["suggestions"]
+    assert _redis_du_geocodeur(geocodeur_installe) != pids
+
+
+def test_api_sans_geocodeur_503(base_demo, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from essqpv.web import creer_application
+    monkeypatch.setenv("ESSQPV_GEOCODEUR", str(tmp_path / "aucun"))
+    with TestClient(creer_application(base_demo)) as c:
+        assert c.get("/api/adresses/etat").json()["installe"] is False
+        for url, p in (("/api/adresses/localiser", {"adresse": "4 rue de la Paix 93200"}),
+                       ("/api/adresses/suggestions", {"q": "4 rue de la pa"})):
+            r = c.get(url, params=p, headers={"Accept": "application/json"})
+            assert r.status_code == 503, r.text
+            assert "Aucun géocodeur d'adresses installé" in r.json()["erreur"]
+            assert "essqpv geocodeur installer --departements" in r.json()["erreur"]
+
+
 @pytest.fixture(scope="module")
 def url_adresses(base_demo, geocodeur_installe):
     import socket

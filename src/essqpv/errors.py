@@ -44,6 +44,8 @@ class ReseauIndisponible(EssqpvError):
 class GeocodeurIndisponible(EssqpvError):
     """No address geocoder is installed, or its Redis server cannot be started."""
 
+    statut_http = 503  # the API: the service is not available (not the request's fault)
+
 
 class ConstructionRefusee(EssqpvError):
     """A build was refused before replacing a vintage: the new one looks implausible

@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
             taches: dict[str, int] = {}
 
             def avancer(etape: str, fait: int, total: int | None) -> None:
+                if etape == "index exact":
+                    barre.add_task("Index des adresses écrites comme dans la BAN", total=None)
+                    return
                 if etape.startswith("import"):
                     if etape not in taches:
                         taches[etape] = barre.add_task(etape.replace("import", "Import"),

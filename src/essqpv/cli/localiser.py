@@ -241,7 +241,9 @@ def _adresse(adresse: str, dossier, qpv, tampon: int, score_min: float, format_:
     if r.get("adresse_ban"):
         sortie.print(f"Trouvée : {r['adresse_ban']} (précision : "
                      f"{PRECISIONS.get(r['type_ban'], r['type_ban'])}, score "
-                     f"{r['score_ban']:.2f}".replace(".", ",") + f") — point "
+                     f"{r['score_ban']:.2f}".replace(".", ",")
+                     + (", écrite comme dans la BAN" if r.get("methode_ban") == "exacte"
+                        else ", moteur addok") + f") — point "
                      f"({r['lon_ban']:.6f}, {r['lat_ban']:.6f})", highlight=False)
     if r["statut"] == "localise":
         for ligne in _texte_resultat(r, tampon):

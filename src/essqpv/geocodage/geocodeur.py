@@ -13,12 +13,13 @@ from pathlib import Path
 from essqpv.errors import GeocodeurIndisponible
 from essqpv.geocodage import _addok
 from essqpv.geocodage._redis import ServeurRedis
+from essqpv.geocodage.exactes import FICHIER_EXACTES, IndexExact
 from essqpv.geocodage.installation import FICHIER_DOCUMENTS, dossier_par_defaut, etat
 
 __all__ = ["Geocodeur", "geocodeur_installe"]
 
-#: below this many queries, one process (starting workers costs ~1 s)
-SEUIL_PARALLELE = 3000
+#: below this many addok queries, one process (starting workers costs ~1 s)
+SEUIL_PARALLELE = 500
 _LOT = 400
 
 
@@ -57,6 +58,9 @@ class Geocodeur:
                                                  or 0) or min(os.cpu_count() or 1, 8))
         self._serveur: ServeurRedis | None = None
         self._pool = None
+        exactes = self.index / FICHIER_EXACTES
+        #: the exact path (:mod:`.exactes`); ``None`` for an index installed without it
+        self.exactes = IndexExact(exactes) if exactes.exists() else None
 
     @property
     def index(self) -> Path:
@@ -70,6 +74,8 @@ class Geocodeur:
         return self
 
     def fermer(self) -> None:
+        if self.exactes is not None:
+            self.exactes.fermer()
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
@@ -99,14 +105,54 @@ class Geocodeur:
     def rechercher(self, q: str, limite: int = 5, autocomplete: bool = False) -> list[dict]:
         """addok's results for one text (``autocomplete`` for suggestions while typing)."""
         self._pret()
-        return _addok.rechercher(q, limite=limite, autocomplete=autocomplete)
+        return [{**r, "methode": "addok"} for r in
+                _addok.rechercher(q, limite=limite, autocomplete=autocomplete)]
 
     def geocoder(self, requetes: Sequence[str | None], limite: int = 1,
                  travailleurs: int | None = None,
-                 progression: Callable[[int, int], None] | None = None) -> list[list[dict]]:
+                 progression: Callable[[int, int], None] | None = None,
+                 exacte: bool = True) -> list[list[dict]]:
         """The ``limite`` best results of every query (``[]``: empty query or nothing
-        found), in order; spread over worker processes for large lists."""
+        found), in order. Queries written as a BAN address are answered by the exact index
+        (one result, ``methode = "exacte"``, see :mod:`.exactes`) unless ``exacte`` is
+        false; the others by addok (``methode = "addok"``), spread over worker processes
+        for large lists."""
         self._pret()
+        requetes = list(requetes)
+        sortie: list[list[dict] | None] = [None] * len(requetes)
+        if exacte and self.exactes is not None:
+            for i, r in enumerate(self.exactes.chercher(requetes)):
+                if r is not None:
+                    sortie[i] = [r]
+        reste = [i for i, r in enumerate(sortie) if r is None]
+        faits = len(requetes) - len(reste)
+        avancer = progression or (lambda *_: None)
+        resultats = self._addok([requetes[i] for i in reste], limite, travailleurs,
+                                lambda fait, _total: avancer(faits + fait, len(requetes)))
+        for i, r in zip(reste, resultats):
+            sortie[i] = [{**x, "methode": "addok"} for x in r]
+        return sortie
+
+    def _addok(self, requetes: list[str | None], limite: int, travailleurs: int | None,
+               progression: Callable[[int, int], None] | None) -> list[list[dict]]:
+        import redis
+        try:
+            return self._addok_(requetes, limite, travailleurs, progression)
+        except (redis.ConnectionError, redis.TimeoutError, ConnectionError) as exc:
+            # our Redis died (killed, out of memory...): nothing half-done is returned
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+            if self._serveur is not None:
+                self._serveur.arreter()
+                self._serveur = None
+            raise GeocodeurIndisponible(
+                f"Le serveur Redis du géocodeur a cessé de répondre pendant la recherche "
+                f"(dossier {self.dossier}) : {exc}. Aucun résultat partiel n'est rendu ; "
+                "relancez la commande (essqpv redémarre son serveur).") from None
+
+    def _addok_(self, requetes: list[str | None], limite: int, travailleurs: int | None,
+                progression: Callable[[int, int], None] | None) -> list[list[dict]]:
         n = len(requetes)
         travailleurs = travailleurs or self.travailleurs
         avancer = progression or (lambda *_: None)

@@ -4,6 +4,7 @@ Layout of the geocoder's folder (``dossier_par_defaut()`` unless told otherwise)
 
     telechargements/adresses-addok-93.ndjson.gz   the BAN's files, as downloaded
     index/dump.rdb, index/addok.db                the installed index (Redis + SQLite)
+    index/exactes.db                              the exact index (:mod:`.exactes`)
     index/installation.json                       what is installed (read by ``etat``)
 
 An installation always builds the *whole* index (the départements already installed plus the
@@ -32,6 +33,8 @@ import httpx
 from essqpv import reference
 from essqpv.errors import FichierInvalide, GeocodeurIndisponible, ParametreInvalide
 from essqpv.geocodage._redis import FICHIER_INDEX, ServeurRedis
+from essqpv.geocodage.exactes import FICHIER_EXACTES
+from essqpv.geocodage.exactes import construire as construire_exactes
 from essqpv.sources.telechargement import telecharger_fichier
 
 __all__ = ["installer", "etat", "dossier_par_defaut", "departements_demandes",
@@ -39,10 +42,10 @@ __all__ = ["installer", "etat", "dossier_par_defaut", "departements_demandes",
 
 FICHIER_ETAT = "installation.json"
 FICHIER_DOCUMENTS = "addok.db"
-VERSION_INDEX = 1
+VERSION_INDEX = 2  # 2: with the exact index (exactes.db)
 
 #: ``progression(etape, fait, total_ou_None)``; etape = "telechargement <fichier>" or
-#: "import <departement>"
+#: "import <departement>" or "index exact"
 Progression = Callable[[str, int, "int | None"], None]
 
 
@@ -121,8 +124,10 @@ def etat(dossier: str | Path | None = None) -> dict:
                                     "(essqpv geocodeur installer).") from None
     index = dossier / "index"
     e["taille_octets"] = sum(p.stat().st_size for p in (index / FICHIER_INDEX,
-                                                         index / FICHIER_DOCUMENTS)
+                                                         index / FICHIER_DOCUMENTS,
+                                                         index / FICHIER_EXACTES)
                              if p.exists())
+    e["recherche_exacte"] = (index / FICHIER_EXACTES).exists()
     e["installe"] = (index / FICHIER_INDEX).exists() and (index / FICHIER_DOCUMENTS).exists()
     e["dossier"] = str(dossier)
     return e
@@ -239,12 +244,17 @@ def installer(departements: str | Iterable[str], dossier: str | Path | None = No
                                 travailleurs, avancer)
             memoire = serveur.memoire()
             serveur.sauver()
+        duree_addok = time.perf_counter() - debut
+        avancer("index exact", 0, None)
+        exactes = construire_exactes([f for _, f in fichiers], construction / FICHIER_EXACTES)
         duree = time.perf_counter() - debut
         for code, c in comptes.items():
             infos[code]["documents"] = c
         e = {"version_index": VERSION_INDEX, "departements": [infos[c] for c in cibles],
              "installe_le": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
              "memoire_redis_octets": memoire, "duree_import_s": round(duree, 2),
+             "duree_import_addok_s": round(duree_addok, 2),
+             "duree_index_exact_s": round(duree - duree_addok, 2), "index_exact": exactes,
              "versions": _versions(),
              "source": "Base Adresse Nationale (BAN), export addok, Licence Ouverte 2.0"}
         (construction / FICHIER_ETAT).write_text(json.dumps(e, ensure_ascii=False, indent=1),

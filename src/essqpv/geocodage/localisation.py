@@ -31,8 +31,8 @@ __all__ = ["SCORE_MIN", "ECART_AMBIGU", "COLONNES_ADRESSE", "STATUTS_ADRESSE",
 SCORE_MIN = 0.6
 #: a second result in another commune within this score of the first: ambiguous
 ECART_AMBIGU = 0.03
-COLONNES_ADRESSE = ["adresse_ban", "score_ban", "type_ban", "code_commune_ban", "lon_ban",
-                    "lat_ban"]
+COLONNES_ADRESSE = ["adresse_ban", "score_ban", "type_ban", "methode_ban", "code_commune_ban",
+                    "lon_ban", "lat_ban"]
 STATUTS_ADRESSE = ("a_verifier", "adresse_vide", "adresse_introuvable",
                    "departement_non_installe")
 PRECISIONS = {"housenumber": "numéro", "street": "voie (centre de la voie)",
@@ -206,6 +206,7 @@ def localiser_adresses(requetes: Sequence[str | None], geocodeur, couche=None,
         colonnes["adresse_ban"][i] = r["label"]
         colonnes["score_ban"][i] = r["score"]
         colonnes["type_ban"][i] = r["type"]
+        colonnes["methode_ban"][i] = r.get("methode")
         colonnes["code_commune_ban"][i] = r["citycode"]
         colonnes["lon_ban"][i], colonnes["lat_ban"][i] = r["lon"], r["lat"]
         lon[i], lat[i] = r["lon"], r["lat"]
@@ -217,7 +218,8 @@ def localiser_adresses(requetes: Sequence[str | None], geocodeur, couche=None,
         if r["score"] < score_min:
             motifs.append(f"score {_virgule(r['score'])} sous le seuil {_virgule(score_min)} "
                           ": correspondance peu sûre")
-        ecart = ecart_de_voie(requetes[i], r)
+        # (an exact match is the street of the query, by construction)
+        ecart = ecart_de_voie(requetes[i], r) if r.get("methode") != "exacte" else None
         if ecart:
             motifs.append(ecart)
         autres = [a for a in res[1:] if a["citycode"] != r["citycode"]

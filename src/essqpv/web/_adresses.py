@@ -36,7 +36,26 @@ class _Service:
         return self._geocodeur
 
     def appeler(self, fonction, *args):
-        return self._fil.submit(lambda: fonction(self._ouvert(), *args)).result()
+        return self._fil.submit(lambda: self._appel(fonction, *args)).result()
+
+    def _appel(self, fonction, *args):
+        """In the geocoder's thread. If its Redis went away (killed, machine short of
+        memory), the geocoder is reopened once — essqpv starts a new server — and otherwise
+        the request fails with :class:`GeocodeurIndisponible` (HTTP 503)."""
+        import redis
+        for essai in (1, 2):
+            try:
+                return fonction(self._ouvert(), *args)
+            except (redis.ConnectionError, redis.TimeoutError, GeocodeurIndisponible) as exc:
+                self.fermer()
+                if isinstance(exc, GeocodeurIndisponible) and "cessé de répondre" not in str(
+                        exc):
+                    raise  # not installed, or cannot start: no second try
+                if essai == 2:
+                    raise GeocodeurIndisponible(
+                        "Le géocodeur d'adresses ne répond pas (son serveur Redis s'est "
+                        "arrêté et n'a pas pu être relancé) ; réessayez plus tard ou vérifiez "
+                        "l'installation avec « essqpv geocodeur etat ».") from None
 
     def etat(self) -> dict:
         from essqpv.geocodage import etat

@@ -82,7 +82,8 @@
       vider(reponse);
       if (r.adresse_ban) {
         reponse.appendChild(ligne("Adresse trouvée : " + r.adresse_ban + " (précision : " +
-          (PRECISIONS[r.type_ban] || r.type_ban) + ", score " + String(r.score_ban.toFixed(2)).replace(".", ",") + ")"));
+          (PRECISIONS[r.type_ban] || r.type_ban) + ", score " + String(r.score_ban.toFixed(2)).replace(".", ",") +
+          (r.methode_ban === "exacte" ? ", écrite comme dans la BAN" : "") + ")"));
       }
       if (r.statut === "localise") {
         var phrase = r.reponse.charAt(0).toUpperCase() + r.reponse.slice(1) + ".";
