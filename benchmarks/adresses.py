@@ -7,17 +7,21 @@ over the département's real communes, weighted by their real population; street
 from the words of real French commune names). They are served by a local HTTP server, so
 ``essqpv geocodeur installer`` runs exactly as against the BAN (download, checks, import).
 
-Measures, each written to ``benchmarks/resultats_adresses.json``:
+Measures, each written to ``benchmarks/resultats_adresses.json`` with the load (``uptime``)
+before and after and the commit:
 
-- ``installation_1``: time to install one département (download + import + save), Redis
-  memory and index size;
-- ``installation_8``: the same for eight départements;
-- ``lot``: ``essqpv localiser --fichier`` on a 100,000-row CSV of addresses (exact house
-  numbers, typos, missing postcodes, streets without number, unknown addresses, empty lines),
-  with 1 and 2 worker processes: rows per second, end to end (reading, geocoding, QPV,
-  writing), and geocoding alone.
+- ``installation_1``: time to install one département (download + addok import + Redis save
+  + exact index), Redis memory, index size on disk;
+- ``installation_8``: the same for eight départements (93, 94, 92, 95, 91, 77, 78, 75);
+- ``lot``: ``lookup.localiser_fichier`` (what ``essqpv localiser --fichier`` runs) on a
+  100,000-row CSV drawn from the eight départements against the eight-département index, in
+  random order, mixed as :data:`MELANGE` says (exact spelling, abbreviated, no postcode,
+  typos, street only, unknown street, other département, empty, repeated rows): rows per
+  second end to end (reading, geocoding, QPV, writing), and for each path of the geocoder
+  (exact index, addok) its number of queries and its time.
 
-Run: ``nice .venv/bin/python benchmarks/adresses.py [--numeros 260000] [--etapes ...]``.
+Run: ``nice .venv/bin/python benchmarks/adresses.py [--numeros 260000] [--etapes ...]
+[--travailleurs 2,1]`` (data under ``$ESSQPV_BENCH_DONNEES``, default ``/tmp/essqpv-bench``).
 """
 from __future__ import annotations
 
@@ -267,8 +271,10 @@ def _lot(codes: list[str], numeros: int, lignes: int, travailleurs: int, dossier
         f"r=lookup.localiser_fichier({str(entree)!r}, {str(entree.with_name('sortie.csv'))!r},"
         f" geocodeur={str(dossier)!r})\n"
         "d=time.perf_counter()-t\n"
+        "u=[resource.getrusage(q) for q in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]\n"
+        "cpu=sum(x.ru_utime+x.ru_stime for x in u)\n"
         "print(json.dumps({'duree_s': d, 'par_statut': r['par_statut'],"
-        " 'lignes': r['lignes'], 'temps': temps,"
+        " 'lignes': r['lignes'], 'temps': temps, 'cpu_s': cpu,"
         " 'pic_memoire_kio': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
     t = time.perf_counter()
     env = {**os.environ, "ESSQPV_GEOCODEUR_PROCESSUS": str(travailleurs)}
@@ -292,6 +298,10 @@ def _lot(codes: list[str], numeros: int, lignes: int, travailleurs: int, dossier
             "travailleurs": travailleurs, "duree_s": round(r["duree_s"], 2),
             "lignes_par_s": round(r["lignes"] / r["duree_s"]),
             "duree_processus_s": round(time.perf_counter() - t, 2),
+            # CPU of essqpv, its addok workers and its Redis (all children, waited for):
+            # rows per second of CPU x 2 is what two free cores would do at best
+            "cpu_s": round(r["cpu_s"], 1),
+            "lignes_par_s_cpu_2_coeurs": round(2 * r["lignes"] / r["cpu_s"]),
             "chemins": chemins, "lignes_par_methode": par_methode,
             "par_statut": r["par_statut"], "statut_par_genre": par_genre,
             "pic_memoire_processus_mio": round(r["pic_memoire_kio"] / 1024),

@@ -458,6 +458,14 @@ def test_score_addok_identique():
         for b in ("4 rue de la pais 93200 st denis", "rue paix", "x", a[:7], a):
             assert similarite(a, b) == compare_ngrams(a, b)
 
+    # and addok's document format, read back the same
+    from addok.helpers.serializers import ZlibSerializer
+
+    from essqpv.geocodage._scores import Documents
+    for d in _documents("93")[:20]:
+        assert Documents.loads(ZlibSerializer.dumps(d)) == d == \
+            ZlibSerializer.loads(Documents.dumps(d))
+
     @settings(max_examples=3000, deadline=None)
     @given(st.text(alphabet="aabé e-'1Œ", max_size=9), st.text(alphabet="aabé e-'1Œ",
                                                               max_size=9))
@@ -484,3 +492,28 @@ def test_redis_tue_pendant_un_fichier(installe):
         assert g.rechercher("4 rue de la paix 93200")[0]["methode"] == "addok"
     finally:
         g.fermer()
+
+
+def test_fichiers_hostiles(installe, tmp_path):
+    # a stray quote: file, physical line and column named; an address column with nothing
+    # in it: every row kept, adresse_vide; a header alone: no row, no error
+    casse = tmp_path / "guillemets.csv"
+    casse.write_text('id;adresse\n1;4 rue de la Paix 93200 Saint-Denis\n'
+                     '2;"4 Rue de la Fontaine" 94200 Ivry-sur-Seine\n', "utf-8")
+    with pytest.raises(FichierInvalide, match=r"guillemets\.csv, ligne 3, colonne « adresse » "
+                                              r": guillemet"):
+        lookup.localiser_fichier(casse, geocodeur=installe[0])
+    ouvert = tmp_path / "ouvert.csv"
+    ouvert.write_text('id;adresse\n1;"4 rue de la Paix 93200 Saint-Denis\n2;x\n', "utf-8")
+    with pytest.raises(FichierInvalide, match=r"ligne 2, colonne « adresse »"):
+        lookup.localiser_fichier(ouvert, geocodeur=installe[0])
+    vide = tmp_path / "vides.csv"
+    vide.write_text("id;adresse;code_postal\n" + "".join(f"{i};;\n" for i in range(2000)),
+                    "utf-8")
+    r = lookup.localiser_fichier(vide, geocodeur=installe[0])
+    assert r["lignes"] == 2000 and r["par_statut"] == {"adresse_vide": 2000}
+    out = pl.read_csv(r["sortie"], separator=";", infer_schema=False)
+    assert out.height == 2000 and out["id"].to_list() == [str(i) for i in range(2000)]
+    entete = tmp_path / "entete.csv"
+    entete.write_text("adresse\n", "utf-8")
+    assert lookup.localiser_fichier(entete, geocodeur=installe[0])["lignes"] == 0

@@ -456,9 +456,37 @@ def _lire_csv(chemin: Path) -> tuple[pl.DataFrame, str]:
         df = pl.read_csv(texte.encode("utf-8"), separator=separateur, infer_schema=False,
                          truncate_ragged_lines=True, raise_if_empty=False)
     except pl.exceptions.PolarsError as exc:
+        ou = _guillemet_fautif(texte, separateur)
+        if ou:
+            ligne, colonne = ou
+            raise FichierInvalide(
+                f"{chemin.name}, ligne {ligne}" + (f", colonne « {colonne} »" if colonne else "")
+                + " : guillemet mal placé ou non fermé (un champ entre guillemets doit "
+                "commencer et finir par un guillemet, ceux du texte étant doublés : \"\") ; "
+                "corrigez la ligne ou ôtez ses guillemets.") from None
         raise FichierInvalide(f"{chemin.name} n'est pas un CSV lisible : "
                               f"{str(exc).splitlines()[0]}") from None
     return df, separateur
+
+
+def _guillemet_fautif(texte: str, separateur: str) -> tuple[int, str | None] | None:
+    """(physical line, column name) where a quoted field goes wrong, or None."""
+    import csv
+    import io
+    lecteur = csv.reader(io.StringIO(texte, newline=""), delimiter=separateur, strict=True)
+    entete: list[str] = []
+    debut = 1
+    try:
+        for champs in lecteur:
+            entete = entete or champs
+            debut = lecteur.line_num + 1
+    except csv.Error:
+        lignes = texte.splitlines()
+        fautive = lignes[debut - 1] if debut - 1 < len(lignes) else ""
+        avant = fautive.split('"', 1)[0]
+        k = avant.count(separateur)
+        return debut, (entete[k] if k < len(entete) else None)
+    return None
 
 
 def _lire_xlsx(chemin: Path) -> tuple[pl.DataFrame, list[list]]:
