@@ -73,3 +73,28 @@ def construire(d, forcer: bool = True):
     B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01",
                  base=b, forcer=forcer)
     return b
+
+
+def bases(tmp_path_factory):
+    """(base without its publication, the same base with it), built once per session
+    (shared by the test modules of the transition)."""
+    import shutil
+
+    import duckdb
+
+    from essqpv.indicators.publication import ecrire_plan
+    d = tmp_path_factory.getbasetemp() / "transition-2015-2024"
+    brute, publiee = d / "obs.duckdb", d / "publiee.duckdb"
+    if not publiee.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        construire(d)
+        travail = d / "publiee.tmp.duckdb"
+        shutil.copyfile(brute, travail)
+        con = duckdb.connect(str(travail))
+        try:
+            ecrire_plan(con, "2024-01")
+        finally:
+            con.close()
+        travail.rename(publiee)
+    return brute, publiee

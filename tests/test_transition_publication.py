@@ -11,7 +11,6 @@ the plan and protected together; the attacker's audit finds every suppressed cel
 from __future__ import annotations
 
 import json
-import shutil
 
 import duckdb
 import numpy as np
@@ -28,20 +27,13 @@ M = "2024-01"
 
 @pytest.fixture(scope="module")
 def base_transition(tmp_path_factory):
-    return TF.construire(tmp_path_factory.mktemp("transition"))
+    return TF.bases(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
-def base_publiee(base_transition, tmp_path_factory):
+def base_publiee(tmp_path_factory):
     """The same base with its protected publication written (plan, cells, answers)."""
-    b = tmp_path_factory.mktemp("transition_publiee") / "obs.duckdb"
-    shutil.copyfile(base_transition, b)
-    con = duckdb.connect(str(b))
-    try:
-        P.ecrire_plan(con, M)
-    finally:
-        con.close()
-    return b
+    return TF.bases(tmp_path_factory)[1]
 
 
 def _plans(base):

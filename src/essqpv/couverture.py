@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 
 __all__ = ["NON_COUVERT", "departements_hors_sirene", "territoire_hors_sirene",
-           "qpv_hors_sirene", "note_totaux", "marquer"]
+           "qpv_hors_sirene", "note_totaux", "marquer", "appliquer", "marquer_quartier"]
 
 NON_COUVERT = "non couvert par Sirene"
 
@@ -85,3 +85,26 @@ def marquer(resultat: dict) -> dict:
     av.insert(0, f"Territoire {NON_COUVERT} : la Polynésie française a son propre répertoire "
                  "des entreprises (ISPF) ; aucun chiffre n'est calculé (ce n'est pas zéro).")
     return resultat
+
+
+def appliquer(resultat: dict, con: duckdb.DuckDBPyConnection, millesime: str) -> dict:
+    """What every indicator answer of an uncovered territory, or of France, must say (the
+    stored answers of the publication as the per-answer ones): blanked figures and
+    ``non couvert par Sirene``, or the national note of what the totals exclude."""
+    from types import SimpleNamespace
+    code, niveau = resultat["territoire"]["code"], resultat["territoire"]["niveau"]
+    t = SimpleNamespace(niveau=niveau, valeur=code.split(":", 1)[-1])
+    if territoire_hors_sirene(t):
+        marquer(resultat)
+    elif t.niveau == "france":
+        note = note_totaux(qpv_hors_sirene(con, millesime), resultat.get("geographie_qpv"))
+        if note and note not in resultat.setdefault("avertissements", []):
+            resultat["avertissements"].append(note)
+    return resultat
+
+
+def marquer_quartier(ligne: dict) -> dict:
+    """A QPV row of an uncovered territory: its figures are None, never zero."""
+    ligne.update({"couverture": NON_COUVERT, "etablissements_employeurs": None,
+                  "non_employeurs": None, "salaries": None, "secret": {}})
+    return ligne

@@ -100,9 +100,7 @@ def qpv_nouveaux_et_sortis() -> pl.DataFrame:
     QPV 2024 (``sorti``), from the embedded contours: ``code_qp, geographie, evolution,
     nom_qp, departement, communes`` (commune codes, ``;``-separated; for 2015, whose file
     names its communes, the codes of the communes of that name in its département)."""
-    from essqpv import reference
     from essqpv.sources.qpv import lire_qpv
-    from essqpv.territoires import normaliser
     c24, c15 = lire_qpv(geographie="2024"), lire_qpv(geographie="2015")
     m24, m15 = c24.geometries_metriques(), c15.geometries_metriques()
     arbre = shapely.STRtree(c15.geometries)
@@ -115,24 +113,45 @@ def qpv_nouveaux_et_sortis() -> pl.DataFrame:
     petit = np.minimum(shapely.area(m24[i24]), shapely.area(m15[i15]))
     vrai = commun >= 0.01 * petit
     avec24, avec15 = set(i24[vrai].tolist()), set(i15[vrai].tolist())
-    communes24 = dict(zip(reference.qpv2024()["code_qp"], reference.qpv2024()["communes"]))
-    noms15 = dict(zip(reference.qpv2015()["code_qp"], reference.qpv2015()["commune_qp"]))
-    par_nom: dict[tuple, list[str]] = defaultdict(list)
-    for code, dep, nom in _noms_communes():
-        par_nom[(dep, normaliser(nom))].append(code)
-
-    def codes15(code: str, dep: str) -> str:
-        noms = (noms15.get(code) or "").split(",")
-        return ";".join(c for n in noms for c in par_nom.get((dep, normaliser(n)), []))
-
+    communes24, communes15 = communes_des_qpv("2024"), communes_des_qpv("2015")
     lignes = [(c24.codes[i], "2024", "nouveau", c24.noms[i], c24.departements[i],
-               (communes24.get(c24.codes[i]) or "").replace(",", ";"))
+               ";".join(sorted(communes24.get(c24.codes[i], ()))))
               for i in range(len(c24)) if i not in avec24]
     lignes += [(c15.codes[i], "2015", "sorti", c15.noms[i], c15.departements[i],
-                codes15(c15.codes[i], c15.departements[i]))
+                ";".join(sorted(communes15.get(c15.codes[i], ()))))
                for i in range(len(c15)) if i not in avec15]
     return pl.DataFrame(lignes, schema=["code_qp", "geographie", "evolution", "nom_qp",
                                         "departement", "communes"], orient="row")
+
+
+@lru_cache(maxsize=2)
+def communes_des_qpv(geographie: str) -> dict[str, frozenset[str]]:
+    """Commune codes of each QPV of the embedded contours of a geography (2024: from the
+    file; 2015, whose file names its communes: the communes of that name in its
+    département)."""
+    from essqpv import reference
+    from essqpv.sources.qpv import departement_du_code
+    from essqpv.territoires import normaliser
+    if geographie == "2024":
+        t = reference.qpv2024()
+        return {c: frozenset(x.strip() for x in (v or "").replace(",", ";").split(";")
+                             if x.strip()) for c, v in zip(t["code_qp"], t["communes"])}
+    par_nom: dict[tuple, list[str]] = defaultdict(list)
+    for code, dep, nom in _noms_communes():
+        par_nom[(dep, normaliser(nom))].append(code)
+    villes = {"paris": "75056", "marseille": "13055", "lyon": "69123"}  # (arrondissements)
+
+    def codes(qpv: str, noms: str) -> frozenset[str]:
+        sortie: set[str] = set()
+        for n in (noms or "").split(","):
+            n = normaliser(n)
+            premier = n.split(" ", 1)[0]
+            if premier in villes and n[len(premier):].strip()[:1].isdigit():
+                sortie.add(villes[premier])
+            sortie.update(par_nom.get((departement_du_code(qpv), n), []))
+        return frozenset(sortie)
+    t = reference.qpv2015()
+    return {c: codes(c, v) for c, v in zip(t["code_qp"], t["commune_qp"])}
 
 
 def _noms_communes() -> list[tuple[str, str, str]]:
@@ -243,7 +262,7 @@ def _statuts_stockes(con, millesime: str, geographie: str) -> pl.DataFrame:
                         [millesime]).fetchone()[0]
     except duckdb.CatalogException:
         n = None
-    if n is None:
+    if not n:  # (a plan written before the transition of the vintage, in the same build)
         return _statuts(con, millesime, geographie)
     e = _etablissements(con, millesime, "localise")
     s = con.sql("SELECT siret, qpv_2015, qpv_2024, statut FROM transition_statuts "
@@ -503,6 +522,10 @@ def reponses(con, millesime: str):
                           "ORDER BY geographie DESC, code_qp", [millesime]).fetchall()
     except duckdb.Error:
         qpv = []
+    if not qpv:  # (answers written before the transition of the vintage, in the same build)
+        qpv = [(c, g, ev, nom, d, com) for c, g, ev, nom, d, com in
+               qpv_nouveaux_et_sortis().sort(["geographie", "code_qp"], descending=[True, False]
+                                             ).iter_rows()]
     par_code = _index()[0]
     n_hors = qpv_hors_sirene(con, millesime)
     detail = set(NIVEAUX_DETAILLES)

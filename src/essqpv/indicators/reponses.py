@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import polars as pl
 
-from essqpv import reference
+from essqpv import couverture, reference
 from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur
 from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
                                            json_reponse)
@@ -275,6 +275,8 @@ def _quartiers(cel: _Cellules, qpv: list[tuple], terr: str, niveau: str, per: st
                        "etablissements_employeurs": n, "non_employeurs": non_emp,
                        "salaries": None if st else _salaries(v),
                        "secret": {"salaries": st} if st else {}})
+        if hors_champ:  # geo2024: outside Sirene, never zero
+            couverture.marquer_quartier(sortie[-1])
     return sortie
 
 
@@ -317,6 +319,7 @@ def ecrire_reponses(con, millesime: str) -> int:
         for per in perimetres:
             r = _reponse(cel, precedent, terr, niveau, libelles[terr], per, millesime, meta,
                          libelles)
+            couverture.appliquer(r, con, millesime)  # geo2024: Polynesia "non couvert", never 0
             lignes.append(("indicateurs", terr, per, json_reponse(r)))
             q = {"territoire": r["territoire"], "perimetre": per, "millesime": millesime,
                  "quartiers": _quartiers(cel, qpv, terr, niveau, per, qpv_de_commune,

@@ -24,6 +24,7 @@ from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE, confidentialite
 from essqpv.csv_sur import neutraliser_frame
 from essqpv.errors import ParametreInvalide
 from essqpv.outputs._format import MARQUE_SECRET
+from essqpv.outputs.transition import ENTETES_TRANSITION, FEUILLES_TRANSITION, NOTE_TRANSITION
 
 __all__ = ["ENTETES", "FEUILLES", "FORMATS_EXPORT", "exporter", "tables"]
 
@@ -67,6 +68,7 @@ ENTETES = {
     "annee": "Année", "creations_qpv": "Créations en QPV", "fermetures_qpv": "Fermetures en QPV",
     "creations_territoire": "Créations (territoire)",
     "fermetures_territoire": "Fermetures (territoire)",
+    **ENTETES_TRANSITION,
 }
 COLONNES_PARTS = {"part_qpv", "part_france", "part_employeurs", "part_emploi_ess_en_qpv",
                   "part_localisee"}
@@ -155,6 +157,11 @@ def _tables_evolution(base, code: str, geographie: str | None) -> dict[str, pl.D
             "fermetures_territoire": pl.Int64, "secret": pl.String}),
     }
 
+
+
+def _tables_transition(base, code: str, millesime: str) -> dict[str, pl.DataFrame]:
+    from essqpv.outputs.transition import tables as tables_transition
+    return tables_transition(base, code, millesime)
 
 
 def _secret_texte(secret: dict | None) -> str | None:
@@ -259,11 +266,14 @@ def _table_qpv(lignes: list[dict]) -> pl.DataFrame:
           "etablissements_employeurs": r.get("etablissements_employeurs"),
           "non_employeurs": r.get("non_employeurs"), "salaries": r.get("salaries"),
           "hors_champ_sirene": r.get("hors_champ_sirene"),
-          "secret": _secret_texte(r.get("secret"))} for r in lignes],
+          "secret": _secret_texte(r.get("secret")),
+          # geo2024: "non couvert par Sirene" (empty figures, never zero)
+          "couverture": r.get("couverture")} for r in lignes],
         schema={"code_qp": pl.String, "nom_qp": pl.String, "departement": pl.String,
                 "region": pl.String, "etablissements_employeurs": pl.Int64,
                 "non_employeurs": pl.Int64, "salaries": pl.Float64,
-                "hors_champ_sirene": pl.Boolean, "secret": pl.String})
+                "hors_champ_sirene": pl.Boolean, "secret": pl.String,
+                "couverture": pl.String})
 
 
 def _table_secret(ind: dict, fr: dict) -> pl.DataFrame:
@@ -319,6 +329,7 @@ def tables(base: str | Path, territoire: str | None = None, perimetre: str = "st
         "etablissements": _etablissements(base, code, perimetre, m),
         "secret": _table_secret(ind, fr),
         **_tables_evolution(base, code, ind.get("geographie_qpv")),
+        **_tables_transition(base, code, m),  # what the 2024 map changes
     }
     return out, {"indicateurs": ind, "france": fr, "metadonnees": metadonnees(base, m)}
 
@@ -394,7 +405,7 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
 
     colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
         else "qpv_tampon"
-    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION}.items():
+    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION, **FEUILLES_TRANSITION}.items():
         if nom not in tabs:  # the series since 2008, when the base has none
             continue
         df = tabs[nom]
@@ -446,6 +457,9 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
             from essqpv.historique import AVERTISSEMENT_EFFECTIFS
             ws.write_string(pied, 0, "Fichiers historiques de Sirene ; géographie des QPV fixe "
                                      "sur toute la série. " + AVERTISSEMENT_EFFECTIFS)
+            pied += 1
+        if nom in FEUILLES_TRANSITION:
+            ws.write_string(pied, 0, NOTE_TRANSITION)
             pied += 1
         if synthetique:
             ws.write_string(pied, 0, MARQUE_SYNTHETIQUE, f_marque)

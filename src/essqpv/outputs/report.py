@@ -26,7 +26,7 @@ import jinja2
 from essqpv import __version__, reference
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE, confidentialite
 from essqpv.errors import ParametreInvalide
-from essqpv.outputs import charts, maps
+from essqpv.outputs import charts, maps, transition
 from essqpv.outputs._format import MARQUE_SECRET, nombre, points, pourcentage, valeur
 
 __all__ = ["FORMATS_RAPPORT", "nom_fichier", "rapport", "rassembler", "rendre"]
@@ -91,6 +91,7 @@ def rassembler(base: str | Path, territoire: str, perimetre: str = "strict",
     donnees["modeles"] = _modeles()
     donnees["initiatives"] = _initiatives(base, ind["territoire"]["code"])
     donnees["historique"] = _historique(base, ind)
+    donnees["transition"] = transition.rassembler(base, ind["territoire"]["code"], millesime)
     return donnees
 
 
@@ -625,6 +626,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
         "date_production": dt.date.today().isoformat(),
         "messages": _messages(ind, fr, regions, qpv, tailles),
     }
+    contexte.update(transition.contexte(donnees, format, source))  # 2015 → 2024
     env = _environnement()
     if format == "diapos":
         return env.get_template("diapos.html").render(css=_css("diapos.css"), **contexte)

@@ -341,6 +341,8 @@ def creer_application(base: Path | str) -> FastAPI:
     from essqpv.web.historique import avec_evolution as _avec_evolution
     from essqpv.web.historique import enregistrer as enregistrer_historique
     enregistrer_historique(app, _json)  # /api/evolution/{territoire}
+    from essqpv.web import transition as _transition
+    _transition.enregistrer(app, _json)  # /api/transition/{territoire} (2015 → 2024)
 
     # -- pages ---------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -358,7 +360,8 @@ def creer_application(base: Path | str) -> FastAPI:
             lien_json=f"/api/indicateurs/{t['code']}?perimetre={perimetre}"
                       f"&millesime={ctx['millesime']}",
             avec_initiatives=donnees.initiatives_disponibles(),
-            avec_evolution=_avec_evolution(donnees))
+            avec_evolution=_avec_evolution(donnees),
+            avec_transition=_transition.avec_transition(donnees))
         return HTMLResponse(html)
 
     # -- API ----------------------------------------------------------------------------

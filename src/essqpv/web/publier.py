@@ -12,6 +12,7 @@ Layout of a published site (``essqpv publier --sortie site/``)::
     donnees/<millesime>/<perimetre>/etablissements/<code>/qpv-<n>.json  (list, in QPV)
     donnees/<millesime>/telechargements.json, telechargements/…   (PDF report, Excel, CSV)
     donnees/initiatives/<code>.json          (when the directory module is installed)
+    donnees/<millesime>/transition/<code>.json  (= GET /api/transition/<code>, 2015 → 2024)
 
 ``<code>`` is the territory code with ``:`` replaced by ``_`` (``DEP_93``).
 """
@@ -242,6 +243,8 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
             _ecrire(d / "carte" / f"{niveau}.json", json_compact(donnees.contours(niveau)))
         fait = 0
         avec_initiatives = donnees.initiatives_disponibles()
+        from essqpv.web import transition as _transition  # what the 2024 map changes
+        avec_transition = _transition.avec_transition(donnees)
         def un_territoire(t: dict, m: str) -> None:
             code, f = t["code"], nom_fichier(t["code"])
             for p in perimetres[m]:
@@ -251,6 +254,8 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
                 _ecrire(racine / "quartiers" / f"{f}.json",
                         json_octets(reponse_quartiers(donnees, code, p, m)))
                 _publier_etablissements(donnees, racine, code, f, p, m)
+            if avec_transition:
+                _transition.publier(donnees, d / m / "transition", t, m, _ecrire)
             if avec_initiatives and m == choisis[0]:
                 _ecrire(d / "initiatives" / f"{f}.json",
                         json_octets(donnees.initiatives(code) or []))
@@ -280,7 +285,7 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
         page = environnement_gabarits().get_template("index.html").render(
             ctx=ctx, territoire=donnees.territoire("FR"), perimetre="strict", mode="statique",
             racine="", lien_json=f"donnees/{choisis[0]}/strict/indicateurs/FR.json",
-            avec_initiatives=avec_initiatives)
+            avec_initiatives=avec_initiatives, avec_transition=avec_transition)
         (travail / "index.html").write_text(page, encoding="utf-8")
         shutil.copytree(STATIQUE, travail / "static")
         ecrits = _droits_publics(travail)

@@ -345,6 +345,8 @@
     afficherTelechargements(t.code);
     afficherInitiatives(t.code);
     afficherEvolution(t.code);
+    // other panels (transition.js) follow the territory shown
+    corps.dispatchEvent(new CustomEvent("essqpv:territoire", { detail: { code: t.code, niveau: t.niveau, millesime: ind.millesime } }));
   }
 
   function lienTerritoire(code, libelle) {
