@@ -316,3 +316,21 @@ def test_site_statique_navigateur(base, tmp_path, page):
         assert _lire_tableau(page)["Ensemble"] == [str(e[z]) for z in T.ZONES_REPONSE]
     finally:
         serveur.shutdown()
+
+
+def test_commande_transition(base):
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    r = CliRunner().invoke(app, ["transition", "DEP:93", "--base", str(base), "--format",
+                                 "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == T.tableau(base, "DEP:93")
+    texte = CliRunner().invoke(app, ["transition", "COM:93066", "--base", str(base),
+                                     "--detail", "secteur"])
+    assert texte.exit_code == 0 and "Ce que change la nouvelle carte — Saint-Denis" in \
+        texte.output and "Commerce" in texte.output
+    qpv = CliRunner().invoke(app, ["transition", "QPV:QN09365N", "--base", str(base)])
+    assert qpv.exit_code == 2 and "pas pour" in qpv.output
+    assert CliRunner().invoke(app, ["transition", "--detail", "taille", "--base",
+                                    str(base)]).exit_code == 2

@@ -61,7 +61,8 @@ import shapely
 from essqpv.indicators.publication import extension_du_plan
 from essqpv.indicators.reponses import genre_de_reponses
 
-__all__ = ["STATUTS", "ecrire", "cellules", "qpv_nouveaux_et_sortis", "tableau", "SCHEMA",
+__all__ = ["STATUTS", "ecrire", "cellules", "qpv_nouveaux_et_sortis", "tableau", "tableaux",
+           "SCHEMA",
            "cellules_du_plan", "reponses", "GENRE", "LIBELLES", "CELLULE_SAL",
            "CELLULE_NOMBRE"]
 
@@ -643,6 +644,27 @@ def tableau(base, territoire: str = "FR", millesime: str | None = None) -> dict:
     if t.code in par:
         return json.loads(par[t.code])
     return _reponse_nulle(json.loads(par["FR"]), t)
+
+
+def tableaux(base, codes: list[str], millesime: str) -> dict[str, dict]:
+    """The stored answers of several territories at once (those the base has)."""
+    import json
+
+    from essqpv.base import ouvrir
+    if not codes:
+        return {}
+    con = ouvrir(base)
+    try:
+        try:
+            lignes = con.execute(
+                "SELECT territoire, json FROM publication_reponses WHERE millesime = ? AND "
+                f"genre = ? AND territoire IN ({', '.join('?' * len(codes))})",
+                [millesime, GENRE, *codes]).fetchall()
+        except duckdb.CatalogException:
+            lignes = []
+    finally:
+        con.close()
+    return {t: json.loads(j) for t, j in lignes}
 
 
 def _reponse_nulle(fr: dict, t) -> dict:

@@ -35,6 +35,7 @@ MODULES = [
     "initiatives",   # initiatives ...
     "demo",          # demo
     "historique",    # historique, evolution
+    "transition",    # transition (2015 → 2024)
 ]
 
 

@@ -56,7 +56,7 @@ def rassembler(base, territoire: str, millesime: str | None) -> dict | None:
     """The stored answer of the territory (None for a QPV or a base without it), with the
     per-département answers the national and regional map needs."""
     from essqpv.errors import ParametreInvalide
-    from essqpv.transition import tableau
+    from essqpv.transition import tableau, tableaux
     try:
         r = tableau(base, territoire, millesime)
     except ParametreInvalide:
@@ -67,13 +67,9 @@ def rassembler(base, territoire: str, millesime: str | None) -> dict | None:
         deps = [d["code"] for d in reference.departements()
                 if niveau == "france" or d.get("region") == r["territoire"]["code"][4:]]
         r = dict(r)
-        r["departements"] = {}
-        for d in deps:
-            try:
-                rd = tableau(base, f"DEP:{d}", r["millesime"])
-            except Exception:  # noqa: BLE001 — a département the COG has and the base not
-                continue
-            r["departements"][d] = rd["lignes"][0]["etablissements"]
+        stockees = tableaux(base, [f"DEP:{d}" for d in deps], r["millesime"])
+        r["departements"] = {c[4:]: x["lignes"][0]["etablissements"]
+                             for c, x in stockees.items()}
     return r
 
 
@@ -87,7 +83,7 @@ def _texte(ligne: dict, mesure: str, zone: str) -> str:
     return NON_COUVERT if v is None else nombre(v)
 
 
-def _table_ensemble(r: dict) -> dict:
+def table_ensemble(r: dict) -> dict:
     total = r["lignes"][0]
     return {"titre": f"Ce que change la nouvelle carte — {r['territoire']['libelle']}",
             "entetes": [""] + [TITRES[z] for z in ZONES],
@@ -95,7 +91,7 @@ def _table_ensemble(r: dict) -> dict:
             "lignes": [[lib] + [_texte(total, m, z) for z in ZONES] for m, lib in MESURES]}
 
 
-def _table_detail(r: dict, dimension: str) -> dict:
+def table_detail(r: dict, dimension: str) -> dict:
     zones = ("entrant", "sortant", "maintenu")
     lignes = [li for li in r["lignes"] if li["dimension"] == dimension]
     if dimension == "secteur":  # sectors with nothing in either map are left out
@@ -130,8 +126,8 @@ def contexte(donnees: dict, format: str, source: str) -> dict:
     from essqpv.outputs import charts
     fig = carte(r, source)
     return {"transition": {
-        "phrase": _phrase(r), "ensemble": _table_ensemble(r),
-        "familles": _table_detail(r, "famille"), "secteurs": _table_detail(r, "secteur"),
+        "phrase": _phrase(r), "ensemble": table_ensemble(r),
+        "familles": table_detail(r, "famille"), "secteurs": table_detail(r, "secteur"),
         "carte": charts.en_balise(fig, "svg" if format == "html" else "png") if fig else None,
         "salaries_par_ligne": r.get("salaries_par_ligne", True),
         "nouveaux": r["qpv_nouveaux"], "sortis": r["qpv_sortis"],
@@ -267,7 +263,7 @@ def _carte_departements(r: dict, source: str | None):
     valeurs = r.get("departements") or {}
     region = r["territoire"]["niveau"] == "region"
     codes = [d for d in valeurs if d in contours]
-    outre_mer = [] if region else [d for d in codes if d.startswith("97")]
+    outre_mer = [] if region else [d for d in codes if d.startswith(("97", "98"))]
     dessines = [d for d in codes if d not in outre_mer]
     epsg = maps.epsg_region(r["territoire"]["code"][4:]) if region else 2154
 
@@ -306,9 +302,10 @@ def _carte_departements(r: dict, source: str | None):
             ax.set_axis_off()
         for i, d in enumerate(sorted(outre_mer)):
             v = valeurs[d]
-            fig.text(0.02, 0.86 - i * 0.05,
-                     f"{contours[d][0]} : +{nombre(v['entrant'])} / −{nombre(v['sortant'])}",
-                     fontsize=7, color="#333333")
+            texte = (NON_COUVERT if v.get("entrant") is None
+                     else f"+{nombre(v['entrant'])} / −{nombre(v['sortant'])}")
+            fig.text(0.02, 0.86 - i * 0.05, f"{contours[d][0]} : {texte}", fontsize=7,
+                     color="#333333")
         if outre_mer:
             fig.text(0.02, 0.9, "Outre-mer (entrés / sortis)", fontsize=7.5, fontweight="bold")
         poignees = [Patch(facecolor=classes[4], label="plus d'entrées que de sorties"),
