@@ -330,7 +330,8 @@ def test_commande_transition(base):
                                      "--detail", "secteur"])
     assert texte.exit_code == 0 and "Ce que change la nouvelle carte — Saint-Denis" in \
         texte.output and "Commerce" in texte.output
+    from essqpv.errors import ParametreInvalide  # (exit code 2 through essqpv's main)
     qpv = CliRunner().invoke(app, ["transition", "QPV:QN09365N", "--base", str(base)])
-    assert qpv.exit_code == 2 and "pas pour" in qpv.output
-    assert CliRunner().invoke(app, ["transition", "--detail", "taille", "--base",
-                                    str(base)]).exit_code == 2
+    assert isinstance(qpv.exception, ParametreInvalide) and "pas pour" in str(qpv.exception)
+    taille = CliRunner().invoke(app, ["transition", "--detail", "taille", "--base", str(base)])
+    assert isinstance(taille.exception, ParametreInvalide)
