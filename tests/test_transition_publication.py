@@ -255,5 +255,5 @@ def test_territoires_sans_transition_et_erreurs(base_publiee, base_transition):
     assert any(q["departement"] == "987" for q in poly["qpv_nouveaux"])
     with pytest.raises(ParametreInvalide, match="pas pour"):
         T.tableau(base_publiee, "QPV:QN09365N")
-    with pytest.raises(ParametreInvalide, match="reconstruisez"):
+    with pytest.raises(ParametreInvalide, match="publication protégée"):
         T.tableau(base_transition, "FR")  # publication not written

@@ -219,7 +219,7 @@ def test_api_base_sans_publication(tmp_path_factory):
     brute = TF.bases(tmp_path_factory)[0]
     c = TestClient(creer_application(brute))
     r = c.get("/api/transition/FR")
-    assert r.status_code == 400 and "reconstruisez" in r.json()["erreur"]
+    assert r.status_code == 400 and "publication protégée" in r.json()["erreur"]
     assert 'data-transition="non"' in c.get("/").text
 
 

@@ -637,9 +637,9 @@ def tableau(base, territoire: str = "FR", millesime: str | None = None) -> dict:
     par = dict(lignes)
     if "FR" not in par:
         raise ParametreInvalide(
-            f"La base {base} n'a pas de transition 2015 → 2024 publiée pour le millésime {m} "
-            "(publication protégée absente : base construite avant cette version) ; "
-            "reconstruisez le millésime avec essqpv construire.")
+            f"La base {base} n'a pas de publication protégée (plan de publication) pour le "
+            f"millésime {m} : la transition 2015 → 2024 n'est publiée qu'à partir d'elle, "
+            "protégée avec toutes les autres tables (docs/methodologie.md, 6.8).")
     import json
     if t.code in par:
         return json.loads(par[t.code])
