@@ -446,6 +446,31 @@ def test_chemin_exact_homonymes_et_collisions(installe, tmp_path):
         "3", "bis", "avenue", "du", "general", "leclerc", "09000", "foix"]
 
 
+def test_scores_d_addok_inchanges(geocodeur):
+    # addok.conf's faster n-gram score: every result of addok's own processor, same score
+    from addok.config import config
+    from addok.helpers import results as resultats_addok
+
+    from essqpv.geocodage import _scores
+    requetes = ["4 rue de la pais 93200 st denis", "4 rue de la paix", "7 avenue des tilleuls "
+                "93200 saint-denis", "rue des erables", "Saint-Denis", "4 r paix ivry",
+                "3 bis rue de la fontaine 94200", "qsdfgh jklm", "12 avenue des lilas"]
+    requetes += [q.replace("e", "a", 1) for q in _requetes_ban()[::25]]
+    assert _scores.score_by_ngram_distance in config.SEARCH_RESULT_PROCESSORS
+
+    def tous():
+        return [[(r["label"], r["score"], r["type"]) for r in geocodeur.rechercher(q, limite=5)]
+                for q in requetes]
+    rapides = tous()
+    i = config.SEARCH_RESULT_PROCESSORS.index(_scores.score_by_ngram_distance)
+    config.SEARCH_RESULT_PROCESSORS[i] = resultats_addok.score_by_ngram_distance
+    try:
+        d_addok = tous()
+    finally:
+        config.SEARCH_RESULT_PROCESSORS[i] = _scores.score_by_ngram_distance
+    assert rapides == d_addok and sum(map(len, rapides)) > 30
+
+
 def test_score_addok_identique():
     # the faster text-similarity score of addok.conf gives addok's very number
     from addok.helpers.text import compare_ngrams
@@ -466,11 +491,16 @@ def test_score_addok_identique():
         assert Documents.loads(ZlibSerializer.dumps(d)) == d == \
             ZlibSerializer.loads(Documents.dumps(d))
 
+    from addok.helpers.text import ascii
+
+    from essqpv.geocodage._scores import _pli_texte
+
     @settings(max_examples=3000, deadline=None)
-    @given(st.text(alphabet="aabé e-'1Œ", max_size=9), st.text(alphabet="aabé e-'1Œ",
-                                                              max_size=9))
+    @given(st.text(alphabet="aabé e-'1ŒİßÉ\t", max_size=12),
+           st.text(alphabet="aabé e-'1Œ", max_size=9))
     def meme(a, b):
         assert similarite(a, b) == compare_ngrams(a, b)
+        assert _pli_texte(a) == ascii(a)._cache
     meme()
 
 

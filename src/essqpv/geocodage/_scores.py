@@ -13,27 +13,32 @@ two one-letter texts. Folded texts and their bigrams are remembered (labels come
 """
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 from addok.config import config
-from addok.helpers.text import ascii
+from addok.helpers.text import alphanumerize, ascii
+from unidecode import unidecode
 
 __all__ = ["similarite", "score_by_ngram_distance", "Documents"]
 
 
 @lru_cache(maxsize=65536)
 def _bigrammes(texte: str) -> tuple[frozenset[str], int]:
-    """The bigrams of ``texte`` as a set of "bigram + occurrence rank" strings (the second
-    « e␣ » is ``"e 1"``...): the size of the intersection of two such sets is the number of
-    bigrams shared counting multiplicity — computed by the set in C."""
-    vus: dict[str, int] = {}
-    marques = []
-    for i in range(len(texte) - 1):
-        b = texte[i:i + 2]
-        k = vus.get(b, 0)
-        vus[b] = k + 1
-        marques.append(b + str(k))  # (b has two characters: no ambiguity)
-    return frozenset(marques), len(texte) - 1
+    """The bigrams of ``texte`` as a set where a bigram seen before is marked with its rank
+    (the second « e␣ » is ``"e 1"``; bigrams have two characters, so no mark is ambiguous):
+    the size of the intersection of two such sets is the number of bigrams shared counting
+    multiplicity — computed by the set, in C."""
+    n = len(texte) - 1
+    tous = [texte[i:i + 2] for i in range(n)]
+    ensemble = frozenset(tous)
+    if len(ensemble) == len(tous):
+        return ensemble, n
+    marques = set(ensemble)
+    for b, k in Counter(tous).items():
+        if k > 1:
+            marques.update(b + str(j) for j in range(1, k))
+    return frozenset(marques), n
 
 
 def _pli(texte) -> str:
@@ -46,7 +51,17 @@ def _pli(texte) -> str:
 
 @lru_cache(maxsize=262144)
 def _pli_texte(texte: str) -> str:
-    return ascii(texte)._cache
+    """``ascii(texte)``: ``alphanumerize(unidecode(texte.lower()))``. Lower case and
+    unidecode work character by character, so they are applied word by word, each word
+    folded once (street and city names come back in many labels)."""
+    if texte.isascii():  # unidecode leaves ASCII as it is
+        return alphanumerize(texte.lower())
+    return alphanumerize(" ".join(map(_pli_mot, texte.split(" "))))
+
+
+@lru_cache(maxsize=65536)
+def _pli_mot(mot: str) -> str:
+    return unidecode(mot.lower())
 
 
 def _similarite_pliee(gauche: str, droite: str) -> float:
@@ -66,13 +81,26 @@ def similarite(gauche, droite) -> float:
 
 
 def score_by_ngram_distance(helper, result) -> None:
-    """Drop-in for ``addok.helpers.results.score_by_ngram_distance``."""
+    """Drop-in for ``addok.helpers.results.score_by_ngram_distance``: the same scores.
+
+    addok keeps the best ``str_distance`` of the labels and stops at the first label that
+    reaches ``MATCH_THRESHOLD``. A label whose similarity cannot reach the best one already
+    found — similarity ≤ min(bigrams) / max(bigrams), known from the lengths alone — can
+    change neither, so it is not computed.
+    """
     if helper.autocomplete:
         return
     requete = _pli(helper.query)
+    nq = len(requete) - 1
+    meilleur = -1.0
     for label in result.labels:
-        score = _similarite_pliee(_pli(label), requete)
+        pli = _pli(label)
+        nl = len(pli) - 1
+        if meilleur > 0 and nl > 0 and nq > 0 and min(nl, nq) / max(nl, nq) < meilleur:
+            continue
+        score = _similarite_pliee(pli, requete)
         result.add_score("str_distance", score, ceiling=1.0)
+        meilleur = max(meilleur, score)
         if score >= config.MATCH_THRESHOLD:
             break
 
