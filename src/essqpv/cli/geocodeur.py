@@ -50,6 +50,13 @@ def _afficher_etat(e: dict) -> None:
                      f"{_n(c.get('locality', 0))} lieux-dits, {_n(c.get('municipality', 0))} "
                      f"communes ; fichier {d['fichier']} ({_octets(d['taille_fichier'])}, "
                      f"SHA-256 {d['sha256'][:16]}…)", highlight=False)
+    if e.get("recherche_exacte"):
+        sortie.print("  Index des adresses écrites comme dans la BAN : présent (réponses sans "
+                     "addok, méthode « exacte »).", highlight=False)
+    else:
+        sortie.print("  Index des adresses écrites comme dans la BAN : absent (index installé "
+                     "par une version antérieure ; « essqpv geocodeur installer "
+                     "--departements … » le construit).", highlight=False)
     v = e.get("versions") or {}
     sortie.print("Source : Base Adresse Nationale (BAN), Licence Ouverte 2.0 ; moteur addok "
                  + ", ".join(f"{k} {x}" for k, x in v.items()) + ".", highlight=False,

@@ -142,13 +142,15 @@ class Geocodeur:
             # our Redis died (killed, out of memory...): nothing half-done is returned
             if self._pool is not None:
                 self._pool.terminate()
+                self._pool.join()
                 self._pool = None
             if self._serveur is not None:
                 self._serveur.arreter()
                 self._serveur = None
             raise GeocodeurIndisponible(
                 f"Le serveur Redis du géocodeur a cessé de répondre pendant la recherche "
-                f"(dossier {self.dossier}) : {exc}. Aucun résultat partiel n'est rendu ; "
+                f"(dossier {self.dossier}) : {str(exc).rstrip('.')}. Aucun résultat partiel "
+                "n'est rendu ; "
                 "relancez la commande (essqpv redémarre son serveur).") from None
 
     def _addok_(self, requetes: list[str | None], limite: int, travailleurs: int | None,

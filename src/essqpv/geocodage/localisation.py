@@ -284,8 +284,9 @@ def source_adresses(geocodeur) -> str:
     """The sentence naming the address source of an answer."""
     dates = sorted({d["date_ban"] for d in geocodeur.etat["departements"]})
     return (f"Adresses : Base Adresse Nationale (BAN) du {', '.join(dates)}, départements "
-            f"{', '.join(geocodeur.departements)}, Licence Ouverte 2.0 ; géocodage addok hors "
-            "ligne.")
+            f"{', '.join(geocodeur.departements)}, Licence Ouverte 2.0 ; géocodage hors ligne "
+            + ("(adresses écrites comme dans la BAN : index exact ; les autres : addok)."
+               if getattr(geocodeur, "exactes", None) is not None else "(addok)."))
 
 
 def localiser_adresse(adresse: str, geocodeur=None, dossier=None, couche=None,
