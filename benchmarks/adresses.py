@@ -308,6 +308,60 @@ def _lot(codes: list[str], numeros: int, lignes: int, travailleurs: int, dossier
             "charge_avant": charge_avant, "charge_apres": _charge()}
 
 
+def _couts(codes: list[str], numeros: int, lignes: int, dossier: Path, n: int = 200) -> dict:
+    """CPU per query of each kind of row of the 100,000-row file (its first ``n`` rows of
+    that kind), through the geocoder as ``localiser`` calls it (exact index, then addok),
+    and through addok alone with addok's own n-gram scorer and with essqpv's (same scores):
+    load-independent costs, from which the rate of the stated mix on two free cores
+    follows."""
+    code_py = f"""
+import csv, json, time
+from addok.config import config
+from addok.helpers import results as R
+from essqpv.geocodage import Geocodeur, _addok, _scores
+par = {{}}
+with open({str(_fichier_adresses(codes, numeros, lignes))!r}, encoding="utf-8") as f:
+    for i, genre, a in csv.reader(f, delimiter=";"):
+        if i != "id" and a and len(par.setdefault(genre, [])) < {n}:
+            par[genre].append(a)
+sortie = {{}}
+with Geocodeur({str(dossier)!r}, travailleurs=1) as g:
+    g.rechercher("1 rue de la paix")
+    k = config.SEARCH_RESULT_PROCESSORS.index(_scores.score_by_ngram_distance)
+    for genre, qs in sorted(par.items()):
+        for q in qs:
+            _addok.rechercher(q, limite=2)  # warm caches, as in a long file
+        c = time.process_time()
+        r = g.geocoder(qs, limite=2, travailleurs=1)
+        d = {{"requetes": len(qs), "chemin_exact": sum(1 for x in r if x and
+                                                     x[0]["methode"] == "exacte"),
+             "cpu_ms_geocodeur": (time.process_time() - c) / len(qs) * 1000}}
+        for nom, f in (("cpu_ms_addok_score_addok", R.score_by_ngram_distance),
+                       ("cpu_ms_addok_score_essqpv", _scores.score_by_ngram_distance)):
+            config.SEARCH_RESULT_PROCESSORS[k] = f
+            c = time.process_time()
+            for q in qs:
+                _addok.rechercher(q, limite=2)
+            d[nom] = (time.process_time() - c) / len(qs) * 1000
+        config.SEARCH_RESULT_PROCESSORS[k] = _scores.score_by_ngram_distance
+        sortie[genre] = {{x: round(v, 3) if isinstance(v, float) else v for x, v in d.items()}}
+print(json.dumps(sortie))
+"""
+    charge = _charge()
+    p = subprocess.run(["nice", sys.executable, "-c", code_py], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
+    par_genre = json.loads(p.stdout.strip().splitlines()[-1])
+    # the stated mix on two free cores: CPU per row (Redis's own CPU not counted: it is
+    # another process, ~10 % of addok's), halved, plus nothing for the rest of the work
+    cpu_ligne = sum(MELANGE[g] * v["cpu_ms_geocodeur"] for g, v in par_genre.items()
+                    if g in MELANGE and g != "doublon") / (1 - MELANGE["doublon"])
+    return {"par_genre": par_genre, "requetes_par_genre": n,
+            "cpu_ms_par_ligne_du_melange": round(cpu_ligne, 3),
+            "lignes_par_s_2_coeurs_libres_geocodage_seul": round(2000 / cpu_ligne),
+            "charge_avant": charge, "charge_apres": _charge()}
+
+
 def _charge() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -333,15 +387,27 @@ def main() -> None:
     res["donnees"] = (f"départements synthétiques au format addok de la BAN, {a.numeros} "
                       "numéros chacun (communes et populations réelles, voies inventées)")
     un, huit = TRAVAIL / "geocodeur-1", TRAVAIL / "geocodeur-8"
+    mesures = set()
+
     def ecrire():
-        RESULTATS.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        # what this run measured, over what the file holds now (steps may run apart)
+        tout = json.loads(RESULTATS.read_text("utf-8")) if RESULTATS.exists() else {}
+        tout.update({k: res[k] for k in mesures | {"machine", "donnees"}})
+        tout.pop("lot_serie_precedente", None)  # (measured before the exact index)
+        RESULTATS.write_text(json.dumps(tout, ensure_ascii=False, indent=1) + "\n", "utf-8")
     for etape, deps, dossier in (("installation_1", ["93"], un), ("installation_8", HUIT, huit)):
         if etape in etapes:
             c, commit = _charge(), _commit()
             res[etape] = {**_installer(deps, a.numeros, dossier), "charge_avant": c,
                           "charge_apres": _charge(), "commit": commit}
             print(json.dumps(res[etape], ensure_ascii=False), flush=True)
+            mesures.add(etape)
             ecrire()
+    if "couts" in etapes:
+        res["couts"] = {**_couts(HUIT, a.numeros, a.lignes, huit), "commit": _commit()}
+        print(json.dumps(res["couts"], ensure_ascii=False), flush=True)
+        mesures.add("couts")
+        ecrire()
     if "lot" in etapes:
         # drawn from the eight départements, against the eight-département index
         commit = _commit()
@@ -349,8 +415,8 @@ def main() -> None:
                       for t in a.travailleurs.split(",")]
         for r in res["lot"]:
             print(json.dumps(r, ensure_ascii=False))
-    res.pop("lot_serie_precedente", None)  # (measured before the exact index)
-    ecrire()
+        mesures.add("lot")
+        ecrire()
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ class ServeurRedis:
 
     def _attendre(self, delai_s: float) -> None:
         import redis
-        fin = time.monotonic() + delai_s
+        debut = time.monotonic()
+        fin = debut + delai_s
         client = redis.Redis(unix_socket_path=self.socket, socket_connect_timeout=1)
         try:
             while time.monotonic() < fin:
@@ -136,7 +137,9 @@ class ServeurRedis:
                     if client.ping():
                         return
                 except redis.BusyLoadingError:
-                    pass
+                    # alive and reading its index: a loaded machine may need longer than
+                    # planned — wait on, within 10 minutes
+                    fin = max(fin, min(time.monotonic() + 5, debut + 600))
                 except (redis.ConnectionError, FileNotFoundError):
                     pass
                 time.sleep(0.02)
