@@ -1,9 +1,15 @@
 """The serialised answers of the publication plan (METHODOLOGY 9), built from its cells only.
 
-:func:`ecrire_reponses` reads ``publication_cellules`` (the published cells and their statuses,
-never the establishments) and writes, for every territory and perimeter of the plan, the JSON
-of ``essqpv indicateurs`` (genre ``indicateurs``) and of the QPV listing (genre ``quartiers``)
-into ``publication_reponses``. Every output reads those answers.
+Writing: :func:`ecrire_reponses` reads ``publication_cellules`` (the published cells and their
+statuses, never the establishments) and writes, for every territory and perimeter of the plan,
+the JSON of ``essqpv indicateurs`` (genre ``indicateurs``) and of the QPV listing (genre
+``quartiers``) into ``publication_reponses``.
+
+Reading: every output reads those answers and nothing else. :func:`indicateurs`,
+:func:`indicateurs_qpv` and :func:`reponse_texte` are key lookups in the base (CLI, report,
+exports); :class:`Publication` holds every answer of a base in memory as bytes (the web API
+and the static site). A territory or a perimeter the plan does not hold is not answered with
+figures: :class:`HorsPlan` (HTTP 404) says which territories exist.
 """
 from __future__ import annotations
 
@@ -14,11 +20,17 @@ from collections import defaultdict
 import polars as pl
 
 from essqpv import couverture, reference
-from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur
+from essqpv.errors import BaseInvalide, TerritoireInconnu
+from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur, verifier_perimetre
 from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
                                            json_reponse)
 
-__all__ = ["ecrire_reponses", "genre_de_reponses"]
+__all__ = ["ecrire_reponses", "genre_de_reponses", "indicateurs", "indicateurs_qpv",
+           "tableau_regional", "reponse_texte", "Publication", "HorsPlan", "NIVEAUX_PUBLIES",
+           "URL_TERRITOIRES_PUBLIES"]
+
+#: Where the API lists the territories of the plan (named by the 404 of a territory outside it).
+URL_TERRITOIRES_PUBLIES = "/api/territoires/publies"
 
 _GENRES: list = []
 
@@ -339,3 +351,190 @@ def ecrire_reponses(con, millesime: str) -> int:
     con.execute("INSERT INTO publication_reponses BY NAME SELECT * FROM _pub_rep")
     con.unregister("_pub_rep")
     return len(lignes)
+
+
+# --------------------------------------------------------------------------------------------
+# reading: every output answers from the stored answers, by key
+
+
+class HorsPlan(TerritoireInconnu):
+    """A territory the publication plan holds no answer for (HTTP 404): no figure is computed
+    on the fly, the message says which territories exist."""
+
+
+_LIBELLES_NIVEAUX = (("region", "régions"), ("departement", "départements"),
+                     ("epci", "EPCI"), ("commune", "communes"), ("qpv", "QPV"))
+
+
+def message_hors_plan(code: str, libelle: str, millesime: str,
+                      comptes: dict[str, int]) -> str:
+    """The French message of a territory outside the plan (what exists, where it is listed)."""
+    detail = ", ".join(f"{comptes.get(n, 0)} {lib}" for n, lib in _LIBELLES_NIVEAUX)
+    return (f"Territoire hors du plan de publication : {libelle} ({code}) n'a pas de "
+            f"réponse publiée pour le millésime {millesime}. Sont publiés : la France entière "
+            f"(FR), la France métropolitaine (METRO), les DROM, les régions, les départements, "
+            f"les EPCI et les communes qui comptent un QPV, et les QPV ({detail}). Aucun "
+            "chiffre n'est calculé à la demande (secret statistique : une combinaison de "
+            "réponses ne doit révéler aucune case masquée). Liste des territoires publiés : "
+            f"{URL_TERRITOIRES_PUBLIES} (API) ou donnees/territoires.json (site statique).")
+
+
+def _sans_publication(base, millesime: str) -> BaseInvalide:
+    from pathlib import Path
+    return BaseInvalide(
+        f"La base {Path(base).name} ne contient pas la publication protégée du millésime "
+        f"{millesime} (tables publication_*) : reconstruisez-la avec essqpv construire "
+        "(chaque sortie lit cette publication, rien n'est calculé à la demande).")
+
+
+def _resoudre(base, territoire, millesime: str | None):
+    from essqpv.base import millesime_par_defaut, qpv_de_la_base
+    from essqpv.territoires import Territoire, resoudre
+    m = millesime_par_defaut(base, millesime)
+    t = territoire if isinstance(territoire, Territoire) else resoudre(
+        territoire, qpv_de_la_base(base, m))
+    return m, t
+
+
+def _comptes_niveaux(con, millesime: str) -> dict[str, int]:
+    return dict(con.execute(
+        "SELECT niveau, count(DISTINCT territoire) FROM publication_cellules "
+        "WHERE millesime = ? AND publiee AND tableau = ? GROUP BY niveau",
+        [millesime, SAL]).fetchall())
+
+
+def reponse_texte(base, genre: str, territoire, perimetre: str = "strict",
+                  millesime: str | None = None) -> str:
+    """The stored JSON text of one answer (a key lookup in ``publication_reponses``).
+
+    Raises
+    ------
+    TerritoireInconnu
+        Unknown code or name (with suggestions).
+    HorsPlan
+        A known territory the plan does not publish.
+    ParametreInvalide
+        A perimeter the vintage does not have.
+    BaseInvalide
+        The base holds no publication for the vintage (built before it existed).
+    """
+    import duckdb
+
+    from essqpv.base import ouvrir
+    m, t = _resoudre(base, territoire, millesime)
+    con = ouvrir(base)
+    try:
+        verifier_perimetre(con, m, perimetre)
+        try:
+            ligne = con.execute(
+                "SELECT json FROM publication_reponses WHERE millesime = ? AND genre = ? "
+                "AND territoire = ? AND perimetre = ?", [m, genre, t.code, perimetre]).fetchone()
+        except duckdb.CatalogException:
+            raise _sans_publication(base, m) from None
+        if ligne is not None:
+            return ligne[0]
+        if con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
+                       [m]).fetchone()[0] == 0:
+            raise _sans_publication(base, m)
+        raise HorsPlan(message_hors_plan(t.code, t.libelle, m, _comptes_niveaux(con, m)))
+    finally:
+        con.close()
+
+
+def indicateurs(base, territoire, perimetre: str = "strict",
+                millesime: str | None = None) -> dict:
+    """The protected indicators of one territory, perimeter and vintage (METHODOLOGY 9):
+    the stored answer of the publication plan, as ``essqpv indicateurs --format json`` prints
+    it and the web API serves it."""
+    return json.loads(reponse_texte(base, "indicateurs", territoire, perimetre, millesime))
+
+
+def indicateurs_qpv(base, perimetre: str = "strict", millesime: str | None = None,
+                    territoire: str | None = None) -> list[dict]:
+    """One row per QPV of a territory (employers, non-employers, salariés), as stored."""
+    return json.loads(reponse_texte(base, "quartiers", territoire or "FR", perimetre,
+                                    millesime))["quartiers"]
+
+
+def tableau_regional(base, perimetre: str = "strict", millesime: str | None = None
+                     ) -> list[dict]:
+    """The regional table (carte 1): one row per région, from France's stored answer."""
+    return indicateurs(base, "FR", perimetre, millesime)["regions"]
+
+
+class Publication:
+    """Every stored answer of a base in memory, as the bytes the API sends.
+
+    ``octets(genre, territoire, perimetre, millesime)`` is a dictionary lookup; answers of
+    more than :data:`SEUIL_GZIP` bytes are also kept gzipped (compressed once, at loading):
+    nothing is computed or serialised per request, and memory does not grow with the load.
+    """
+
+    SEUIL_GZIP = 1400
+
+    def __init__(self, base) -> None:
+        import gzip
+
+        import duckdb
+
+        from essqpv.base import ouvrir
+        self._octets: dict[tuple, bytes] = {}
+        self._gzip: dict[tuple, bytes] = {}
+        #: vintage → territory code → (niveau, libelle)
+        self.territoires: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        self.comptes: dict[str, dict[str, int]] = {}
+        con = ouvrir(base)
+        try:
+            try:
+                curseur = con.execute("SELECT millesime, genre, territoire, perimetre, json "
+                                      "FROM publication_reponses")
+            except duckdb.CatalogException:
+                curseur = None
+            while curseur is not None:
+                paquet = curseur.fetchmany(2000)
+                if not paquet:
+                    break
+                for m, g, terr, per, texte in paquet:
+                    cle = (g, terr, per, m)
+                    corps = texte.encode("utf-8")
+                    self._octets[cle] = corps
+                    if len(corps) > self.SEUIL_GZIP:
+                        self._gzip[cle] = gzip.compress(corps, compresslevel=6, mtime=0)
+            if self._octets:
+                for m, terr, niveau, libelle in con.execute(
+                        "SELECT millesime, territoire, "
+                        "json_extract_string(json, '$.territoire.niveau'), "
+                        "json_extract_string(json, '$.territoire.libelle') "
+                        "FROM publication_reponses WHERE genre = 'indicateurs' "
+                        "AND perimetre = 'strict' ORDER BY millesime, territoire").fetchall():
+                    self.territoires[m][terr] = (niveau, libelle)
+                for m, liste in self.territoires.items():
+                    comptes: dict[str, int] = defaultdict(int)
+                    for niveau, _ in liste.values():
+                        comptes[niveau] += 1
+                    self.comptes[m] = dict(comptes)
+        finally:
+            con.close()
+
+    def __len__(self) -> int:
+        return len(self._octets)
+
+    def taille_octets(self) -> int:
+        """Bytes held (answers and their gzipped copies)."""
+        return sum(map(len, self._octets.values())) + sum(map(len, self._gzip.values()))
+
+    def octets(self, genre: str, territoire: str, perimetre: str, millesime: str
+               ) -> bytes | None:
+        return self._octets.get((genre, territoire, perimetre, millesime))
+
+    def octets_gzip(self, genre: str, territoire: str, perimetre: str, millesime: str
+                    ) -> bytes | None:
+        """The gzipped copy (None for small answers, sent as they are)."""
+        return self._gzip.get((genre, territoire, perimetre, millesime))
+
+    def publie(self, territoire: str, millesime: str) -> bool:
+        return territoire in self.territoires.get(millesime, {})
+
+    def hors_plan(self, code: str, libelle: str, millesime: str) -> HorsPlan:
+        return HorsPlan(message_hors_plan(code, libelle, millesime,
+                                          self.comptes.get(millesime, {})))

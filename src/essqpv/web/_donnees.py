@@ -1,10 +1,12 @@
-"""The data the dashboard shows, read through the library's public functions only.
+"""The data the dashboard shows: the stored answers of the protected publication.
 
-Both the FastAPI application and the static publication use :class:`Donnees`, so that
-an API answer and a published JSON file are the same bytes for the same question.
-Everything comes from the confidentiality-protected functions of ``essqpv.indicators``,
-``essqpv.base`` and ``essqpv.territoires``; the only SQL this module runs is one constant,
-parameterised query that reads the QPV contours of the base (a public geography).
+Both the FastAPI application and the static publication use :class:`Donnees`, so that an API
+answer and a published JSON file are the same bytes for the same question. Every figure is a
+stored answer of the publication plan (:class:`essqpv.indicators.reponses.Publication`, every
+answer of the base held in memory as bytes): nothing is computed on the fly, and a territory
+the plan does not hold gets a 404 saying which territories exist. Beyond those answers, this
+module reads only public data: territories, the public Sirene attributes of establishments,
+the directory, and one constant, parameterised query for the QPV contours of the base.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qsl, unquote
 
 import shapely
 
@@ -121,6 +124,87 @@ class Donnees:
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._verrou = threading.Lock()
         self._signature = self._signature_base()
+        self._publication = None
+        self._verrou_publication = threading.Lock()
+
+    # -- the stored answers ------------------------------------------------------------
+    def publication(self):
+        """Every stored answer of the base (loaded once; again when the base is replaced)."""
+        pub = self._publication
+        if pub is None:
+            from essqpv.indicators.reponses import Publication
+            with self._verrou_publication:
+                pub = self._publication
+                if pub is None:
+                    pub = Publication(self.base)
+                    pub.defaut = self.millesime(None)
+                    self._publication = pub
+        return pub
+
+    def cle_rapide(self, chemin: str, requete: bytes) -> tuple | None:
+        """Key of a stored answer asked by ``chemin`` + query string, when it is given by
+        its code (the fast path of the API); None for anything else (the router answers)."""
+        if chemin.startswith("/api/indicateurs/"):
+            genre, terr = "indicateurs", chemin[17:]
+        elif chemin.startswith("/api/qpv/"):
+            code = chemin[9:].upper()
+            genre, terr = "indicateurs", code if code.startswith("QPV:") else "QPV:" + code
+        elif chemin == "/api/quartiers":
+            genre, terr = "quartiers", "FR"
+        else:
+            return None
+        perimetre, millesime = "strict", None
+        if requete:
+            for cle, valeur in parse_qsl(requete.decode("latin-1"), keep_blank_values=True):
+                if cle == "perimetre":
+                    perimetre = valeur
+                elif cle == "millesime":
+                    millesime = valeur or None
+                elif cle == "territoire" and genre == "quartiers":
+                    terr = unquote(valeur)
+                else:
+                    return None
+        pub = self.publication()
+        return (genre, terr, perimetre, millesime or pub.defaut)
+
+    def territoire_publie(self, texte: str, millesime: str | None = None) -> dict:
+        """:meth:`territoire`, and :class:`HorsPlan` (404) when the plan does not hold it."""
+        t = self.territoire(texte)
+        m = self.millesime(millesime)
+        pub = self.publication()
+        if not pub.publie(t["code"], m):
+            if not len(pub):
+                from essqpv.indicators.reponses import _sans_publication
+                raise _sans_publication(self.base, m)
+            raise pub.hors_plan(t["code"], t["libelle"], m)
+        return t
+
+    def reponse_octets(self, genre: str, territoire: str, perimetre: str = "strict",
+                       millesime: str | None = None) -> tuple[bytes, bytes | None]:
+        """A stored answer (and its gzipped copy, or None) for a code or a name."""
+        perimetre = valider_perimetre(perimetre)
+        m = self.millesime(millesime)
+        if perimetre not in self.contexte(m)["perimetres"]:
+            raise ParametreInvalide(
+                f"Périmètre inconnu : « {perimetre} » (attendu : "
+                f"{' ou '.join(self.contexte(m)['perimetres'])} pour ce millésime).")
+        code = self.territoire_publie(territoire, m)["code"]
+        pub = self.publication()
+        corps = pub.octets(genre, code, perimetre, m)
+        if corps is None:
+            raise pub.hors_plan(code, self.territoire(code)["libelle"], m)
+        return corps, pub.octets_gzip(genre, code, perimetre, m)
+
+    def territoires_publies(self, millesime: str | None = None) -> list[dict]:
+        """The territories of the plan (code, niveau, libelle), in the order of the index."""
+        from essqpv.territoires import _ORDRE
+        m = self.millesime(millesime)
+
+        def calcul() -> list[dict]:
+            liste = self.publication().territoires.get(m, {})
+            return [{"code": c, "niveau": n, "libelle": lib} for c, (n, lib) in sorted(
+                liste.items(), key=lambda x: (_ORDRE.get(x[1][0], 9), x[0]))]
+        return self.memo(("territoires_publies", m), calcul)
 
     # -- cache -----------------------------------------------------------------------
     def _signature_base(self) -> tuple[float, int]:
@@ -241,38 +325,33 @@ class Donnees:
             return []
 
         def calcul() -> list[dict]:
-            return [_territoire_dict(t)
-                    for t in rechercher(q, limite=limite, qpv_base=self.qpv_de_la_base())]
+            # only the territories the plan publishes (the others would answer 404)
+            publies = self.publication().territoires.get(self.millesime(None), {})
+            trouves = rechercher(q, limite=max(50, 5 * limite), qpv_base=self.qpv_de_la_base())
+            return [_territoire_dict(t) for t in trouves if t.code in publies][:limite]
         return self.memo(("rechercher", q.casefold(), limite), calcul)
 
     # -- indicators ------------------------------------------------------------------
     def indicateurs(self, territoire: str, perimetre: str = "strict",
                     millesime: str | None = None) -> dict:
-        from essqpv.indicators import indicateurs
-        perimetre = valider_perimetre(perimetre)
-        code = self.territoire(territoire)["code"]
-        m = self.millesime(millesime)
-        return self.memo(("indicateurs", code, perimetre, m),
-                         lambda: indicateurs(self.base, code, perimetre=perimetre, millesime=m))
+        """The stored indicators answer (a parsed copy of its bytes)."""
+        return json.loads(self.indicateurs_octets(territoire, perimetre, millesime))
 
     def indicateurs_octets(self, territoire: str, perimetre: str = "strict",
                            millesime: str | None = None) -> bytes:
-        """The indicators as JSON bytes, cached as bytes (the hot path of the API)."""
-        perimetre = valider_perimetre(perimetre)
-        code = self.territoire(territoire)["code"]
-        m = self.millesime(millesime)
-        return self.memo(("indicateurs_octets", code, perimetre, m),
-                         lambda: json_octets(self.indicateurs(code, perimetre, m)))
+        """The stored indicators answer as JSON bytes (the hot path of the API)."""
+        return self.reponse_octets("indicateurs", territoire, perimetre, millesime)[0]
+
+    def quartiers_octets(self, territoire: str, perimetre: str = "strict",
+                         millesime: str | None = None) -> bytes:
+        """The stored QPV listing of a territory (``{territoire, perimetre, millesime,
+        quartiers}``) as JSON bytes."""
+        return self.reponse_octets("quartiers", territoire, perimetre, millesime)[0]
 
     def quartiers(self, territoire: str, perimetre: str = "strict",
                   millesime: str | None = None) -> list[dict]:
-        """One row per QPV of the territory (``indicateurs_qpv``)."""
-        from essqpv.indicators import indicateurs_qpv
-        perimetre = valider_perimetre(perimetre)
-        code = self.territoire(territoire)["code"]
-        m = self.millesime(millesime)
-        return self.memo(("quartiers", code, perimetre, m), lambda: indicateurs_qpv(
-            self.base, perimetre=perimetre, millesime=m, territoire=code))
+        """One row per QPV of the territory, as stored."""
+        return json.loads(self.quartiers_octets(territoire, perimetre, millesime))["quartiers"]
 
     def etablissements(self, territoire: str, perimetre: str = "strict",
                        millesime: str | None = None, en_qpv: bool | None = None,

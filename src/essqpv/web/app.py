@@ -1,8 +1,16 @@
 """The dashboard and its JSON API (FastAPI), read-only over one base.
 
-Every answer comes from the confidentiality-protected functions of the library (through
-:class:`essqpv.web._donnees.Donnees`); the HTML page is a shell that the same JavaScript
-fills from the API here, or from the pre-computed JSON of a published site.
+Every figure is a stored answer of the protected publication plan (through
+:class:`essqpv.web._donnees.Donnees`): the indicators, QPV listings and the answers of the
+linked tables are sent as the bytes stored at build time, by a key lookup, never computed or
+serialised per request; a territory outside the plan gets a 404 naming the list of the
+territories published. The HTML page is a shell that the same JavaScript fills from the API
+here, or from the same JSON files in a published site.
+
+Extra sections register their routes in :func:`creer_application` (one line each, in the
+block "routes of the linked tables"): ``enregistrer(app, repondre)`` with ``repondre`` the
+cached-JSON helper, and ``app.state.donnees.reponse_octets(genre, …)`` for the answers they
+stored with :func:`essqpv.indicators.reponses.genre_de_reponses`.
 """
 from __future__ import annotations
 
@@ -68,22 +76,38 @@ class _Securite:
         self.donnees = donnees
         self.entetes = [(k.encode(), v.encode()) for k, v in ENTETES_SECURITE.items()]
 
-    async def _depuis_cache(self, scope: dict, entetes_requete: dict, send: Callable) -> bool:
-        self.donnees.verifier_fraicheur()
-        cle = (scope["path"], scope["query_string"])
-        corps = self.donnees.en_cache(("brut",) + cle)
-        if corps is None:
-            return False
+    async def _envoyer(self, entetes_requete: dict, send: Callable, corps: bytes,
+                       gz: bytes | None) -> None:
         entetes = [(b"content-type", b"application/json"), (b"vary", b"Accept-Encoding")]
-        if len(corps) > 1400 and b"gzip" in entetes_requete.get(b"accept-encoding", b""):
-            brut = corps
-            corps = self.donnees.memo(("brut_gz",) + cle,
-                                      lambda: gzip.compress(brut, compresslevel=5))
+        if gz is not None and b"gzip" in entetes_requete.get(b"accept-encoding", b""):
+            corps = gz
             entetes.append((b"content-encoding", b"gzip"))
         entetes.append((b"content-length", str(len(corps)).encode()))
         await send({"type": "http.response.start", "status": 200,
                     "headers": entetes + self.entetes})
         await send({"type": "http.response.body", "body": corps})
+
+    async def _depuis_cache(self, scope: dict, entetes_requete: dict, send: Callable) -> bool:
+        self.donnees.verifier_fraicheur()
+        # a stored answer asked by its code: one dictionary lookup, the stored bytes
+        cle = self.donnees.cle_rapide(scope["path"], scope["query_string"])
+        if cle is not None:
+            pub = self.donnees.publication()
+            corps = pub.octets(*cle)
+            if corps is not None:
+                await self._envoyer(entetes_requete, send, corps, pub.octets_gzip(*cle))
+                return True
+            return False
+        cle = (scope["path"], scope["query_string"])
+        corps = self.donnees.en_cache(("brut",) + cle)
+        if corps is None:
+            return False
+        gz = None
+        if len(corps) > 1400:
+            brut = corps
+            gz = self.donnees.memo(("brut_gz",) + cle,
+                                   lambda: gzip.compress(brut, compresslevel=5))
+        await self._envoyer(entetes_requete, send, corps, gz)
         return True
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -155,11 +179,13 @@ def _statut(exc: EssqpvError) -> int:
     return 400
 
 
-def _reponse_json(request: Request, corps: bytes, statut: int = 200) -> Response:
-    """JSON bytes, gzipped when the client accepts it and the body is worth it."""
+def _reponse_json(request: Request, corps: bytes, statut: int = 200,
+                  gz: bytes | None = None) -> Response:
+    """JSON bytes, gzipped when the client accepts it and the body is worth it (``gz``: the
+    gzipped copy stored with a published answer)."""
     entetes = {"vary": "Accept-Encoding"}
     if len(corps) > 1400 and "gzip" in request.headers.get("accept-encoding", ""):
-        corps = gzip.compress(corps, compresslevel=5)
+        corps = gz if gz is not None else gzip.compress(corps, compresslevel=5)
         entetes["content-encoding"] = "gzip"
     return Response(content=corps, status_code=statut, headers=entetes,
                     media_type="application/json")
@@ -249,6 +275,7 @@ def creer_application(base: Path | str) -> FastAPI:
     """
     donnees = Donnees(base)
     donnees.contexte()  # fail now, not at the first request, when the base is unusable
+    donnees.publication()  # every stored answer in memory before the first request
     gabarits = environnement_gabarits()
     dossier_fichiers = Path(tempfile.mkdtemp(prefix="essqpv-web-"))
     verrous: dict[tuple, threading.Lock] = {}
@@ -259,10 +286,13 @@ def creer_application(base: Path | str) -> FastAPI:
         version=__version__,
         description=(
             "Indicateurs de l'économie sociale et solidaire dans les quartiers prioritaires "
-            "de la politique de la ville, calculés sur les tables protégées par le secret "
-            "statistique. Les réponses sont le JSON de `essqpv indicateurs --format json`. "
+            "de la politique de la ville, lus dans la publication protégée par le secret "
+            "statistique (calculée une fois par millésime, à la construction de la base : "
+            "aucune combinaison de réponses ne révèle une case masquée). Les réponses sont "
+            "le JSON de `essqpv indicateurs --format json`. Seuls les territoires du plan de "
+            "publication sont servis (liste : `/api/territoires/publies`). "
             "Erreurs : `{\"erreur\": \"...\"}` en français (400 paramètre invalide, "
-            "404 territoire inconnu, 413 corps trop volumineux)."),
+            "404 territoire inconnu ou hors du plan, 413 corps trop volumineux)."),
         docs_url=None, redoc_url=None,
         openapi_tags=[
             {"name": "indicateurs", "description": "Chiffres clés, secteurs, familles."},
@@ -349,8 +379,8 @@ def creer_application(base: Path | str) -> FastAPI:
     def page(territoire: str = Query("FR", max_length=120),
              perimetre: str = Query("strict", max_length=12),
              millesime: str | None = Query(None, max_length=7)) -> HTMLResponse:
-        t = donnees.territoire(territoire)
         ctx = donnees.contexte(millesime)
+        t = donnees.territoire_publie(territoire, ctx["millesime"])
         if perimetre not in ctx["perimetres"]:
             raise ParametreInvalide(
                 f"Périmètre invalide : « {perimetre[:40]} » ; disponibles : "
@@ -381,37 +411,48 @@ def creer_application(base: Path | str) -> FastAPI:
         return await _json(request, ("territoires", q.casefold(), limite),
                            lambda: json_octets(donnees.rechercher(q, limite)))
 
+    def _stockee(request: Request, genre: str, territoire: str, perimetre: str,
+                 millesime: str | None) -> Response:
+        """A stored answer asked by a name, or one the fast path did not find (errors)."""
+        donnees.verifier_fraicheur()
+        corps, gz = donnees.reponse_octets(genre, territoire, perimetre, millesime)
+        return _reponse_json(request, corps, gz=gz)
+
     @app.get("/api/indicateurs/{territoire}", tags=["indicateurs"],
              summary="Indicateurs d'un territoire (JSON de `essqpv indicateurs`)")
-    async def api_indicateurs(request: Request, territoire: str,
-                              perimetre: str = Query("strict", max_length=12),
-                              millesime: str | None = Query(None, max_length=7)) -> Response:
-        return await _json(request, ("indicateurs", territoire, perimetre, millesime),
-                           lambda: donnees.indicateurs_octets(territoire, perimetre, millesime))
+    def api_indicateurs(request: Request, territoire: str,
+                        perimetre: str = Query("strict", max_length=12),
+                        millesime: str | None = Query(None, max_length=7)) -> Response:
+        return _stockee(request, "indicateurs", territoire, perimetre, millesime)
 
     @app.get("/api/qpv/{code}", tags=["indicateurs"],
              summary="Indicateurs d'un quartier prioritaire (code QP… ou QN…)")
-    async def api_qpv(request: Request, code: str,
-                      perimetre: str = Query("strict", max_length=12),
-                      millesime: str | None = Query(None, max_length=7)) -> Response:
+    def api_qpv(request: Request, code: str,
+                perimetre: str = Query("strict", max_length=12),
+                millesime: str | None = Query(None, max_length=7)) -> Response:
         code_qp = code.upper().removeprefix("QPV:")
         if not MOTIF_QPV.match(code_qp):
             raise ParametreInvalide(
                 f"Code de quartier invalide : « {code[:40]} » ; attendu un code comme "
                 "« QP093001 » ou « QN00101M ».")
-        return await _json(request, ("qpv", code_qp, perimetre, millesime),
-                           lambda: donnees.indicateurs_octets(f"QPV:{code_qp}", perimetre,
-                                                              millesime))
+        return _stockee(request, "indicateurs", f"QPV:{code_qp}", perimetre, millesime)
 
     @app.get("/api/quartiers", tags=["indicateurs"],
              summary="Les quartiers prioritaires d'un territoire et leurs chiffres")
-    async def api_quartiers(request: Request,
-                            territoire: str = Query("FR", max_length=120),
-                            perimetre: str = Query("strict", max_length=12),
-                            millesime: str | None = Query(None, max_length=7)) -> Response:
-        return await _json(request, ("quartiers", territoire, perimetre, millesime),
-                           lambda: json_octets(reponse_quartiers(
-                               donnees, territoire, perimetre, millesime)))
+    def api_quartiers(request: Request,
+                      territoire: str = Query("FR", max_length=120),
+                      perimetre: str = Query("strict", max_length=12),
+                      millesime: str | None = Query(None, max_length=7)) -> Response:
+        return _stockee(request, "quartiers", territoire, perimetre, millesime)
+
+    @app.get("/api/territoires/publies", tags=["territoires"],
+             summary="Les territoires du plan de publication (les seuls servis)")
+    async def api_territoires_publies(request: Request,
+                                      millesime: str | None = Query(None, max_length=7)
+                                      ) -> Response:
+        m = donnees.millesime(millesime)
+        return await _json(request, ("territoires_publies", m),
+                           lambda: json_octets(donnees.territoires_publies(m)))
 
     @app.get("/api/etablissements", tags=["indicateurs"],
              summary="Établissements de l'ESS d'un territoire (attributs publics Sirene, paginé)")
@@ -476,9 +517,9 @@ def creer_application(base: Path | str) -> FastAPI:
     def telecharger_rapport(territoire: str,
                             perimetre: str = Query("strict", max_length=12),
                             millesime: str | None = Query(None, max_length=7)) -> FileResponse:
-        t = donnees.territoire(territoire)
         m = donnees.millesime(millesime)
-        donnees.indicateurs(t["code"], perimetre, m)  # validates the perimeter first
+        t = donnees.territoire_publie(territoire, m)
+        donnees.indicateurs_octets(t["code"], perimetre, m)  # validates the perimeter first
         chemin = _fichier(("rapport", t["code"], perimetre, m),
                           lambda d: produire_rapport(donnees.base, t["code"], perimetre, m, d))
         return FileResponse(chemin, media_type="application/pdf",
@@ -491,8 +532,8 @@ def creer_application(base: Path | str) -> FastAPI:
         if format not in ("xlsx", "csv"):
             raise ParametreInvalide(
                 f"Format d'export inconnu : « {format[:20]} » ; attendu « xlsx » ou « csv ».")
-        t = donnees.territoire(territoire)
         m = donnees.millesime(None)
+        t = donnees.territoire_publie(territoire, m)
         chemin = _fichier(("export", format, t["code"], m),
                           lambda d: produire_export(donnees.base, t["code"], format, d))
         types = {".xlsx": "application/vnd.openxmlformats-officedocument."
@@ -505,15 +546,6 @@ def creer_application(base: Path | str) -> FastAPI:
     _ajouter_localisation(app, donnees)
     __import__("essqpv.web._adresses", fromlist=["ajouter"]).ajouter(app, donnees)  # adresses
     return app
-
-
-def reponse_quartiers(donnees: Donnees, territoire: str, perimetre: str,
-                      millesime: str | None) -> dict:
-    """The QPV of a territory with their figures (used by the API and the publication)."""
-    t = donnees.territoire(territoire)
-    m = donnees.millesime(millesime)
-    return {"territoire": t, "perimetre": perimetre, "millesime": m,
-            "quartiers": donnees.quartiers(t["code"], perimetre, m)}
 
 
 def produire_rapport(base: Path, code: str, perimetre: str, millesime: str,

@@ -1,4 +1,8 @@
-"""The dashboard as static files: pre-computed JSON per territory, served by any static host.
+"""The dashboard as static files: the stored JSON answers per territory, served by any
+static host.
+
+Every JSON file of figures is the stored answer of the publication plan, written as it is
+stored (the same bytes as the API): the site publishes exactly the territories of the plan.
 
 Layout of a published site (``essqpv publier --sortie site/``)::
 
@@ -127,45 +131,53 @@ def _tous_les_etablissements(donnees: Donnees, code: str, perimetre: str, milles
 
 def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, list[str]],
                  racines: list[str]) -> list[dict]:
-    """The territories to publish: France always, then for each root territory itself,
-    its régions and départements (for France), and its EPCI and communes with QPV, its QPV.
-    """
-    from essqpv import reference
-    from essqpv.territoires import table_communes, territoires_niveau
+    """The territories to publish, all of the publication plan: France always, then for each
+    root territory itself and the territories of the plan it contains (régions and
+    départements for France, its EPCI and communes with QPV, its QPV)."""
+    from essqpv.territoires import DROM, table_communes
+    publies: dict[str, dict] = {}
+    for m in millesimes:
+        for t in donnees.territoires_publies(m):
+            publies.setdefault(t["code"], t)
     codes: list[str] = ["FR"]
-    communes: set[str] = set()
-    qpv: set[str] = set()
+    table = table_communes().select("commune", "departement", "region", "epci").unique(
+        "commune")
     for racine in racines:
-        t = donnees.territoire(racine)
+        t = donnees.territoire_publie(racine, millesimes[0])
         codes.append(t["code"])
-        if t["niveau"] == "france":
-            codes += ["METRO", "DROM"]
-            codes += sorted(x.code for x in territoires_niveau("region"))
-            codes += sorted(x.code for x in territoires_niveau("departement"))
-        elif t["niveau"] == "region":
-            region = t["code"].split(":", 1)[1]
-            codes += sorted(f"DEP:{d['code']}" for d in reference.departements()
-                            if d.get("region") == region)
+        niveau, valeur = t["niveau"], t["code"].split(":", 1)[-1]
+        if niveau == "france":
+            codes += list(publies)
+            continue
+        if niveau == "qpv":
+            continue
+        if niveau == "region":
+            from essqpv import reference
+            codes += [f"DEP:{d['code']}" for d in reference.departements()
+                      if d.get("region") == valeur]
         for m in millesimes:
             for p in perimetres[m]:
-                qpv.update(r["code_qp"] for r in donnees.quartiers(t["code"], p, m))
-                _, lignes = _tous_les_etablissements(donnees, t["code"], p, m, True, 10**9)
-                communes.update(e["commune"] for e in lignes if e.get("commune"))
-    table = table_communes()
-    epci = {e for c, e in table.select("commune", "epci").unique().iter_rows()
-            if c in communes and e}
-    codes += sorted(f"EPCI:{e}" for e in epci)
-    codes += sorted(f"COM:{c}" for c in communes)
-    codes += sorted(f"QPV:{q}" for q in qpv)
+                if donnees.publication().publie(t["code"], m):
+                    codes += [f"QPV:{r['code_qp']}" for r in donnees.quartiers(t["code"], p, m)]
+        colonne = {"metropole": None, "drom": None, "region": "region",
+                   "departement": "departement", "epci": "epci", "commune": "commune"}[niveau]
+        for commune, dep, reg, epci in table.iter_rows():
+            if niveau == "metropole":
+                dedans = bool(dep) and not dep.startswith(("97", "98"))
+            elif niveau == "drom":
+                dedans = dep in DROM
+            else:
+                dedans = {"region": reg, "departement": dep, "epci": epci,
+                          "commune": commune}[colonne] == valeur
+            if dedans and f"COM:{commune}" in publies:
+                codes.append(f"COM:{commune}")
+                if epci:
+                    codes.append(f"EPCI:{epci}")
     sortie, vus = [], set()
     for code in codes:
-        try:
-            t = donnees.territoire(code)
-        except EssqpvError:
-            continue  # a commune of the register absent from the COG index: not published
-        if t["code"] not in vus:
-            vus.add(t["code"])
-            sortie.append(t)
+        if code in publies and code not in vus:
+            vus.add(code)
+            sortie.append(publies[code])
     return sortie
 
 
@@ -212,7 +224,7 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
     SortieRefusee
         ``sortie`` holds files this tool did not write, or cannot be written.
     """
-    from essqpv.web.app import (STATIQUE, environnement_gabarits, reponse_quartiers)
+    from essqpv.web.app import STATIQUE, environnement_gabarits
     if fichiers not in NIVEAUX_FICHIERS:
         raise ParametreInvalide(f"Niveau de fichiers inconnu : « {fichiers} » ; attendu "
                                 f"{', '.join(NIVEAUX_FICHIERS)}.")
@@ -247,12 +259,14 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
         avec_transition = _transition.avec_transition(donnees)
         def un_territoire(t: dict, m: str) -> None:
             code, f = t["code"], nom_fichier(t["code"])
+            if not donnees.publication().publie(code, m):
+                return  # not in this vintage's plan (a QPV of another geography)
             for p in perimetres[m]:
                 racine = d / m / p
                 _ecrire(racine / "indicateurs" / f"{f}.json",
                         donnees.indicateurs_octets(code, p, m))
                 _ecrire(racine / "quartiers" / f"{f}.json",
-                        json_octets(reponse_quartiers(donnees, code, p, m)))
+                        donnees.quartiers_octets(code, p, m))
                 _publier_etablissements(donnees, racine, code, f, p, m)
             if avec_transition:
                 _transition.publier(donnees, d / m / "transition", t, m, _ecrire)
