@@ -18,15 +18,30 @@ def servir(
     hote: str = typer.Option("127.0.0.1", "--hote",
                              help="Adresse d'écoute (127.0.0.1 : cette machine seulement)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port d'écoute."),
+    processus: int = typer.Option(
+        1, "--processus", min=1, max=64,
+        help="Processus serveurs (uvicorn workers) ; chacun garde en mémoire les réponses "
+             "stockées de la base. Un par cœur pour le débit maximal."),
 ) -> None:
     """Servir le tableau de bord et son API JSON (lecture seule de la base)."""
+    import os
+
     import uvicorn
 
     from essqpv.web import creer_application
-    application = creer_application(base)
+    if processus == 1:
+        application = creer_application(base)
+    else:  # checked here (a clear error before any worker); each worker loads the answers
+        from essqpv.indicators.reponses import verifier_publication
+        verifier_publication(base)
     console.print(f"Tableau de bord : [bold]http://{hote}:{port}/[/] — API : "
                   f"http://{hote}:{port}/openapi.json — Ctrl+C pour arrêter.", highlight=False)
-    uvicorn.run(application, host=hote, port=port, log_level="warning")
+    if processus == 1:
+        uvicorn.run(application, host=hote, port=port, log_level="warning", access_log=False)
+        return
+    os.environ["ESSQPV_BASE"] = str(Path(base).resolve())
+    uvicorn.run("essqpv.web.app:application_servie", factory=True, host=hote, port=port,
+                workers=processus, log_level="warning", access_log=False)
 
 
 def publier(

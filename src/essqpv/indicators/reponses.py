@@ -462,6 +462,43 @@ def tableau_regional(base, perimetre: str = "strict", millesime: str | None = No
     return indicateurs(base, "FR", perimetre, millesime)["regions"]
 
 
+def _connexion_propre(base):
+    """A DuckDB connection of its own on ``base`` (read-only), to close once read: the pages it
+    read are freed with it (the cached connection of :func:`essqpv.base.ouvrir` keeps them)."""
+    from pathlib import Path
+
+    import duckdb
+
+    from essqpv.base import ouvrir
+    ouvrir(base).close()  # (a clear error when the file is not a base)
+    con = duckdb.connect(config={"threads": 1})
+    chemin = str(Path(base).resolve()).replace("'", "''")
+    con.execute(f"ATTACH '{chemin}' AS publication (READ_ONLY)")
+    con.execute("USE publication")
+    return con
+
+
+def verifier_publication(base) -> int:
+    """The number of stored answers of the newest vintage; BaseInvalide when there is none
+    (checked by ``essqpv servir`` before starting its workers)."""
+    import duckdb
+
+    from essqpv.base import millesime_par_defaut
+    m = millesime_par_defaut(base)
+    con = _connexion_propre(base)
+    try:
+        try:
+            n = con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
+                            [m]).fetchone()[0]
+        except duckdb.CatalogException:
+            n = 0
+    finally:
+        con.close()
+    if not n:
+        raise _sans_publication(base, m)
+    return n
+
+
 class Publication:
     """Every stored answer of a base in memory, as the bytes the API sends.
 
@@ -477,13 +514,14 @@ class Publication:
 
         import duckdb
 
-        from essqpv.base import ouvrir
         self._octets: dict[tuple, bytes] = {}
         self._gzip: dict[tuple, bytes] = {}
         #: vintage → territory code → (niveau, libelle)
         self.territoires: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
         self.comptes: dict[str, dict[str, int]] = {}
-        con = ouvrir(base)
+        # a connection of its own, closed once read: the pages DuckDB read do not stay in
+        # the memory of a server (the answers are held once, as bytes)
+        con = _connexion_propre(base)
         try:
             try:
                 curseur = con.execute("SELECT millesime, genre, territoire, perimetre, json "

@@ -548,6 +548,16 @@ def creer_application(base: Path | str) -> FastAPI:
     return app
 
 
+def application_servie() -> FastAPI:
+    """The application over the base named by ``ESSQPV_BASE`` (``essqpv servir --processus N``
+    starts N uvicorn workers with this factory, each holding the stored answers)."""
+    import os
+    base = os.environ.get("ESSQPV_BASE")
+    if not base:
+        raise BaseInvalide("Variable ESSQPV_BASE absente : indiquez la base à servir.")
+    return creer_application(base)
+
+
 def produire_rapport(base: Path, code: str, perimetre: str, millesime: str,
                      dossier: Path) -> Path:
     """The PDF report of a territory, written in ``dossier``."""
