@@ -221,6 +221,7 @@ class Donnees:
             with self._verrou:
                 self._cache.clear()
                 self._signature = signature
+                self._publication = None
 
     def memo(self, cle: tuple, calcul: Callable[[], Any]) -> Any:
         """Cached value of ``calcul()`` under ``cle`` (errors are not cached)."""
