@@ -86,7 +86,8 @@ def avec_publication(b: Path) -> Path:
     does; written here otherwise)."""
     con = duckdb.connect(str(b))
     try:
-        for (m,) in con.execute("SELECT millesime FROM millesimes").fetchall():
+        for (m,) in con.execute("SELECT millesime FROM millesimes ORDER BY millesime"
+                                ).fetchall():
             try:
                 n = con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
                                 [m]).fetchone()[0]
