@@ -109,7 +109,9 @@ def indicateurs(
                                             help="Millésime (par défaut : le plus récent)."),
     format: str = typer.Option("texte", "--format", "-f", help="texte, json ou csv."),
 ) -> None:
-    """Indicateurs d'un territoire, secret statistique appliqué."""
+    """Indicateurs d'un territoire : la réponse stockée de la publication protégée par le
+    secret statistique (calculée à la construction de la base, pour les territoires du plan
+    de publication)."""
     from essqpv.errors import ParametreInvalide
     from essqpv.indicators import indicateurs as calculer
     if format not in ("texte", "json", "csv"):

@@ -23,7 +23,8 @@ def servir(
         help="Processus serveurs (uvicorn workers) ; chacun garde en mémoire les réponses "
              "stockées de la base. Un par cœur pour le débit maximal."),
 ) -> None:
-    """Servir le tableau de bord et son API JSON (lecture seule de la base)."""
+    """Servir le tableau de bord et son API JSON (lecture seule de la base : les réponses
+    stockées de la publication protégée, gardées en mémoire)."""
     import os
 
     import uvicorn
@@ -63,7 +64,8 @@ def publier(
                                   help="Joindre les rapports PDF (quelques secondes chacun) "
                                        "en plus des exports Excel et CSV."),
 ) -> None:
-    """Publier le tableau de bord en fichiers statiques (JSON pré-calculés par territoire)."""
+    """Publier le tableau de bord en fichiers statiques (les réponses stockées de la
+    publication protégée, par territoire du plan)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
 

@@ -3,9 +3,10 @@
 :func:`tables` flattens the protected indicators of a territory into polars frames whose
 column names are the JSON keys (METHODOLOGY 9); a suppressed cell is null and its status is
 written in the row's ``secret`` column (``colonne:statut`` pairs). :func:`exporter` writes
-them. Nothing is computed from raw tables: the figures are those of
-:func:`essqpv.indicators.indicateurs` and :func:`essqpv.indicators.indicateurs_qpv`, the
-establishments those of :func:`essqpv.base.lister_etablissements` (public attributes only).
+them. Nothing is computed from raw tables: the figures are the stored answers of the
+publication plan (:func:`essqpv.indicators.indicateurs` and
+:func:`essqpv.indicators.indicateurs_qpv`, key lookups), the establishments those of
+:func:`essqpv.base.lister_etablissements` (public attributes only).
 """
 from __future__ import annotations
 

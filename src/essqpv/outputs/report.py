@@ -2,13 +2,14 @@
 
 Three steps, each usable on its own:
 
-- :func:`rassembler` asks the library for the protected indicators of the territory and of
-  France, the per-QPV indicators, the public list of establishments and the directory;
+- :func:`rassembler` reads the stored answers of the protected publication plan for the
+  territory and for France (indicators, QPV listing), the public list of establishments and
+  the directory;
 - :func:`rendre` turns that bundle into HTML (figures inline as SVG, CSS inline);
 - :func:`rapport` writes the file (WeasyPrint for ``pdf`` and ``diapos``).
 
-Every figure comes from the confidentiality-protected indicators; the report never computes a
-statistic from raw tables.
+Every figure is a stored answer of the publication plan (:mod:`essqpv.indicators.reponses`),
+maps' classes included; the report never computes a statistic from raw tables.
 """
 from __future__ import annotations
 
