@@ -220,7 +220,7 @@ def test_aucun_etablissement_en_qpv_refuse(registre, bonne, tmp_path):
 
 
 def test_forcer_enregistre_l_avertissement_et_le_montre(registre, bonne, tmp_path):
-    from essqpv.indicators.compute import indicateurs
+    from essqpv.indicators import indicateurs
     from essqpv.outputs.report import _avertissements
     gpkg = _couche(tmp_path, "qpv_polynesie.gpkg", garder=lambda code: code.startswith("QP987"))
     b = copie(bonne, tmp_path / "forcee")
