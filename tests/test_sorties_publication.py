@@ -455,3 +455,30 @@ def test_les_deux_attaques_de_l_issue_ne_donnent_rien(client, cellules):
     assert "QP093004" in inconnus
     if total is not None:
         assert len(inconnus) >= 2  # never a single unknown left in the département's sum
+
+
+def test_table_liee_servie_et_publiee_telle_que_stockee(base, tmp_path):
+    """A linked table's stored answer (genre of its own) is served by a key lookup and
+    written as it is in the static site, once its URL prefix is declared."""
+    from essqpv.web import creer_application, publier
+    from essqpv.web._donnees import PREFIXES_STOCKES, servir_genre
+    b = tmp_path / "copie.duckdb"
+    shutil.copyfile(base, b)
+    texte = json.dumps({"territoire": {"code": TERR}, "essai": [1, "s"]}, indent=2)
+    con = duckdb.connect(str(b))
+    try:
+        con.execute("INSERT INTO publication_reponses VALUES (?, 'essai', ?, 'strict', ?)",
+                    [M, TERR, texte])
+    finally:
+        con.close()
+    servir_genre("/api/essai/", "essai")
+    try:
+        client = TestClient(creer_application(b))
+        r = client.get(f"/api/essai/{TERR}")
+        assert r.status_code == 200 and r.content == texte.encode()
+        assert client.get("/api/essai/DEP:94").status_code == 404  # not stored: no figure
+        publier(b, tmp_path / "site", territoires=[TERR], fichiers="aucun")
+        ecrit = tmp_path / "site" / "donnees" / M / "strict" / "essai" / "DEP_93.json"
+        assert ecrit.read_text("utf-8") == texte
+    finally:
+        PREFIXES_STOCKES.pop("/api/essai/", None)

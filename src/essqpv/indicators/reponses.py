@@ -570,6 +570,10 @@ class Publication:
         """The gzipped copy (None for small answers, sent as they are)."""
         return self._gzip.get((genre, territoire, perimetre, millesime))
 
+    def genres(self) -> set[str]:
+        """The genres of the stored answers (``indicateurs``, ``quartiers``, linked tables)."""
+        return {cle[0] for cle in self._octets}
+
     def publie(self, territoire: str, millesime: str) -> bool:
         return territoire in self.territoires.get(millesime, {})
 

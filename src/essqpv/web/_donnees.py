@@ -23,7 +23,7 @@ import shapely
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
 from essqpv.errors import BaseInvalide, ParametreInvalide
 
-__all__ = ["Donnees", "json_octets", "json_compact", "nom_fichier", "valider_perimetre", "valider_millesime",
+__all__ = ["Donnees", "json_octets", "servir_genre", "PREFIXES_STOCKES", "json_compact", "nom_fichier", "valider_perimetre", "valider_millesime",
            "TAILLE_PAGE_MAX", "MOTIF_PERIMETRE", "MOTIF_MILLESIME"]
 
 TAILLE_PAGE_MAX = 1000
@@ -40,6 +40,24 @@ DECIMALES_QPV = 4
 
 _REQUETE_QPV = ("SELECT code_qp, nom_qp, geometrie FROM qpv "
                 "WHERE millesime = ? ORDER BY code_qp")
+
+
+#: Stored answers of the linked tables served by the API's fast path: URL prefix → genre of
+#: ``publication_reponses`` (``GET <prefixe><territoire>?perimetre=…&millesime=…``, the
+#: territory given by its code). Added with :func:`servir_genre`.
+PREFIXES_STOCKES: dict[str, str] = {}
+
+
+def servir_genre(prefixe: str, genre: str) -> None:
+    """Serve the stored answers of ``genre`` (registered with
+    :func:`essqpv.indicators.reponses.genre_de_reponses`) at ``<prefixe><territoire>`` by a
+    key lookup, like the indicators: e.g. ``servir_genre("/api/transition/", "transition")``
+    in the module adding the route (which answers names and errors with
+    :meth:`Donnees.reponse_octets`). The static site writes them as
+    ``donnees/<millesime>/<perimetre>/<genre>/<code>.json``."""
+    if not prefixe.startswith("/api/") or not prefixe.endswith("/"):
+        raise ValueError(f"préfixe d'URL invalide : {prefixe}")
+    PREFIXES_STOCKES[prefixe] = genre
 
 
 def json_octets(obj: Any) -> bytes:
@@ -152,7 +170,12 @@ class Donnees:
         elif chemin == "/api/quartiers":
             genre, terr = "quartiers", "FR"
         else:
-            return None
+            for prefixe, g in PREFIXES_STOCKES.items():
+                if chemin.startswith(prefixe):
+                    genre, terr = g, chemin[len(prefixe):]
+                    break
+            else:
+                return None
         perimetre, millesime = "strict", None
         if requete:
             for cle, valeur in parse_qsl(requete.decode("latin-1"), keep_blank_values=True):

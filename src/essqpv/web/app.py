@@ -7,10 +7,13 @@ serialised per request; a territory outside the plan gets a 404 naming the list 
 territories published. The HTML page is a shell that the same JavaScript fills from the API
 here, or from the same JSON files in a published site.
 
-Extra sections register their routes in :func:`creer_application` (one line each, in the
-block "routes of the linked tables"): ``enregistrer(app, repondre)`` with ``repondre`` the
-cached-JSON helper, and ``app.state.donnees.reponse_octets(genre, …)`` for the answers they
-stored with :func:`essqpv.indicators.reponses.genre_de_reponses`.
+Extra sections register their routes in :func:`creer_application`, in the block "routes of
+the linked tables" (one line each): a module's ``enregistrer(app, repondre)`` adds its routes,
+``repondre(request, cle, calcul)`` being the cached-JSON helper. The answers a linked table
+stored with :func:`essqpv.indicators.reponses.genre_de_reponses` are read with
+``app.state.donnees.reponse_octets(genre, territoire, perimetre, millesime)``, and
+:func:`essqpv.web._donnees.servir_genre` puts them on the fast path (a key lookup, the stored
+bytes) and in the static site.
 """
 from __future__ import annotations
 
@@ -368,6 +371,7 @@ def creer_application(base: Path | str) -> FastAPI:
         donnees.memo(("brut", request.url.path, request.scope["query_string"]), lambda: corps)
         return _reponse_json(request, corps)
 
+    # -- routes of the linked tables (one line each) -----------------------------------------
     from essqpv.web.historique import avec_evolution as _avec_evolution
     from essqpv.web.historique import enregistrer as enregistrer_historique
     enregistrer_historique(app, _json)  # /api/evolution/{territoire}

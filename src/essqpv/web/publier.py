@@ -257,6 +257,10 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
         avec_initiatives = donnees.initiatives_disponibles()
         from essqpv.web import transition as _transition  # what the 2024 map changes
         avec_transition = _transition.avec_transition(donnees)
+        # stored answers of the linked tables without a publisher of their own, as they are
+        # (the transition has its own: essqpv.web.transition)
+        genres_lies = sorted(donnees.publication().genres()
+                             - {"indicateurs", "quartiers", "transition"})
         def un_territoire(t: dict, m: str) -> None:
             code, f = t["code"], nom_fichier(t["code"])
             if not donnees.publication().publie(code, m):
@@ -267,6 +271,10 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
                         donnees.indicateurs_octets(code, p, m))
                 _ecrire(racine / "quartiers" / f"{f}.json",
                         donnees.quartiers_octets(code, p, m))
+                for genre in genres_lies:  # the linked tables' stored answers, as they are
+                    corps = donnees.publication().octets(genre, code, p, m)
+                    if corps is not None:
+                        _ecrire(racine / genre / f"{f}.json", corps)
                 _publier_etablissements(donnees, racine, code, f, p, m)
             if avec_transition:
                 _transition.publier(donnees, d / m / "transition", t, m, _ecrire)
