@@ -1,6 +1,7 @@
 """Tests of the territorial report: HTML structure, PDF and slides read back, figures."""
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -435,3 +436,30 @@ def test_rapport_montre_l_evolution(tmp_path):
     html = rapport(base, "DEP:93", format="html", sortie=tmp_path / "r.html").read_text("utf-8")
     assert "Évolution depuis le millésime 2023-01" in html
     assert "établissements employeurs de l'ESS en QPV 0, salariés 0" in html
+
+
+def test_section_liee_du_rapport(base_demo, tmp_path):
+    """A linked table's section (registered with section_du_rapport) is rendered from what
+    its function reads in the stored answers, in the report and in the deck."""
+    from essqpv.indicators.reponses import reponse_texte
+    from essqpv.outputs.report import _SECTIONS, rassembler, rendre, section_du_rapport
+
+    def section(base, ind):
+        r = json.loads(reponse_texte(base, "quartiers", ind["territoire"]["code"]))
+        lignes = [[q["code_qp"], "s" if q["secret"] else str(q["salaries"])]
+                  for q in r["quartiers"][:3]]
+        return {"id": "essai-liee", "titre": "Section liée d'essai", "texte": "Lue du plan.",
+                "table": {"titre": None, "entetes": ["QPV", "Salariés"], "lignes": lignes,
+                          "classe": "liee"}, "note": "s : secret statistique"}
+
+    section_du_rapport(section)
+    try:
+        donnees = rassembler(base_demo, "DEP:93")
+        html = rendre(donnees, "html")
+        assert '<section id="essai-liee"' in html and "Section liée d'essai" in html
+        premier = donnees["qpv"][0]
+        attendu = "s" if premier["secret"] else str(premier["salaries"])
+        assert f"<td>{premier['code_qp']}</td><td>{attendu}</td>" in html
+        assert 'id="d-essai-liee"' in rendre(donnees, "diapos")
+    finally:
+        _SECTIONS.remove(section)

@@ -30,7 +30,26 @@ from essqpv.errors import ParametreInvalide
 from essqpv.outputs import charts, maps, transition
 from essqpv.outputs._format import MARQUE_SECRET, nombre, points, pourcentage, valeur
 
-__all__ = ["FORMATS_RAPPORT", "nom_fichier", "rapport", "rassembler", "rendre"]
+__all__ = ["FORMATS_RAPPORT", "nom_fichier", "rapport", "rassembler", "rendre",
+           "section_du_rapport"]
+
+_SECTIONS: list = []
+
+
+def section_du_rapport(fonction):
+    """Register an extra section of the report and the deck (a linked table).
+
+    ``fonction(base, indicateurs)`` returns None (nothing to show for this territory) or a
+    dict ``{"id", "titre", "texte", "table": {"titre", "entetes", "lignes", "classe"},
+    "note"}`` built from the stored answers of its table
+    (:func:`essqpv.indicators.reponses.reponse_texte` with its genre), ``s`` in the cells the
+    plan suppresses. Sections are shown, in the order registered, after the standard ones and
+    before the methodology.
+    """
+    if fonction not in _SECTIONS:
+        _SECTIONS.append(fonction)
+    return fonction
+
 
 FORMATS_RAPPORT = ("html", "pdf", "diapos")
 TITRE = "L'économie sociale et solidaire dans les quartiers prioritaires"
@@ -93,6 +112,7 @@ def rassembler(base: str | Path, territoire: str, perimetre: str = "strict",
     donnees["initiatives"] = _initiatives(base, ind["territoire"]["code"])
     donnees["historique"] = _historique(base, ind)
     donnees["transition"] = transition.rassembler(base, ind["territoire"]["code"], millesime)
+    donnees["sections_liees"] = [x for x in (f(base, ind) for f in _SECTIONS) if x]
     return donnees
 
 
@@ -611,6 +631,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
         "evolution": _evolution(ind.get("evolution")),
         "historique": historique,
         "table_historique": _table_historique(historique),
+        "sections_liees": donnees.get("sections_liees") or [],
         "regions": regions,
         "regions_top": sorted([r for r in regions if r.get("part_emploi_ess_en_qpv")
                                is not None], key=lambda r: -r["part_emploi_ess_en_qpv"])[:6],

@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import shapely
 
@@ -184,7 +184,7 @@ class Donnees:
                 elif cle == "millesime":
                     millesime = valeur or None
                 elif cle == "territoire" and genre == "quartiers":
-                    terr = unquote(valeur)
+                    terr = valeur
                 else:
                     return None
         pub = self.publication()
