@@ -226,3 +226,32 @@ def test_chaque_csv_porte_la_marque_synthetique(base_demo, tmp_path):
         with open(chemin, encoding="utf-8-sig", newline="") as f:
             lignes = list(module_csv.reader(f))
         assert any(MARQUE_SYNTHETIQUE in cellule for ligne in lignes for cellule in ligne), chemin
+
+
+def test_table_liee_exportee(base_demo, tmp_path):
+    """A linked table registered with table_liee is a sheet of the workbook and a CSV file,
+    its suppressed cells marked "s" like the others."""
+    openpyxl = pytest.importorskip("openpyxl")
+    from essqpv.indicators import indicateurs_qpv
+    from essqpv.outputs.exports import _TABLES_LIEES, FEUILLES_LIEES, table_liee
+
+    @table_liee({"essai_liee": "Essai lié"})
+    def essai(base, code, ind):
+        lignes = indicateurs_qpv(base, territoire=code)[:5]
+        return {"essai_liee": pl.DataFrame(
+            [{"code_qp": q["code_qp"], "salaries": q["salaries"],
+              "secret": "; ".join(f"{c}:{s}" for c, s in q["secret"].items()) or None}
+             for q in lignes], schema={"code_qp": pl.String, "salaries": pl.Float64,
+                                       "secret": pl.String})}
+    try:
+        (xlsx,) = exporter(base_demo, "DEP:93", format="xlsx", sortie=tmp_path)
+        ws = openpyxl.load_workbook(xlsx)["Essai lié"]
+        attendu = {q["code_qp"]: ("s" if q["secret"] else q["salaries"])
+                   for q in indicateurs_qpv(base_demo, territoire="DEP:93")[:5]}
+        assert {r["Code QPV"]: r["Salariés ESS en QPV"] for r in _lignes(ws)} == attendu
+        csv = [p for p in exporter(base_demo, "DEP:93", format="csv", sortie=tmp_path / "c")
+               if p.name.endswith("-essai_liee.csv")]
+        assert len(csv) == 1 and MARQUE_SYNTHETIQUE in csv[0].read_text("utf-8-sig")
+    finally:
+        _TABLES_LIEES.remove(essai)
+        FEUILLES_LIEES.pop("essai_liee")

@@ -448,7 +448,7 @@ def test_section_liee_du_rapport(base_demo, tmp_path):
         r = json.loads(reponse_texte(base, "quartiers", ind["territoire"]["code"]))
         lignes = [[q["code_qp"], "s" if q["secret"] else str(q["salaries"])]
                   for q in r["quartiers"][:3]]
-        return {"id": "essai-liee", "titre": "Section liée d'essai", "texte": "Lue du plan.",
+        return {"id": "essai-liee", "titre": "Section liée de test", "texte": "Lue du plan.",
                 "table": {"titre": None, "entetes": ["QPV", "Salariés"], "lignes": lignes,
                           "classe": "liee"}, "note": "s : secret statistique"}
 
@@ -456,7 +456,7 @@ def test_section_liee_du_rapport(base_demo, tmp_path):
     try:
         donnees = rassembler(base_demo, "DEP:93")
         html = rendre(donnees, "html")
-        assert '<section id="essai-liee"' in html and "Section liée d'essai" in html
+        assert '<section id="essai-liee"' in html and "Section liée de test" in html
         premier = donnees["qpv"][0]
         attendu = "s" if premier["secret"] else str(premier["salaries"])
         assert f"<td>{premier['code_qp']}</td><td>{attendu}</td>" in html

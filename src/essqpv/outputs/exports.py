@@ -27,7 +27,7 @@ from essqpv.errors import ParametreInvalide
 from essqpv.outputs._format import MARQUE_SECRET
 from essqpv.outputs.transition import ENTETES_TRANSITION, FEUILLES_TRANSITION, NOTE_TRANSITION
 
-__all__ = ["ENTETES", "FEUILLES", "FORMATS_EXPORT", "exporter", "tables"]
+__all__ = ["ENTETES", "FEUILLES", "FORMATS_EXPORT", "exporter", "tables", "table_liee"]
 
 FORMATS_EXPORT = ("xlsx", "csv", "parquet", "gpkg", "geojson")
 CRS_EXPORT = (4326, 2154)
@@ -41,6 +41,23 @@ FEUILLES = {
 }
 #: Sheets of the series since 2008, when the base holds them (``essqpv historique``).
 FEUILLES_EVOLUTION = {"evolution": "Évolution", "evolution_flux": "Créations et fermetures"}
+#: Sheets of the linked tables registered with :func:`table_liee` (table name → sheet name).
+FEUILLES_LIEES: dict[str, str] = {}
+_TABLES_LIEES: list = []
+
+
+def table_liee(feuilles: dict[str, str]):
+    """Register the export tables of a linked table: ``feuilles`` maps each table name to its
+    sheet name; the decorated ``f(base, code, indicateurs)`` returns ``{table: polars frame}``
+    (possibly empty) built from the stored answers of its genre, a suppressed cell null with
+    its status in the row's ``secret`` column (``colonne:statut``). The tables are written in
+    every format (a sheet each in the workbook, a file each in CSV and Parquet)."""
+    def enregistrer(fonction):
+        FEUILLES_LIEES.update(feuilles)
+        if fonction not in _TABLES_LIEES:
+            _TABLES_LIEES.append(fonction)
+        return fonction
+    return enregistrer
 #: French headers of the workbook (column → header).
 ENTETES = {
     "indicateur": "Indicateur", "libelle": "Libellé", "territoire": "Territoire",
@@ -332,6 +349,8 @@ def tables(base: str | Path, territoire: str | None = None, perimetre: str = "st
         **_tables_evolution(base, code, ind.get("geographie_qpv")),
         **_tables_transition(base, code, m),  # what the 2024 map changes
     }
+    for fonction in _TABLES_LIEES:
+        out.update(fonction(base, code, ind))
     return out, {"indicateurs": ind, "france": fr, "metadonnees": metadonnees(base, m)}
 
 
@@ -406,7 +425,8 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
 
     colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
         else "qpv_tampon"
-    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION, **FEUILLES_TRANSITION}.items():
+    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION, **FEUILLES_TRANSITION,
+                             **FEUILLES_LIEES}.items():
         if nom not in tabs:  # the series since 2008, when the base has none
             continue
         df = tabs[nom]
