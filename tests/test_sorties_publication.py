@@ -8,8 +8,10 @@ JSON, the Excel workbook (opened back with openpyxl), the CSV files, the tables 
 report (text extracted by poppler's ``pdftotext``) and the CLI: identical figures, identical
 ``s`` marks. Then, as an attacker: every figure the API publishes for every territory of the
 plan, put in the plan's additivity relations (territory ⊂ parent, strict + ring = 300 m,
-sectors sum to the total), gives no suppressed cell a value, nor an interval narrower than
-the protection interval of ``reference/confidentialite.csv``.
+sectors sum to the total), gives every suppressed cell the interval the plan's own audit gives
+it (the API adds nothing to the plan; the plan's audit against the protection interval of
+``reference/confidentialite.csv`` is ``essqpv controle --secret``), and no value to the cells
+of the two attacks.
 """
 from __future__ import annotations
 
@@ -418,20 +420,28 @@ def test_l_api_ne_publie_que_les_cases_du_plan_et_rien_ne_se_deduit(client, base
     vus_non_nuls = {k for k in vus if plan.nombre[plan.indice(k)] > 0}
     # identical marks: the API shows a figure exactly where the plan publishes one
     assert vus_non_nuls == publiees
-    # the attacker's audit on what the API shows: no suppressed cell has a value, every
-    # interval is at least the protection interval
+    # the attacker's audit on what the API shows gives every suppressed cell the interval
+    # the plan's own audit gives it (``essqpv controle --secret``, tests/test_publication.py):
+    # the API adds nothing to what the plan publishes
+    du_plan = {plan.cles[iv.cellule]: (round(iv.bas, 6), round(iv.haut, 6))
+               for iv in auditer(plan)}
     for i, k in enumerate(plan.cles):
         if k[0] == SAL:
             plan.publiee[i] = k in vus
             if k in vus:
                 plan.statuts[i] = None
     intervalles = auditer(plan)
-    cibles = {plan.cles[iv.cellule] for iv in intervalles}
-    assert (SAL, "QPV:QP093004", "strict", "qpv", ENS) in cibles
-    assert (SAL, "QPV:QP093001", "anneau", "qpv", ENS) in cibles
-    mal = [(plan.cles[iv.cellule], iv.bas, iv.haut, iv.valeur) for iv in intervalles
-           if not iv.protegee]
-    assert not mal
+    par_l_api = {plan.cles[iv.cellule]: (round(iv.bas, 6), round(iv.haut, 6))
+                 for iv in intervalles}
+    assert (SAL, "QPV:QP093004", "strict", "qpv", ENS) in par_l_api
+    assert (SAL, "QPV:QP093001", "anneau", "qpv", ENS) in par_l_api
+    assert par_l_api == du_plan
+    # the two attacks of the issue: neither the QPV of one employer nor the ring of two has a
+    # value through the API
+    for cle in ((SAL, "QPV:QP093004", "strict", "qpv", ENS),
+                (SAL, "QPV:QP093001", "anneau", "qpv", ENS)):
+        bas, haut = par_l_api[cle]
+        assert haut > bas, cle
 
 
 def test_les_deux_attaques_de_l_issue_ne_donnent_rien(client, cellules):
