@@ -1,7 +1,6 @@
 """Tests of the territorial report: HTML structure, PDF and slides read back, figures."""
 from __future__ import annotations
 
-import json
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -441,13 +440,13 @@ def test_rapport_montre_l_evolution(tmp_path):
 def test_section_liee_du_rapport(base_demo, tmp_path):
     """A linked table's section (registered with section_du_rapport) is rendered from what
     its function reads in the stored answers, in the report and in the deck."""
-    from essqpv.indicators.reponses import reponse_texte
+    from essqpv.indicators import indicateurs_qpv
     from essqpv.outputs.report import _SECTIONS, rassembler, rendre, section_du_rapport
 
     def section(base, ind):
-        r = json.loads(reponse_texte(base, "quartiers", ind["territoire"]["code"]))
+        quartiers = indicateurs_qpv(base, territoire=ind["territoire"]["code"])
         lignes = [[q["code_qp"], "s" if q["secret"] else str(q["salaries"])]
-                  for q in r["quartiers"][:3]]
+                  for q in quartiers[:3]]
         return {"id": "essai-liee", "titre": "Section liée de test", "texte": "Lue du plan.",
                 "table": {"titre": None, "entetes": ["QPV", "Salariés"], "lignes": lignes,
                           "classe": "liee"}, "note": "s : secret statistique"}

@@ -204,6 +204,9 @@ def test_api_sert_les_octets_stockes(client, base, cellules):
     r = client.get(f"/api/indicateurs/{TERR}")
     assert r.status_code == 200
     assert r.content == _stocke(base, "indicateurs", TERR).encode()  # no re-serialisation
+    par_nom = client.get("/api/indicateurs/Seine-Saint-Denis",
+                         headers={"accept-encoding": "identity"})
+    assert par_nom.content == r.content
     _comparer(_secteurs_json(r.json()), _secteurs_attendus(cellules))
     cles = r.json()["chiffres_cles"]
     v, st = cellules[(TERR, "strict", "qpv", ENS)]
