@@ -2,12 +2,11 @@
 dashboard in a real browser (Playwright driving Debian's Chromium)."""
 from __future__ import annotations
 
-import threading
-import time
 import pytest
 
 from essqpv import lookup
 from essqpv.geocodage import installer
+from tests._serveur import servir
 from tests.test_geocodage import _numero, _serveur
 from tests.test_web_navigateur import browser_type_launch_args  # noqa: F401 (Debian's Chromium)
 
@@ -116,25 +115,9 @@ def test_api_sans_geocodeur_503(base_demo, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def url_adresses(base_demo, geocodeur_installe):
-    import socket
-
-    import uvicorn
-
     from essqpv.web import creer_application
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serveur = uvicorn.Server(uvicorn.Config(creer_application(base_demo), host="127.0.0.1",
-                                            port=port, log_level="warning"))
-    fil = threading.Thread(target=serveur.run, daemon=True)
-    fil.start()
-    debut = time.monotonic()
-    while not serveur.started:
-        assert time.monotonic() - debut < 30, "le serveur ne démarre pas"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    serveur.should_exit = True
-    fil.join(timeout=10)
+    with servir(creer_application(base_demo)) as url:
+        yield url
 
 
 @pytest.mark.browser

@@ -12,13 +12,13 @@ import http.server
 import io
 import json
 import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 
 import openpyxl
 import pytest
+
+from tests._serveur import servir
 
 pytestmark = pytest.mark.browser
 
@@ -37,29 +37,11 @@ def browser_type_launch_args(browser_type_launch_args):
                      "--disable-component-update", "--disable-sync", "--no-first-run"]}
 
 
-def _port_libre() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url_api(base_demo):
-    import uvicorn
-
     from essqpv.web import creer_application
-    port = _port_libre()
-    serveur = uvicorn.Server(uvicorn.Config(creer_application(base_demo), host="127.0.0.1",
-                                            port=port, log_level="warning"))
-    fil = threading.Thread(target=serveur.run, daemon=True)
-    fil.start()
-    debut = time.monotonic()
-    while not serveur.started:
-        assert time.monotonic() - debut < 30, "le serveur ne démarre pas"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    serveur.should_exit = True
-    fil.join(timeout=10)
+    with servir(creer_application(base_demo)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
