@@ -86,7 +86,8 @@ def test_hierarchie_apres_un_intervalle():
     iv = _intervalle(plan, i["QP021005"])
     assert iv.bas <= 0.0 + 1e-9
     assert iv.haut >= 1.0 + regles.protection_minimum - 1e-9
-    assert plan.statuts[i["COM"]] is not None  # the commune no longer gives QP021001 away
+    # the commune holds exactly QP021001: both shown or both hidden, never one of them
+    assert (plan.statuts[i["COM"]] is None) == (plan.statuts[i["QP021001"]] is None)
     assert all(x.protegee for x in auditer(plan))
 
 
@@ -136,7 +137,8 @@ def petite_base(tmp_path_factory):
 
 def test_plan_de_la_base_protege(petite_base):
     from essqpv.indicators.publication import audit_base
-    plan, intervalles = audit_base(petite_base)
+    plan, intervalles, bilan = audit_base(petite_base)
+    assert bilan["certificats"] >= 1 and bilan["certificats_invalides"] == 0
     cles = set(plan.cles)
     # every level of the hierarchy, both perimeters and the ring are in one plan
     for terr in ("FR", "METRO", "REG:11", "DEP:93", "COM:93013", "QPV:QP093001"):
@@ -206,5 +208,62 @@ def test_reponses_stockees_lisent_le_plan(petite_base, tmp_path):
 
 def test_comptes_jamais_secrets(petite_base):
     from essqpv.indicators.publication import TABLEAUX_COMPTES, audit_base
-    plan, _ = audit_base(petite_base)
+    plan, _, _ = audit_base(petite_base)
     assert all(st is None for k, st in zip(plan.cles, plan.statuts) if k[0] in TABLEAUX_COMPTES)
+
+
+def test_certificat_falsifie_detecte(petite_base, tmp_path):
+    """A corrupted certificate in the stored plan: the audit rejects it and exits 1."""
+    import json
+    import shutil
+
+    import duckdb
+    from typer.testing import CliRunner
+
+    from essqpv.cli import app
+    b = tmp_path / "falsifiee.duckdb"
+    shutil.copyfile(petite_base, b)
+    con = duckdb.connect(str(b))
+    try:
+        # every certificate loses its first move: the relations no longer balance
+        n = con.execute("SELECT count(DISTINCT certificat) FROM publication_certificats"
+                        ).fetchone()[0]
+        assert n >= 1
+        con.execute("""UPDATE publication_certificats SET delta = delta * 0.5
+                       WHERE (certificat, cellule) IN (SELECT certificat, min(cellule)
+                       FROM publication_certificats GROUP BY certificat)""")
+    finally:
+        con.close()
+    r = CliRunner().invoke(app, ["controle", "--secret", "--base", str(b), "--format", "json"])
+    assert r.exit_code == 1, r.output
+    rapport = json.loads(r.output)
+    assert rapport["certificats_invalides"] == n
+    # without the exact programs of the small blocks, no cell keeps a proof
+    from essqpv.indicators import protection
+    from essqpv.indicators.publication import lire_plan
+    con = duckdb.connect(str(b), read_only=True)
+    try:
+        plan = lire_plan(con, "2024-01")
+    finally:
+        con.close()
+    intervalles, bilan = protection.auditer(plan, confidentialite(), bloc_exact=0)
+    assert bilan["certificats_invalides"] == n
+    assert all(not iv.protegee for iv in intervalles if iv.sensible)
+
+
+def test_certificat_sur_une_case_publiee_refuse():
+    """A certificate moving a published cell is no proof (the attacker reads that cell)."""
+    from essqpv.indicators.protection import Certificat, verifier_certificats
+    plan, i = _plan_anneau()
+    proteger_plan(plan)
+    assert plan.certificats
+    valide, _, _ = verifier_certificats(plan)
+    assert valide.all()
+    c = plan.certificats[0]
+    publiee = next(k for k in range(len(plan)) if plan.publiee[k] and plan.statuts[k] is None
+                   and k not in set(c.cellules.tolist()))
+    cellules = np.append(c.cellules, publiee)
+    ordre = np.argsort(cellules)
+    plan.certificats[0] = Certificat(cellules[ordre], np.append(c.delta, 1.0)[ordre])
+    valide, _, _ = verifier_certificats(plan)
+    assert not valide[0]

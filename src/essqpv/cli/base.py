@@ -116,9 +116,11 @@ def controle(
     format: str = typer.Option("texte", "--format", help="texte ou json."),
     secret: bool = typer.Option(
         False, "--secret",
-        help="Audit du secret statistique : pour chaque case supprimée ou sensible du plan de "
-             "publication, l'intervalle qu'un attaquant peut déduire des cases publiées "
-             "(programmation linéaire) ; code de sortie 1 si une case est sous-protégée."),
+        help="Audit du secret statistique du plan de publication enregistré : les certificats "
+             "de protection vérifiés sur toutes les relations d'additivité, et pour chaque "
+             "case supprimée ou sensible l'intervalle qu'un attaquant ne peut pas réduire "
+             "(exact par programmation linéaire sur les petits blocs) ; code de sortie 1 si "
+             "une case est sous-protégée ou un certificat invalide."),
     pires: int = typer.Option(
         20, "--pires", min=1, max=10_000,
         help="Avec --secret : nombre de cases les moins protégées affichées."),
@@ -142,13 +144,13 @@ def controle(
 
 def _controle_secret(base: Path, millesime: Optional[str], format: str, pires: int) -> None:
     from essqpv.indicators.publication import audit_base, marge
-    plan, intervalles = audit_base(base, millesime)
+    plan, intervalles, bilan = audit_base(base, millesime)
     sous = [iv for iv in intervalles if not iv.protegee]
 
     def ligne(iv) -> dict:
         tableau, territoire, perimetre, zone, ligne_ = plan.cles[iv.cellule]
-        return {"territoire": territoire, "perimetre": perimetre, "zone": zone,
-                "ligne": ligne_, "publiee": bool(plan.publiee[iv.cellule]),
+        return {"tableau": tableau, "territoire": territoire, "perimetre": perimetre,
+                "zone": zone, "ligne": ligne_, "publiee": bool(plan.publiee[iv.cellule]),
                 "statut": plan.statuts[iv.cellule], "sensible": iv.sensible,
                 "valeur": iv.valeur, "bas": iv.bas,
                 "haut": None if iv.haut == float("inf") else iv.haut,
@@ -159,7 +161,10 @@ def _controle_secret(base: Path, millesime: Optional[str], format: str, pires: i
                "relations": len(plan.relations),
                "primaires": sum(1 for s in plan.statuts if s == "primaire"),
                "secondaires": sum(1 for s in plan.statuts if s == "secondaire"),
-               "auditees": len(intervalles), "sous_protegees": len(sous),
+               "certificats": bilan["certificats"],
+               "certificats_invalides": bilan["certificats_invalides"],
+               "auditees": len(intervalles), "exactes": bilan["exactes"],
+               "sous_protegees": len(sous),
                "pires": [ligne(iv) for iv in intervalles[:pires]]}
     if format == "json":
         sortie.print(json_texte(rapport), highlight=False, soft_wrap=True)
@@ -179,13 +184,20 @@ def _controle_secret(base: Path, millesime: Optional[str], format: str, pires: i
                       f"[{d['requis_bas']:.1f} ; {d['requis_haut']:.1f}]"
                       if d["sensible"] else "non réduit à une valeur")
         sortie.print(t)
+
         def nb(x: int) -> str:
             return f"{x:,}".replace(",", "\u202f")
         sortie.print(f"{nb(len(plan))} cases, {nb(len(plan.relations))} relations ; "
                      f"{nb(rapport['primaires'])} secrets primaires, "
-                     f"{nb(rapport['secondaires'])} secondaires ; {nb(len(intervalles))} cases "
-                     f"auditées, {nb(len(sous))} sous-protégées.")
-    if sous:
+                     f"{nb(rapport['secondaires'])} secondaires ; "
+                     f"{nb(rapport['certificats'])} certificats vérifiés sur toutes les "
+                     f"relations, {nb(rapport['certificats_invalides'])} invalides ; "
+                     f"{nb(len(intervalles))} cases auditées ({nb(rapport['exactes'])} à "
+                     f"l'intervalle exact), {nb(len(sous))} sous-protégées.")
+        sortie.print("« (au moins) » : intervalle garanti par un certificat (l'attaquant ne "
+                     "peut pas exclure ces valeurs) ; sans mention : intervalle exact "
+                     "(programme linéaire de l'attaquant).")
+    if sous or rapport["certificats_invalides"]:
         raise typer.Exit(1)
 
 

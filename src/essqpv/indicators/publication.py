@@ -69,11 +69,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy.sparse import csr_matrix
 
 from essqpv import reference
 from essqpv.config import MARQUE_SYNTHETIQUE, Confidentialite, confidentialite
 from essqpv.errors import EssqpvError
+from essqpv.indicators import protection as _protection
+from essqpv.indicators.protection import Certificat, Intervalle
 
 __all__ = ["Plan", "extension_du_plan", "construire_plan", "proteger_plan", "auditer",
            "ecrire_plan", "TABLES_PUBLICATION", "ENS", "ANNEAU", "Intervalle"]
@@ -82,7 +83,8 @@ ENS = "Ensemble"
 ANNEAU = "anneau"
 TOUT = "-"
 SAL = "salaries"
-TABLES_PUBLICATION = ("publication_cellules", "publication_relations", "publication_reponses")
+TABLES_PUBLICATION = ("publication_cellules", "publication_relations", "publication_reponses",
+                      "publication_certificats")
 ARRONDI_PART = 4
 TABLEAUX_COMPTES = frozenset({"familles_employeurs", "familles_non_employeurs", "tailles",
                               "creations", "transition_etablissements"})
@@ -118,6 +120,7 @@ class Plan:
     _index: dict[tuple, int] = field(default_factory=dict)
     statuts: list[str | None] = field(default_factory=list)
     sensible: list[bool] = field(default_factory=list)
+    certificats: list[Certificat] = field(default_factory=list)
 
     def indice(self, cle: tuple) -> int | None:
         """Index of the cell of key ``(tableau, territoire, perimetre, zone, ligne)``."""
@@ -493,449 +496,46 @@ def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
 
 
 # --------------------------------------------------------------------------------------------
-# protection
-
-
-def _protection(v: np.ndarray, regles: Confidentialite) -> np.ndarray:
-    return np.maximum(regles.protection_relative * v, regles.protection_minimum)
-
-
-class _Systeme:
-    """Relations as a sparse incidence matrix, for the propagation and the linear programs."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.n = len(plan)
-        tailles = np.fromiter((1 + len(m) for _, m in plan.relations), dtype=np.int64,
-                              count=len(plan.relations))
-        indptr = np.concatenate([[0], np.cumsum(tailles)])
-        cellules = np.empty(int(indptr[-1]), dtype=np.int64)
-        coefs = -np.ones(int(indptr[-1]))
-        for r, (total, membres) in enumerate(plan.relations):
-            a = indptr[r]
-            cellules[a] = total
-            coefs[a] = 1.0
-            cellules[a + 1:indptr[r + 1]] = membres
-        self.indptr, self.cellules, self.coefs = indptr, cellules, coefs
-        self.matrice = csr_matrix((coefs, cellules, indptr),
-                                  shape=(len(plan.relations), self.n))
-        incidence = csr_matrix((np.ones_like(coefs), cellules, indptr),
-                               shape=(len(plan.relations), self.n)).tocsc()
-        self._cptr, self._crel = incidence.indptr, incidence.indices
-        self.incidence = incidence.tocsr()
-
-    def cellules_de(self, r: int) -> np.ndarray:
-        return self.cellules[self.indptr[r]:self.indptr[r + 1]]
-
-    def coefs_de(self, r: int) -> np.ndarray:
-        return self.coefs[self.indptr[r]:self.indptr[r + 1]]
-
-    def relations_de(self, c: int) -> np.ndarray:
-        return self._crel[self._cptr[c]:self._cptr[c + 1]]
-
-
-def _determinees(systeme: _Systeme, inconnue: np.ndarray,
-                 par: np.ndarray | None = None) -> np.ndarray:
-    """Unknown cells a chain of single-unknown relations gives away (structural, exact).
-
-    ``par``, when given, receives for every determined cell the relation that gave it away.
-    """
-    restantes = np.asarray(systeme.incidence @ inconnue.astype(np.float64)).round().astype(
-        np.int64)
-    determinee = np.zeros(systeme.n, dtype=bool)
-    pile = list(np.flatnonzero(restantes == 1))
-    while pile:
-        r = pile.pop()
-        if restantes[r] != 1:
-            continue
-        cells = systeme.cellules_de(r)
-        libres = cells[inconnue[cells] & ~determinee[cells]]
-        if libres.size != 1:
-            continue
-        c = int(libres[0])
-        determinee[c] = True
-        if par is not None:
-            par[c] = r
-        for r2 in systeme.relations_de(c):
-            restantes[r2] -= 1
-            if restantes[r2] == 1:
-                pile.append(r2)
-    return determinee
-
-
-@dataclass
-class Intervalle:
-    """What an attacker can derive about one cell: ``[bas, haut]`` (``haut`` may be inf)."""
-
-    cellule: int
-    bas: float
-    haut: float
-    valeur: float
-    requis_bas: float
-    requis_haut: float
-    sensible: bool
-    exact: bool = True
-
-    @property
-    def protegee(self) -> bool:
-        tol = _TOL * max(1.0, self.valeur)
-        if self.sensible:
-            return self.bas <= self.requis_bas + tol and self.haut >= self.requis_haut - tol
-        return self.haut - self.bas > tol
-
-
-def _blocs(systeme: _Systeme, libres: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
-    """Connected blocks of free unknown cells and the relations binding them."""
-    parent = np.arange(systeme.n)
-
-    def trouver(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    rel_libres = []
-    actives = np.flatnonzero(np.asarray(systeme.incidence @ libres.astype(np.float64)) > 0)
-    for r in actives:
-        cells = systeme.cellules_de(r)
-        ls = cells[libres[cells]]
-        if ls.size == 0:
-            continue
-        rel_libres.append(r)
-        a = trouver(int(ls[0]))
-        for b in ls[1:]:
-            rb = trouver(int(b))
-            if rb != a:
-                parent[rb] = a
-    racines: dict[int, list[int]] = defaultdict(list)
-    for c in np.flatnonzero(libres):
-        racines[trouver(int(c))].append(int(c))
-    rels: dict[int, list[int]] = defaultdict(list)
-    for r in rel_libres:
-        cells = systeme.cellules_de(r)
-        rels[trouver(int(cells[libres[cells]][0]))].append(r)
-    return [(np.asarray(sorted(cs)), rels[k]) for k, cs in racines.items()]
-
-
-_BANNIERE_TUE = []
-
-
-def _highs(highspy):
-    """A HiGHS instance; the banner HiGHS prints on stdout at its first start is silenced
-    (it would break the JSON written by ``essqpv controle --secret --format json``)."""
-    if _BANNIERE_TUE:
-        return highspy.Highs()
-    import os
-    import sys
-    sys.stdout.flush()
-    sauve = os.dup(1)
-    nul = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(nul, 1)
-        h = highspy.Highs()
-    finally:
-        os.dup2(sauve, 1)
-        os.close(sauve)
-        os.close(nul)
-    _BANNIERE_TUE.append(True)
-    return h
-
-
-class _Modele:
-    """The attacker's linear program over one block of free cells (HiGHS, kept warm).
-
-    Variables: the block's free cells (>= 0); rows: the relations binding them, the other
-    cells of each relation at their published (or already determined) value. Each extreme is
-    one objective change and a warm-started re-solve.
-    """
-
-    def __init__(self, systeme: _Systeme, v: np.ndarray, cells: np.ndarray,
-                 rels: list[int] | np.ndarray | None = None) -> None:
-        import highspy
-        if rels is None:
-            rels = np.unique(np.concatenate([systeme.relations_de(int(c)) for c in cells]))
-        self.cells = cells
-        self.pos = {int(c): k for k, c in enumerate(cells)}
-        sous = systeme.matrice[np.asarray(rels, dtype=np.int64)]
-        a = sous[:, cells].tocsc()
-        b = -(sous @ v) + a @ v[cells]
-        self.echelle = max(1.0, float(v[cells].max()))
-        b = b / self.echelle
-        h = _highs(highspy)
-        h.setOptionValue("output_flag", False)
-        # warm starts: no presolve, so each re-solve starts from the previous basis
-        h.setOptionValue("presolve", "off")
-        h.setOptionValue("solver", "simplex")
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = len(cells), len(rels)
-        lp.col_cost_ = np.zeros(len(cells))
-        lp.col_lower_ = np.zeros(len(cells))
-        lp.col_upper_ = np.full(len(cells), highspy.kHighsInf)
-        lp.row_lower_ = b
-        lp.row_upper_ = b
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr
-        lp.a_matrix_.index_ = a.indices
-        lp.a_matrix_.value_ = a.data
-        h.passModel(lp)
-        self.h = h
-        self.highspy = highspy
-
-    def extreme(self, c: int, maximiser: bool) -> np.ndarray | None:
-        """A solution reaching the max (or min) of cell ``c``; None when unbounded."""
-        return self.optimiser(np.asarray([c]), np.ones(1), maximiser)
-
-    def optimiser(self, cellules: np.ndarray, poids: np.ndarray,
-                  maximiser: bool) -> np.ndarray | None:
-        """A solution maximising (minimising) ``sum(poids * x[cellules])``; None if unbounded."""
-        hs = self.highspy
-        k = np.asarray([self.pos[int(c)] for c in cellules], dtype=np.int32)
-        self.h.changeColsCost(len(k), k, np.asarray(poids, dtype=float))
-        self.h.changeObjectiveSense(hs.ObjSense.kMaximize if maximiser
-                                    else hs.ObjSense.kMinimize)
-        self.h.run()
-        statut = self.h.getModelStatus()
-        self.h.changeColsCost(len(k), k, np.zeros(len(k)))
-        if statut in (hs.HighsModelStatus.kUnbounded, hs.HighsModelStatus.kUnboundedOrInfeasible):
-            return None
-        if statut != hs.HighsModelStatus.kOptimal:
-            raise EssqpvError("Secret statistique : le programme linéaire n'a pas abouti "
-                              f"({self.h.modelStatusToString(statut)}).")
-        return np.asarray(self.h.getSolution().col_value) * self.echelle
-
-
-_BLOC_EXACT = 300      # a block of at most this many free cells: one program per cell
-_TOURS_GROUPES = 12    # larger blocks: programs moving every unsettled cell at once…
-_INDIVIDUELS = 40      # …then one program per cell for at most this many cells per block
-
-
-def _intervalles(plan: Plan, systeme: _Systeme, inconnue: np.ndarray, cibles: np.ndarray,
-                 exact: bool, requis: tuple[np.ndarray, np.ndarray]) -> list[Intervalle]:
-    """Attacker's interval of every target unknown cell, by linear programming per block.
-
-    Every solution of the programs is a table the attacker cannot rule out, so the smallest
-    and largest values a cell takes in the solutions seen bound its interval from inside.
-    In a block of at most ``_BLOC_EXACT`` free cells, each target gets its own two programs
-    (its minimum and maximum): the interval is exact. In a larger block, programs first move
-    every unsettled target at once (the sum of the targets, weighted by their protection,
-    maximised then minimised) until no cell is settled any more; then the cells still
-    short of their protection (or, with ``exact=True``, the narrowest ones) get their own
-    programs, up to ``_INDIVIDUELS`` per block. An interval that is not exact
-    (``Intervalle.exact`` False) is a guaranteed part of the attacker's: protection shown on
-    it holds; a shortfall on it means more suppression (never less protection).
-
-    With ``exact=False`` a cell is only explored until its protection interval is reached.
-    """
-    v = np.asarray(plan.valeur, dtype=float)
-    sensible = np.asarray(plan.sensible)
-    req_bas, req_haut = requis
-    determinee = _determinees(systeme, inconnue)
-    sortie: list[Intervalle] = []
-    for c in np.flatnonzero(cibles & determinee):
-        sortie.append(Intervalle(int(c), v[c], v[c], v[c], req_bas[c], req_haut[c],
-                                 bool(sensible[c])))
-    libres = inconnue & ~determinee
-    bas, haut = v.copy(), v.copy()
-    non_borne = np.zeros(len(v), dtype=bool)
-    exacte = np.zeros(len(v), dtype=bool)
-    tol = _TOL * np.maximum(1.0, v)
-    protection = np.maximum(req_haut - v, 1.0)
-
-    def noter(modele: _Modele, x: np.ndarray | None, cells: np.ndarray) -> None:
-        if x is None:
-            non_borne[cells] = True
-            return
-        np.minimum.at(bas, modele.cells, x)
-        np.maximum.at(haut, modele.cells, x)
-
-    def individuel(modele: _Modele, c: int) -> None:
-        for maximiser in (True, False):
-            if not exact and (non_borne[c] or haut[c] >= req_haut[c] - tol[c] if maximiser
-                              else bas[c] <= req_bas[c] + tol[c]):
-                continue
-            if maximiser and non_borne[c]:
-                continue
-            noter(modele, modele.extreme(c, maximiser), np.asarray([c]))
-        exacte[c] = True
-
-    def courtes_haut(cs: np.ndarray) -> np.ndarray:
-        return cs[~non_borne[cs] & (haut[cs] < req_haut[cs] - tol[cs])]
-
-    def courtes_bas(cs: np.ndarray) -> np.ndarray:
-        return cs[bas[cs] > req_bas[cs] + tol[cs]]
-
-    for cells, rels in _blocs(systeme, libres):
-        ciblees = cells[cibles[cells]]
-        if ciblees.size == 0:
-            continue
-        if not rels:
-            bas[ciblees] = 0.0
-            non_borne[ciblees] = True
-            exacte[ciblees] = True
-            continue
-        modele = _Modele(systeme, v, cells, rels)
-        if len(cells) <= _BLOC_EXACT:
-            for c in ciblees:
-                individuel(modele, int(c))
-            continue
-        for _ in range(_TOURS_GROUPES):
-            avant = int(courtes_haut(ciblees).size + courtes_bas(ciblees).size)
-            if avant == 0:
-                break
-            hauts = courtes_haut(ciblees)
-            if hauts.size:
-                x = modele.optimiser(hauts, 1.0 / protection[hauts], True)
-                if x is not None:  # unbounded: the cells are settled one by one below
-                    noter(modele, x, hauts)
-            bas_ = courtes_bas(ciblees)
-            if bas_.size:
-                noter(modele, modele.optimiser(bas_, 1.0 / protection[bas_], False), bas_)
-            if int(courtes_haut(ciblees).size + courtes_bas(ciblees).size) == avant:
-                break
-        reste = np.union1d(courtes_haut(ciblees), courtes_bas(ciblees))
-        if exact:
-            largeur = (np.minimum(haut[ciblees], 1e300) - bas[ciblees]) / protection[ciblees]
-            reste = np.union1d(reste, ciblees[np.argsort(largeur)[:_INDIVIDUELS]])
-        for c in reste[:_INDIVIDUELS]:
-            individuel(modele, int(c))
-    for c in np.flatnonzero(cibles & libres):
-        sortie.append(Intervalle(int(c), max(0.0, bas[c]),
-                                 np.inf if non_borne[c] else haut[c], v[c], req_bas[c],
-                                 req_haut[c], bool(sensible[c]), bool(exacte[c])))
-    return sortie
-
-
-def _requis(plan: Plan, regles: Confidentialite) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(plan.valeur)
-    p = _protection(v, regles)
-    return np.maximum(v - p, 0.0), v + p
+# protection (the certificates and the audit are in essqpv.indicators.protection)
 
 
 def proteger_plan(plan: Plan, regles: Confidentialite | None = None,
-                  iterations_max: int = 10_000) -> None:
-    """Primary and secondary suppression over the whole plan (sets ``plan.statuts``)."""
-    regles = regles or confidentialite()
-    n = np.asarray(plan.nombre)
-    v = np.asarray(plan.valeur)
-    mx = np.asarray(plan.maximum)
-    publiee = np.asarray(plan.publiee)
-    sensible = (n > 0) & ((n < regles.nombre_minimum) | (mx > regles.dominance_maximum * v))
-    # establishment counts are public (Sirene is open data): never secret
-    sensible &= np.asarray([k[0] not in TABLEAUX_COMPTES for k in plan.cles], dtype=bool)
-    plan.sensible = sensible.tolist()
-    statuts: list[str | None] = [None] * len(plan)
-    for i in np.flatnonzero(sensible & publiee):
-        statuts[i] = "primaire"
-    plan.statuts = statuts
-    systeme = _Systeme(plan)
-    requis = _requis(plan, regles)
-    rang = sorted(range(len(plan)), key=lambda i: plan.cles[i])
-    ordre = np.empty(len(plan), dtype=np.int64)
-    ordre[rang] = np.arange(len(plan))
-
-    verifiee = np.zeros(len(plan), dtype=bool)
-    for tour in range(iterations_max):
-        supprimee = np.asarray([s is not None for s in statuts])
-        inconnue = (supprimee | ~publiee) & (n > 0)
-        cibles = inconnue & (sensible | supprimee)
-        par = np.full(len(plan), -1, dtype=np.int64)
-        determinee = _determinees(systeme, inconnue, par)
-        echecs = [(int(c), requis[1][c] - v[c]) for c in np.flatnonzero(cibles & determinee)]
-        if not echecs:
-            # more suppression only widens intervals: a cell shown protected stays protected
-            resultats = _intervalles(plan, systeme, inconnue, cibles & ~verifiee, False, requis)
-            for iv in resultats:
-                if iv.protegee:
-                    verifiee[iv.cellule] = True
-            echecs = [(iv.cellule, max(iv.requis_haut - iv.haut, iv.bas - iv.requis_bas, 1.0))
-                      for iv in resultats if not iv.protegee]
-        if not echecs:
-            return
-        ajoutees = 0
-        for c, besoin in sorted(echecs, key=lambda e: ordre[e[0]]):
-            k = _complement(plan, systeme, c, besoin, inconnue, determinee, par, statuts, ordre)
-            if k is not None:
-                statuts[k] = "secondaire"
-                inconnue[k] = True
-                ajoutees += 1
-        if not ajoutees:
-            return  # nothing left to suppress: the audit reports what stands
-    return  # iterations exhausted: the audit reports what stands
-
-
-def _complement(plan: Plan, systeme: _Systeme, c: int, besoin: float, inconnue: np.ndarray,
-                determinee: np.ndarray, par: np.ndarray, statuts: list,
-                ordre: np.ndarray) -> int | None:
-    """The published cell to suppress so that cell ``c`` gains ``besoin`` of freedom.
-
-    A cell given away by a chain of relations is freed in the relation that gave it away, or,
-    when that relation has nothing left to suppress, upstream in the chain.
+                  progression: Callable[[str], None] | None = None) -> dict:
+    """Primary and secondary suppression over the whole plan, with a certificate proving the
+    protection interval of every sensitive cell (sets ``plan.statuts``, ``plan.sensible`` and
+    ``plan.certificats``); returns counts (see :func:`essqpv.indicators.protection.proteger`).
     """
-    v = plan.valeur
-    file, vus = [c], {c}
-    while file:
-        cellule = file.pop(0)
-        if par[cellule] >= 0:
-            relations = [int(par[cellule])]
-        else:
-            relations = [int(r) for r in systeme.relations_de(cellule)]
-        meilleur, score = None, None
-        for r in relations:
-            cells = systeme.cellules_de(r)
-            ouvertes = sum(1 for x in cells if x != cellule and inconnue[x] and not determinee[x])
-            c_total = cells[0] == cellule
-            for pos, x in enumerate(cells):
-                x = int(x)
-                if x == cellule or inconnue[x] or statuts[x] or plan.nombre[x] == 0 \
-                        or not plan.publiee[x]:
-                    continue
-                total = pos == 0
-                # siblings first (a total is the table's most useful figure)
-                s = (ouvertes, 1 if (total and not c_total) else 0,
-                     0 if v[x] >= besoin else 1, v[x] if v[x] >= besoin else -v[x], ordre[x])
-                if score is None or s < score:
-                    meilleur, score = x, s
-        if meilleur is not None:
-            return meilleur
-        for r in relations:
-            for x in systeme.cellules_de(r):
-                x = int(x)
-                if x not in vus and inconnue[x] and determinee[x]:
-                    vus.add(x)
-                    file.append(x)
-    return None
+    return _protection.proteger(plan, regles or confidentialite(), TABLEAUX_COMPTES,
+                                progression)
 
 
-def marge(iv: "Intervalle") -> float:
+def marge(iv: Intervalle) -> float:
     """How far an interval reaches beyond (> 0) or short of (< 0) its protection, in units."""
+    if not iv.sensible:
+        return min(iv.haut - iv.bas, 1e300) - _TOL * max(1.0, iv.valeur)
     return min(iv.haut - iv.requis_haut, iv.requis_bas - iv.bas)
 
 
-def audit_base(base, millesime: str | None = None) -> tuple[Plan, list["Intervalle"]]:
-    """Plan of a vintage of a base, protected, and the attacker's audit of it (worst first)."""
+def auditer(plan: Plan, regles: Confidentialite | None = None) -> list[Intervalle]:
+    """The attacker's interval of every suppressed or sensitive unpublished cell: from the
+    plan's certificates (verified against every relation), exact where the block is small."""
+    return _protection.auditer(plan, regles or confidentialite())[0]
+
+
+def audit_base(base, millesime: str | None = None
+               ) -> tuple[Plan, list[Intervalle], dict]:
+    """The stored plan of a vintage of a base and the attacker's audit of it (worst first).
+
+    Reads ``publication_cellules``, ``publication_relations`` and ``publication_certificats``
+    (written by the build); returns the plan, the intervals and the audit's counts.
+    """
     from essqpv.base import millesime_par_defaut, ouvrir
     m = millesime_par_defaut(base, millesime)
     con = ouvrir(base)
-    try:
-        tampon, avec_emplois = con.execute(
-            "SELECT tampon_m, avec_emplois FROM millesimes WHERE millesime = ?", [m]).fetchone()
-        plan, _ = construire_plan(con, m, int(tampon), bool(avec_emplois))
-    finally:
-        con.close()
-    proteger_plan(plan)
-    intervalles = sorted(auditer(plan), key=lambda iv: (marge(iv), plan.cles[iv.cellule]))
-    return plan, intervalles
-
-
-def auditer(plan: Plan, regles: Confidentialite | None = None) -> list[Intervalle]:
-    """Exact attacker's interval of every suppressed or sensitive unpublished cell."""
-    regles = regles or confidentialite()
-    n = np.asarray(plan.nombre)
-    publiee = np.asarray(plan.publiee)
-    supprimee = np.asarray([s is not None for s in plan.statuts])
-    inconnue = (supprimee | ~publiee) & (n > 0)
-    cibles = inconnue & (np.asarray(plan.sensible) | supprimee)
-    systeme = _Systeme(plan)
-    return _intervalles(plan, systeme, inconnue, cibles, True, _requis(plan, regles))
+    plan = lire_plan(con, m)
+    intervalles, bilan = _protection.auditer(plan, confidentialite())
+    intervalles.sort(key=lambda iv: (marge(iv), plan.cles[iv.cellule]))
+    return plan, intervalles, bilan
 
 
 # --------------------------------------------------------------------------------------------
@@ -983,15 +583,38 @@ CREATE TABLE IF NOT EXISTS publication_relations (
     millesime VARCHAR, relation BIGINT, cellule BIGINT, coefficient TINYINT);
 CREATE TABLE IF NOT EXISTS publication_reponses (
     millesime VARCHAR, genre VARCHAR, territoire VARCHAR, perimetre VARCHAR, json VARCHAR);
+CREATE TABLE IF NOT EXISTS publication_certificats (
+    millesime VARCHAR, certificat BIGINT, cellule BIGINT, delta DOUBLE);
 """
 
 
-def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None) -> dict:
-    """Compute, protect and store the plan of one vintage, then its serialised answers.
+def _cadre_certificats(plan: Plan) -> pl.DataFrame:
+    certs = plan.certificats
+    tailles = np.asarray([len(c.cellules) for c in certs], dtype=np.int64)
+    return pl.DataFrame({
+        "millesime": pl.Series([plan.millesime] * int(tailles.sum()), dtype=pl.String),
+        "certificat": np.repeat(np.arange(len(certs), dtype=np.int64), tailles),
+        "cellule": np.concatenate([c.cellules for c in certs]).astype(np.int64) if certs
+        else np.zeros(0, dtype=np.int64),
+        "delta": np.concatenate([c.delta for c in certs]).astype(np.float64) if certs
+        else np.zeros(0)})
+
+
+def _inserer(con, table: str, df: pl.DataFrame) -> None:
+    con.register("_pub", df.to_arrow())
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _pub")
+    con.unregister("_pub")
+
+
+def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
+                progression: Callable[[str], None] | None = None) -> dict:
+    """Compute, protect, check and store the plan of one vintage, then its serialised answers.
 
     ``con`` is the read-write connection of the build (table ``etablissements``, ``qpv`` and
     ``millesimes`` already hold the vintage). The answers of the next vintage are rewritten
-    too (their ``evolution`` compares with this one).
+    too (their ``evolution`` compares with this one). The certificates are verified against
+    every relation before anything is written: a sensitive or suppressed cell without proof
+    stops the build (:class:`EssqpvError`), the previous base stays in place.
 
     Returns
     -------
@@ -999,25 +622,38 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None) -> d
         ``cellules``, ``relations``, ``primaires``, ``secondaires``, ``reponses`` (counts).
     """
     import time
+    etape = progression or (lambda _t: None)
+    regles = regles or confidentialite()
     debut = time.perf_counter()
     tampon, avec_emplois = con.execute(
         "SELECT tampon_m, avec_emplois FROM millesimes WHERE millesime = ?",
         [millesime]).fetchone()
+    etape("Plan de publication : cases et relations")
     plan, territoires = construire_plan(con, millesime, int(tampon), bool(avec_emplois))
     t_plan = time.perf_counter() - debut
-    proteger_plan(plan, regles)
+    etape("Plan de publication : secret statistique")
+    bilan = proteger_plan(plan, regles, lambda t: etape(
+        f"Plan de publication : secret statistique ({t} cases sensibles)"))
     t_secret = time.perf_counter() - debut - t_plan
+    etape("Plan de publication : vérification des certificats")
+    intervalles, verif = _protection.auditer(plan, regles, bloc_exact=0)
+    sous = [iv for iv in intervalles if not iv.protegee]
+    if sous or verif["certificats_invalides"]:
+        iv = sous[0] if sous else None
+        raise EssqpvError(
+            "Plan de publication : la protection n'est pas démontrée "
+            f"({len(sous)} cases sans preuve, {verif['certificats_invalides']} certificats "
+            "invalides" + (f" ; par exemple {plan.cles[iv.cellule]}" if iv else "") +
+            ") ; la base n'est pas remplacée.")
+    t_verif = time.perf_counter() - debut - t_plan - t_secret
+    etape("Plan de publication : écriture et réponses")
     con.execute(SCHEMA_PUBLICATION)
     for table in TABLES_PUBLICATION:
         con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
     cel = _cadre_cellules(plan)
-    con.register("_pub_cel", cel.to_arrow())
-    con.execute("INSERT INTO publication_cellules BY NAME SELECT * FROM _pub_cel")
-    con.unregister("_pub_cel")
-    rel = _cadre_relations(plan)
-    con.register("_pub_rel", rel.to_arrow())
-    con.execute("INSERT INTO publication_relations BY NAME SELECT * FROM _pub_rel")
-    con.unregister("_pub_rel")
+    _inserer(con, "publication_cellules", cel)
+    _inserer(con, "publication_relations", _cadre_relations(plan))
+    _inserer(con, "publication_certificats", _cadre_certificats(plan))
     from essqpv.indicators.reponses import ecrire_reponses
     tous = [r[0] for r in con.execute("SELECT millesime FROM millesimes ORDER BY millesime"
                                       ).fetchall()]
@@ -1030,16 +666,16 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None) -> d
             "primaires": int((statuts == "primaire").sum()),
             "secondaires": int((statuts == "secondaire").sum()),
             "sensibles_non_publiees": int((cel["sensible"] & ~cel["publiee"]).sum()),
+            "certificats": len(plan.certificats), "protection": bilan,
             "reponses": reponses, "duree_plan_s": round(t_plan, 3),
-            "duree_secret_s": round(t_secret, 3),
+            "duree_secret_s": round(t_secret, 3), "duree_verification_s": round(t_verif, 3),
             "duree_totale_s": round(time.perf_counter() - debut, 3)}
 
 
 def lire_plan(con, millesime: str) -> Plan:
     """The stored plan of a vintage (cells, relations, statuses), e.g. for the audit."""
-    cel = pl.from_arrow(con.execute(
-        "SELECT * FROM publication_cellules WHERE millesime = ? ORDER BY cellule",
-        [millesime]).to_arrow_table())
+    cel = _cadre(con, "SELECT * FROM publication_cellules WHERE millesime = ? ORDER BY cellule",
+                 [millesime])
     if cel.height == 0:
         raise EssqpvError(f"La base ne contient pas de plan de publication pour le millésime "
                           f"{millesime} : reconstruisez-le (essqpv construire).")
@@ -1070,6 +706,17 @@ def lire_plan(con, millesime: str) -> Plan:
             membres.append(c)
     if courant is not None:
         plan.relations.append((total, membres))
+    existe = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                         "'publication_certificats'").fetchone()[0]
+    if existe:
+        certs = _cadre(con, "SELECT certificat, cellule, delta FROM publication_certificats "
+                       "WHERE millesime = ? ORDER BY certificat, cellule", [millesime])
+        if certs.height:
+            k = certs["certificat"].to_numpy()
+            cellules, delta = certs["cellule"].to_numpy(), certs["delta"].to_numpy()
+            coupes = np.flatnonzero(np.diff(k)) + 1
+            plan.certificats = [Certificat(c.astype(np.int64), d.astype(np.float64)) for c, d
+                                in zip(np.split(cellules, coupes), np.split(delta, coupes))]
     return plan
 
 

@@ -1,0 +1,814 @@
+"""Protection of the publication plan by certificates, and the attacker's audit (METHODOLOGY 7).
+
+The plan (:mod:`essqpv.indicators.publication`) is a set of cells and additivity relations
+``A x = 0``. The attacker knows every published cell, every relation, that a headcount is
+``>= 0`` and that a cell without establishment is 0 (establishment counts are public).
+
+**Certificate.** For a sensitive cell ``c`` of value ``v_c`` and protection ``p`` (from
+``reference/confidentialite.csv``), a vector ``d`` over the cells with
+
+- ``A d = 0`` on *every* relation of the plan,
+- ``d = 0`` on every published (not suppressed) cell and on every cell without establishment,
+- ``v + d >= 0`` on every cell,
+- ``d_c >= p`` (upward certificate) or ``d_c <= -min(p, v_c)`` (downward),
+
+is a proof: ``v + d`` is a table the attacker cannot tell from the true one (same published
+figures, same relations, non-negative), so the attacker's interval for ``c`` reaches at least
+``v_c + d_c``; with both certificates it contains ``[v_c - min(p, v_c), v_c + p]``. No need to
+solve the attacker's program on the whole plan: checking a certificate is one sparse product.
+A certificate stays valid when more cells are suppressed (its support only grows more free).
+
+**Protection** (:func:`proteger`): primary suppression from the rule of
+``reference/confidentialite.csv``; the problem is then reduced (cells without establishment
+dropped, cells that always hold the same establishments merged: an EPCI of one commune, a QPV
+lying in one commune and its part in that commune, a perimeter whose ring is empty…);
+for every sensitive cell and direction, a certificate is first looked for among those already
+found (a certificate scaled within its non-negativity limits proves every cell it moves);
+otherwise a small linear program (HiGHS) restricted to the cells within ``k`` relation-hops
+of the cell (every relation touching them kept, the cells beyond held at 0: any solution is
+valid for the whole plan) finds the perturbation of least information loss: moving an
+already unknown cell costs (almost) nothing, moving a published cell costs its weight
+(``1 + value``, per published copy), as in Fischetti and Salazar's model of cell
+suppression; the published cells it moves become secondary secrets. ``k`` grows (1, 2, 3, 5,
+8 hops, then the whole connected block) while the program has no solution.
+
+**Audit** (:func:`auditer`): every stored certificate is verified against the full relation
+matrix; each suppressed or sensitive cell gets the interval its valid certificates
+guarantee (each scaled as far as non-negativity allows: an inner bound of the attacker's
+interval); where the block of unknown cells is small, the exact interval of the attacker's
+linear program (tightest bound) is computed too.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.sparse import csc_matrix, csr_matrix, hstack
+
+from essqpv.config import Confidentialite
+from essqpv.errors import EssqpvError
+
+_TOL = 1e-6
+#: relative tolerance of a certificate's relations (floating-point linear programs)
+TOLERANCE_CERTIFICAT = 1e-7
+#: a certificate reaches its protection with this relative margin (covers the tolerance)
+_MARGE = 0.0
+_COUT_LIBRE = 1e-3
+
+
+def protection(v: np.ndarray, regles: Confidentialite) -> np.ndarray:
+    """The protection interval's half-width of each cell (``reference/confidentialite.csv``)."""
+    return np.maximum(regles.protection_relative * v, regles.protection_minimum)
+
+
+def requis(v: np.ndarray, regles: Confidentialite) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds the attacker's interval must reach: ``(max(v - p, 0), v + p)``."""
+    p = protection(v, regles)
+    return np.maximum(v - p, 0.0), v + p
+
+
+class Systeme:
+    """Relations as a sparse matrix (rows: relations ``total - sum(members) = 0``)."""
+
+    def __init__(self, plan) -> None:
+        self.n = len(plan)
+        tailles = np.fromiter((1 + len(m) for _, m in plan.relations), dtype=np.int64,
+                              count=len(plan.relations))
+        indptr = np.concatenate([[0], np.cumsum(tailles)])
+        cellules = np.empty(int(indptr[-1]), dtype=np.int64)
+        coefs = -np.ones(int(indptr[-1]))
+        for r, (total, membres) in enumerate(plan.relations):
+            a = indptr[r]
+            cellules[a] = total
+            coefs[a] = 1.0
+            cellules[a + 1:indptr[r + 1]] = membres
+        self.indptr, self.cellules, self.coefs = indptr, cellules, coefs
+        self.matrice = csr_matrix((coefs, cellules, indptr),
+                                  shape=(len(plan.relations), self.n))
+        self.matrice.sum_duplicates()
+        incidence = csr_matrix((np.ones_like(coefs), cellules, indptr),
+                               shape=(len(plan.relations), self.n)).tocsc()
+        self._cptr, self._crel = incidence.indptr, incidence.indices
+        self.incidence = incidence.tocsr()
+
+    def cellules_de(self, r: int) -> np.ndarray:
+        return self.cellules[self.indptr[r]:self.indptr[r + 1]]
+
+    def relations_de(self, c: int) -> np.ndarray:
+        return self._crel[self._cptr[c]:self._cptr[c + 1]]
+
+
+@dataclass
+class Certificat:
+    """A perturbation ``d`` of the plan (sparse: cell indices and values), see module doc."""
+
+    cellules: np.ndarray
+    delta: np.ndarray
+
+
+# --------------------------------------------------------------------------------------------
+# reduction
+
+
+class _Reduit:
+    """The plan without its empty cells, identical cells merged into classes.
+
+    Two cells are merged when a relation makes one the only non-empty part of the other
+    (``total = member``): they hold the same establishments, so they are the same figure.
+    Relations are rewritten on the classes, emptied and duplicated ones dropped.
+    """
+
+    def __init__(self, systeme: Systeme, n: np.ndarray) -> None:
+        actif = n > 0
+        N = systeme.n
+        parent = np.arange(N)
+
+        def trouver(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        ip, ce = systeme.indptr, systeme.cellules
+        totaux = ce[ip[:-1]]
+        nb_actifs = np.add.reduceat(actif[ce].astype(np.int64), ip[:-1]) if len(ip) > 1 \
+            else np.zeros(0, dtype=np.int64)
+        nb_actifs = nb_actifs - actif[totaux]
+        for r in np.flatnonzero((nb_actifs == 1) & actif[totaux]):
+            membres = ce[ip[r] + 1:ip[r + 1]]
+            m = int(membres[actif[membres]][0])
+            a, b = trouver(int(totaux[r])), trouver(m)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        while True:
+            suivant = parent[parent]
+            if np.array_equal(suivant, parent):
+                break
+            parent = suivant
+        racines = np.unique(parent[actif])
+        cls = np.full(N, -1, dtype=np.int64)
+        rang = np.full(N, -1, dtype=np.int64)
+        rang[racines] = np.arange(len(racines))
+        cls[actif] = rang[parent[actif]]
+        self.K = len(racines)
+        self.cls = cls
+        self.representant = racines
+        cellules_actives = np.flatnonzero(actif)
+        self.membres = csr_matrix(
+            (np.ones(len(cellules_actives)), (cls[cellules_actives], cellules_actives)),
+            shape=(self.K, N))
+        P = csr_matrix((np.ones(len(cellules_actives)), (cellules_actives,
+                                                         cls[cellules_actives])),
+                       shape=(N, self.K))
+        R = (systeme.matrice @ P).tocsr()
+        R.sum_duplicates()
+        R.data[np.abs(R.data) < 0.5] = 0.0
+        R.eliminate_zeros()
+        # duplicated relations (same cells, same or opposite signs) are dropped
+        garder, vues = [], set()
+        for r in range(R.shape[0]):
+            a, b = R.indptr[r], R.indptr[r + 1]
+            if a == b:
+                continue
+            idx, val = R.indices[a:b], R.data[a:b]
+            ordre = np.argsort(idx)
+            idx, val = idx[ordre], val[ordre]
+            if val[0] < 0:
+                val = -val
+            cle = (idx.tobytes(), val.tobytes())
+            if cle in vues:
+                continue
+            vues.add(cle)
+            garder.append(r)
+        self.R = R[np.asarray(garder, dtype=np.int64)].tocsr() if garder else \
+            csr_matrix((0, self.K))
+        self.RT = self.R.tocsc()
+
+
+# --------------------------------------------------------------------------------------------
+# protection
+
+
+def _highs():
+    """A HiGHS instance; the banner HiGHS prints on stdout at its first start is silenced
+    (it would break the JSON written by ``essqpv controle --secret --format json``)."""
+    import highspy
+    if _BANNIERE_TUE:
+        return highspy.Highs()
+    sys.stdout.flush()
+    sauve = os.dup(1)
+    nul = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(nul, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(sauve, 1)
+        os.close(sauve)
+        os.close(nul)
+    _BANNIERE_TUE.append(True)
+    return h
+
+
+_BANNIERE_TUE: list = []
+
+
+def _groupes(plan, red: _Reduit) -> tuple[np.ndarray, np.ndarray]:
+    """Département and région of every class (-1 when above, or unknown).
+
+    Read from the territory codes of its cells (``COM:``, ``X:qpv@commune``, ``QPV:``,
+    ``EPCI:``, ``DEP:``, ``REG:``, residuals ``~reste``); a class takes the most specific
+    territory of its cells. Only used to choose small programs: never for correctness.
+    """
+    from essqpv import reference
+    from essqpv.territoires import table_communes
+    t = table_communes()
+    dep_com = dict(t.select("commune", "departement").unique("commune").iter_rows())
+    epci_dep: dict[str, str] = {}
+    for e, d in (t.filter(pl.col("epci").is_not_null()).group_by("epci", "departement")
+                 .len().sort("len", descending=True).unique("epci", keep="first")
+                 .select("epci", "departement").iter_rows()):
+        epci_dep[e] = d
+    reg_dep = {d["code"]: d["region"] for d in reference.departements()}
+    qpv_dep: dict[str, str] = {}
+    for k in plan.cles:
+        terr = k[1]
+        if terr.startswith("X:") and "@" in terr:
+            q, c = terr[2:].split("@", 1)
+            if c in dep_com:
+                qpv_dep.setdefault(q, dep_com[c])
+    codes_dep = {d: i for i, d in enumerate(sorted(reg_dep))}
+    codes_reg = {r: i for i, r in enumerate(sorted(set(reg_dep.values())))}
+    memo: dict[str, tuple[int, int]] = {}
+
+    def lire(terr: str) -> tuple[int, int]:
+        if terr in memo:
+            return memo[terr]
+        base = terr.split("~", 1)[0]
+        prefixe, _, code = base.partition(":")
+        dep = None
+        if prefixe == "X":
+            q, _, c = code.partition("@")
+            dep = dep_com.get(c) or qpv_dep.get(q)
+        elif prefixe == "COM":
+            dep = dep_com.get(code)
+        elif prefixe == "QPV":
+            dep = qpv_dep.get(code)
+        elif prefixe == "EPCI":
+            dep = epci_dep.get(code)
+        elif prefixe == "DEP":
+            dep = code if code in reg_dep else None
+        if "~" in terr and prefixe == "EPCI":
+            dep = None  # an EPCI's rest may lie in another département
+        if dep is not None and dep in codes_dep:
+            r = (codes_dep[dep], codes_reg[reg_dep[dep]])
+        elif prefixe == "REG" and code in codes_reg:
+            r = (-1, codes_reg[code])
+        else:
+            r = (-1, -1)
+        memo[terr] = r
+        return r
+
+    dep_cell = np.full(len(plan), -1, dtype=np.int64)
+    reg_cell = np.full(len(plan), -1, dtype=np.int64)
+    for i, k in enumerate(plan.cles):
+        dep_cell[i], reg_cell[i] = lire(k[1])
+    actives = np.flatnonzero(red.cls >= 0)
+    dep_k = np.full(red.K, -1, dtype=np.int64)
+    reg_k = np.full(red.K, -1, dtype=np.int64)
+    np.maximum.at(dep_k, red.cls[actives], dep_cell[actives])
+    np.maximum.at(reg_k, red.cls[actives], reg_cell[actives])
+    return dep_k, reg_k
+
+
+class _Modele_certificats:
+    """Least-cost certificates over a set of classes, one warm-started linear program.
+
+    Columns: for every class of the set bound by a relation, ``u >= 0`` and ``0 <= l <= v``
+    with ``d = u - l`` (so ``v + d >= 0``); rows: every reduced relation touching the set,
+    ``= 0``; classes outside the set are held at 0 (so any solution is a certificate for the
+    whole plan). Cost per unit of movement: the class's weight when it is published
+    (suppressing it loses information), almost nothing when the attacker already does not
+    read it. A target is fixed to its required movement through its column bounds, the
+    program re-solved from the previous basis, then released.
+    """
+
+    def __init__(self, red: _Reduit, v: np.ndarray, connue: np.ndarray,
+                 poids: np.ndarray, classes: np.ndarray | None = None) -> None:
+        import highspy
+        hs = self.hs = highspy
+        RT = red.RT  # csc: classes are columns
+        lies = np.flatnonzero(np.diff(RT.indptr) > 0)
+        if classes is not None:
+            lies = np.intersect1d(lies, classes)
+        self.lies = lies
+        self.col = np.full(red.K, -1, dtype=np.int64)
+        self.col[lies] = np.arange(len(lies))
+        m = self.m = len(lies)
+        self.v = v
+        self.h = _highs()
+        h = self.h
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        h.setOptionValue("dual_feasibility_tolerance", 1e-9)
+        h.setOptionValue("presolve", "off")  # keep the basis between targets
+        h.setOptionValue("solver", "simplex")
+        if m == 0:
+            return
+        sous = RT[:, lies].tocsr()
+        lignes = np.flatnonzero(np.diff(sous.indptr) > 0)
+        sous = sous[lignes].tocsc()
+        a = hstack([sous, -sous], format="csc")
+        a.sort_indices()
+        cout = np.where(connue[lies], poids[lies], _COUT_LIBRE)
+        lp = hs.HighsLp()
+        lp.num_col_, lp.num_row_ = 2 * m, len(lignes)
+        lp.col_cost_ = np.concatenate([cout, cout])
+        lp.col_lower_ = np.zeros(2 * m)
+        lp.col_upper_ = np.concatenate([np.full(m, hs.kHighsInf), v[lies]])
+        lp.row_lower_ = np.zeros(len(lignes))
+        lp.row_upper_ = np.zeros(len(lignes))
+        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        h.passModel(lp)
+
+    def liberer(self, classes: np.ndarray) -> None:
+        """Classes newly suppressed: moving them costs (almost) nothing from now on."""
+        j = self.col[classes]
+        j = j[j >= 0]
+        if j.size:
+            idx = np.concatenate([j, j + self.m]).astype(np.int32)
+            self.h.changeColsCost(len(idx), idx, np.full(len(idx), _COUT_LIBRE))
+
+    def resoudre(self, c: int, sens: int, montant: float
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The least-cost certificate moving class ``c`` by ``sens * montant``, or None."""
+        hs = self.hs
+        j = int(self.col[c])
+        if j < 0:
+            return None
+        h = self.h
+        u, l = j, j + self.m
+        if sens > 0:
+            h.changeColBounds(u, montant, montant)
+            h.changeColBounds(l, 0.0, 0.0)
+        else:
+            h.changeColBounds(u, 0.0, 0.0)
+            h.changeColBounds(l, montant, montant)
+        h.run()
+        statut = h.getModelStatus()
+        x = np.asarray(h.getSolution().col_value) if statut == hs.HighsModelStatus.kOptimal \
+            else None
+        h.changeColBounds(u, 0.0, hs.kHighsInf)
+        h.changeColBounds(l, 0.0, float(self.v[c]))
+        if x is None:
+            if statut in (hs.HighsModelStatus.kInfeasible,
+                          hs.HighsModelStatus.kUnboundedOrInfeasible):
+                return None
+            raise EssqpvError("Secret statistique : le programme linéaire n'a pas abouti "
+                              f"({h.modelStatusToString(statut)}).")
+        d = x[:self.m] - x[self.m:]
+        d[np.abs(d) < 1e-9 * max(1.0, montant)] = 0.0
+        d[j] = sens * montant
+        garde = np.flatnonzero(d)
+        return self.lies[garde], d[garde]
+
+
+class _Chercheur:
+    """Certificates searched in growing sets: the class's département (with the régions and
+    national cells above it), then its région, then the whole plan; one warm model each."""
+
+    def __init__(self, plan, red: _Reduit, v: np.ndarray, connue: np.ndarray,
+                 poids: np.ndarray) -> None:
+        self.red, self.v, self.connue, self.poids = red, v, connue, poids
+        self.dep, self.reg = _groupes(plan, red)
+        self.haut = np.flatnonzero(self.dep < 0)  # classes above the départements
+        self.modeles: dict[tuple, _Modele_certificats] = {}
+        self.programmes = 0
+        self.niveaux = {"departement": 0, "region": 0, "plan": 0}
+
+    def _modele(self, cle: tuple) -> _Modele_certificats:
+        m = self.modeles.get(cle)
+        if m is None:
+            if cle[0] == "departement":
+                dedans = np.flatnonzero(self.dep == cle[1])
+                haut = self.haut[(self.reg[self.haut] == cle[2]) | (self.reg[self.haut] < 0)]
+                classes = np.union1d(dedans, haut)
+            elif cle[0] == "region":
+                dedans = np.flatnonzero(self.reg == cle[1])
+                haut = self.haut[self.reg[self.haut] < 0]
+                classes = np.union1d(dedans, haut)
+            else:
+                classes = None
+            m = _Modele_certificats(self.red, self.v, self.connue, self.poids, classes)
+            self.modeles[cle] = m
+        return m
+
+    def liberer(self, classes: np.ndarray) -> None:
+        for m in self.modeles.values():
+            m.liberer(classes)
+
+    def resoudre(self, c: int, sens: int, montant: float
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.red.RT.indptr[c + 1] == self.red.RT.indptr[c]:
+            # bound by no relation: moving it alone is a certificate
+            return np.asarray([c]), np.asarray([sens * montant])
+        cles = []
+        if self.dep[c] >= 0:
+            cles.append(("departement", int(self.dep[c]), int(self.reg[c])))
+        if self.reg[c] >= 0:
+            cles.append(("region", int(self.reg[c])))
+        cles.append(("plan",))
+        for cle in cles:
+            self.programmes += 1
+            trouve = self._modele(cle).resoudre(c, sens, montant)
+            if trouve is not None:
+                self.niveaux[cle[0]] += 1
+                return trouve
+        return None
+
+
+def _limites(v: np.ndarray, idx: np.ndarray, val: np.ndarray) -> tuple[float, float]:
+    """How far a perturbation can be scaled up (``alpha_plus``) and reversed
+    (``alpha_moins``) keeping every cell non-negative: ``lambda`` in [-alpha_moins, alpha_plus]."""
+    neg, pos = val < 0, val > 0
+    a_plus = float(np.min(v[idx[neg]] / -val[neg])) if neg.any() else np.inf
+    a_moins = float(np.min(v[idx[pos]] / val[pos])) if pos.any() else np.inf
+    return a_plus, a_moins
+
+
+def _portees(dc: float, a_plus: float, a_moins: float) -> tuple[float, float]:
+    """Upward and downward reach of a cell moved by ``dc`` in a scalable perturbation."""
+    haut = max(a_plus * dc if dc > 0 else -a_moins * dc, 0.0)
+    bas = max(-a_plus * dc if dc < 0 else a_moins * dc, 0.0)
+    return haut, bas
+
+
+def sensibles(plan, regles: Confidentialite, exclus: frozenset) -> np.ndarray:
+    """Cells the primary rule makes sensitive (fewer establishments than the minimum, or one
+    establishment above the dominance share); tables of counts (public) excluded."""
+    n = np.asarray(plan.nombre)
+    v = np.asarray(plan.valeur, dtype=float)
+    mx = np.asarray(plan.maximum, dtype=float)
+    s = (n > 0) & ((n < regles.nombre_minimum) | (mx > regles.dominance_maximum * v))
+    s &= np.asarray([k[0] not in exclus for k in plan.cles], dtype=bool)
+    return s
+
+
+def proteger(plan, regles: Confidentialite, exclus: frozenset,
+             progression=None) -> dict:
+    """Primary and secondary suppression with a certificate for every sensitive cell.
+
+    Sets ``plan.sensible``, ``plan.statuts`` and ``plan.certificats``; returns counts.
+    """
+    etape = progression or (lambda _t: None)
+    N = len(plan)
+    v = np.asarray(plan.valeur, dtype=float)
+    n = np.asarray(plan.nombre)
+    publiee = np.asarray(plan.publiee, dtype=bool)
+    systeme = Systeme(plan)
+    red = _Reduit(systeme, n)
+    K = red.K
+    cls = red.cls
+    actif = cls >= 0
+    sens_c = sensibles(plan, regles, exclus)
+    sens_k = np.zeros(K, dtype=bool)
+    sens_k[cls[sens_c & actif]] = True
+    # a cell identical to a sensitive one is the same figure: sensitive too
+    sensible = actif & sens_k[np.where(actif, cls, 0)]
+    statut = np.zeros(N, dtype=np.int8)  # 0 published or not shown, 1 primaire, 2 secondaire
+    statut[sensible & publiee] = 1
+    vk = v[red.representant]
+    montrees = publiee & actif
+    nb_montrees = np.bincount(cls[montrees], minlength=K)
+    connue = nb_montrees > 0
+    connue[sens_k] = False
+    poids = nb_montrees * (1.0 + vk)
+    req_bas, req_haut = requis(vk, regles)
+    besoin_haut = (req_haut - vk) * (1 + _MARGE)
+    besoin_bas = np.minimum((vk - req_bas) * (1 + _MARGE), vk)
+    chercheur = _Chercheur(plan, red, vk, connue, poids)
+    certificats: list[tuple[np.ndarray, np.ndarray]] = []
+    limites: list[tuple[float, float]] = []
+    par_classe: dict[int, list[int]] = defaultdict(list)
+    echecs: list[int] = []
+    reutilises = 0
+    cibles = np.flatnonzero(sens_k)
+    cibles = cibles[np.argsort(-besoin_haut[cibles], kind="stable")]
+    membres_montres = red.membres.multiply(montrees[None, :].astype(float)).tocsr()
+    for numero, c in enumerate(cibles):
+        if numero % 500 == 0:
+            etape(f"{numero}/{len(cibles)}")
+        c = int(c)
+        for sens, besoin in ((1, besoin_haut[c]), (-1, besoin_bas[c])):
+            if besoin <= 0:
+                continue
+            couvert = False
+            for k in par_classe.get(c, ()):
+                idx, val = certificats[k]
+                dc = float(val[np.searchsorted(idx, c)])
+                haut, bas = _portees(dc, *limites[k])
+                if (haut if sens > 0 else bas) >= besoin * (1 - 1e-9):
+                    couvert = True
+                    break
+            if couvert:
+                reutilises += 1
+                continue
+            trouve = chercheur.resoudre(c, sens, besoin)
+            if trouve is None:
+                echecs.append(c)
+                continue
+            idx, val = trouve
+            # published cells the perturbation moves become secondary secrets
+            nouvelles = idx[connue[idx]]
+            if nouvelles.size:
+                connue[nouvelles] = False
+                chercheur.liberer(nouvelles)
+                sous = membres_montres[nouvelles]
+                cellules_sec = sous.indices
+                cellules_sec = cellules_sec[statut[cellules_sec] == 0]
+                statut[cellules_sec] = 2
+            k = len(certificats)
+            certificats.append((idx, val))
+            limites.append(_limites(vk, idx, val))
+            for x in idx:
+                par_classe[int(x)].append(k)
+    etape(f"{len(cibles)}/{len(cibles)}")
+    # certificates in cell space: every member of a class moves with it
+    M = red.membres
+    sortie = []
+    for idx, val in certificats:
+        sous = M[idx]
+        repete = np.diff(sous.indptr)
+        cellules = sous.indices
+        delta = np.repeat(val, repete)
+        ordre = np.argsort(cellules)
+        sortie.append(Certificat(cellules[ordre].astype(np.int64), delta[ordre]))
+    noms = {0: None, 1: "primaire", 2: "secondaire"}
+    plan.sensible = sensible.tolist()
+    plan.statuts = [noms[int(s)] for s in statut]
+    plan.certificats = sortie
+    return {"classes": K, "relations_reduites": red.R.shape[0],
+            "cellules_actives": int(actif.sum()), "cibles": len(cibles),
+            "programmes": chercheur.programmes, "reutilises": reutilises,
+            "trouves_par_niveau": chercheur.niveaux,
+            "certificats": len(sortie), "sans_certificat": len(echecs)}
+
+
+# --------------------------------------------------------------------------------------------
+# audit
+
+
+@dataclass
+class Intervalle:
+    """What an attacker can derive about one cell: ``[bas, haut]`` (``haut`` may be inf).
+
+    ``exact``: the attacker's tightest interval (linear program over the cell's block);
+    otherwise a part of it guaranteed by valid certificates (the true interval is at least as
+    wide).
+    """
+
+    cellule: int
+    bas: float
+    haut: float
+    valeur: float
+    requis_bas: float
+    requis_haut: float
+    sensible: bool
+    exact: bool = True
+
+    @property
+    def protegee(self) -> bool:
+        tol = _TOL * max(1.0, self.valeur)
+        if self.sensible:
+            return self.bas <= self.requis_bas + tol and self.haut >= self.requis_haut - tol
+        return self.haut - self.bas > tol
+
+
+def inconnues(plan) -> np.ndarray:
+    """Cells the attacker does not read: suppressed or never shown, with establishments."""
+    n = np.asarray(plan.nombre)
+    publiee = np.asarray(plan.publiee, dtype=bool)
+    supprimee = np.asarray([s is not None for s in plan.statuts], dtype=bool)
+    return (supprimee | ~publiee) & (n > 0)
+
+
+def verifier_certificats(plan, systeme: Systeme | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check every certificate of ``plan.certificats`` against the full plan.
+
+    Returns ``(valide, bas, haut)``: which certificates hold (relations, support only on
+    unknown cells, finite values), and for every cell the lowest and highest value the valid
+    certificates, each scaled as far as non-negativity allows, show the attacker must admit
+    (``bas = haut = valeur`` for a cell no valid certificate moves).
+    """
+    systeme = systeme or Systeme(plan)
+    v = np.asarray(plan.valeur, dtype=float)
+    N = len(plan)
+    certs = list(getattr(plan, "certificats", []) or [])
+    bas, haut = v.copy(), v.copy()
+    if not certs:
+        return np.zeros(0, dtype=bool), bas, haut
+    inconnue = inconnues(plan)
+    tailles = np.asarray([len(c.cellules) for c in certs], dtype=np.int64)
+    lignes = np.concatenate([c.cellules for c in certs]).astype(np.int64)
+    valeurs = np.concatenate([c.delta for c in certs]).astype(float)
+    colonnes = np.repeat(np.arange(len(certs)), tailles)
+    valide = np.ones(len(certs), dtype=bool)
+    hors = (lignes < 0) | (lignes >= N) | ~np.isfinite(valeurs)
+    valide[colonnes[hors]] = False
+    lignes = np.where(hors, 0, lignes)
+    valeurs = np.where(hors, 0.0, valeurs)
+    # support only on cells the attacker does not read
+    valide[colonnes[~inconnue[lignes] & (valeurs != 0)]] = False
+    D = csc_matrix((valeurs, (lignes, colonnes)), shape=(N, len(certs)))
+    echelle = np.zeros(len(certs))
+    np.maximum.at(echelle, colonnes, np.abs(valeurs))
+    residu = abs(systeme.matrice @ D).max(axis=0).toarray().ravel() if systeme.matrice.shape[0] \
+        else np.zeros(len(certs))
+    valide &= residu <= TOLERANCE_CERTIFICAT * np.maximum(1.0, echelle)
+    valide &= echelle > 0
+    # scaling limits of each certificate (non-negativity of every cell it moves)
+    a_plus = np.full(len(certs), np.inf)
+    a_moins = np.full(len(certs), np.inf)
+    neg, pos = valeurs < 0, valeurs > 0
+    np.minimum.at(a_plus, colonnes[neg], v[lignes[neg]] / -valeurs[neg])
+    np.minimum.at(a_moins, colonnes[pos], v[lignes[pos]] / valeurs[pos])
+    ok = valide[colonnes] & (valeurs != 0)
+    l, d, ap, am = lignes[ok], valeurs[ok], a_plus[colonnes[ok]], a_moins[colonnes[ok]]
+    with np.errstate(invalid="ignore"):
+        monte = np.where(d > 0, ap * d, -am * d)
+        descend = np.where(d < 0, ap * d, -am * d)
+    np.maximum.at(haut, l, v[l] + np.maximum(monte, 0.0))
+    np.minimum.at(bas, l, np.maximum(v[l] + np.minimum(descend, 0.0), 0.0))
+    return valide, bas, haut
+
+
+def determinees(systeme: Systeme, inconnue: np.ndarray) -> np.ndarray:
+    """Unknown cells a chain of single-unknown relations gives away (structural, exact)."""
+    restantes = np.asarray(systeme.incidence @ inconnue.astype(np.float64)).round().astype(
+        np.int64)
+    determinee = np.zeros(systeme.n, dtype=bool)
+    pile = list(np.flatnonzero(restantes == 1))
+    while pile:
+        r = pile.pop()
+        if restantes[r] != 1:
+            continue
+        cells = systeme.cellules_de(r)
+        libres = cells[inconnue[cells] & ~determinee[cells]]
+        if libres.size != 1:
+            continue
+        c = int(libres[0])
+        determinee[c] = True
+        for r2 in systeme.relations_de(c):
+            restantes[r2] -= 1
+            if restantes[r2] == 1:
+                pile.append(r2)
+    return determinee
+
+
+def blocs(systeme: Systeme, libres: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """Connected blocks of free unknown cells and the relations binding them."""
+    parent = np.arange(systeme.n)
+
+    def trouver(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    rel_libres = []
+    actives = np.flatnonzero(np.asarray(systeme.incidence @ libres.astype(np.float64)) > 0)
+    for r in actives:
+        cells = systeme.cellules_de(r)
+        ls = cells[libres[cells]]
+        if ls.size == 0:
+            continue
+        rel_libres.append(r)
+        a = trouver(int(ls[0]))
+        for b in ls[1:]:
+            rb = trouver(int(b))
+            if rb != a:
+                parent[rb] = a
+    racines: dict[int, list[int]] = defaultdict(list)
+    for c in np.flatnonzero(libres):
+        racines[trouver(int(c))].append(int(c))
+    rels: dict[int, list[int]] = defaultdict(list)
+    for r in rel_libres:
+        cells = systeme.cellules_de(r)
+        rels[trouver(int(cells[libres[cells]][0]))].append(r)
+    return [(np.asarray(sorted(cs)), rels[k]) for k, cs in racines.items()]
+
+
+class _Modele:
+    """The attacker's linear program over one block of free cells (HiGHS, kept warm).
+
+    Variables: the block's free cells (>= 0); rows: the relations binding them, the other
+    cells of each relation at their published (or already determined) value.
+    """
+
+    def __init__(self, systeme: Systeme, v: np.ndarray, cells: np.ndarray,
+                 rels: list[int]) -> None:
+        import highspy
+        self.cells = cells
+        self.pos = {int(c): k for k, c in enumerate(cells)}
+        sous = systeme.matrice[np.asarray(rels, dtype=np.int64)]
+        a = sous[:, cells].tocsc()
+        b = -(sous @ v) + a @ v[cells]
+        self.echelle = max(1.0, float(v[cells].max()))
+        b = b / self.echelle
+        h = _highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("presolve", "off")  # warm starts from the previous basis
+        h.setOptionValue("solver", "simplex")
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = len(cells), len(rels)
+        lp.col_cost_ = np.zeros(len(cells))
+        lp.col_lower_ = np.zeros(len(cells))
+        lp.col_upper_ = np.full(len(cells), highspy.kHighsInf)
+        lp.row_lower_ = b
+        lp.row_upper_ = b
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        h.passModel(lp)
+        self.h = h
+        self.hs = highspy
+
+    def extreme(self, c: int, maximiser: bool) -> float | None:
+        """The max (or min) of cell ``c`` over the attacker's tables; None when unbounded."""
+        hs = self.hs
+        k = np.asarray([self.pos[int(c)]], dtype=np.int32)
+        self.h.changeColsCost(1, k, np.ones(1))
+        self.h.changeObjectiveSense(hs.ObjSense.kMaximize if maximiser
+                                    else hs.ObjSense.kMinimize)
+        self.h.run()
+        statut = self.h.getModelStatus()
+        self.h.changeColsCost(1, k, np.zeros(1))
+        if statut in (hs.HighsModelStatus.kUnbounded, hs.HighsModelStatus.kUnboundedOrInfeasible):
+            return None
+        if statut != hs.HighsModelStatus.kOptimal:
+            raise EssqpvError("Secret statistique : le programme linéaire n'a pas abouti "
+                              f"({self.h.modelStatusToString(statut)}).")
+        return float(self.h.getSolution().col_value[k[0]]) * self.echelle
+
+
+#: a block of at most this many free unknown cells gets the attacker's exact program
+BLOC_EXACT = 300
+
+
+def auditer(plan, regles: Confidentialite, bloc_exact: int = BLOC_EXACT
+            ) -> tuple[list[Intervalle], dict]:
+    """The attacker's audit: an interval for every suppressed or sensitive unknown cell.
+
+    Certificates give every cell they move a guaranteed interval; cells given away by a
+    chain of relations get their single value; in blocks of at most ``bloc_exact`` free
+    cells, the attacker's linear program gives the exact interval.
+    """
+    systeme = Systeme(plan)
+    v = np.asarray(plan.valeur, dtype=float)
+    N = len(plan)
+    inconnue = inconnues(plan)
+    supprimee = np.asarray([s is not None for s in plan.statuts], dtype=bool)
+    sensible = np.asarray(plan.sensible or [False] * N, dtype=bool)
+    cibles = inconnue & (sensible | supprimee)
+    valide, bas, haut = verifier_certificats(plan, systeme)
+    exacte = np.zeros(N, dtype=bool)
+    determinee = determinees(systeme, inconnue)
+    # a cell given away by the relations: its value (certificates cannot move it)
+    donnees = cibles & determinee
+    bas[donnees] = v[donnees]
+    haut[donnees] = v[donnees]
+    exacte[donnees] = True
+    libres = inconnue & ~determinee
+    petits = 0
+    for cells, rels in blocs(systeme, libres):
+        ciblees = cells[cibles[cells]]
+        if ciblees.size == 0 or len(cells) > bloc_exact:
+            continue
+        petits += 1
+        if not rels:
+            bas[ciblees], haut[ciblees] = 0.0, np.inf
+            exacte[ciblees] = True
+            continue
+        modele = _Modele(systeme, v, cells, rels)
+        for c in ciblees:
+            h = modele.extreme(int(c), True)
+            haut[c] = np.inf if h is None else max(h, v[c])
+            b = modele.extreme(int(c), False)
+            bas[c] = max(0.0, min(b, v[c])) if b is not None else 0.0
+            exacte[c] = True
+    req_bas, req_haut = requis(v, regles)
+    sortie = [Intervalle(int(c), float(bas[c]), float(haut[c]), float(v[c]),
+                         float(req_bas[c]), float(req_haut[c]), bool(sensible[c]),
+                         bool(exacte[c]))
+              for c in np.flatnonzero(cibles)]
+    bilan = {"certificats": int(len(valide)), "certificats_invalides": int((~valide).sum()),
+             "blocs_exacts": petits, "exactes": int(exacte[cibles].sum())}
+    return sortie, bilan
