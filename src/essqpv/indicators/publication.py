@@ -148,6 +148,40 @@ class Plan:
         self.publiee.append(bool(publiee))
         return i
 
+    def _charger(self, df: pl.DataFrame) -> None:
+        """Add the cells of a frame at once (same rule as :meth:`cellule`: the first row of a
+        key makes the cell, a later published row publishes it)."""
+        cles = ["tableau", "territoire", "perimetre", "zone", "ligne"]
+        for col, defaut, type_ in (("niveau", "", pl.String), ("n", 0, pl.Int64),
+                                   ("s", 0.0, pl.Float64), ("mx", 0.0, pl.Float64),
+                                   ("femmes", 0, pl.Int64), ("cdi", 0, pl.Int64),
+                                   ("contrats_aides", 0, pl.Int64),
+                                   ("temps_complet", 0, pl.Int64), ("sans_valeur", 0, pl.Int64),
+                                   ("publiee", True, pl.Boolean)):
+            if col not in df.columns:
+                df = df.with_columns(pl.lit(defaut, dtype=type_).alias(col))
+            else:
+                df = df.with_columns(pl.col(col).cast(type_).fill_null(defaut))
+        df = df.with_columns(pl.col("publiee").any().over(cles)).unique(
+            cles, keep="first", maintain_order=True)
+        deja = [self._index.get(k) for k in df.select(cles).iter_rows()]
+        for i, pub in zip(deja, df["publiee"].to_list()):
+            if i is not None and pub:
+                self.publiee[i] = True
+        nouvelles = df.filter(pl.Series([i is None for i in deja], dtype=pl.Boolean))
+        debut = len(self.cles)
+        cles_n = list(nouvelles.select(cles).iter_rows())
+        self.cles.extend(cles_n)
+        self._index.update(zip(cles_n, range(debut, debut + len(cles_n))))
+        self.niveaux.extend(nouvelles["niveau"].to_list())
+        self.nombre.extend(nouvelles["n"].to_list())
+        v = nouvelles["s"].to_list()
+        self.valeur.extend(v)
+        self.maximum.extend(np.minimum(nouvelles["mx"].to_numpy(), np.asarray(v)).tolist())
+        self.extra.extend(nouvelles.select("femmes", "cdi", "contrats_aides", "temps_complet",
+                                           "sans_valeur").iter_rows())
+        self.publiee.extend(nouvelles["publiee"].to_list())
+
     def relation(self, total: int, membres: Iterable[int]) -> None:
         """Add ``total = sum(membres)`` (cell indices)."""
         membres = [m for m in membres if m != total]
@@ -253,13 +287,13 @@ _AGG = [pl.col("n").sum(), pl.col("s").sum(), pl.col("mx").max(), pl.col("femmes
         pl.col("sans_valeur").sum()]
 
 
-def _grouper(df: pl.DataFrame, par_secteur: bool) -> Iterable[tuple]:
+def _grouper(df: pl.DataFrame, par_secteur: bool) -> pl.DataFrame:
     cles = ["territoire", "niveau"] + (["secteur"] if par_secteur else [])
     g = df.group_by(cles).agg(_AGG)
     if not par_secteur:
         g = g.with_columns(pl.lit(ENS).alias("secteur"))
-    return g.select("territoire", "niveau", "secteur", "n", "s", "mx", "femmes", "cdi",
-                    "contrats_aides", "temps_complet", "sans_valeur").iter_rows()
+    return g.select("territoire", "niveau", pl.col("secteur").alias("ligne"), "n", "s", "mx",
+                    "femmes", "cdi", "contrats_aides", "temps_complet", "sans_valeur")
 
 
 def _masques(tampon: int) -> list[tuple[str, pl.Expr, str]]:
@@ -301,12 +335,13 @@ def construire_plan(con, millesime: str, tampon: int, avec_emplois: bool) -> tup
 
     membres = _appartenances(atomes, communes_plan, epci_plan)
     secteurs = list(reference.SECTEURS)
+    morceaux: list[pl.DataFrame] = []
 
-    def ajouter(rows: Iterable[tuple], perimetre: str, zone: str, publiee: bool) -> None:
-        for terr, niveau, ligne, n, s, mx, fe, cd, ca, tc, sv in rows:
-            pub = publiee and niveau != "residu"
-            plan.cellule(SAL, terr, perimetre, zone, ligne, n, s, mx, pub, niveau,
-                         (int(fe), int(cd), int(ca), int(tc), int(sv)))
+    def ajouter(g: pl.DataFrame, perimetre: str, zone: str, publiee: bool) -> None:
+        morceaux.append(g.with_columns(
+            pl.lit(SAL).alias("tableau"), pl.lit(perimetre).alias("perimetre"),
+            pl.lit(zone).alias("zone"),
+            (pl.lit(publiee) & (pl.col("niveau") != "residu")).alias("publiee")))
 
     # zone qpv, every perimeter (the ring is never shown), by sector and in all
     for perimetre, masque, colonne in _masques(tampon):
@@ -334,16 +369,22 @@ def construire_plan(con, millesime: str, tampon: int, avec_emplois: bool) -> tup
 
     # published territories: every one gets its cells, zeros included
     territoires = _territoires_publies(qpv_base, communes_plan, epci_plan)
-    for code, (niveau, _) in territoires.items():
-        for perimetre in (strict, large):
-            for ligne in secteurs + [ENS]:
-                plan.cellule(SAL, code, perimetre, "qpv", ligne, 0, niveau=niveau)
-        if niveau != "qpv":
-            plan.cellule(SAL, code, TOUT, "tout", ENS, 0, niveau=niveau)
-    for ligne in secteurs:
-        plan.cellule(SAL, "FR", TOUT, "tout", ligne, 0, niveau="france")
+    terr = pl.DataFrame({"territoire": list(territoires),
+                         "niveau": [n for n, _ in territoires.values()]},
+                        schema={"territoire": pl.String, "niveau": pl.String})
+    lignes = pl.DataFrame({"ligne": secteurs + [ENS]})
+    zeros = [terr.join(pl.DataFrame({"perimetre": [strict, large]}), how="cross")
+             .join(lignes, how="cross").with_columns(pl.lit("qpv").alias("zone")),
+             terr.filter(pl.col("niveau") != "qpv").with_columns(
+                 pl.lit(TOUT).alias("perimetre"), pl.lit(ENS).alias("ligne"),
+                 pl.lit("tout").alias("zone")),
+             pl.DataFrame({"territoire": "FR", "niveau": "france", "perimetre": TOUT,
+                           "ligne": secteurs, "zone": "tout"})]
+    morceaux.append(pl.concat(zeros, how="diagonal").with_columns(
+        pl.lit(SAL).alias("tableau"), pl.lit(True).alias("publiee")))
+    plan._charger(pl.concat(morceaux, how="diagonal"))
 
-    _relations(plan, territoires, communes_plan, epci_plan, epci_de, qpv_base, tampon)
+    _relations(plan, communes_plan, epci_plan, epci_de, tampon)
     for extension in _EXTENSIONS:
         extension(plan, con, millesime)
     _verifier_relations(plan)
@@ -370,49 +411,73 @@ def _territoires_publies(qpv_base, communes_plan: set[str], epci_plan: set[str])
     return sortie
 
 
-def _relations(plan: Plan, territoires: dict, communes_plan: set[str], epci_plan: set[str],
-               epci_de: dict, qpv_base, tampon: int) -> None:
+def _relations(plan: Plan, communes_plan: set[str], epci_plan: set[str], epci_de: dict,
+               tampon: int) -> None:
+    """The additivity relations between the cells holding establishments (a relation between
+    empty cells holds trivially; an empty member adds nothing)."""
     strict, large = _perimetres(tampon)
     secteurs = list(reference.SECTEURS)
-    par_terr: dict[str, list[int]] = defaultdict(list)
-    for i, cle in enumerate(plan.cles):
-        par_terr[cle[1]].append(i)
-    ix = plan.indice
+    cles = ["tableau", "territoire", "perimetre", "zone", "ligne"]
+    cellules = pl.DataFrame({k: [c[j] for c in plan.cles] for j, k in enumerate(cles)},
+                            schema={k: pl.String for k in cles}).with_columns(
+        pl.Series("indice", np.arange(len(plan), dtype=np.int64)),
+        pl.Series("n", np.asarray(plan.nombre, dtype=np.int64)))
+    actives = cellules.filter((pl.col("n") > 0) & (pl.col("tableau") == SAL)).rename(
+        {"indice": "membre"})
+    totaux = cellules.select(*cles, pl.col("indice").alias("total"))
+    parties: list[pl.DataFrame] = []
 
-    def rel(total: tuple, membres: list[tuple]) -> None:
-        t = ix(total)
-        ms = [m for m in (ix(c) for c in membres) if m is not None]
-        if t is None:
-            if not ms:
-                return
-            t = plan.cellule(*total, 0, niveau="residu", publiee=False)
-        plan.relation(t, ms)
+    def famille(nom: pl.Expr, membres: pl.DataFrame, **total: pl.Expr) -> None:
+        """Members joined to their total (the cell of key ``total`` overriding theirs)."""
+        m = membres.with_columns(nom.alias("_famille")).with_columns(**total).join(
+            totaux, on=cles, how="left")
+        sans = m.filter(pl.col("total").is_null())
+        if sans.height:
+            r = sans.row(0, named=True)
+            raise EssqpvError(
+                "Plan de publication : la case totale "
+                f"{tuple(r[k] for k in cles)} manque alors que ses parties comptent des "
+                "établissements ; la base est incohérente.")
+        parties.append(m.select(pl.col("_famille").alias("famille"), "total", "membre"))
 
-    # within each territory: sectors, perimeters, QPV + outside = territory
-    for terr in list(par_terr):
-        for perimetre in (strict, large, ANNEAU):
-            rel((SAL, terr, perimetre, "qpv", ENS),
-                [(SAL, terr, perimetre, "qpv", s) for s in secteurs])
-        for ligne in secteurs + [ENS]:
-            rel((SAL, terr, large, "qpv", ligne),
-                [(SAL, terr, strict, "qpv", ligne), (SAL, terr, ANNEAU, "qpv", ligne)])
-        if ix((SAL, terr, TOUT, "tout", ENS)) is not None:
-            lignes = secteurs + [ENS] if terr == "FR" else [ENS]
-            for ligne in lignes:
-                for perimetre in (strict, large):
-                    rel((SAL, terr, TOUT, "tout", ligne),
-                        [(SAL, terr, perimetre, "qpv", ligne),
-                         (SAL, terr, perimetre, "hors", ligne)])
-            if terr == "FR":
-                rel((SAL, terr, TOUT, "tout", ENS),
-                    [(SAL, terr, TOUT, "tout", s) for s in secteurs])
-                for perimetre in (strict, large):
-                    rel((SAL, terr, perimetre, "hors", ENS),
-                        [(SAL, terr, perimetre, "hors", s) for s in secteurs])
-
+    # within a territory: sectors sum to the total; strict + ring = buffer perimeter
+    famille(pl.lit("secteurs") + pl.col("perimetre") + pl.col("zone"),
+            actives.filter(pl.col("ligne") != ENS), ligne=pl.lit(ENS))
+    famille(pl.lit("perimetres"),
+            actives.filter((pl.col("zone") == "qpv") & pl.col("perimetre").is_in(
+                [strict, ANNEAU])), perimetre=pl.lit(large))
+    # in QPV + outside = the territory, for each perimeter
+    tout = cellules.filter(pl.col("zone") == "tout").select("territoire", "ligne").unique()
+    famille(pl.lit("zones") + pl.col("perimetre"),
+            actives.filter(pl.col("perimetre").is_in([strict, large])
+                           & pl.col("zone").is_in(["qpv", "hors"]))
+            .join(tout, on=["territoire", "ligne"], how="semi"),
+            perimetre=pl.lit(TOUT), zone=pl.lit("tout"))
     # hierarchies: parent = sum of children (+ the implicit residual)
+    parents = _partitions(communes_plan, epci_plan, epci_de)
+    hierarchie = actives.filter(
+        ((pl.col("zone") == "qpv") & pl.col("perimetre").is_in([strict, large, ANNEAU]))
+        | ((pl.col("ligne") == ENS) & (((pl.col("perimetre") == TOUT) & (pl.col("zone") == "tout"))
+           | (pl.col("perimetre").is_in([strict, large]) & (pl.col("zone") == "hors")))))
+    famille(pl.lit("hierarchie") + pl.col("partition").cast(pl.String),
+            hierarchie.join(parents, left_on="territoire", right_on="enfant", how="inner"),
+            territoire=pl.col("parent"))
+    # QPV and communes through their intersections
+    x = actives.filter(pl.col("territoire").str.starts_with("X:")).with_columns(
+        pl.col("territoire").str.slice(2).str.split_exact("@", 1).alias("_qc")).unnest("_qc")
+    famille(pl.lit("qpv"), x, territoire="QPV:" + pl.col("field_0"))
+    famille(pl.lit("communes"), x.filter(pl.col("field_1") != "?"),
+            territoire="COM:" + pl.col("field_1"))
+    rel = (pl.concat(parties).unique().sort("famille", "total", "membre")
+           .group_by("famille", "total", maintain_order=True).agg("membre"))
+    for total, membres in zip(rel["total"].to_list(), rel["membre"].to_list()):
+        plan.relation(total, membres)
+
+
+def _partitions(communes_plan: set[str], epci_plan: set[str], epci_de: dict) -> pl.DataFrame:
+    """Territorial partitions: ``(partition, parent, enfant)``, residuals included."""
     deps = reference.departements()
-    from essqpv.territoires import DROM
+    from essqpv.territoires import DROM, table_communes
     partitions: list[tuple[str, list[str]]] = []
     metro = [f"DEP:{d['code']}" for d in deps if not d["code"].startswith(("97", "98"))]
     drom = [f"DEP:{d}" for d in DROM]
@@ -427,7 +492,6 @@ def _relations(plan: Plan, territoires: dict, communes_plan: set[str], epci_plan
                            + [f"REG:{r['code']}~reste"]))
     com_dep: dict[str, list[str]] = defaultdict(list)
     com_epci: dict[str, list[str]] = defaultdict(list)
-    from essqpv.territoires import table_communes
     dep_de = dict(table_communes().select("commune", "departement").unique("commune").iter_rows())
     for c in sorted(communes_plan):
         if dep_de.get(c):
@@ -439,40 +503,33 @@ def _relations(plan: Plan, territoires: dict, communes_plan: set[str], epci_plan
                            + [f"DEP:{d['code']}~reste"]))
     for e in sorted(epci_plan):
         partitions.append((f"EPCI:{e}", com_epci.get(e, []) + [f"EPCI:{e}~reste"]))
-    familles = [(p, "qpv", ligne) for p in (strict, large, ANNEAU) for ligne in secteurs + [ENS]]
-    familles += [(TOUT, "tout", ENS), (strict, "hors", ENS), (large, "hors", ENS)]
-    for parent, enfants in partitions:
-        for perimetre, zone, ligne in familles:
-            rel((SAL, parent, perimetre, zone, ligne),
-                [(SAL, e, perimetre, zone, ligne) for e in enfants])
-
-    # QPV and communes through their intersections
-    x_de_q: dict[str, list[str]] = defaultdict(list)
-    x_de_c: dict[str, list[str]] = defaultdict(list)
-    for terr in par_terr:
-        if terr.startswith("X:"):
-            q, c = terr[2:].split("@", 1)
-            x_de_q[f"QPV:{q}"].append(terr)
-            if c != "?":
-                x_de_c[f"COM:{c}"].append(terr)
-    for groupes in (x_de_q, x_de_c):
-        for terr, xs in groupes.items():
-            for perimetre in (strict, large, ANNEAU):
-                for ligne in secteurs + [ENS]:
-                    rel((SAL, terr, perimetre, "qpv", ligne),
-                        [(SAL, x, perimetre, "qpv", ligne) for x in sorted(set(xs))])
+    return pl.DataFrame({"partition": [k for k, (_, e) in enumerate(partitions) for _ in e],
+                         "parent": [p for p, e in partitions for _ in e],
+                         "enfant": [x for _, e in partitions for x in e]},
+                        schema={"partition": pl.Int64, "parent": pl.String,
+                                "enfant": pl.String})
 
 
 def _verifier_relations(plan: Plan) -> None:
-    v = np.asarray(plan.valeur)
-    n = np.asarray(plan.nombre)
-    echelle = max(1.0, float(v.max(initial=0.0)))
-    for total, membres in plan.relations:
-        if n[total] != n[membres].sum() or abs(v[total] - v[membres].sum()) > _TOL * echelle:
-            raise EssqpvError(
-                "Plan de publication : relation non additive pour la case "
-                f"{plan.cles[total]} ({n[total]} établissements, {v[total]} salariés ; "
-                f"somme des parties : {n[membres].sum()}, {v[membres].sum()}).")
+    if not plan.relations:
+        return
+    v = np.asarray(plan.valeur, dtype=float)
+    n = np.asarray(plan.nombre, dtype=np.int64)
+    echelle = max(1.0, float(np.abs(v).max(initial=0.0)))
+    tailles = np.asarray([len(m) for _, m in plan.relations], dtype=np.int64)
+    totaux = np.asarray([t for t, _ in plan.relations], dtype=np.int64)
+    membres = np.concatenate([np.asarray(m, dtype=np.int64) for _, m in plan.relations])
+    debuts = np.concatenate([[0], np.cumsum(tailles)[:-1]])
+    sn = np.add.reduceat(n[membres], debuts)
+    sv = np.add.reduceat(v[membres], debuts)
+    faux = np.flatnonzero((sn != n[totaux]) | (np.abs(sv - v[totaux]) > _TOL * echelle))
+    if faux.size:
+        r = int(faux[0])
+        t = int(totaux[r])
+        raise EssqpvError(
+            "Plan de publication : relation non additive pour la case "
+            f"{plan.cles[t]} ({n[t]} établissements, {v[t]} salariés ; "
+            f"somme des parties : {sn[r]}, {sv[r]}).")
 
 
 def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
@@ -480,6 +537,7 @@ def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
     """Count tables (public: establishment counts are never secret): families, sizes, creations."""
     df = _atomes_comptes(con, millesime)
     membres = _appartenances(df, communes_plan, epci_plan).filter(pl.col("niveau") != "residu")
+    morceaux: list[pl.DataFrame] = []
     for perimetre, masque, colonne in _masques(tampon)[:2]:
         hq = df.filter(masque).with_columns(("QPV:" + pl.col(colonne)).alias("territoire"),
                                             pl.lit("qpv").alias("niveau"))
@@ -489,10 +547,13 @@ def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
                 ("familles_non_employeurs", ~pl.col("employeur"), "famille"),
                 ("tailles", pl.col("employeur"), "taille"),
                 ("creations", pl.col("creation"), "famille")):
-            g = dans.filter(filtre).group_by("territoire", "niveau", ligne).agg(pl.col("n").sum())
-            for terr, niveau, valeur, n in g.iter_rows():
-                if terr in territoires:
-                    plan.cellule(tableau, terr, perimetre, "qpv", valeur, n, niveau=niveau)
+            g = (dans.filter(filtre & pl.col("territoire").is_in(list(territoires)))
+                 .group_by("territoire", "niveau", ligne).agg(pl.col("n").sum()))
+            morceaux.append(g.select(
+                pl.lit(tableau).alias("tableau"), "territoire", pl.lit(perimetre).alias(
+                    "perimetre"), pl.lit("qpv").alias("zone"), pl.col(ligne).alias("ligne"),
+                "niveau", "n", pl.lit(True).alias("publiee")))
+    plan._charger(pl.concat(morceaux, how="diagonal"))
 
 
 # --------------------------------------------------------------------------------------------
