@@ -24,13 +24,13 @@ dropped, cells that always hold the same establishments merged: an EPCI of one c
 lying in one commune and its part in that commune, a perimeter whose ring is empty…);
 for every sensitive cell and direction, a certificate is first looked for among those already
 found (a certificate scaled within its non-negativity limits proves every cell it moves);
-otherwise a small linear program (HiGHS) restricted to the cells within ``k`` relation-hops
-of the cell (every relation touching them kept, the cells beyond held at 0: any solution is
-valid for the whole plan) finds the perturbation of least information loss: moving an
-already unknown cell costs (almost) nothing, moving a published cell costs its weight
-(``1 + value``, per published copy), as in Fischetti and Salazar's model of cell
-suppression; the published cells it moves become secondary secrets. ``k`` grows (1, 2, 3, 5,
-8 hops, then the whole connected block) while the program has no solution.
+otherwise a linear program (HiGHS) finds the perturbation of least information loss: moving
+an already unknown cell costs (almost) nothing, moving a published cell costs its weight
+(``1 + value``, per published copy), as in Fischetti and Salazar's model of cell suppression;
+the published cells it moves become secondary secrets. The program is restricted to the
+classes of the cell's département (with its région's and the national cells), then of its
+région, then to the whole plan: classes outside are held at 0 and every relation touching the
+set is kept, so any solution is valid for the whole plan. One warm model per set.
 
 **Audit** (:func:`auditer`): every stored certificate is verified against the full relation
 matrix; each suppressed or sensitive cell gets the interval its valid certificates

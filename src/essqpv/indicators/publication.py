@@ -19,25 +19,25 @@
   listings) for every territory and perimeter of the plan, written from its published cells
   only (:mod:`essqpv.indicators.reponses`).
 
-Current state: ``essqpv controle --secret`` (:func:`audit_base`) computes, protects and
-audits the plan of a base; the build does not call :func:`ecrire_plan` yet and the outputs
-still read the per-answer protection of :mod:`essqpv.indicators.compute` (the protection of
-the whole national plan is not yet fast enough to run at every build).
+Current state: :func:`ecrire_plan` computes, protects, verifies and stores the plan of a
+vintage, and ``essqpv controle --secret`` (:func:`audit_base`) audits the stored plan. The
+build does not call :func:`ecrire_plan` yet: on a base of the demo's size (≈ 15,000
+establishments in scope, 2,067 sensitive classes) protection takes ≈ 20 s, but on a
+national-scale register (≈ 300,000, 16,575 sensitive classes) the linear programs of the large
+départements take 0.3 to 5 s each and the whole protection would take over an hour (see
+``benchmarks/publication.md``).
 
-Protection (:func:`proteger_plan`): primary rule from ``reference/confidentialite.csv`` on every
-cell, published or not; secondary suppression chosen over the whole set of linked cells at once:
+Protection (:func:`proteger_plan`, :mod:`essqpv.indicators.protection`): primary rule from
+``reference/confidentialite.csv`` on every cell, published or not; the problem reduced (empty
+cells dropped, cells of identical establishments merged); for every sensitive cell and
+direction, a *certificate* — a perturbation of the unknown cells that keeps every relation,
+every published cell and non-negativity, moving the cell by its protection — reused from
+those already found or found by a least-cost linear program (HiGHS), whose moved published
+cells become secondary secrets. The certificates are stored and verified against the full
+relation matrix before anything is written.
 
-1. *propagation*: a relation with a single unknown cell gives it away; every sensitive or
-   suppressed cell determined that way gets a complement (the published member of the same
-   relation whose value is the smallest one covering the protection interval, else the largest);
-2. *linear programming* (HiGHS through ``highspy``) per connected block of unknown cells:
-   each sensitive cell's attainable minimum and maximum are checked against its protection
-   interval (``protection_relative`` of its value, at least ``protection_minimum`` units, from
-   ``reference/confidentialite.csv``); an under-protected cell gets a complement in the relation
-   that binds it; back to 1 until every cell is protected.
-
-:func:`auditer` is the attacker's audit of ``essqpv controle --secret``: from the published
-cells and the relations only, the tightest interval of every suppressed or sensitive cell.
+:func:`auditer` is the attacker's audit: guaranteed intervals from the verified certificates,
+exact intervals by linear programming where the block of unknown cells is small.
 
 Registering a linked table (other geographies, transition tables, historical series)
 ------------------------------------------------------------------------------------
