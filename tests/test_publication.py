@@ -215,9 +215,9 @@ def test_reponses_stockees_lisent_le_plan(petite_base, tmp_path):
 
 
 def test_comptes_jamais_secrets(petite_base):
-    from essqpv.indicators.publication import TABLEAUX_COMPTES, audit_base
+    from essqpv.indicators.publication import audit_base, tableaux_comptes
     plan, _, _ = audit_base(petite_base)
-    assert all(st is None for k, st in zip(plan.cles, plan.statuts) if k[0] in TABLEAUX_COMPTES)
+    assert all(st is None for k, st in zip(plan.cles, plan.statuts) if k[0] in tableaux_comptes())
 
 
 def test_certificat_falsifie_detecte(petite_base, tmp_path):

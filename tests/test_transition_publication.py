@@ -98,7 +98,8 @@ def test_cellules_liees_aux_tables_standard(base_transition):
     familles = [k for k in plan.cles if k[:4] == (T.CELLULE_SAL, "DEP:93", "strict", "qpv2024")]
     rel(("salaries", "DEP:93", "strict", "qpv", "Ensemble"), familles)
     # counts of establishments: public, never secret
-    assert "transition_etablissements" in P.TABLEAUX_COMPTES
+    assert "transition_etablissements" in P.tableaux_comptes()
+    assert "transition_etablissements" not in P.TABLEAUX_COMPTES  # declared by the extension
 
 
 def _statuts_par_table(plan, t):

@@ -40,6 +40,31 @@ def _sans_espaces(t: str) -> str:
     return t.replace("\u202f", "").replace("\xa0", "")
 
 
+def _salaries_publies(r: dict) -> list[str]:
+    """The "Ensemble" headcounts of a stored transition answer, as an output shows them."""
+    e = r["lignes"][0]
+    return ["s" if e["salaries"][z] is None else str(round(e["salaries"][z]))
+            for z in T.ZONES_REPONSE]
+
+
+def test_transition_protegee_avec_le_plan(base):
+    """The transition's suppressed headcounts keep their protection interval against an
+    attacker holding every published cell of the plan (audit of the stored plan), and the
+    stored answer shows exactly the plan's statuses."""
+    from essqpv.indicators.publication import audit_base
+    plan, intervalles, bilan = audit_base(base)
+    assert bilan["certificats_invalides"] == 0
+    transition = [iv for iv in intervalles if plan.cles[iv.cellule][0] == T.CELLULE_SAL]
+    assert transition and all(iv.protegee for iv in transition)
+    assert all(iv.protegee for iv in intervalles)
+    statut = {k: st for k, st in zip(plan.cles, plan.statuts)}
+    e = T.tableau(base, "DEP:93")["lignes"][0]
+    for z in T.ZONES_REPONSE:
+        st = statut.get((T.CELLULE_SAL, "DEP:93", "strict", z, "Ensemble"))
+        assert e["secret"].get(z) == st
+        assert (e["salaries"][z] is None) == (st is not None)
+
+
 def test_rapport_pdf_section_tableau_et_carte(base, tmp_path):
     from essqpv.outputs import rapport
     r = T.tableau(base, "DEP:93")
@@ -52,10 +77,11 @@ def test_rapport_pdf_section_tableau_et_carte(base, tmp_path):
     ligne = next(li for li in section.splitlines() if li.strip().startswith("Établissements ESS"))
     assert [int(x) for x in ligne.split()[-5:]] == [e[z] for z in T.ZONES_REPONSE]
     salaries = next(li for li in section.splitlines() if li.strip().startswith("Salariés"))
-    # every headcount of Seine-Saint-Denis is suppressed on this small register: "s", never
-    # a figure (the employer that left the map had 12 employees)
-    assert salaries.split()[-5:] == ["s"] * 5
-    assert "12" not in salaries
+    # the headcounts as the protected publication stores them: "s" where suppressed (the
+    # employer that left the map had 12 employees: a primary secret, never a figure)
+    assert _sans_espaces(salaries).split()[-5:] == _salaries_publies(r)
+    assert r["lignes"][0]["secret"]["sortant"] == "primaire"
+    assert "12" not in salaries.split()
     assert "Pleyel QP093038" in " ".join(section.split())  # the QPV 2015 that left
     assert "Associations" in section and "Par secteur" in section
     # the map: an image in the PDF, after the section's first table…
@@ -271,8 +297,11 @@ def test_tableau_de_bord_navigateur(url_api, base, page):
     assert "Commerce" in _lire_tableau(page)
     page.select_option("#choix-transition-mesure", "salaries")
     lignes = _lire_tableau(page)
-    assert lignes["Ensemble"] == ["s"] * 5
-    assert page.locator("#table-transition td[title^='secret statistique']").count() >= 5
+    assert lignes["Ensemble"] == _salaries_publies(r)
+    secrets = sum(len(li["secret"]) for li in T.tableau(base, "DEP:93")["lignes"]
+                  if li["dimension"] in ("ensemble", "secteur"))
+    assert secrets >= 2
+    assert page.locator("#table-transition td[title^='secret statistique']").count() == secrets
     assert "Pleyel QP093038" in page.locator("#transition-qpv").inner_text()
     # another territory, through the dashboard's own navigation: the panel follows
     page.goto(f"{url_api}/?territoire=COM:93066")

@@ -428,7 +428,7 @@ def cellules_du_plan(plan, con, millesime: str) -> dict:
             "relations": len(plan.relations) - avant_relations}
 
 
-extension_du_plan(cellules_du_plan)
+extension_du_plan(cellules_du_plan, comptes=(CELLULE_NOMBRE,))
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,11 +58,12 @@ The function is called for every build with the plan of the standard tables alre
 written (table ``etablissements``). A member published in two tables is the same cell (same
 key): that is what links them. Published cells of an extension appear in
 ``publication_cellules`` with their status; the outputs of the extension read them from there.
+An extension whose tables hold establishment counts (public, never secret) declares them:
+``@extension_du_plan(comptes=("ma_table_etablissements",))``.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ from essqpv.errors import EssqpvError
 from essqpv.indicators import protection as _protection
 from essqpv.indicators.protection import Certificat, Intervalle
 
-__all__ = ["Plan", "extension_du_plan", "construire_plan", "proteger_plan", "auditer",
+__all__ = ["Plan", "extension_du_plan", "tableaux_comptes", "construire_plan", "proteger_plan", "auditer",
            "ecrire_plan", "TABLES_PUBLICATION", "ENS", "ANNEAU", "Intervalle"]
 
 ENS = "Ensemble"
@@ -86,18 +87,35 @@ SAL = "salaries"
 TABLES_PUBLICATION = ("publication_cellules", "publication_relations", "publication_reponses",
                       "publication_certificats")
 ARRONDI_PART = 4
+#: tables of establishment counts of the standard plan (public: never secret)
 TABLEAUX_COMPTES = frozenset({"familles_employeurs", "familles_non_employeurs", "tailles",
-                              "creations", "transition_etablissements"})
+                              "creations"})
 _TOL = 1e-6
 
 _EXTENSIONS: list[Callable] = []
+_COMPTES_DES_EXTENSIONS: set[str] = set()
 
 
-def extension_du_plan(fonction: Callable) -> Callable:
-    """Register a function ``f(plan, con, millesime)`` adding linked cells (see module doc)."""
-    if fonction not in _EXTENSIONS:
-        _EXTENSIONS.append(fonction)
-    return fonction
+def extension_du_plan(fonction: Callable | None = None, *, comptes: Iterable[str] = ()
+                      ) -> Callable:
+    """Register a function ``f(plan, con, millesime)`` adding linked cells (see module doc).
+
+    ``comptes``: the tables of the extension that hold establishment counts (public, never
+    secret, like the standard count tables). Usable as ``@extension_du_plan`` or
+    ``@extension_du_plan(comptes=("ma_table_etablissements",))``.
+    """
+    def enregistrer(f: Callable) -> Callable:
+        if f not in _EXTENSIONS:
+            _EXTENSIONS.append(f)
+        _COMPTES_DES_EXTENSIONS.update(comptes)
+        return f
+    return enregistrer if fonction is None else enregistrer(fonction)
+
+
+def tableaux_comptes() -> frozenset[str]:
+    """Every table of establishment counts of the plan: the standard ones and those the
+    registered extensions declare (``extension_du_plan(..., comptes=...)``)."""
+    return TABLEAUX_COMPTES | frozenset(_COMPTES_DES_EXTENSIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,7 +584,7 @@ def proteger_plan(plan: Plan, regles: Confidentialite | None = None,
     protection interval of every sensitive cell (sets ``plan.statuts``, ``plan.sensible`` and
     ``plan.certificats``); returns counts (see :func:`essqpv.indicators.protection.proteger`).
     """
-    return _protection.proteger(plan, regles or confidentialite(), TABLEAUX_COMPTES,
+    return _protection.proteger(plan, regles or confidentialite(), tableaux_comptes(),
                                 progression)
 
 
@@ -782,8 +800,11 @@ def lire_plan(con, millesime: str) -> Plan:
 
 
 def json_reponse(obj) -> str:
-    """The JSON text of a stored answer (as the CLI and the API write it)."""
-    return json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+    """The JSON text of a stored answer (as the CLI and the API write it): UTF-8, two-space
+    indent, keys in order (orjson: the answers of a whole plan are serialised at build time)."""
+    import orjson
+    return orjson.dumps(obj, default=str,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode("utf-8")
 
 
 def avertissement_synthetique() -> str:
