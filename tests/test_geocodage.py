@@ -280,6 +280,9 @@ def test_fichier_adresses_csv(installe, tmp_path):
     assert float(out["score_ban"][0]) > 0.6 and out["type_ban"][4] == "street"
     assert out["methode_ban"].to_list() == ["addok", "exacte", None, None, "addok"]
     assert out["remarque"][4].startswith("À vérifier")
+    src = dict(pl.read_csv(r["sources"], separator=";", infer_schema=False).iter_rows())
+    assert "Adresses : " + src["Adresses"] == r["source_adresses"] and "Licence Ouverte" in src["Adresses"]
+    assert "Licence Ouverte" in src["Contours des QPV"] and src["Données synthétiques"] == "non"
 
 
 def test_fichier_adresses_en_colonnes_xlsx(installe, tmp_path):

@@ -59,6 +59,23 @@ def test_api_adresses(client):
     assert "/api/adresses/localiser" in client.get("/openapi.json").json()["paths"]
 
 
+def test_api_fichier_d_adresses_et_ses_sources(client):
+    # a CSV sent alone: its source and licence come back in a header (RFC 8187 encoding)
+    from urllib.parse import unquote
+    csv_ = "nom;adresse\nA;4 rue de la Paix 93200 Saint-Denis\nB;\n".encode()
+    r = client.post("/api/localiser", files={"fichier": ("adh.csv", csv_)})
+    assert r.status_code == 200, r.text
+    lignes = r.text.splitlines()
+    assert len(lignes) == 3 and lignes[2].startswith("B;;") and "adresse_vide" in lignes[2]
+    entete = r.headers["x-essqpv-sources"]
+    assert entete.startswith("UTF-8''")
+    texte = unquote(entete.removeprefix("UTF-8''"))
+    assert "Adresses : Adresses : Base Adresse Nationale" not in texte
+    assert "Adresses : Base Adresse Nationale (BAN)" in texte
+    assert "Licence Ouverte" in texte and "pas une attestation" in texte
+    assert "Fichier complété : adh.csv" in texte
+
+
 def _redis_du_geocodeur(dossier) -> list[int]:
     """Pids of the Redis servers this test process started on ``dossier``'s index."""
     import os

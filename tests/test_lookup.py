@@ -226,6 +226,17 @@ def test_fichier_csv_exemple(tmp_path):
     assert r["statut"].to_list() == ["localise", "localise", "localise", "sans_coordonnees",
                                      "coordonnees_invalides", "hors_zone", "localise",
                                      "coordonnees_invalides"]
+    # source and licence beside the CSV (a comment line would break CSV readers)
+    assert resume["sources"] == str(tmp_path / "sortie_sources.csv")
+    src = pl.read_csv(resume["sources"], separator=";", infer_schema=False)
+    assert src.columns == ["cle", "valeur"]  # (the BOM is read as such by polars)
+    valeurs = dict(src.iter_rows())
+    assert "Licence Ouverte" in valeurs["Contours des QPV"]
+    assert "ANCT" in valeurs["Contours des QPV"] and "2015" in valeurs["Contours des QPV"]
+    assert valeurs["Données synthétiques"] == "non" and not resume["synthetique"]
+    assert "pas une attestation" in valeurs["Portée"]
+    assert valeurs["Fichier complété"] == "points_exemple.csv"
+    assert (tmp_path / "sortie_sources.csv").read_bytes().startswith("\ufeff".encode())
 
 
 def test_fichier_xy_epsg_vers_xlsx(tmp_path, couche):
@@ -243,6 +254,12 @@ def test_fichier_xy_epsg_vers_xlsx(tmp_path, couche):
     assert [ligne[4] for ligne in lignes[1:]] == ["QP974001", None, None, None]
     assert [ligne[-1] for ligne in lignes[1:]] == ["localise", "localise", "coordonnees_invalides",
                                            "sans_coordonnees"]
+    classeur = openpyxl.load_workbook(tmp_path / "xy.xlsx")
+    assert classeur.sheetnames == ["qpv", "sources"]
+    assert resume["sources"] == f"{tmp_path / 'xy.xlsx'} (feuille sources)"
+    sources = dict(r for r in classeur["sources"].iter_rows(values_only=True))
+    assert sources.pop("cle") == "valeur" and "Licence Ouverte" in sources["Contours des QPV"]
+    assert sources["Données synthétiques"] == "non" and not (tmp_path / "xy_sources.csv").exists()
 
 
 def test_fichier_xlsx_garde_les_valeurs(tmp_path, couche):
@@ -274,8 +291,18 @@ def test_fichier_de_siret(tmp_path, base):
     assert r["statut"].to_list() == ["localise", "non_diffusible", "siret_invalide",
                                      "sans_siret", "siret_absent"]
     assert r["qpv_code"].to_list() == ["QP093001", None, None, None, None]
+    # a synthetic base: said on every row and in the sources, which name the base
+    assert resume["synthetique"]
+    assert r["avertissement"].to_list() == [MARQUE_SYNTHETIQUE] * 5
+    src = dict(pl.read_csv(tmp_path / "s_sources.csv", separator=";",
+                           infer_schema=False).iter_rows())
+    assert src["Données synthétiques"] == MARQUE_SYNTHETIQUE
+    assert "essqpv.duckdb, millésime 2025-01" in src["Établissements"]
     with pytest.raises(ParametreInvalide, match="--base"):
         localiser_fichier(entree, tmp_path / "t.csv")
+    # the sources file beside the output never overwrites the input
+    with pytest.raises(ParametreInvalide, match="sources de s.csv serait l'entrée"):
+        lookup.localiser_fichier(tmp_path / "s_sources.csv", tmp_path / "s.csv", base=base)
 
 
 def test_colonnes_imposees_et_erreurs(tmp_path):
@@ -342,6 +369,8 @@ def test_cli_fichier_et_siret(tmp_path, base):
     assert r.exit_code == 0, r.output
     assert "8 lignes lues dans points_exemple.csv" in r.output
     assert (tmp_path / "o.csv").exists()
+    assert "sources et licences :" in " ".join(r.output.split())
+    assert (tmp_path / "o_sources.csv").exists()
     r = runner.invoke(app, ["localiser", "--siret", "12345678900011", "--base", str(base)])
     assert r.exit_code == 0 and "ASSOCIATION DU BOURGET" in r.output
     assert "Dans le QPV QP093001" in r.output and MARQUE_SYNTHETIQUE in r.output

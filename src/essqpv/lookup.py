@@ -566,9 +566,13 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
     -------
     dict
         Summary: ``fichier, sortie, mode, colonnes, lignes, localisees, dans_qpv,
-        dans_tampon, perimetre, par_statut, geographie_qpv, contours, avertissements``.
+        dans_tampon, perimetre, par_statut, geographie_qpv, contours, avertissements,
+        sources`` (where the sources and licences are written: ``<sortie>_sources.csv``
+        beside a CSV, the ``sources`` sheet of an XLSX), ``lignes_sources`` (their rows),
+        ``synthetique``.
         Columns added to the file: ``qpv_code, qpv_nom, qpv_communes, dans_qpv`` (oui/non),
-        ``qpv_code_<N>m, distance_qpv_m, statut``.
+        ``qpv_code_<N>m, distance_qpv_m, statut`` (and ``avertissement`` on every row when
+        the base is synthetic).
     """
     tampon_m = _verifier_tampon(tampon_m)
     entree = Path(entree)
@@ -586,6 +590,9 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
     if sortie.resolve() == entree.resolve():
         raise ParametreInvalide(f"Le fichier de sortie doit être différent de l'entrée "
                                 f"({entree.name}).")
+    if sortie.suffix.lower() == ".csv" and fichier_sources(sortie).resolve() == entree.resolve():
+        raise ParametreInvalide(f"Le fichier des sources de {sortie.name} serait l'entrée "
+                                f"({entree.name}) : choisissez un autre nom de sortie.")
     separateur, valeurs_xlsx = ";", None
     if ext == ".xlsx":
         df, valeurs_xlsx = _lire_xlsx(entree)
@@ -668,7 +675,15 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         geographie, contours = index.couche.geographie, provenance(index)["contours"]
         if index.couche.avertissement:
             avertissements = [*avertissements, index.couche.avertissement]
-    _ecrire(sortie, df, valeurs_xlsx, resultat, separateur, tampon_m)
+    synthetique = mode == "siret" and bool(meta.get("synthetique"))
+    if synthetique:  # visible on every row of the file opened alone (as the exports do)
+        resultat = {**resultat, "avertissement": [MARQUE_SYNTHETIQUE] * n}
+    lignes_sources = sources_du_fichier(
+        entree, mode, geographie, contours, avertissements, synthetique,
+        source_adresses if mode == "adresse" else None,
+        (base, meta) if mode == "siret" else None)
+    ou_sources = _ecrire(sortie, df, valeurs_xlsx, resultat, separateur, tampon_m,
+                              lignes_sources)
     statuts = resultat["statut"]
     par_statut = {s: statuts.count(s) for s in STATUTS if statuts.count(s)}
     return {
@@ -678,13 +693,62 @@ def localiser_fichier(entree, sortie=None, colonnes: dict | None = None, couche=
         "dans_tampon": sum(1 for v in resultat[f"qpv_code_{tampon_m}m"] if v),
         "perimetre": f"{tampon_m}m", "par_statut": par_statut, "geographie_qpv": geographie,
         "contours": contours, "avertissements": avertissements,
+        "sources": ou_sources, "lignes_sources": lignes_sources,
+        "synthetique": synthetique,
         **({"a_verifier": par_statut.get("a_verifier", 0),
             "source_adresses": source_adresses} if mode == "adresse" else {}),
     }
 
 
+PORTEE = ("Résultat indicatif calculé sur les contours publiés des quartiers prioritaires : "
+          "ce n'est pas une attestation officielle d'appartenance à un QPV. Un point sur la "
+          "limite d'un QPV compte comme dedans.")
+
+
+def fichier_sources(sortie: str | Path) -> Path:
+    """The sources file written beside a CSV result: ``x_qpv.csv`` → ``x_qpv_sources.csv``."""
+    sortie = Path(sortie)
+    return sortie.with_name(f"{sortie.stem}_sources.csv")
+
+
+def sources_du_fichier(entree: Path, mode: str, geographie, contours: str,
+                       avertissements: list[str], synthetique: bool,
+                       source_adresses: str | None = None,
+                       base_meta: tuple | None = None) -> list[tuple[str, str]]:
+    """(key, value) rows saying where a file's answers come from and under which licence:
+    the ``_sources.csv`` file beside a CSV result, the ``sources`` sheet of an XLSX one."""
+    import datetime as dt
+
+    from essqpv import __version__
+    lignes = [("Produit par", f"essqpv {__version__}, le {dt.date.today().isoformat()}"),
+              ("Fichier complété", entree.name),
+              ("Contours des QPV", f"géographie prioritaire {geographie} — {contours} ; "
+                                   f"producteur ANCT ; {LICENCE_DONNEES}")]
+    if source_adresses:
+        lignes.append(("Adresses", source_adresses.removeprefix("Adresses : ")))
+    if base_meta is not None:
+        base, meta = base_meta
+        fichiers = [f"{s.get('fichier')} ({s.get('producteur') or '?'}, "
+                    f"{s.get('licence') or LICENCE_DONNEES})"
+                    for s in meta.get("sources") or []
+                    if isinstance(s, dict) and s.get("role") != "qpv"]
+        lignes.append(("Établissements", f"base essqpv {Path(base).name}, millésime "
+                       f"{meta.get('millesime')}" + (" : " + " ; ".join(fichiers)
+                                                     if fichiers else "")))
+    lignes.append(("Données synthétiques", MARQUE_SYNTHETIQUE if synthetique else "non"))
+    for a in avertissements:
+        if a != MARQUE_SYNTHETIQUE:
+            lignes.append(("Avertissement", a))
+    lignes.append(("Portée", PORTEE))
+    lignes.append(("Colonnes ajoutées", "voir docs/localiser.md (dépôt essqpv) : statut de "
+                   "chaque ligne, QPV, distance, et pour les adresses le résultat du "
+                   "géocodage"))
+    return lignes
+
+
 def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separateur: str,
-            tampon_m: int) -> None:
+            tampon_m: int, sources: list[tuple[str, str]]) -> str:
+    """Write the result; return where its sources are (the sidecar CSV, or the sheet)."""
     ajout = dict(resultat)
     ajout["dans_qpv"] = [None if v is None else ("oui" if v else "non")
                          for v in resultat["dans_qpv"]]
@@ -697,7 +761,13 @@ def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separa
              for k, v in ajout.items()])
         from essqpv.csv_sur import neutraliser_frame
         neutraliser_frame(out).write_csv(sortie, separator=separateur, null_value="")
-        return
+        # the sources beside the result (a comment line would break CSV readers)
+        chemin = fichier_sources(sortie)
+        with open(chemin, "wb") as f:
+            f.write("\ufeff".encode())  # BOM: spreadsheet software reads UTF-8
+            neutraliser_frame(pl.DataFrame(sources, schema=["cle", "valeur"], orient="row")
+                              ).write_csv(f, separator=separateur)
+        return str(chemin)
     entete = originales + noms_ajout
     if valeurs_xlsx is not None:  # the input's own cells, typed as they were
         indices = [valeurs_xlsx[0].index(c) for c in originales]
@@ -709,7 +779,8 @@ def _ecrire(sortie: Path, df: pl.DataFrame, valeurs_xlsx, resultat: dict, separa
             colonnes.append((pl.Series(ajout[k], dtype=pl.Float64), None))
         else:
             colonnes.append((None, pl.Series(ajout[k], dtype=pl.String)))
-    ecrire_xlsx(sortie, "qpv", entete, colonnes)
+    ecrire_xlsx(sortie, "qpv", entete, colonnes, sources=sources)
+    return f"{sortie} (feuille sources)"
 
 
 # --------------------------------------------------------------------------- XLSX in bulk
@@ -747,14 +818,14 @@ def _texte_xml(x: pl.Expr) -> pl.Expr:
 
 def ecrire_xlsx(sortie: Path, feuille: str, entete: list[str],
                 colonnes: list[tuple[pl.Series | None, pl.Series | None]],
-                lot: int = 50_000) -> None:
+                lot: int = 50_000, sources: list[tuple[str, str]] | None = None) -> None:
     """Write one worksheet (bold, frozen header row) as an XLSX file, in bulk.
 
     Each column is ``(numbers, texts)``: per row, a number cell where ``numbers`` is set,
     else a text cell (inline string: never a formula) where ``texts`` is set, else nothing.
     The sheet's XML is built by polars string expressions, ``lot`` rows at a time, and
     streamed into the ZIP package (the per-cell Python calls of a cell-by-cell writer cost
-    ~40 µs a row; this ~3 µs).
+    ~40 µs a row; this ~3 µs). ``sources``: (key, value) rows of a second sheet, ``sources``.
     """
     import zipfile
     from xml.sax.saxutils import escape
@@ -771,8 +842,21 @@ def ecrire_xlsx(sortie: Path, feuille: str, entete: list[str],
              'activePane="bottomLeft" state="frozen"/></sheetView></sheetViews>'
              f'<sheetData><row r="1">{tete}</row>')
     with zipfile.ZipFile(sortie, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        feuilles = [feuille[:31]] + (["sources"] if sources else [])
         for nom, contenu in _PARTIES_XLSX.items():
-            z.writestr(nom, contenu.replace("{feuille}", escape(feuille[:31])))
+            z.writestr(nom, contenu.replace("{feuilles}", "".join(
+                f'<sheet name="{escape(f)}" sheetId="{k}" r:id="rId{10 + k}"/>'
+                for k, f in enumerate(feuilles, 1))).replace("{types}", "".join(
+                    f'<Override PartName="/xl/worksheets/sheet{k}.xml" ContentType="application/'
+                    'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+                    for k in range(1, len(feuilles) + 1))).replace("{liens}", "".join(
+                        f'<Relationship Id="rId{10 + k}" Type="http://schemas.openxmlformats.org/'
+                        'officeDocument/2006/relationships/worksheet" '
+                        f'Target="worksheets/sheet{k}.xml"/>'
+                        for k in range(1, len(feuilles) + 1))))
+        if sources:
+            z.writestr("xl/worksheets/sheet2.xml", _feuille_textes([("cle", "valeur"),
+                                                                    *sources]))
         with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
             f.write(debut.encode())
             for a in range(0, n, lot):
@@ -807,6 +891,23 @@ def ecrire_xlsx(sortie: Path, feuille: str, entete: list[str],
             f.write(b"</sheetData></worksheet>")
 
 
+def _feuille_textes(lignes: list[tuple[str, ...]]) -> str:
+    """A small worksheet of text cells (inline strings, first row bold)."""
+    from xml.sax.saxutils import escape
+    gras = ' s="1"'
+    corps = "".join(
+        f'<row r="{i}">' + "".join(
+            f'<c r="{_lettres(j)}{i}" t="inlineStr"{gras if i == 1 else ""}><is>'
+            f'<t xml:space="preserve">{escape(_sans_interdits(str(v)))}</t></is></c>'
+            for j, v in enumerate(ligne)) + "</row>"
+        for i, ligne in enumerate(lignes, 1))
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            '<cols><col min="1" max="1" width="24" customWidth="1"/>'
+            '<col min="2" max="2" width="120" customWidth="1"/></cols>'
+            f"<sheetData>{corps}</sheetData></worksheet>")
+
+
 def _sans_interdits(texte: str) -> str:
     return texte.translate({ord(c): None for c in _XML_INTERDITS})
 
@@ -820,8 +921,7 @@ _PARTIES_XLSX = {
         '<Default Extension="xml" ContentType="application/xml"/>'
         '<Override PartName="/xl/workbook.xml" ContentType="application/'
         'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
-        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        '{types}'
         '<Override PartName="/xl/styles.xml" ContentType="application/'
         'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
         '</Types>'),
@@ -834,12 +934,11 @@ _PARTIES_XLSX = {
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
         'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-        '<sheets><sheet name="{feuille}" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+        '<sheets>{feuilles}</sheets></workbook>'),
     "xl/_rels/workbook.xml.rels": (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/worksheet" Target="worksheets/sheet1.xml"/>'
+        '{liens}'
         '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
         'relationships/styles" Target="styles.xml"/></Relationships>'),
     "xl/styles.xml": (

@@ -186,7 +186,8 @@ def register(app: typer.Typer) -> None:
                 sortie.print(f"{_n(resume['a_verifier'])} adresse(s) à vérifier (trouvées à la "
                              "voie ou à la commune, score bas ou ambiguës) : jamais déclarées "
                              "dans un QPV ; voir la colonne remarque.", highlight=False)
-            sortie.print(f"Résultat écrit dans {resume['sortie']}.", highlight=False)
+            sortie.print(f"Résultat écrit dans {resume['sortie']} ; sources et licences : "
+                         f"{resume['sources']}.", highlight=False)
             if resume.get("source_adresses"):
                 sortie.print(resume["source_adresses"], highlight=False, style="dim")
             _pied(resume["geographie_qpv"], resume["contours"], resume["avertissements"])

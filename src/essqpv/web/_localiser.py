@@ -192,11 +192,23 @@ def ajouter(app: FastAPI, donnees: Donnees) -> None:
                         "(utilisez la commande essqpv localiser pour les gros fichiers).")
             sortie = dossier / "resultat" / f"{tige}_qpv{'.xlsx' if ext == '.xlsx' else '.csv'}"
             sortie.parent.mkdir()
-            lookup.localiser_fichier(entree, sortie, base=donnees.base, tampon_m=tampon())
+            resume = lookup.localiser_fichier(entree, sortie, base=donnees.base,
+                                              tampon_m=tampon())
+            sources = _entete_sources(resume)
         except BaseException:
             shutil.rmtree(dossier, ignore_errors=True)
             raise
         media = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
                  if ext == ".xlsx" else "text/csv; charset=utf-8")
+        # an XLSX holds its sources in a sheet; a CSV's are in this header (one file sent)
         return FileResponse(sortie, media_type=media, filename=sortie.name,
+                            headers={"X-Essqpv-Sources": sources},
                             background=BackgroundTask(shutil.rmtree, dossier, True))
+
+
+def _entete_sources(resume: dict) -> str:
+    """The sources of a result, one line, UTF-8 percent-encoded (RFC 8187's ``UTF-8''…``):
+    « clé : valeur » joined by `` | ``."""
+    from urllib.parse import quote
+    texte = " | ".join(f"{c} : {v}" for c, v in resume["lignes_sources"])
+    return "UTF-8''" + quote(texte, safe="")
