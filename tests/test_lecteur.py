@@ -359,3 +359,52 @@ def test_tri_vectorise_des_guillemets_comme_l_expression(lignes, sep, crlf):
             attendu.add(d)
         d += len(brut) + 1
     assert set(douteuses) == attendu
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789a ٣é-", max_size=11),
+                          st.integers(0, 10**9 - 1).map(lambda x: f"{x:09d}")), max_size=40))
+def test_cle_numerique_comme_l_expression_polars(valeurs):
+    """The numeric keys read from the Arrow buffers are those of :func:`cle_et_reste` (nine
+    ASCII digits exactly; an Arabic-Indic digit, a space, an accent or a null: -1)."""
+    s = pl.Series("siren", valeurs, dtype=pl.String)
+    attendu = pl.DataFrame({"siren": s}).select(lecteur.cle_et_reste("siren", 9)[0])
+    obtenu = lecteur.cle_numerique(s.to_arrow(), 9)
+    assert obtenu.tolist() == attendu.to_series().to_list()
+
+
+def test_condition_dans_nombres_et_textes():
+    """``Condition(dans=...)`` on a column of identifiers: the values of digits are looked up
+    as numbers, the others (malformed identifiers) as text; a null is never in the set."""
+    import pyarrow as pa
+    cond = Condition(dans=("siret", pl.Series(["00000000000042", "12345678901234", "A1", None])))
+    table = pa.table({"siret": pa.array(["00000000000042", "42", "A1", "a1", None,
+                                         "12345678901234", "1234567890123 "],
+                                        pa.large_string())})
+    assert cond.evaluer_table(table).tolist() == [True, False, True, False, False, True, False]
+    etat = Condition(pl.col("etat") == "A", dans=("siren", pl.Series(["123456789"])))
+    t2 = pa.table({"siren": pa.array(["123456789", "123456789", "987654321"], pa.large_string()),
+                   "etat": pa.array(["A", "F", "A"], pa.large_string())})
+    assert etat.evaluer_table(t2).tolist() == [True, False, False]
+    assert etat.evaluer(pl.from_arrow(t2)).tolist() == [True, False, False]
+
+
+def test_doublons_hors_ordre_et_textes_a_travers_les_blocs(monkeypatch, tmp_path):
+    """Repeated identifiers are found across blocks whether the file is sorted or not, and
+    for identifiers that are not of digits too (the first row kept, the others rejected)."""
+    monkeypatch.setattr(lecteur, "TAILLE_BLOC", 64)
+    sirets = ["00000000000009", "00000000000003", "X1", "00000000000009", "00000000000001",
+              "X1", "00000000000003", "", "", "x1"]
+    contenu = "siret,c1\n" + "".join(f"{s},v{i}\n" for i, s in enumerate(sirets))
+    chemin = tmp_path / "f.csv"
+    chemin.write_text(contenu)
+    source = sirene.FichierSource(role="etablissements", chemin=chemin, csv=chemin,
+                                  colonnes=["siret", "c1"], separateur=",", variante="test",
+                                  taille=len(contenu))
+    conv = sirene.convertir(source, ["siret", "c1"], tmp_path / "r.arrow",
+                            garder=Condition(pl.lit(True)), toujours=("siret",))
+    assert [(r.ligne, r.motif) for r in conv.rejets] == [
+        (5, "siret_en_double"), (7, "siret_en_double"), (8, "siret_en_double")]
+    assert conv.cadre().collect()["c1"].to_list() == ["v0", "v1", "v2", "v4", "v7", "v8",
+                                                       "v9"]
+    assert conv.equilibree

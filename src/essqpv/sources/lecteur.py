@@ -49,9 +49,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-__all__ = ["CLES_NUMERIQUES", "MOTIFS", "SUITE_MAX_LIGNES", "SUITE_MAX_OCTETS", "TAILLE_BLOC",
-           "Condition", "Lecture", "Rejet", "avec_cles", "cle_et_reste", "indice_encodage",
-           "lire", "lire_cadre", "numpy_de", "tableau", "texte_cle"]
+__all__ = ["CHIFFRES_RECHERCHE", "CLES_NUMERIQUES", "MOTIFS", "SUITE_MAX_LIGNES",
+           "SUITE_MAX_OCTETS", "TAILLE_BLOC", "Condition", "Lecture", "Rejet", "avec_cles",
+           "cle_et_reste", "cle_numerique", "indice_encodage", "lire", "lire_cadre",
+           "numpy_de", "tableau", "texte_cle"]
 
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
 SUITE_MAX_LIGNES = 8  # lines a quoted field may span
@@ -171,14 +172,53 @@ def numpy_de(colonne: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pl.from_arrow(colonne).to_numpy()
 
 
+# Identifiers a large set of values is looked up in (``Condition(dans=...)``) as numbers
+# when they are exactly this many ASCII digits: a sorted NumPy array and a binary search per
+# block instead of a hash set of texts (the rest, if any, is looked up as text).
+CHIFFRES_RECHERCHE = {"siren": 9, "siret": 14}
+
+
+def cle_numerique(colonne: pa.Array | pa.ChunkedArray, chiffres: int) -> np.ndarray:
+    """The numeric key of each value of an Arrow text column: its number when it is exactly
+    ``chiffres`` ASCII digits, else -1 (null too): the same keys as :func:`cle_et_reste`,
+    by Arrow's compute functions (no regular expression per value)."""
+    import pyarrow.compute as pc
+    if isinstance(colonne, pa.ChunkedArray):
+        colonne = colonne.combine_chunks() if colonne.num_chunks != 1 else colonne.chunk(0)
+    if not len(colonne):
+        return np.zeros(0, np.int64)
+    nombre = pc.and_kleene(pc.equal(pc.binary_length(colonne), chiffres),
+                           pc.ascii_is_decimal(colonne)).fill_null(False)
+    cles = pc.if_else(nombre, colonne, pa.scalar(None, colonne.type)).cast(pa.int64())
+    return numpy_de(cles.fill_null(-1))
+
+
+def reste_de_cle(colonne: pa.Array | pa.ChunkedArray, cle: np.ndarray) -> pa.Array:
+    """The text of ``colonne`` where ``cle`` (:func:`cle_numerique`) is -1, else null."""
+    import pyarrow.compute as pc
+    if isinstance(colonne, pa.ChunkedArray):
+        colonne = colonne.combine_chunks() if colonne.num_chunks != 1 else colonne.chunk(0)
+    if (cle >= 0).all():
+        return pa.nulls(len(colonne), colonne.type)
+    return pc.if_else(tableau(cle < 0), colonne, pa.scalar(None, colonne.type))
+
+
+def _uniques_tries(x: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer array, sorted (``np.unique`` is far slower here)."""
+    x = np.sort(x)
+    if len(x) < 2:
+        return x
+    return x[np.append(True, x[1:] != x[:-1])]
+
+
 class Condition:
     """Which rows a later stage can use (see :func:`essqpv.sources.sirene.convertir`).
 
     ``expr`` is any polars condition on the file's columns; ``dans = (colonne, valeurs)``
     adds "and ``colonne`` is one of ``valeurs``" for a large set of values (the sirens of
     the ESS legal units, the sirets of their establishments). For a column of
-    :data:`CLES_NUMERIQUES`, the values that are numbers are looked up as numbers (the
-    column's key), the others as text.
+    :data:`CHIFFRES_RECHERCHE` (siren, siret), the values that are numbers are looked up as
+    numbers (a binary search in their sorted array), the others as text.
     """
 
     def __init__(self, expr: pl.Expr | None = None,
@@ -187,46 +227,69 @@ class Condition:
         self.colonne = None
         self.chiffres: int | None = None
         self.colonnes = list(expr.meta.root_names()) if expr is not None else []
+        self._expr_colonnes = list(self.colonnes)
         if dans is not None:
             self.colonne, valeurs = dans
             valeurs = valeurs.cast(pl.String).drop_nulls().unique()
-            self.chiffres = CLES_NUMERIQUES.get(self.colonne)
+            self.chiffres = CHIFFRES_RECHERCHE.get(self.colonne)
             if self.chiffres:
-                cles = pl.DataFrame({self.colonne: valeurs}).select(
-                    *cle_et_reste(self.colonne, self.chiffres))
-                nombres = cles[f"_cle_{self.colonne}"]
-                self._nombres = nombres.filter(nombres >= 0).unique().implode()
-                self._valeurs = cles[self.colonne].drop_nulls().implode()
+                cles = cle_numerique(valeurs.to_arrow(), self.chiffres)
+                self._triees = _uniques_tries(cles[cles >= 0])
+                self._valeurs = valeurs.filter(pl.Series(cles < 0)).implode()
+                self._textes = int(valeurs.len() - int((cles >= 0).sum()))
             else:
                 self._valeurs = valeurs.implode()
             if self.colonne not in self.colonnes:
                 self.colonnes.append(self.colonne)
 
-    def evaluer(self, cadre: pl.DataFrame) -> np.ndarray:
-        """One Boolean per row of ``cadre`` (null counts as false)."""
-        n = cadre.height
-        conditions = []
+    def _dans_cles(self, cle: np.ndarray) -> np.ndarray:
+        """Whether each numeric key (-1: none) is one of the values."""
+        t = self._triees
+        if not len(t):
+            return np.zeros(len(cle), np.bool_)
+        pos = np.minimum(np.searchsorted(t, cle), len(t) - 1)
+        return t[pos] == cle
+
+    def evaluer_table(self, table: pa.Table,
+                      cles: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """One Boolean per row of an Arrow table of text columns (null counts as false);
+        ``cles``: numeric keys already computed (:func:`cle_numerique`), by column."""
+        n = table.num_rows
+        if self.expr is None and self.colonne is None:
+            return np.ones(n, np.bool_)
+        if not n:
+            return np.zeros(0, np.bool_)
+        res = np.ones(n, np.bool_)
         if self.expr is not None:
-            conditions.append(self.expr.fill_null(False))
+            vue = pl.from_arrow(table.select(self._expr_colonnes)) if self._expr_colonnes \
+                else pl.DataFrame(height=n)
+            e = vue.select(self.expr.fill_null(False).alias("_c")).to_series()
+            res &= (np.full(n, bool(e[0])) if e.len() != n
+                    else e.to_numpy().astype(np.bool_, copy=False))
         if self.colonne is not None and self.chiffres:
-            cle = f"_cle_{self.colonne}"
-            if cle not in cadre.columns:
-                cadre = cadre.with_columns(cle_et_reste(self.colonne, self.chiffres)[0])
-            conditions.append(pl.col(cle).is_in(self._nombres)
-                              | pl.col(self.colonne).is_in(self._valeurs).fill_null(False))
+            cle = (cles or {}).get(self.colonne)
+            if cle is None:
+                cle = cle_numerique(table.column(self.colonne), self.chiffres)
+            dans = self._dans_cles(cle)
+            if self._textes and (cle < 0).any():
+                autres = np.flatnonzero(cle < 0)
+                textes = pl.from_arrow(table.column(self.colonne).take(tableau(autres)))
+                dans[autres] = textes.is_in(self._valeurs).fill_null(False).to_numpy()
+            res &= dans
         elif self.colonne is not None:
-            conditions.append(pl.col(self.colonne).is_in(self._valeurs).fill_null(False))
-        if not conditions or not n:
-            return np.ones(n, np.bool_) if not conditions else np.zeros(0, np.bool_)
-        # (an identifier stored as a key is seen as text by the expression)
+            s = pl.from_arrow(table.column(self.colonne))
+            res &= s.is_in(self._valeurs).fill_null(False).to_numpy()
+        return res
+
+    def evaluer(self, cadre: pl.DataFrame) -> np.ndarray:
+        """One Boolean per row of ``cadre`` (text columns; an identifier of
+        :data:`CLES_NUMERIQUES` may be stored as a key and a rest)."""
         textes = [texte_cle(c, k) for c, k in CLES_NUMERIQUES.items()
-                  if f"_cle_{c}" in cadre.columns and self.expr is not None
-                  and c in self.expr.meta.root_names()]
-        vue = cadre.with_columns(textes) if textes else cadre
-        res = vue.select(pl.all_horizontal(conditions).alias("_c")).to_series()
-        if res.len() != n:
-            return np.full(n, bool(res[0]) if res.len() else False)
-        return res.to_numpy().astype(np.bool_, copy=True)
+                  if f"_cle_{c}" in cadre.columns]
+        if textes:
+            cadre = cadre.with_columns(textes)
+        return self.evaluer_table(cadre.select([c for c in self.colonnes
+                                                if c in cadre.columns]).to_arrow())
 
 
 # --------------------------------------------------------------------------- examination
@@ -352,7 +415,7 @@ def _examiner(blk: bytes, premiere: int, sep: str, nchamps: int, final: bool) ->
         blanches[un] = octets[debuts[un]] == 13
         for i in np.flatnonzero(blanches):
             douteuses.setdefault(int(debuts[i]), int(fins[i]))
-    if np.count_nonzero(octets == 13):  # a CR not followed by LF (but at the very end)
+    if b"\r" in blk:  # a CR not followed by LF (but at the very end)
         cr = np.flatnonzero(octets == 13)
         cr = cr[cr < n - 1]
         for p in cr[octets[cr + 1] != 10]:
@@ -568,21 +631,30 @@ class _Lecteur:
                 table = table.append_column("_ligne", tableau(lignes))
             return _Bloc(ex.lignes, rejets, ex.vides, ex.suites, table, None, None, ex.reste,
                          blk)
-        cadre = pl.from_arrow(table) if table.num_rows else pl.DataFrame(
-            {c: pl.Series([], dtype=pl.String) for c in self.presentes})
-        cadre = avec_cles(cadre, self.cles) if self.cles else cadre
-        garde = self.garder.evaluer(cadre.select(
-            [c for c in cadre.columns if c in self.garder.colonnes
-             or c.removeprefix("_cle_") in self.garder.colonnes]))
+        # (identifiers as numbers, read from the Arrow buffers: the key stored for a column of
+        # CLES_NUMERIQUES, the key the condition looks up for one of CHIFFRES_RECHERCHE)
+        cles = {c: cle_numerique(table.column(c), k) for c, k in self.cles.items()}
+        dans = self.garder.colonne
+        if dans in CHIFFRES_RECHERCHE and dans not in cles and dans in table.column_names:
+            cles[dans] = cle_numerique(table.column(dans), CHIFFRES_RECHERCHE[dans])
+        garde = self.garder.evaluer_table(table, cles)
         rangs = np.flatnonzero(garde)
         if en_deux:
             gardees = self._relire(ex, records[rangs])
         else:
             gardees = table.take(tableau(rangs))
         gardees = gardees.append_column("_rang", tableau(rangs))
-        noms = [x for c in self.toujours for x in ((f"_cle_{c}", c) if c in self.cles else (c,))]
-        principal = cadre.select(noms).to_arrow().append_column("_garder", tableau(garde)) \
-            if noms else pa.table({"_garder": tableau(garde)})
+        colonnes, noms = [], []
+        for c in self.toujours:
+            texte = table.column(c)
+            texte = texte.combine_chunks() if texte.num_chunks != 1 else texte.chunk(0)
+            if c in self.cles:
+                colonnes += [tableau(cles[c]), reste_de_cle(texte, cles[c])]
+                noms += [f"_cle_{c}", c]
+            else:
+                colonnes.append(texte)
+                noms.append(c)
+        principal = pa.Table.from_arrays([*colonnes, tableau(garde)], names=[*noms, "_garder"])
         if self.numeroter:  # thinned and numbered: every row keeps its physical line
             principal = principal.append_column("_ligne", tableau(lignes))
         return _Bloc(ex.lignes, rejets, ex.vides, ex.suites, principal, gardees,
@@ -675,7 +747,7 @@ def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateu
     taille = taille or TAILLE_BLOC
     lecteur = _Lecteur(colonnes_fichier, colonnes, separateur, garder, toujours, numeroter)
     lecture = Lecture()
-    vus: set = set()
+    vus = _Vus()
     premiere = 2
     with ThreadPoolExecutor(max_workers=fils) as pool, \
             ThreadPoolExecutor(max_workers=1) as ecrivain:
@@ -743,34 +815,65 @@ def _renumeroter(bloc: _Bloc, lecteur: _Lecteur, brut: bytes, premiere: int,
     return bloc
 
 
-def _sans_doublons(bloc: _Bloc, colonne: str, vus: set, brut: bytes) -> _Bloc:
+class _Vus:
+    """The identifiers of the kept rows seen so far (:func:`_sans_doublons`): those of
+    digits as numbers (the largest one, and a sorted array merged only when a block does not
+    come after it: never for a file sorted as INSEE publishes it), the others as text."""
+
+    def __init__(self) -> None:
+        self.plus_grand = -1
+        self.triees = np.zeros(0, np.int64)
+        self.a_fusionner: list[np.ndarray] = []
+        self.textes: set[str] = set()
+
+    def deja(self, cles: np.ndarray) -> np.ndarray:
+        """Whether each key (>= 0) was seen in an earlier block."""
+        if not len(cles) or int(cles.min()) > self.plus_grand:
+            return np.zeros(len(cles), np.bool_)
+        if self.a_fusionner:
+            self.triees = _uniques_tries(np.concatenate([self.triees, *self.a_fusionner]))
+            self.a_fusionner = []
+        pos = np.minimum(np.searchsorted(self.triees, cles), len(self.triees) - 1)
+        return self.triees[pos] == cles
+
+    def ajouter(self, cles: np.ndarray) -> None:
+        if len(cles):
+            self.a_fusionner.append(cles)
+            self.plus_grand = max(self.plus_grand, int(cles.max()))
+
+
+def _sans_doublons(bloc: _Bloc, colonne: str, vus: _Vus, brut: bytes) -> _Bloc:
     """The kept rows whose ``colonne`` was seen before (in this block or an earlier one)
     rejected (``<colonne>_en_double``), out of both tables; ``vus`` updated (identifiers of
-    digits only as numbers, the others as text)."""
+    :data:`CHIFFRES_RECHERCHE` digits as numbers, the others as text; a null is never a
+    repeat)."""
     g = bloc.gardees
     if g is None or not g.num_rows or colonne not in g.column_names:
         return bloc
-    valeurs = pl.from_arrow(g.column(colonne))
-    nombres = valeurs.str.contains(r"^[0-9]{1,18}$").fill_null(False)
-    cles = pl.select(pl.when(nombres).then(valeurs.cast(pl.Int64, strict=False))
-                     .otherwise(None).alias("n"), pl.when(~nombres).then(valeurs)
-                     .alias("t"))
-    premiers = cles.select(
-        pl.when(pl.col("n").is_not_null()).then(pl.col("n").is_first_distinct())
-        .when(pl.col("t").is_not_null()).then(pl.col("t").is_first_distinct())
-        .otherwise(True).alias("p"))["p"].to_numpy()
-    doubles_a = np.flatnonzero(~premiers)
-    nums = set(cles["n"].drop_nulls().to_list())
-    textes = set(cles["t"].drop_nulls().to_list())
-    deja = (nums & vus) | (textes & vus)
-    vus |= nums
-    vus |= textes
-    if deja:
-        n_ou_t = cles.select(pl.coalesce(pl.col("n").cast(pl.String), pl.col("t"))
-                             .alias("v"))["v"]
-        deja_txt = pl.Series([str(x) for x in deja], dtype=pl.String)
-        avant = np.flatnonzero(n_ou_t.is_in(deja_txt.implode()).to_numpy() & premiers)
-        doubles_a = np.union1d(doubles_a, avant)
+    valeurs = g.column(colonne)
+    chiffres = CHIFFRES_RECHERCHE.get(colonne)
+    cle = cle_numerique(valeurs, chiffres) if chiffres else np.full(g.num_rows, -1, np.int64)
+    double = np.zeros(g.num_rows, np.bool_)
+    nombres = np.flatnonzero(cle >= 0)
+    k = cle[nombres]
+    if len(k) > 1 and not (k[1:] > k[:-1]).all():  # (sorted: no repeat within the block)
+        ordre = np.argsort(k, kind="stable")
+        premiers = ordre[np.append(True, k[ordre][1:] != k[ordre][:-1])]
+        repetes = np.ones(len(k), np.bool_)
+        repetes[premiers] = False
+        double[nombres[repetes]] = True
+    double[nombres] |= vus.deja(k)
+    vus.ajouter(k)
+    valides = numpy_de(valeurs.is_valid()) if valeurs.null_count else True
+    autres = np.flatnonzero((cle < 0) & valides)
+    if len(autres):  # (rare: identifiers that are not of digits)
+        textes = pl.from_arrow(valeurs.take(tableau(autres)))
+        for i, (texte, premier) in enumerate(zip(textes.to_list(),
+                                                 textes.is_first_distinct().to_list())):
+            if not premier or texte in vus.textes:
+                double[autres[i]] = True
+        vus.textes.update(textes.to_list())
+    doubles_a = np.flatnonzero(double)
     if not len(doubles_a):
         return bloc
     doubles_a = doubles_a.astype(np.int64)
