@@ -229,6 +229,48 @@ def test_reconstruction_depuis_le_cache(registre, tmp_path):
     assert {r[0]: r[1] for r in lignes(b)}["10000000100011"] is None
 
 
+def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
+    """(build pipeline) A new base keeps an image of its establishments table in the cache;
+    a rebuild writing the same rows starts from it and gives the same base, table for table;
+    other rows (without the geolocation file) are written anew, never from a stale image."""
+    fichiers = {"etablissements": registre["etab"], "unites_legales": registre["ul"],
+                "geolocalisation": registre["geo"], "millesime": "2024-01", "geographie": "2015"}
+
+    def contenu(b):
+        con = duckdb.connect(str(b), read_only=True)
+        try:
+            return {t: con.execute(f"SELECT * EXCLUDE (millesime) FROM {t} ORDER BY ALL"
+                                   ).fetchall()
+                    for t in ("etablissements", "qpv", "rejets", "transition")}
+        finally:
+            con.close()
+
+    b = tmp_path / "obs.duckdb"
+    travail = tmp_path / "obs.duckdb.travail"
+    premier = B.construire(base=b, **fichiers)
+    images = list(travail.glob("image-*.duckdb"))
+    assert len(images) == 1
+    avant, date_image = contenu(b), images[0].stat().st_mtime_ns
+    assert B.construire(base=b, **fichiers) == premier
+    assert list(travail.glob("image-*.duckdb")) == images
+    assert images[0].stat().st_mtime_ns == date_image  # reused, not written again
+    assert contenu(b) == avant
+    sans_geo = {k: v for k, v in fichiers.items() if k != "geolocalisation"}
+    r = B.construire(base=b, **sans_geo)
+    assert list(travail.glob("image-*.duckdb")) != images  # other rows: a new image
+    neuf = tmp_path / "neuf" / "obs.duckdb"
+    neuf.parent.mkdir()
+    assert B.construire(base=neuf, **sans_geo)["localisees"] == r["localisees"]
+    assert contenu(b) == contenu(neuf) != avant
+    # A base holding another vintage too is written in place (no image of two vintages).
+    B.construire(base=b, **{**fichiers, "millesime": "2023-01"})
+    con = duckdb.connect(str(b), read_only=True)
+    assert con.execute("SELECT millesime, count(*) FROM etablissements GROUP BY 1 ORDER BY 1"
+                       ).fetchall() == [("2023-01", len(avant["etablissements"])),
+                                        ("2024-01", len(avant["etablissements"]))]
+    con.close()
+
+
 @pytest.mark.parametrize("variante", ["triee", "non_triee", "siren_mal_forme"])
 def test_unite_legale_en_double_la_premiere_ligne_decide(tmp_path, variante):
     """A siren given twice in the legal units: its first row decides (METHODOLOGY 3), even

@@ -768,7 +768,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     try:
         _ecrire(base, millesime, meta,
                 dans_df.with_columns(pl.lit(millesime).alias("millesime")),
-                qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")))
+                qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")),
+                travail)
     except BaseException:
         shutil.rmtree(rejets_prepares, ignore_errors=True)
         raise
@@ -834,16 +835,35 @@ def _remplacable(base: Path, millesime: str) -> bool:
         con.close()
 
 
+def _cle_image(etab: pl.DataFrame) -> str:
+    """Key of the base image of ``etab`` (:func:`_ecrire`): its rows' hashes, its schema,
+    the versions that write it."""
+    h = hashlib.sha256(f"{__version__}|{duckdb.__version__}|{pl.__version__}|{SCHEMA}|"
+                       f"{etab.schema}|{etab.height}".encode())
+    h.update(etab.hash_rows(seed=21).to_numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
 def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
-            rejets: list, discordances: pl.DataFrame) -> None:
-    """Write one vintage into a copy of the base, then swap it in atomically."""
+            rejets: list, discordances: pl.DataFrame, travail: Path | None = None) -> None:
+    """Write one vintage into a copy of the base, then swap it in atomically.
+
+    When the base holds nothing but this vintage (a new file is started), the file holding
+    only the establishments table is kept in ``travail`` (``image-<key>.duckdb``, the key
+    being the rows written): a later build writing the same rows (a rebuild from the cache)
+    starts from a copy of that file instead of inserting them again."""
     temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
     fermer_connexions(base)
     for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
         if f.exists():
             f.unlink()
-    if base.exists() and not _remplacable(base, millesime):
+    neuve = not (base.exists() and not _remplacable(base, millesime))
+    if not neuve:
         shutil.copyfile(base, temporaire)
+    image = travail / f"image-{_cle_image(etab)}.duckdb" if neuve and travail else None
+    ecrite = image is not None and image.exists()
+    if ecrite:
+        shutil.copyfile(image, temporaire)
     try:
         con = duckdb.connect(str(temporaire))
         try:
@@ -852,17 +872,25 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             existe = con.execute("SELECT count(*) FROM information_schema.tables WHERE "
                                  "table_name = 'etablissements'").fetchone()[0]
             for table in ("millesimes", "qpv", "rejets", "discordances_qpv_insee") + (
-                    ("etablissements",) if existe else ()):
+                    ("etablissements",) if existe and not ecrite else ()):
                 con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
-            # (in slices: the Arrow copy of one slice at a time, not of the whole frame)
-            if not existe:
-                con.register("_etab", etab.head(0).to_arrow())
-                con.execute("CREATE TABLE etablissements AS SELECT * FROM _etab")
+            if not ecrite:  # (one insert from Arrow: no copy of the frame, DuckDB's threads)
+                con.register("_etab", etab.to_arrow())
+                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab" if existe
+                            else "CREATE TABLE etablissements AS SELECT * FROM _etab")
                 con.unregister("_etab")
-            for tranche in etab.iter_slices(250_000):
-                con.register("_etab", tranche.to_arrow())
-                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab")
-                con.unregister("_etab")
+            if image is not None and not ecrite:  # the image: this table alone, then the rest
+                con.execute("COMMIT")
+                con.execute("CHECKPOINT")
+                for ancienne in travail.glob("image-*.duckdb*"):
+                    ancienne.unlink()
+                partielle = image.with_name(image.name + f".partiel-{os.getpid()}")
+                try:
+                    shutil.copyfile(temporaire, partielle)
+                    os.replace(partielle, image)
+                finally:
+                    partielle.unlink(missing_ok=True)
+                con.execute("BEGIN")
             con.register("_qpv", qpv.to_arrow())
             con.execute("INSERT INTO qpv BY NAME SELECT * FROM _qpv")
             con.register("_disc", discordances.to_arrow())
