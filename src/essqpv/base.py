@@ -263,11 +263,14 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     )
     dans = classees.filter(pl.col("famille").is_not_null()
                            & pl.col("motif_exclusion").is_null())
+    # (the keys of every row, hundreds of MB at the national scale, freed before the
+    # kept rows are joined)
+    actives_n = cles_actives.height
+    sans_ul = _compter_sans_unite_legale(cles_ul, cles_actives, textes_ul, textes_actives)
+    del cles_ul, cles_actives, textes_ul, textes_actives
     dans_df, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
-    return dans_df, {**comptes_df.row(0, named=True), "actives": cles_actives.height,
-                     "sans_ul": _compter_sans_unite_legale(cles_ul, cles_actives, textes_ul,
-                                                           textes_actives),
-                     "acceptees": acceptees_df.item()}
+    return dans_df, {**comptes_df.row(0, named=True), "actives": actives_n,
+                     "sans_ul": sans_ul, "acceptees": acceptees_df.item()}
 
 
 def _cle_derivee(*parties: str) -> str:
