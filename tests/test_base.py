@@ -255,6 +255,10 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
     assert list(travail.glob("image-*.duckdb")) == images
     assert images[0].stat().st_mtime_ns == date_image  # reused, not written again
     assert contenu(b) == avant
+    images[0].write_bytes(b"pas une base")  # a damaged image: the rows are written anew
+    assert B.construire(base=b, **fichiers) == premier
+    assert contenu(b) == avant
+    images = list(travail.glob("image-*.duckdb"))
     sans_geo = {k: v for k, v in fichiers.items() if k != "geolocalisation"}
     r = B.construire(base=b, **sans_geo)
     assert list(travail.glob("image-*.duckdb")) != images  # other rows: a new image

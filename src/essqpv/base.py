@@ -653,6 +653,9 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         discordances = differentes.select("siret", pl.col("qpv").alias("qpv_essqpv"),
                                           "qpv_insee")
 
+    # (only the columns the base keeps, before the employment join copies every row)
+    dans_df = dans_df.select([c for c in dans_df.columns
+                              if c in COLONNES_ETABLISSEMENTS or c == "denomination_usuelle"])
     if v_emp is not None:
         etape("Emplois")
         dans_df = dans_df.join(v_emp.valides.select("siret", "effectif", *COMPTES), on="siret",
@@ -847,6 +850,20 @@ def _cle_image(etab: pl.DataFrame) -> str:
     return h.hexdigest()[:20]
 
 
+def _image_lisible(chemin: Path, lignes: int) -> bool:
+    """Whether a copy of a base image opens and holds ``lignes`` establishments."""
+    try:
+        con = duckdb.connect(str(chemin), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        return con.execute("SELECT count(*) FROM etablissements").fetchone()[0] == lignes
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
 def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
             rejets: list, discordances: pl.DataFrame, travail: Path | None = None) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically.
@@ -867,6 +884,10 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
     ecrite = image is not None and image.exists()
     if ecrite:
         shutil.copyfile(image, temporaire)
+        if not _image_lisible(temporaire, etab.height):  # (damaged: written anew)
+            temporaire.unlink()
+            image.unlink()
+            ecrite = False
     try:
         con = duckdb.connect(str(temporaire))
         try:
