@@ -775,7 +775,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         _ecrire(base, millesime, meta,
                 dans_df.with_columns(pl.lit(millesime).alias("millesime")),
                 qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")),
-                travail)
+                travail, etape)
     except BaseException:
         shutil.rmtree(rejets_prepares, ignore_errors=True)
         raise
@@ -865,7 +865,8 @@ def _image_lisible(chemin: Path, lignes: int) -> bool:
 
 
 def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
-            rejets: list, discordances: pl.DataFrame, travail: Path | None = None) -> None:
+            rejets: list, discordances: pl.DataFrame, travail: Path | None = None,
+            etape: Progression | None = None) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically.
 
     When the base holds nothing but this vintage (a new file is started), the file holding
@@ -930,7 +931,11 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             con.execute(f"INSERT INTO millesimes ({colonnes}) VALUES ({marques})",
                         list(meta.values()))
             from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
+            if etape is not None:
+                etape("Transition 2015 → 2024")
             transition.ecrire(con, millesime)
+            if etape is not None:
+                etape("Enregistrement de la base")
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
