@@ -1,0 +1,61 @@
+"""One build, stage by stage: wall time, CPU time of the process and peak RSS of each stage.
+
+Run (``PYTHONPATH`` picks the code measured, e.g. another worktree's ``src`` to alternate
+two versions on the same files)::
+
+    nice .venv/bin/python benchmarks/etapes.py <dossier du registre> <base.duckdb>
+
+Prints one line per stage (name, wall s, CPU s, peak RSS GiB during the stage), the totals,
+and the main counts (rows read, ESS rows, in scope, in QPV, legal-unit rows), to compare two
+versions alternated under the same load (the machine is shared: compare CPU times).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+NOMS = {"etablissements": "StockEtablissement_utf8.csv",
+        "unites_legales": "StockUniteLegale_utf8.csv",
+        "geolocalisation": "GeolocalisationEtablissement_Sirene_pour_etudes_statistiques_utf8.csv",
+        "emplois": "emplois.csv"}
+
+
+def main() -> None:
+    dossier, base = Path(sys.argv[1]), Path(sys.argv[2])
+    courant = {"etape": "imports", "pic": 0}
+    lignes = []
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def echantillonner() -> None:
+        while True:
+            courant["pic"] = max(courant["pic"], rss())
+            time.sleep(0.05)
+
+    threading.Thread(target=echantillonner, daemon=True).start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    dernier = [t0, c0]
+
+    def etape(nom: str) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        lignes.append((courant["etape"], round(t - dernier[0], 2), round(c - dernier[1], 2),
+                       round(courant["pic"] / 2**30, 2)))
+        courant["etape"], courant["pic"], dernier[:] = nom, rss(), [t, c]
+
+    from essqpv.base import construire
+    r = construire(**{role: dossier / nom for role, nom in NOMS.items()},
+                   millesime="2024-01", base=base, progression=etape)
+    etape("fin")
+    for ligne in lignes:
+        print(*ligne, sep="\t")
+    print("TOTAL", round(time.perf_counter() - t0, 2), round(time.process_time() - c0, 2))
+    print("COMPTES", r["lignes_lues"], r["ess"], r["dans_perimetre"], r["en_qpv"],
+          r["unites_legales"]["lignes_lues"])
+
+
+if __name__ == "__main__":
+    main()
