@@ -408,3 +408,34 @@ def test_doublons_hors_ordre_et_textes_a_travers_les_blocs(monkeypatch, tmp_path
     assert conv.cadre().collect()["c1"].to_list() == ["v0", "v1", "v2", "v4", "v7", "v8",
                                                        "v9"]
     assert conv.equilibree
+
+
+@pytest.mark.parametrize("part", [0.0, 0.3, 2.0])
+def test_lecture_large_ou_en_deux_memes_lignes(monkeypatch, tmp_path, part):
+    """A thinned block is parsed in two passes (narrow, then the kept lines) or whole at once
+    after a block that kept many rows: the same rows, rejects and line numbers either way."""
+    monkeypatch.setattr(lecteur, "TAILLE_BLOC", 300)
+    lignes = ["siret,c1,c2"]
+    for i in range(120):  # a dense run of kept rows, then sparse ones, with faults planted
+        garde = "O" if i < 40 or i % 17 == 0 else "N"
+        lignes.append(f"{i:014d},{garde},\"v, {i}\"" if i % 5 else f"{i:014d},{garde}")
+    lignes[60] = '"ouvert,N,x'
+    contenu = ("\n".join(lignes) + "\n").encode()
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(contenu)
+    source = sirene.FichierSource(role="etablissements", chemin=chemin, csv=chemin,
+                                  colonnes=["siret", "c1", "c2"], separateur=",",
+                                  variante="test", taille=len(contenu))
+    resultats = []
+    for p in (part, 2.0):
+        monkeypatch.setattr(lecteur, "PART_LECTURE_LARGE", p)
+        conv = sirene.convertir(source, ["siret", "c1", "c2"], tmp_path / f"r{p}.arrow",
+                                garder=Condition(pl.col("c1") == "O"), toujours=("siret",))
+        resultats.append(([(r.ligne, r.motif) for r in conv.rejets],
+                          conv.cadre().collect().rows()))
+    assert resultats[0] == resultats[1]
+    rejets, rangees = resultats[0]
+    assert {m for _, m in rejets} == {"champs_manquants", "guillemets_invalides"}
+    # (the rows of two fields are rejected: every fifth one)
+    assert sum(1 for r in rangees if r[1] == "O") == len(
+        [i for i in range(120) if (i < 40 or i % 17 == 0) and i % 5])

@@ -57,6 +57,7 @@ __all__ = ["CHIFFRES_RECHERCHE", "CLES_NUMERIQUES", "MOTIFS", "SUITE_MAX_LIGNES"
 TAILLE_BLOC = 16 << 20  # bytes read per block (whole lines)
 SUITE_MAX_LIGNES = 8  # lines a quoted field may span
 SUITE_MAX_OCTETS = 64 << 10  # bytes a multi-line record may hold
+PART_LECTURE_LARGE = 0.3  # kept share above which a thinned block is parsed whole at once
 
 # Reject reasons (French slugs, stable: they are public).
 MOTIFS = {
@@ -566,6 +567,7 @@ class _Lecteur:
         self.cles = {c: CLES_NUMERIQUES[c] for c in self.toujours
                      if c in CLES_NUMERIQUES and garder is not None}
         # (the columns read for every row of a thinned file)
+        self.part_gardee = 0.0  # share of rows the last block parsed kept
         self.etroites = [c for c in self.presentes
                          if garder is not None and (c in self.toujours or c in garder.colonnes)]
 
@@ -604,9 +606,12 @@ class _Lecteur:
     def bloc(self, blk: bytes, premiere: int, final: bool) -> _Bloc:
         ex = _examiner(blk, premiere, self.sep, self.nchamps, final)
         # Thinned, and one record per line: every row is parsed with the columns the
-        # condition and ``toujours`` need, then the kept lines alone with every column.
+        # condition and ``toujours`` need, then the kept lines alone with every column;
+        # unless the previous block kept many rows (the files are sorted: kept rows come in
+        # runs): then every row with every column at once, the kept ones taken (the same
+        # values; tokenizing the block costs more than building its columns).
         en_deux = self.garder is not None and not ex.multiligne and \
-            len(self.etroites) < len(self.presentes)
+            len(self.etroites) < len(self.presentes) and self.part_gardee < PART_LECTURE_LARGE
         table, invalides = self._parser(ex.tampon, ex.multiligne,
                                         self.etroites if en_deux else None)
         rejets = list(ex.rejets)
@@ -639,6 +644,7 @@ class _Lecteur:
             cles[dans] = cle_numerique(table.column(dans), CHIFFRES_RECHERCHE[dans])
         garde = self.garder.evaluer_table(table, cles)
         rangs = np.flatnonzero(garde)
+        self.part_gardee = len(rangs) / max(1, len(garde))  # (a hint for the next block)
         if en_deux:
             gardees = self._relire(ex, records[rangs])
         else:
