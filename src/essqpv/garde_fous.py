@@ -33,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def point_arret(etape: str) -> None:
     nom, _, mode = demande.partition(":")
     if nom == etape:
         os.kill(os.getpid(), signal.SIGSTOP if mode == "pause" else signal.SIGKILL)
+        if mode == "pause":  # resumed: a signal sent while stopped may have reached another
+            time.sleep(0.5)  # thread; its Python handler runs here, before the next step
 
 
 # --------------------------------------------------------------------------- lock
