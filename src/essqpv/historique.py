@@ -38,7 +38,6 @@ from essqpv import __version__, perimeter, reference
 from essqpv.config import LICENCE_DONNEES
 from essqpv.errors import BaseInvalide, FichierInvalide, ParametreInvalide
 from essqpv.sources import historique as H
-from essqpv.sources.lecteur import Condition
 
 __all__ = ["construire_historique", "serie", "points_de", "GEOGRAPHIES", "ANNEE_DEBUT",
            "AVERTISSEMENT_EFFECTIFS", "disponible"]
@@ -217,22 +216,21 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
     colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
                 "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
-    conv = sirene.convertir(src, colonnes, travail / "stock.arrow",
-                            garder=Condition(dans=("siret", sirets)))
-    df = (conv.lire_gardees().drop("_rang").rename(
-        {c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes}).unique("siret")
-        .collect())
-    compte = {"fichier": src.chemin.name, "lignes_lues": conv.lignes_lues,
-              "lignes_rejetees": len(conv.rejets), "trouves": df.height}
+    filtre = H.Filtre(identifiant=("siret", 14, sirets.cast(pl.Int64, strict=False)
+                                   .drop_nulls().to_numpy()))
+    lues, n_lues, rejets, _ = H.lire_filtre(src, colonnes, filtre)
+    df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
+          .unique("siret", keep="first"))
+    compte = {"fichier": src.chemin.name, "lignes_lues": n_lues,
+              "lignes_rejetees": len(rejets), "trouves": df.height}
     if geolocalisation is not None:
         gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
         gcols = list(B.RENOMMAGE_GEOLOCALISATION)
-        gconv = sirene.convertir(gsrc, gcols, travail / "geo.arrow",
-                                 garder=Condition(dans=("siret", sirets)))
-        geo = (gconv.lire_gardees().drop("_rang").rename(B.RENOMMAGE_GEOLOCALISATION)
+        glues, _, _, _ = H.lire_filtre(gsrc, gcols, filtre)
+        geo = (glues.select(gcols).rename(B.RENOMMAGE_GEOLOCALISATION)
                .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
                                                      "geo_qualite", "geo_epsg")
-               .with_columns(pl.lit(True).alias("geo_present")).collect())
+               .with_columns(pl.lit(True).alias("geo_present")))
         df = df.join(geo, on="siret", how="left").with_columns(
             pl.col("geo_present").fill_null(False))
     else:
@@ -388,14 +386,14 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     cjs = regles.filter(pl.col("regle") == "categorie_juridique")["valeur"].to_list()
     valeurs_ess = regles.filter(pl.col("regle") == "ess")["valeur"].to_list()
     # the name rule needs the ESS flag too: these two cover every ESS period
-    garder_ul = Condition(pl.col("categorieJuridiqueUniteLegale").is_in(cjs)
-                          | pl.col("economieSocialeSolidaireUniteLegale").is_in(valeurs_ess))
+    garder_ul = H.Filtre(codes={"categorieJuridiqueUniteLegale": cjs,
+                                "economieSocialeSolidaireUniteLegale": valeurs_ess})
     uh = H.charger(unites_legales_historique, H.UNITES_LEGALES, travail, garder_ul)
     ul = _unites_legales_ess(uh.periodes)
     etape("Lecture de l'historique des établissements")
-    sirens = ul["siren"].unique()
+    sirens = ul["siren"].unique().cast(pl.Int64, strict=False).drop_nulls().to_numpy()
     eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
-                   Condition(dans=("siren", sirens)))
+                   H.Filtre(identifiant=("siren", 9, sirens)))
 
     etape("Périodes dans le champ de l'ESS")
     etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)

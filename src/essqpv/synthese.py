@@ -1804,15 +1804,20 @@ def _periodes(debut: pl.Series, coupures: dict[str, np.ndarray],
         pl.col("_debut"), *[pl.when(pl.col(c) > pl.col("_debut")).then(pl.col(c)) for c in cols])
         .list.drop_nulls().list.unique().list.sort().alias("_starts")).with_row_index("_i")
     p = cadre.explode("_starts").rename({"_starts": "dateDebut"})
+    # (the periods of one identifier are contiguous rows: shifts need no window)
+    meme_suivant = pl.col("_i").shift(-1) == pl.col("_i")
+    rang = pl.int_range(pl.len(), dtype=pl.Int64)
     return p.with_columns(
-        (pl.col("dateDebut").shift(-1).over("_i") - pl.duration(days=1)).alias("dateFin"),
-        pl.int_range(pl.len()).over("_i").alias("_rang"))
+        pl.when(meme_suivant).then(pl.col("dateDebut").shift(-1) - pl.duration(days=1))
+        .alias("dateFin"),
+        (rang - pl.when(pl.col("_i") != pl.col("_i").shift(1).fill_null(-1)).then(rang)
+         .forward_fill()).alias("_rang"))
 
 
 def _changement(col: str, ident: str) -> pl.Expr:
     """``true``/``false``: the value differs from the previous period's (INSEE's
     ``changement…`` indicators; the first period of an identifier is ``false``)."""
-    avant = pl.col(col).shift(1).over(ident)
+    avant = pl.col(col).shift(1)  # (contiguous periods; the first one is ``_rang`` 0)
     return (pl.when(pl.col("_rang") == 0).then(pl.lit("false"))
             .when(pl.col(col).fill_null("") != avant.fill_null("")).then(pl.lit("true"))
             .otherwise(pl.lit("false")))
@@ -1840,8 +1845,8 @@ def _periodes_etablissements(rng, e: pl.DataFrame, fin_jour: int) -> pl.DataFram
     recodage = np.where(d0 < _J2008, _J2008, _AUCUNE)
     p = _periodes(debut, {"ferme": fermeture, "act": activite, "emp": employeur,
                           "rev2": recodage}, e)
-    p = p.with_columns(pl.Series("_autre", _NAF_ANCIENS[rng.integers(0, len(_NAF_ANCIENS),
-                                                                     p.height)]))
+    p = p.with_columns(pl.Series("_autre", _NAF_ANCIENS.tolist()).gather(
+        rng.integers(0, len(_NAF_ANCIENS), p.height)))
     avant_act = pl.col("_act").is_not_null() & (pl.col("dateDebut") < pl.col("_act"))
     avant_emp = pl.col("_emp").is_not_null() & (pl.col("dateDebut") < pl.col("_emp"))
     avant_2008 = pl.col("dateDebut") < pl.date(2008, 1, 1)

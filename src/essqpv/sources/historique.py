@@ -9,10 +9,15 @@ of some old units, read as "since always"); the historised values of the period 
 (state, activity and its nomenclature, employer character; for legal units also the legal
 category, the name and the ESS flag).
 
-The files are read as the stocks are (:func:`essqpv.sources.sirene.preparer` and
-:func:`~essqpv.sources.sirene.convertir`: zipped or not, header checked, malformed lines
-rejected with their physical line number, the header being line 1). Then every period kept
-is checked; a period is rejected, unchanged and with its reason, when:
+The files are prepared as the stocks are (:func:`essqpv.sources.sirene.preparer`: zipped or
+not, header checked) and read by :func:`lire_filtre`: a line of the expected shape (ASCII,
+no quote nor CR, the header's number of fields) is judged on its bytes — the identifier or
+codes a series needs, located by the positions of the separators — and only the lines that
+pass are parsed; every other line (quoted fields, another number of fields, blank, CR,
+non-ASCII bytes) is read by the project's reader (:mod:`essqpv.sources.lecteur`) with the
+rules of the stocks: malformed lines rejected with their physical line number, the header
+being line 1. Then every period kept is checked; a period is rejected, unchanged and with
+its reason, when:
 
 - ``date_invalide``: ``dateDebut`` or ``dateFin`` is not an ``AAAA-MM-JJ`` date;
 - ``date_fin_avant_debut``: ``dateFin`` < ``dateDebut``;
@@ -24,8 +29,10 @@ Reconciliation, in physical lines: ``lignes_lues = lignes_rejetees + acceptees``
 rejects by reason add up to ``lignes_rejetees``.
 
 Rows that no series can use (periods of legal units that are never ESS candidates, periods
-of their establishments) are thinned by the reader: they are counted and their lines are
-checked for form, not for dates (``non_verifiees`` in the reconciliation).
+of their establishments) are not parsed: they are counted and their lines are checked for
+form, not for dates (``non_verifiees`` in the reconciliation). At national scale they are
+nine lines in ten: this is what makes the national series affordable
+(``benchmarks/historique.md``).
 
 Public verbs: :func:`charger`, :class:`Historique`.
 """
@@ -34,13 +41,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from essqpv.sources import sirene
-from essqpv.sources.emplois import _lignes_brutes
-from essqpv.sources.lecteur import Condition
+from essqpv.sources.lecteur import numpy_de, tableau
 
-__all__ = ["RENOMMAGE", "Historique", "charger", "MOTIFS"]
+__all__ = ["RENOMMAGE", "Filtre", "Historique", "charger", "lire_filtre", "MOTIFS"]
 
 ETABLISSEMENTS, UNITES_LEGALES = "etablissements_historique", "unites_legales_historique"
 
@@ -144,44 +152,302 @@ def _verifier(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
 
 
 def charger(chemin: str | Path, role: str, travail: str | Path,
-            garder: Condition | None = None) -> Historique:
+            garder: Filtre | None = None) -> Historique:
     """Read and check a historical file (``role``: ``etablissements_historique`` or
     ``unites_legales_historique``).
 
-    ``garder`` thins the rows no series can use (their lines are still read, counted and
-    checked for form; see :func:`essqpv.sources.sirene.convertir`).
+    ``garder`` thins the rows no series can use, judged on each line's bytes
+    (:func:`lire_filtre`): their lines are counted and checked for form (the header's number
+    of fields, no quote, decodable), not parsed nor checked for dates (``non_verifiees``).
     """
     travail = Path(travail)
     source = sirene.preparer(chemin, role, travail / "extraits")
     renommage = RENOMMAGE[role]
-    colonnes = list(renommage)
-    conv = sirene.convertir(source, colonnes, travail / f"{role}.arrow", garder=garder,
-                            numeroter=True)
-    try:
-        if conv.gardees is not None:
-            lignes = (conv.lire().select("_garder", "_ligne").with_row_index("_rang")
-                      .filter(pl.col("_garder")).select("_rang", "_ligne").collect())
-            cadre = (conv.lire_gardees().collect()
-                     .join(lignes.with_columns(pl.col("_rang").cast(pl.Int64)), on="_rang",
-                           how="left").drop("_rang"))
-            non_verifiees = conv.lignes_acceptees - cadre.height
-        else:
-            cadre = conv.lire().collect()
-            non_verifiees = 0
-    finally:
-        for f in (conv.chemin, conv.gardees):
-            if f is not None and f.exists():
-                f.unlink()
+    cadre, lignes_lues, rejets, non_verifiees = lire_filtre(source, list(renommage), garder)
     cadre = _verifier(cadre.rename(renommage), role)
-    rejetees = cadre.filter(pl.col("_motif").is_not_null()).select("_ligne", "_motif")
-    rejets = list(conv.rejets)
+    rejetees = cadre.filter(pl.col("_motif").is_not_null())
     if rejetees.height:
-        contenus = _lignes_brutes(source.csv, set(rejetees["_ligne"].to_list()))
+        contenus = lignes_brutes(source.csv, rejetees.select("_ligne", "_octet", "_longueur"))
         rejets += [sirene.Rejet(int(n), m, contenus.get(int(n), b""))
-                   for n, m in rejetees.iter_rows()]
+                   for n, m in rejetees.select("_ligne", "_motif").iter_rows()]
     rejets.sort(key=lambda r: r.ligne)
     periodes = (cadre.filter(pl.col("_motif").is_null())
-                .drop("_motif", "debut_brut", "fin_brut").rename({"_ligne": "ligne"}))
-    return Historique(role=role, source=source, periodes=periodes,
-                      lignes_lues=conv.lignes_lues, rejets=rejets,
-                      non_verifiees=non_verifiees)
+                .drop("_motif", "debut_brut", "fin_brut", "_octet", "_longueur")
+                .rename({"_ligne": "ligne"}))
+    return Historique(role=role, source=source, periodes=periodes, lignes_lues=lignes_lues,
+                      rejets=rejets, non_verifiees=non_verifiees)
+
+
+# --------------------------------------------------------------------------- fast reading
+
+@dataclass
+class Filtre:
+    """Which lines a later stage can use, judged on the raw bytes of each line before any
+    parsing (the national historical files are mostly periods of units outside the ESS).
+
+    ``identifiant = (colonne, chiffres, valeurs)``: the field is an identifier of exactly
+    ``chiffres`` digits whose number is in ``valeurs`` (the sirens of the ESS candidates,
+    the sirets of their establishments); ``codes = {colonne: valeurs}``: the field's text is
+    one of ``valeurs`` (a legal category, the ESS flag) for at least one of the columns.
+    :meth:`expression` is the same condition on parsed columns (for the lines read whole).
+    """
+
+    identifiant: tuple[str, int, np.ndarray] | None = None
+    codes: dict[str, list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.identifiant is not None:
+            c, k, v = self.identifiant
+            self.identifiant = (c, k, np.unique(np.asarray(v, np.int64)))
+            self._nombres = pl.Series(self.identifiant[2], dtype=pl.Int64).implode()
+        self._codes = {c: pl.Series(v, dtype=pl.String).implode()
+                       for c, v in (self.codes or {}).items()}
+
+    def colonnes(self) -> list[str]:
+        return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {})
+
+    def expression(self) -> pl.Expr:
+        conditions = []
+        if self.identifiant is not None:
+            c, k, _ = self.identifiant
+            conditions.append(pl.col(c).str.contains(f"^[0-9]{{{k}}}$")
+                              & pl.col(c).cast(pl.Int64, strict=False).is_in(self._nombres))
+        for c, valeurs in self._codes.items():
+            conditions.append(pl.col(c).is_in(valeurs))
+        return pl.any_horizontal(conditions).fill_null(False)
+
+
+def _octets_des_champs(a: np.ndarray, debut: np.ndarray, fin: np.ndarray,
+                       largeur: int, completer: bool = True) -> np.ndarray:
+    """The first ``largeur`` bytes of each field [debut, fin), as an (n, largeur) uint8
+    array (``completer``: zero beyond the field's end)."""
+    pos = debut[:, None] + np.arange(largeur)
+    np.minimum(pos, len(a) - 1, out=pos)
+    octets = a[pos]
+    return np.where(pos < fin[:, None], octets, 0).astype(np.uint8) if completer else octets
+
+
+def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
+                   fins: np.ndarray, virg: np.ndarray, idx0: np.ndarray,
+                   index: dict[str, int], nchamps: int) -> np.ndarray:
+    """The filter on lines of the expected shape (no quote, ``nchamps`` fields)."""
+
+    def bornes(colonne: str) -> tuple[np.ndarray, np.ndarray]:
+        j = index[colonne]
+        d = debuts if j == 0 else virg[idx0 + j - 1] + 1
+        f = virg[idx0 + j] if j < nchamps - 1 else fins
+        return d, f
+
+    garde = np.zeros(len(debuts), np.bool_)
+    if filtre.identifiant is not None:
+        c, k, valeurs = filtre.identifiant
+        d, f = bornes(c)
+        o = _octets_des_champs(a, d, f, k, completer=False) - np.uint8(48)  # (wraps < 0)
+        chiffres = ((f - d) == k) & np.all(o <= 9, axis=1)
+        nombres = o.astype(np.int64) @ (10 ** np.arange(k - 1, -1, -1, dtype=np.int64))
+        i = np.searchsorted(valeurs, nombres)
+        i[i >= len(valeurs)] = 0
+        garde |= chiffres & (valeurs[i] == nombres) if len(valeurs) else False
+    for c, permis in (filtre.codes or {}).items():
+        d, f = bornes(c)
+        k = max((len(p.encode()) for p in permis), default=1)
+        o = _octets_des_champs(a, d, f, k).copy().view(f"S{k}").ravel()
+        ok = np.isin(o, np.array([p.encode() for p in permis], dtype=f"S{k}"))
+        garde |= ok & ((f - d) <= k)
+    return garde
+
+
+@dataclass
+class _Partie:
+    """What one block gives: parsed rows (physical line ``_ligne``, byte offset ``_octet``
+    and length ``_longueur`` of the line), rejects, and the lines not parsed."""
+
+    lignes: int
+    table: pa.Table | None
+    rejets: list
+    non_lues: int
+    reste: bytes = b""
+
+
+class _LecteurFiltre:
+    """Reads the blocks of one file: the lines of the expected shape (ASCII, no quote, no
+    CR, the header's number of fields) are filtered on their bytes; the others and the kept
+    ones are read by the project's reader (:class:`essqpv.sources.lecteur._Lecteur`),
+    with every rule of the stocks."""
+
+    def __init__(self, source: sirene.FichierSource, colonnes: list[str],
+                 filtre: Filtre | None) -> None:
+        from essqpv.sources.lecteur import _Lecteur
+        self.lecteur = _Lecteur(source.colonnes, colonnes, source.separateur, None, (), True)
+        self.filtre = filtre
+        self.nchamps = len(source.colonnes)
+        self.sep = ord(source.separateur)
+        self.index = {c: source.colonnes.index(c) for c in (filtre.colonnes() if filtre else [])}
+
+    def _lire(self, tampon: bytes, lignes: np.ndarray, debuts: np.ndarray,
+              longueurs: np.ndarray, decalage: int, final: bool) -> tuple:
+        """Lines of ``tampon`` (whole lines) read by the project's reader; ``lignes``,
+        ``debuts``, ``longueurs``: physical line, byte offset and length of each."""
+        b = self.lecteur.bloc(tampon, 0, final)
+        for r in b.rejets:
+            r.ligne = int(lignes[r.ligne])
+        t = b.table
+        rel = numpy_de(t.column("_ligne")) if t.num_rows else np.zeros(0, np.int64)
+        t = t.drop_columns(["_ligne"])
+        t = t.append_column("_ligne", tableau(lignes[rel]))
+        t = t.append_column("_octet", tableau(debuts[rel] + decalage))
+        t = t.append_column("_longueur", tableau(longueurs[rel]))
+        return t, b.rejets, b
+
+    def bloc(self, blk: bytes, premiere: int, decalage: int, final: bool) -> _Partie:
+        """``blk``: whole lines starting at physical line ``premiere``, byte ``decalage`` of
+        the file."""
+        a = np.frombuffer(blk, np.uint8)
+        fins = np.flatnonzero(a == 10)
+        if len(blk) and blk[-1] != 10:
+            fins = np.append(fins, len(blk))
+        n = len(fins)
+        debuts = np.zeros(n, np.int64)
+        debuts[1:] = fins[:-1] + 1
+        longueurs = fins - debuts
+        lignes = premiere + np.arange(n, dtype=np.int64)
+        virg = np.flatnonzero(a == self.sep)
+        idx = np.searchsorted(virg, fins)
+        idx0 = np.zeros(n, np.int64)
+        idx0[1:] = idx[:-1]
+        sure = ((idx - idx0) == self.nchamps - 1) & (longueurs > 0)
+        impair = False
+        if b'"' in blk:
+            q = np.flatnonzero(a == 34)
+            nq = np.diff(np.concatenate([[0], np.searchsorted(q, fins)]))
+            sure &= nq == 0
+            impair = bool(np.any(nq % 2))
+        if b"\r" in blk:
+            sure[np.searchsorted(fins, np.flatnonzero(a == 13))] = False
+        if not blk.isascii():  # (decodable or not: the project's reader judges those lines)
+            sure[np.unique(np.searchsorted(fins, np.flatnonzero(a >= 128)))] = False
+        if impair:
+            # a record that may span lines: the whole block is read by the project's
+            # reader (rare)
+            t, rejets, b = self._lire(blk, lignes, debuts, longueurs, decalage, final)
+            return _Partie(b.lignes, self._filtrer(t), rejets, 0, b.reste)
+        if self.filtre is None:
+            garde = sure
+        else:
+            s = np.flatnonzero(sure)
+            garde = np.zeros(n, np.bool_)
+            garde[s] = _garder_lignes(self.filtre, a, self.sep, debuts[s], fins[s], virg,
+                                      idx0[s], self.index, self.nchamps)
+        lire = garde | ~sure
+        non_lues = int(n - np.count_nonzero(lire))
+        k = np.flatnonzero(lire)
+        if not len(k):
+            return _Partie(n, None, [], non_lues)
+        if len(k) == n:
+            tampon = blk
+        else:
+            morceaux = [blk[d:f + 1] for d, f in zip(debuts[k].tolist(), fins[k].tolist())]
+            tampon = b"".join(morceaux)
+            if not tampon.endswith(b"\n"):
+                tampon += b"\n"
+        t, rejets, _ = self._lire(tampon, lignes[k], debuts[k], longueurs[k], decalage, True)
+        # the rows of lines kept on their bytes pass; the others are judged on their fields
+        a_juger = ~sure[numpy_de(t.column("_ligne")) - premiere] if t.num_rows else None
+        return _Partie(n, self._filtrer(t, a_juger), rejets, non_lues)
+
+    def _filtrer(self, t: pa.Table, a_juger: np.ndarray | None = None) -> pa.Table:
+        """The rows of ``t`` that pass the filter (``a_juger``: only those rows are
+        judged, the others pass)."""
+        if self.filtre is None or not t.num_rows:
+            return t
+        if a_juger is not None and not a_juger.any():
+            return t
+        garde = pl.from_arrow(t.select(self.filtre.colonnes())).select(
+            self.filtre.expression()).to_series().to_numpy()
+        if a_juger is not None:
+            garde = garde | ~a_juger
+        return t.filter(pa.array(garde))
+
+
+def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtre | None,
+                fils: int = 2, taille: int | None = None) -> tuple[pl.DataFrame, int, list, int]:
+    """Read ``source`` keeping the lines that pass ``filtre`` (all when None).
+
+    Returns (rows with ``colonnes``, ``_ligne``, ``_octet``, ``_longueur``; physical lines
+    after the header; rejects sorted by line; lines accepted but not read: of the expected
+    shape — ASCII, no quote nor CR, the header's number of fields — and not passing the
+    filter). Every line is either read by the project's reader with the rules of the
+    stocks, or of that shape and counted in the last number.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from essqpv.sources.lecteur import TAILLE_BLOC, _blocs
+    lecteur = _LecteurFiltre(source, colonnes, filtre)
+    with open(source.csv, "rb") as flux:
+        entete = flux.readline()
+    tables, rejets = [], []
+    lignes = non_lues = 0
+    premiere, decalage = 2, len(entete)
+    reste = b""
+    with ThreadPoolExecutor(max_workers=fils) as pool:
+        blocs = _blocs(Path(source.csv), taille or TAILLE_BLOC)
+        file: deque = deque()
+
+        def soumettre() -> None:
+            b = next(blocs, None)
+            if b is not None:
+                brut = bytes(b[0])
+                file.append((pool.submit(lecteur.bloc, brut, 0, 0, b[1]), brut, b[1]))
+
+        for _ in range(fils + 1):
+            soumettre()
+        while file:
+            futur, brut, final = file.popleft()
+            soumettre()
+            if reste:  # the previous block ended inside a record: read both together
+                futur.cancel()
+                brut = reste + brut
+                partie = lecteur.bloc(brut, premiere, decalage, final)
+            else:
+                partie = futur.result()
+                _decaler(partie, premiere, decalage)
+            lignes += partie.lignes
+            non_lues += partie.non_lues
+            rejets.extend(partie.rejets)
+            if partie.table is not None and partie.table.num_rows:
+                tables.append(partie.table)
+            premiere += partie.lignes
+            decalage += len(brut) - len(partie.reste)
+            reste = partie.reste
+    if reste:
+        raise RuntimeError("lecture : fin de fichier dans un enregistrement")
+    rejets.sort(key=lambda r: r.ligne)
+    schema = {c: pl.String for c in colonnes} | {"_ligne": pl.Int64, "_octet": pl.Int64,
+                                                 "_longueur": pl.Int64}
+    cadre = pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame(schema=schema)
+    manquantes = [c for c in colonnes if c not in cadre.columns]
+    cadre = cadre.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in manquantes)
+    return cadre.select(*colonnes, "_ligne", "_octet", "_longueur"), lignes, rejets, non_lues
+
+
+def _decaler(partie: _Partie, premiere: int, decalage: int) -> None:
+    """A block analysed before its first line and byte were known: shift them."""
+    for r in partie.rejets:
+        r.ligne += premiere
+    if partie.table is not None and partie.table.num_rows:
+        t = partie.table
+        for c, d in (("_ligne", premiere), ("_octet", decalage)):
+            v = numpy_de(t.column(c)) + d
+            t = t.set_column(t.column_names.index(c), c, tableau(v))
+        partie.table = t
+
+
+def lignes_brutes(chemin: Path, octets: pl.DataFrame) -> dict[int, bytes]:
+    """The unchanged bytes of lines (``_ligne``, ``_octet``, ``_longueur``), by seeking."""
+    contenus: dict[int, bytes] = {}
+    with open(chemin, "rb") as flux:
+        for n, o, k in octets.sort("_octet").iter_rows():
+            flux.seek(o)
+            contenus[int(n)] = flux.read(k).removesuffix(b"\r")
+    return contenus

@@ -1,0 +1,86 @@
+"""The fast reading of the historical files (:func:`essqpv.sources.historique.lire_filtre`):
+lines filtered on their bytes, the others read by the project's reader. On a file with
+every kind of awkward line, in small blocks (records across block boundaries), it keeps
+exactly the rows and rejects exactly the lines the project's reader keeps and rejects."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from essqpv.sources import historique as H
+from essqpv.sources import sirene
+
+COLONNES = sirene.colonnes_officielles(H.ETABLISSEMENTS)["colonne"].to_list()
+ESS = ["100000001", "100000003", "100000005"]
+
+
+def _ligne(siren: str, k: int, **champs) -> str:
+    v = {c: "" for c in COLONNES}
+    v.update(siren=siren, nic=f"{k:05d}", siret=f"{siren}{k:05d}", dateDebut="2010-01-01",
+             etatAdministratifEtablissement="A", activitePrincipaleEtablissement="88.10A",
+             nomenclatureActivitePrincipaleEtablissement="NAFRev2", **champs)
+    return ",".join(v[c] for c in COLONNES)
+
+
+def _fichier(d, ouverts: bool) -> bytes:
+    rng = np.random.default_rng(7)
+    lignes = []
+    for k in range(3000):
+        siren = ESS[k % 3] if rng.random() < 0.2 else f"2{k:08d}"
+        lignes.append(_ligne(siren, k))
+        r = rng.random()
+        if r < 0.02:  # a quoted enseigne holding a comma (ESS or not)
+            lignes.append(_ligne(ESS[0] if k % 2 else "299999999", k,
+                                 enseigne1Etablissement='"LA RUCHE, QUARTIER NORD"'))
+        elif r < 0.03 and ouverts:  # a legitimate record on two lines
+            lignes.append(_ligne(ESS[1], k, enseigne1Etablissement='"DEUX\nLIGNES"'))
+        elif r < 0.04:  # one field missing, one too many
+            lignes.append(_ligne(ESS[2], k).rsplit(",", 1)[0])
+            lignes.append(_ligne("288888888", k) + ",en trop")
+        elif r < 0.045:
+            lignes.append("")  # blank line
+        elif r < 0.05 and ouverts:  # a quote never closed (rejected alone)
+            lignes.append(_ligne(ESS[0], k, enseigne1Etablissement='"OUVERT'))
+        elif r < 0.055:  # undecodable bytes, a lone carriage return
+            lignes.append(_ligne(ESS[1], k, enseigne1Etablissement="CAF\xe9"))
+            lignes.append(_ligne(ESS[2], k, enseigne1Etablissement="A\rB"))
+        elif r < 0.06:  # a siren of another length that starts like an ESS one
+            lignes.append(_ligne(ESS[0] + "1", k))
+    texte = (",".join(COLONNES) + "\n" + "\n".join(lignes) + "\n")
+    brut = texte.encode("utf-8").replace("CAF\xe9".encode("utf-8"), b"CAF\xe9")
+    (d / "h.csv").write_bytes(brut)
+    return brut
+
+
+@pytest.mark.parametrize("taille,ouverts", [(1 << 12, True), (1 << 20, True),
+                                            (1 << 12, False), (1 << 20, False)])
+def test_meme_resultat_que_le_lecteur_du_projet(tmp_path, taille, ouverts):
+    """``ouverts``: records on two lines and quotes never closed (their blocks are read
+    whole by the project's reader); without them, every block is filtered on its bytes."""
+    brut = _fichier(tmp_path, ouverts)
+    source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
+    colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
+    filtre = H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])))
+    cadre, lues, rejets, non_lues = H.lire_filtre(source, colonnes, filtre, taille=taille)
+
+    conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
+    tout = conv.lire().collect()
+    attendu = tout.filter(pl.col("siren").is_in(ESS)).sort("_ligne")
+    assert lues == conv.lignes_lues == brut.count(b"\n") - 1
+    assert [(r.ligne, r.motif, r.contenu) for r in rejets] == \
+        [(r.ligne, r.motif, r.contenu) for r in conv.rejets]
+    assert {r.motif for r in rejets} >= {"champs_manquants", "champs_en_trop",
+                                         "octets_non_decodables", "retour_chariot_isole"} | (
+        {"guillemets_invalides"} if ouverts else set())
+    assert cadre.sort("_ligne").select(attendu.columns).equals(attendu)
+    # the lines not read are accepted lines of the reader that the filter does not keep
+    autres = tout.filter(~pl.col("siren").is_in(ESS)).height
+    assert non_lues <= autres
+    if not ouverts:
+        assert autres - 60 <= non_lues  # (the quoted lines are read whole)
+    # each row's offset and length give its line back unchanged
+    lignes = brut.split(b"\n")
+    for n, o, k in cadre.select("_ligne", "_octet", "_longueur").iter_rows():
+        if b'"' not in lignes[n - 1]:
+            assert brut[o:o + k] == lignes[n - 1]
