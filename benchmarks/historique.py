@@ -89,6 +89,87 @@ def _historiques(registre: Path, dossier: Path) -> dict:
     return m
 
 
+# ------------------------------------------------------------------ national scale by tiling
+
+#: files tiled, and whether the siret sits after the siren and the nic (byte 16)
+TUILES = {"StockEtablissementHistorique_utf8.csv": (",", True),
+          "StockUniteLegaleHistorique_utf8.csv": (",", False),
+          N.NOMS["etablissements"]: (",", True),
+          N.NOMS["geolocalisation"]: (";", False)}
+
+
+def _tuiler_fichier(source: Path, cible: Path, tuiles: int, sep: str, siret_16: bool) -> int:
+    """Write ``tuiles`` copies of ``source`` (one header) into ``cible``: copy ``k`` has its
+    identifiers' first digit ``1`` replaced by ``k + 1`` (the synthetic sirens all start with
+    1): the siren at the start of each line and, ``siret_16``, the siret at byte 16 after the
+    siren and the nic. Each copy is a register of its own, the same as the original."""
+    import numpy as np
+    octets = 0
+    with open(cible, "wb") as sortie:
+        for k in range(tuiles):
+            chiffre = ord(str(k + 1))
+            with open(source, "rb") as entree:
+                entete = entree.readline()
+                if k == 0:
+                    sortie.write(entete)
+                reste = b""
+                while True:
+                    morceau = entree.read(64 << 20)
+                    if not morceau and not reste:
+                        break
+                    blk = reste + morceau
+                    coupe = blk.rfind(b"\n") + 1 if morceau else len(blk)
+                    blk, reste = blk[:coupe], blk[coupe:]
+                    a = np.frombuffer(blk, np.uint8).copy()
+                    debuts = np.concatenate([[0], np.flatnonzero(a == 10)[:-1] + 1]) \
+                        if len(a) else np.zeros(0, np.int64)
+                    debuts = debuts[debuts < len(a)]
+                    a[debuts[a[debuts] == 49]] = chiffre
+                    if siret_16:
+                        d = debuts[debuts + 16 < len(a)]
+                        d = d[(a[d + 15] == ord(sep)) & (a[d + 16] == 49)]
+                        a[d + 16] = chiffre
+                    sortie.write(a.tobytes())
+                    octets += len(a)
+    return octets
+
+
+def tuiler(registre: Path, historiques: Path, base: Path, dossier: Path, tuiles: int) -> dict:
+    """National-scale inputs from a register of ``national.py``, its historical files and
+    its base: ``tuiles`` copies of each (stock, geolocation, both historical files, the
+    base's establishments), the identifiers of copy ``k`` starting with ``k + 1``. The series
+    of the tiled inputs are then exactly ``tuiles`` times those of the original: the benchmark
+    checks it."""
+    import shutil
+
+    import duckdb
+    dossier.mkdir(parents=True, exist_ok=True)
+    manifeste = dossier / "manifeste.json"
+    if manifeste.exists():
+        return json.loads(manifeste.read_text("utf-8"))
+    t = time.perf_counter()
+    octets = {}
+    for nom, (sep, siret_16) in TUILES.items():
+        src = (historiques if "Historique" in nom else registre) / nom
+        octets[nom] = _tuiler_fichier(src, dossier / nom, tuiles, sep, siret_16)
+    cible = dossier / "base.duckdb"
+    shutil.copyfile(base, cible)
+    con = duckdb.connect(str(cible))
+    try:
+        colonnes = [r[0] for r in con.execute("DESCRIBE etablissements").fetchall()]
+        remplace = ", ".join(f"'{{k}}' || substr({c}, 2) AS {c}" for c in ("siren", "siret")
+                             if c in colonnes)
+        for k in range(2, tuiles + 1):
+            con.execute(f"INSERT INTO etablissements SELECT * REPLACE ({remplace.format(k=k)}) "
+                        "FROM etablissements WHERE substr(siret, 1, 1) = '1'")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    m = {"tuiles": tuiles, "octets": octets, "duree_s": round(time.perf_counter() - t, 1)}
+    manifeste.write_text(json.dumps(m, indent=1), "utf-8")
+    return m
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Benchmark des séries historiques (ticket 20).")
     ap.add_argument("--etablissements", type=int, default=40_000_000)
@@ -99,6 +180,9 @@ def main() -> None:
     ap.add_argument("--repetitions", type=int, default=1)
     ap.add_argument("--qpv", type=Path, default=QPV2024 if QPV2024.exists() else Path("-"),
                     help="contours de la seconde géographie (2024 ; « - » : aucune)")
+    ap.add_argument("--tuiles", type=int, default=1,
+                    help="échelle nationale par copies : N copies du registre, de ses fichiers "
+                         "historiques et de sa base (identifiants décalés), dans --donnees")
     ap.add_argument("--interne", nargs=5, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.interne:
@@ -109,12 +193,19 @@ def main() -> None:
     n = json.loads((registre / "manifeste.json").read_text("utf-8"))["etablissements"]
     base = TRAVAIL / f"historique-{n}.duckdb"
     _base(registre, base)
-    hist = _historiques(registre, a.donnees / f"h{n}")
+    dossier_h = a.donnees / f"h{n}"
+    hist = _historiques(registre, dossier_h)
     print(f"historiques : {hist}", flush=True)
+    tuiles = None
+    if a.tuiles > 1:
+        dossier_t = a.donnees / f"t{n}x{a.tuiles}"
+        tuiles = tuiler(registre, dossier_h, base, dossier_t, a.tuiles)
+        print(f"copies : {tuiles}", flush=True)
+        registre, dossier_h, base = dossier_t, dossier_t, dossier_t / "base.duckdb"
     mesures, etapes = [], []
     for _ in range(a.repetitions):
         sortie = TRAVAIL / "historique-sortie.json"
-        m = N.lancer([N.PYTHON, __file__, "--interne", str(registre), str(a.donnees / f"h{n}"),
+        m = N.lancer([N.PYTHON, __file__, "--interne", str(registre), str(dossier_h),
                       str(base), str(sortie), str(a.qpv)])
         info = json.loads(sortie.read_text("utf-8"))
         mesures.append(m)
@@ -123,13 +214,20 @@ def main() -> None:
     med["etapes_s"] = {e: round(statistics.median(x.get(e, 0) for x in etapes), 2)
                        for e in etapes[0]}
     c = info["controle"]
-    ligne = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "etablissements": n,
-             "periodes": hist["periodes"], "octets_historiques": hist["octets"],
+    k = a.tuiles if tuiles else 1
+    periodes = {r: v * k for r, v in hist["periodes"].items()}
+    ligne = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "etablissements": n * k,
+             "copies": k, "periodes": periodes,
+             "octets_historiques": tuiles["octets"] if tuiles else hist["octets"],
              "generation_historiques_s": hist["duree_s"], **med,
              "points": len(c["points"]), "geographies": c["geographies"],
              "etablissements_dans_le_champ": c["etablissements_dans_le_champ_une_fois_au_moins"],
              "dernier_point": c["dernier_point"], "millesime_de_la_base": c["millesime_de_la_base"],
-             "sans_position": c["etablissements_sans_position"]}
+             "sans_position": c["etablissements_sans_position"],
+             "lignes_lues": {r: c[r]["lignes_lues"] for r in ("etablissements_historique",
+                                                               "unites_legales_historique")},
+             "periodes_utiles": {r: c[r]["periodes_utiles"] for r in (
+                 "etablissements_historique", "unites_legales_historique")}}
     with open(RESULTATS, "a", encoding="utf-8") as f:
         f.write(json.dumps(ligne, ensure_ascii=False) + "\n")
     print(json.dumps(ligne, ensure_ascii=False, indent=1), flush=True)

@@ -53,19 +53,35 @@ def _fichier(d, ouverts: bool) -> bytes:
     return brut
 
 
-@pytest.mark.parametrize("taille,ouverts", [(1 << 12, True), (1 << 20, True),
-                                            (1 << 12, False), (1 << 20, False)])
-def test_meme_resultat_que_le_lecteur_du_projet(tmp_path, taille, ouverts):
+def _filtre(genre: str, tout: pl.DataFrame) -> H.Filtre:
+    """The filters of the reader: an identifier first on the line, after fixed-width digit
+    fields, or anywhere (separators located), and codes."""
+    sirets = tout.filter(pl.col("siren").is_in(ESS))["siret"].cast(pl.Int64, strict=False)
+    sirets = sirets.drop_nulls().to_numpy()
+    if genre == "siren":
+        return H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])))
+    if genre == "siret_prefixe":
+        return H.Filtre(identifiant=("siret", 14, sirets), prefixe=(9, 5))
+    if genre == "siret":
+        return H.Filtre(identifiant=("siret", 14, sirets))
+    return H.Filtre(codes={"siren": ESS, "nomenclatureActivitePrincipaleEtablissement": ["X"]})
+
+
+@pytest.mark.parametrize("taille,ouverts,genre", [
+    (1 << 12, True, "siren"), (1 << 20, True, "siren"), (1 << 12, False, "siren"),
+    (1 << 20, False, "siren"), (1 << 12, False, "siret_prefixe"), (1 << 12, False, "siret"),
+    (1 << 12, True, "codes"), (1 << 20, False, "codes")])
+def test_meme_resultat_que_le_lecteur_du_projet(tmp_path, taille, ouverts, genre):
     """``ouverts``: records on two lines and quotes never closed (their blocks are read
     whole by the project's reader); without them, every block is filtered on its bytes."""
     brut = _fichier(tmp_path, ouverts)
     source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
     colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
-    filtre = H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])))
-    cadre, lues, rejets, non_lues = H.lire_filtre(source, colonnes, filtre, taille=taille)
-
     conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
     tout = conv.lire().collect()
+    filtre = _filtre(genre, tout)
+    cadre, lues, rejets, non_lues = H.lire_filtre(source, colonnes, filtre, taille=taille)
+    # (every line of an ESS siren is kept: by siren, by its siret, by the siren as a code)
     attendu = tout.filter(pl.col("siren").is_in(ESS)).sort("_ligne")
     assert lues == conv.lignes_lues == brut.count(b"\n") - 1
     assert [(r.ligne, r.motif, r.contenu) for r in rejets] == \

@@ -216,9 +216,10 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
     colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
                 "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
-    filtre = H.Filtre(identifiant=("siret", 14, sirets.cast(pl.Int64, strict=False)
-                                   .drop_nulls().to_numpy()))
-    lues, n_lues, rejets, _ = H.lire_filtre(src, colonnes, filtre)
+    nombres = sirets.cast(pl.Int64, strict=False).drop_nulls().to_numpy()
+    # (in the stock, the siret follows the siren and the nic)
+    lues, n_lues, rejets, _ = H.lire_filtre(
+        src, colonnes, H.Filtre(identifiant=("siret", 14, nombres), prefixe=(9, 5)))
     df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
           .unique("siret", keep="first"))
     compte = {"fichier": src.chemin.name, "lignes_lues": n_lues,
@@ -226,7 +227,7 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     if geolocalisation is not None:
         gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
         gcols = list(B.RENOMMAGE_GEOLOCALISATION)
-        glues, _, _, _ = H.lire_filtre(gsrc, gcols, filtre)
+        glues, _, _, _ = H.lire_filtre(gsrc, gcols, H.Filtre(identifiant=("siret", 14, nombres)))
         geo = (glues.select(gcols).rename(B.RENOMMAGE_GEOLOCALISATION)
                .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
                                                      "geo_qualite", "geo_epsg")
@@ -286,8 +287,9 @@ def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFr
 
     Each interval covers the points from the first on or after its start to the last on or
     before its end (the vintage point, dated 9999-12-31 here, is covered by the intervals
-    that never end only). The intervals get an integer cell id before being spread over
-    their points, so the spread rows are two small integers each.
+    that never end only). The intervals get an integer cell id; each adds 1 at its first
+    point and -1 after its last one in a cells × points grid, summed along the points (no
+    row per interval and point: the memory is the grid's, cells × points integers).
     """
     dates = [d for _, d in points[:-1]] + [LOIN]
     dernier = len(points) - 1
@@ -311,17 +313,29 @@ def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFr
     joint = (joint.join(cellules, on=[*autres, "employeur"], how="left", nulls_equal=True)
              .join(cellules.rename({"cellule": "cellule_dernier", "employeur": "employeur_dernier"}),
                    on=[*autres, "employeur_dernier"], how="left", nulls_equal=True))
-    etalees = (joint.select("cellule", "cellule_dernier",
-                            pl.int_ranges("i0", "i1", dtype=pl.Int32).alias("ordre"))
-               .explode("ordre")
-               .select(pl.when(pl.col("ordre") == dernier).then(pl.col("cellule_dernier"))
-                       .otherwise(pl.col("cellule")).alias("cellule"), "ordre"))
-    comptes = etalees.group_by("cellule", "ordre").agg(pl.len().cast(pl.Int64).alias("n"))
+    # counts by cell × point without spreading the intervals: +1 at an interval's first
+    # point, -1 after its last one (points before the vintage), summed along the points;
+    # the vintage point counts the intervals that never end, in their vintage cell
+    n_cel, n_pts = cellules.height, len(points)
+    c = joint["cellule"].to_numpy().astype(np.int64)
+    i0 = joint["i0"].to_numpy().astype(np.int64)
+    fin = np.minimum(joint["i1"].to_numpy().astype(np.int64), dernier)
+    m = i0 < fin
+    largeur = n_pts + 1
+    pas = (np.bincount(c[m] * largeur + i0[m], minlength=n_cel * largeur)
+           - np.bincount(c[m] * largeur + fin[m], minlength=n_cel * largeur))
+    grille = np.cumsum(pas.reshape(n_cel, largeur), axis=1)[:, :n_pts]
+    couvre = joint["i1"].to_numpy() > dernier
+    grille[:, dernier] = np.bincount(joint["cellule_dernier"].to_numpy()[couvre].astype(np.int64),
+                                     minlength=n_cel)
+    cel, ordre = np.nonzero(grille)
+    comptes = pl.DataFrame({"cellule": cel.astype(np.uint32), "ordre": ordre.astype(np.int16),
+                            "n": grille[cel, ordre].astype(np.int64)})
+    del grille, pas
     # the cells' texts as categories: the cube has cells × points rows
     cellules = cellules.with_columns(pl.col(c).cast(pl.Categorical) for c in _TEXTES)
-    return (comptes.join(cellules, on="cellule").drop("cellule")
-            .with_columns(pl.lit(geo).cast(pl.Categorical).alias("geographie"),
-                          pl.col("ordre").cast(pl.Int16)))
+    return (comptes.join(cellules.with_columns(pl.col("cellule").cast(pl.UInt32)), on="cellule")
+            .drop("cellule").with_columns(pl.lit(geo).cast(pl.Categorical).alias("geographie")))
 
 
 def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str) -> pl.DataFrame:

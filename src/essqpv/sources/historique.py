@@ -189,11 +189,15 @@ class Filtre:
     ``chiffres`` digits whose number is in ``valeurs`` (the sirens of the ESS candidates,
     the sirets of their establishments); ``codes = {colonne: valeurs}``: the field's text is
     one of ``valeurs`` (a legal category, the ESS flag) for at least one of the columns.
-    :meth:`expression` is the same condition on parsed columns (for the lines read whole).
+    :meth:`garde` is the same condition on parsed columns (for the lines read whole).
     """
 
     identifiant: tuple[str, int, np.ndarray] | None = None
     codes: dict[str, list[str]] | None = None
+    #: widths of the digit fields before the identifier (the siren and nic before a siret
+    #: in the stock): the identifier is then found at a fixed place of the lines of that
+    #: layout, without locating every separator (the other lines are read whole)
+    prefixe: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.identifiant is not None:
@@ -206,15 +210,28 @@ class Filtre:
     def colonnes(self) -> list[str]:
         return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {})
 
-    def expression(self) -> pl.Expr:
-        conditions = []
+    def garde(self, cadre: pl.DataFrame) -> np.ndarray:
+        """The condition on parsed text columns (one Boolean per row)."""
+        garde = np.zeros(cadre.height, np.bool_)
         if self.identifiant is not None:
-            c, k, _ = self.identifiant
-            conditions.append(pl.col(c).str.contains(f"^[0-9]{{{k}}}$")
-                              & pl.col(c).cast(pl.Int64, strict=False).is_in(self._nombres))
+            c, k, valeurs = self.identifiant
+            col = cadre[c]
+            nombres = col.cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
+            forme = col.str.contains(f"^[0-9]{{{k}}}$").fill_null(False).to_numpy()
+            garde |= forme & _parmi(nombres, valeurs)
         for c, valeurs in self._codes.items():
-            conditions.append(pl.col(c).is_in(valeurs))
-        return pl.any_horizontal(conditions).fill_null(False)
+            garde |= cadre.select(pl.col(c).is_in(valeurs).fill_null(False)).to_series() \
+                .to_numpy()
+        return garde
+
+
+def _parmi(nombres: np.ndarray, valeurs: np.ndarray) -> np.ndarray:
+    """Whether each number is one of the sorted ``valeurs``."""
+    if not len(valeurs):
+        return np.zeros(len(nombres), np.bool_)
+    i = np.searchsorted(valeurs, nombres)
+    i[i >= len(valeurs)] = 0
+    return valeurs[i] == nombres
 
 
 def _octets_des_champs(a: np.ndarray, debut: np.ndarray, fin: np.ndarray,
@@ -227,10 +244,19 @@ def _octets_des_champs(a: np.ndarray, debut: np.ndarray, fin: np.ndarray,
     return np.where(pos < fin[:, None], octets, 0).astype(np.uint8) if completer else octets
 
 
+def _chiffres(a: np.ndarray, debut: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(are the ``k`` bytes from ``debut`` all digits, their number)."""
+    o = _octets_des_champs(a, debut, debut, k, completer=False) - np.uint8(48)  # (wraps < 0)
+    return np.all(o <= 9, axis=1), o.astype(np.int64) @ (10 ** np.arange(k - 1, -1, -1,
+                                                                          dtype=np.int64))
+
+
 def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
                    fins: np.ndarray, virg: np.ndarray, idx0: np.ndarray,
-                   index: dict[str, int], nchamps: int) -> np.ndarray:
-    """The filter on lines of the expected shape (no quote, ``nchamps`` fields)."""
+                   index: dict[str, int], nchamps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, judged) for lines of the expected shape (ASCII, no quote nor CR, ``nchamps``
+    fields): ``judged`` is false for a line whose layout differs from ``filtre.prefixe``
+    (it is then read whole and judged on its fields)."""
 
     def bornes(colonne: str) -> tuple[np.ndarray, np.ndarray]:
         j = index[colonne]
@@ -238,23 +264,32 @@ def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
         f = virg[idx0 + j] if j < nchamps - 1 else fins
         return d, f
 
-    garde = np.zeros(len(debuts), np.bool_)
+    n = len(debuts)
+    garde = np.zeros(n, np.bool_)
+    jugee = np.ones(n, np.bool_)
     if filtre.identifiant is not None:
         c, k, valeurs = filtre.identifiant
-        d, f = bornes(c)
-        o = _octets_des_champs(a, d, f, k, completer=False) - np.uint8(48)  # (wraps < 0)
-        chiffres = ((f - d) == k) & np.all(o <= 9, axis=1)
-        nombres = o.astype(np.int64) @ (10 ** np.arange(k - 1, -1, -1, dtype=np.int64))
-        i = np.searchsorted(valeurs, nombres)
-        i[i >= len(valeurs)] = 0
-        garde |= chiffres & (valeurs[i] == nombres) if len(valeurs) else False
+        if filtre.prefixe or index[c] == 0:
+            d = debuts.copy()
+            for w in filtre.prefixe:  # digit fields of fixed width, each followed by sep
+                ok, _ = _chiffres(a, d, w)
+                jugee &= ok & (a[np.minimum(d + w, len(a) - 1)] == sep)
+                d += w + 1
+            ok, nombres = _chiffres(a, d, k)
+            apres = a[np.minimum(d + k, len(a) - 1)]
+            forme = ok & ((apres == sep) | (d + k == fins)) & (d + k <= fins)
+        else:
+            d, f = bornes(c)
+            ok, nombres = _chiffres(a, d, k)
+            forme = ok & ((f - d) == k)
+        garde |= forme & _parmi(nombres, valeurs)
     for c, permis in (filtre.codes or {}).items():
         d, f = bornes(c)
         k = max((len(p.encode()) for p in permis), default=1)
         o = _octets_des_champs(a, d, f, k).copy().view(f"S{k}").ravel()
         ok = np.isin(o, np.array([p.encode() for p in permis], dtype=f"S{k}"))
         garde |= ok & ((f - d) <= k)
-    return garde
+    return garde & jugee, jugee
 
 
 @dataclass
@@ -283,6 +318,10 @@ class _LecteurFiltre:
         self.nchamps = len(source.colonnes)
         self.sep = ord(source.separateur)
         self.index = {c: source.colonnes.index(c) for c in (filtre.colonnes() if filtre else [])}
+        if filtre is not None and filtre.prefixe and \
+                self.index[filtre.identifiant[0]] != len(filtre.prefixe):
+            # (another column order than the prefix says: separators located instead)
+            self.filtre = filtre = Filtre(filtre.identifiant, filtre.codes)
 
     def _lire(self, tampon: bytes, lignes: np.ndarray, debuts: np.ndarray,
               longueurs: np.ndarray, decalage: int, final: bool) -> tuple:
@@ -312,7 +351,7 @@ class _LecteurFiltre:
         longueurs = fins - debuts
         lignes = premiere + np.arange(n, dtype=np.int64)
         virg = np.flatnonzero(a == self.sep)
-        idx = np.searchsorted(virg, fins)
+        idx = np.searchsorted(virg, fins)  # separators before each line end
         idx0 = np.zeros(n, np.int64)
         idx0[1:] = idx[:-1]
         sure = ((idx - idx0) == self.nchamps - 1) & (longueurs > 0)
@@ -329,6 +368,7 @@ class _LecteurFiltre:
         if impair:
             # a record that may span lines: the whole block is read by the project's
             # reader (rare)
+            blk = bytes(blk)
             t, rejets, b = self._lire(blk, lignes, debuts, longueurs, decalage, final)
             return _Partie(b.lignes, self._filtrer(t), rejets, 0, b.reste)
         if self.filtre is None:
@@ -336,15 +376,17 @@ class _LecteurFiltre:
         else:
             s = np.flatnonzero(sure)
             garde = np.zeros(n, np.bool_)
-            garde[s] = _garder_lignes(self.filtre, a, self.sep, debuts[s], fins[s], virg,
+            g, jugee = _garder_lignes(self.filtre, a, self.sep, debuts[s], fins[s], virg,
                                       idx0[s], self.index, self.nchamps)
+            garde[s] = g
+            sure[s[~jugee]] = False
         lire = garde | ~sure
         non_lues = int(n - np.count_nonzero(lire))
         k = np.flatnonzero(lire)
         if not len(k):
             return _Partie(n, None, [], non_lues)
         if len(k) == n:
-            tampon = blk
+            tampon = bytes(blk)
         else:
             morceaux = [blk[d:f + 1] for d, f in zip(debuts[k].tolist(), fins[k].tolist())]
             tampon = b"".join(morceaux)
@@ -362,8 +404,7 @@ class _LecteurFiltre:
             return t
         if a_juger is not None and not a_juger.any():
             return t
-        garde = pl.from_arrow(t.select(self.filtre.colonnes())).select(
-            self.filtre.expression()).to_series().to_numpy()
+        garde = self.filtre.garde(pl.from_arrow(t.select(self.filtre.colonnes())))
         if a_juger is not None:
             garde = garde | ~a_juger
         return t.filter(pa.array(garde))
@@ -397,7 +438,7 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
         def soumettre() -> None:
             b = next(blocs, None)
             if b is not None:
-                brut = bytes(b[0])
+                brut = b[0]  # (a bytearray: read as it is)
                 file.append((pool.submit(lecteur.bloc, brut, 0, 0, b[1]), brut, b[1]))
 
         for _ in range(fils + 1):
@@ -407,7 +448,7 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
             soumettre()
             if reste:  # the previous block ended inside a record: read both together
                 futur.cancel()
-                brut = reste + brut
+                brut = reste + bytes(brut)
                 partie = lecteur.bloc(brut, premiere, decalage, final)
             else:
                 partie = futur.result()
