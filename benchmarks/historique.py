@@ -65,6 +65,33 @@ def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: P
                                  ensure_ascii=False, default=str), "utf-8")
 
 
+def _interne_reponses(base: Path, sortie: Path) -> None:
+    """(child process) The stored answers' computation for every territory a plan holds
+    (France, METRO, DROM, and each région, département, EPCI, commune and QPV of the base's
+    establishments in a QPV), both geographies: what ``essqpv historique`` adds when the base
+    has a stored plan."""
+    import duckdb
+
+    from essqpv import historique as HI
+    from essqpv.territoires import Territoire
+    con = duckdb.connect(str(base), read_only=True)
+    info = HI.disponible(base)
+    lignes = con.execute(
+        "SELECT DISTINCT unnest([('REG:' || region, 'region'), ('DEP:' || departement, "
+        "'departement'), ('EPCI:' || epci, 'epci'), ('COM:' || commune, 'commune'), "
+        "('QPV:' || qpv, 'qpv')]) FROM etablissements WHERE qpv IS NOT NULL").fetchall()
+    territoires = [Territoire("FR", "france", "France"), Territoire("METRO", "metropole", ""),
+                   Territoire("DROM", "drom", "")]
+    territoires += [Territoire(c, n, c) for ((c, n),) in lignes if c is not None]
+    t0 = time.perf_counter()
+    n = 0
+    for geo in info["geographies"]:
+        liste = [t for t in territoires if t.niveau != "qpv" or geo == info["geographies"][0]]
+        n += len(HI.series_en_bloc(con, info, geo, liste))
+    sortie.write_text(json.dumps({"territoires": len(territoires), "reponses": n,
+                                  "duree_s": round(time.perf_counter() - t0, 2)}), "utf-8")
+
+
 def _base(registre: Path, base: Path) -> None:
     if base.exists():
         return
@@ -184,9 +211,13 @@ def main() -> None:
                     help="échelle nationale par copies : N copies du registre, de ses fichiers "
                          "historiques et de sa base (identifiants décalés), dans --donnees")
     ap.add_argument("--interne", nargs=5, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--interne-reponses", nargs=2, type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.interne:
         _interne(*a.interne)
+        return
+    if a.interne_reponses:
+        _interne_reponses(*a.interne_reponses)
         return
     TRAVAIL.mkdir(exist_ok=True)
     registre = a.registre or N.donnees(a.donnees, a.etablissements, False)
@@ -215,6 +246,10 @@ def main() -> None:
                        for e in etapes[0]}
     c = info["controle"]
     k = a.tuiles if tuiles else 1
+    # the stored answers of every territory of a plan (measured apart)
+    sortie_r = TRAVAIL / "historique-reponses.json"
+    m_r = N.lancer([N.PYTHON, __file__, "--interne-reponses", str(base), str(sortie_r)])
+    reponses = {**json.loads(sortie_r.read_text("utf-8")), **m_r}
     periodes = {r: v * k for r, v in hist["periodes"].items()}
     ligne = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "etablissements": n * k,
              "copies": k, "periodes": periodes,
@@ -223,7 +258,7 @@ def main() -> None:
              "points": len(c["points"]), "geographies": c["geographies"],
              "etablissements_dans_le_champ": c["etablissements_dans_le_champ_une_fois_au_moins"],
              "dernier_point": c["dernier_point"], "millesime_de_la_base": c["millesime_de_la_base"],
-             "sans_position": c["etablissements_sans_position"],
+             "sans_position": c["etablissements_sans_position"], "reponses": reponses,
              "lignes_lues": {r: c[r]["lignes_lues"] for r in ("etablissements_historique",
                                                                "unites_legales_historique")},
              "periodes_utiles": {r: c[r]["periodes_utiles"] for r in (

@@ -291,22 +291,58 @@ def test_correspondance_naf_rev1_biunivoque(tmp_path):
     assert HI.correspondance_naf(None) == {}
 
 
-def test_publication_protege_les_petites_cases(registre):
+def test_publication_ne_masque_pas_les_comptes(registre):
+    """The series count establishments, public in Sirene: nothing is masked, the rule is
+    said, and the headcount caveat is there."""
     base, _, _ = registre
     brute = HI.serie(base, "QPV:QP093001", "2015")
     pub = HI.evolution(base, "QPV:QP093001", "2015")
-    assert pub["protege"] and pub["secret"]
+    assert pub["protege"] and pub["secret"] == [] and pub["regle_secret"] == HI.REGLE_SECRET
     i = _indice(pub["points"], 2009)
-    assert brute["qpv"]["etablissements"][i] == 1
-    assert pub["qpv"]["etablissements"][i] is None  # 1 establishment: primary secret
-    assert {"point": "2009-01-01", "zone": "qpv", "indicateur": "etablissements",
-            "modalite": None, "secret": "primaire"} in pub["secret"]
-    # no published cell under the threshold, and no lone suppressed member in a group
-    for i in range(len(pub["points"])):
-        fam = [v[i] for v in pub["qpv"]["familles"].values()]
-        assert all(x is None or x == 0 or x >= 3 for x in fam)
-        assert sum(x is None for x in fam) != 1 or pub["qpv"]["etablissements"][i] is None
+    assert brute["qpv"]["etablissements"][i] == pub["qpv"]["etablissements"][i] == 1
+    assert pub["qpv"] == brute["qpv"] and pub["flux"] == brute["flux"]
     assert HI.AVERTISSEMENT_EFFECTIFS in pub["avertissements"]
+    # where one looks for the employees: none, and why
+    assert pub["salaries"] is None and pub["note_salaries"] == HI.AVERTISSEMENT_EFFECTIFS
+
+
+def test_reponses_stockees_avec_le_plan(registre, tmp_path):
+    """With the vintage's publication plan stored (ecrire_plan), the series answers of every
+    territory of the plan are stored with it (genre ``evolution``, both geographies; a QPV in
+    the vintage's), computed in bulk equal to the per-territory series, and read back by
+    every output (evolution)."""
+    import shutil
+
+    from essqpv.indicators.publication import ecrire_plan
+    base, _, _ = registre
+    copie = tmp_path / "copie.duckdb"
+    shutil.copyfile(base, copie)
+    con = duckdb.connect(str(copie))
+    try:
+        ecrire_plan(con, M)
+        lignes = con.execute("SELECT territoire, perimetre, json FROM publication_reponses "
+                             "WHERE genre = 'evolution'").fetchall()
+        territoires = {t for (t,) in con.execute(
+            "SELECT DISTINCT territoire FROM publication_cellules WHERE publiee AND niveau IN "
+            "('france', 'region', 'departement', 'epci', 'commune', 'qpv')").fetchall()}
+    finally:
+        con.close()
+    B.fermer_connexions()
+    stockees = {(t, g): json.loads(j) for t, g, j in lignes}
+    assert {t for t, _ in stockees} >= territoires and "QPV:QP093001" in territoires
+    assert ("QPV:QP093001", "2015") in stockees and ("QPV:QP093001", "2024") not in stockees
+    assert ("DEP:93", "2024") in stockees and ("FR", "2015") in stockees
+    for (t, g), r in stockees.items():
+        assert r == json.loads(json.dumps(HI.publier(HI.serie(copie, t, g)))), (t, g)
+        assert HI.evolution(copie, t, g) == r
+    # after ``essqpv historique`` again, the answers are rewritten, not duplicated
+    assert HI.ecrire_reponses_evolution(copie, M) == len(stockees)
+    con = duckdb.connect(str(copie), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM publication_reponses WHERE genre = "
+                           "'evolution'").fetchone()[0] == len(stockees)
+    finally:
+        con.close()
 
 
 def test_commande_historique_et_evolution(registre, tmp_path):

@@ -65,3 +65,39 @@ def test_panneau_du_tableau_de_bord(base_historique, page):
         fil.join(timeout=10)
 
 
+
+
+def test_panneau_du_site_statique(base_historique, page, tmp_path):
+    """The static site (essqpv publier) has the series panel too: its files are the published
+    answers, read by the same page without a server of essqpv."""
+    import functools
+    import http.server
+    import json
+
+    from essqpv.web import publier
+    sortie = tmp_path / "site"
+    publier(base_historique, sortie, territoires=["DEP:93"], fichiers="aucun", rapports=False)
+    s = HI.evolution(base_historique, "DEP:93")
+    assert json.loads((sortie / "donnees" / "evolution" / "DEP_93.json").read_text("utf-8")) \
+        == json.loads(json.dumps(s))
+    assert 'data-evolution="oui"' in (sortie / "index.html").read_text("utf-8")
+
+    class Silencieux(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    serveur = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Silencieux, directory=str(sortie)))
+    fil = threading.Thread(target=serveur.serve_forever, daemon=True)
+    fil.start()
+    try:
+        erreurs: list[str] = []
+        page.on("pageerror", lambda e: erreurs.append(str(e)))
+        page.goto(f"http://127.0.0.1:{serveur.server_address[1]}/?territoire=DEP:93")
+        page.locator("#bloc-evolution").wait_for(state="visible", timeout=20000)
+        assert page.locator("#table-evolution tbody tr").count() == len(s["points"])
+        assert "historisés" in page.locator("#evolution-effectifs").inner_text()
+        assert not erreurs, erreurs
+    finally:
+        serveur.shutdown()
+        serveur.server_close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,9 @@ __all__ = ["construire_historique", "serie", "points_de", "GEOGRAPHIES", "ANNEE_
 ANNEE_DEBUT = 2008
 GEOGRAPHIES = ("2024", "2015")
 NON_CLASSE = "Non classé"
+REGLE_SECRET = (
+    "Les séries comptent des établissements, publics dans Sirene : le secret statistique, qui "
+    "protège les effectifs salariés, n'y masque aucune case (méthodologie, section 7).")
 AVERTISSEMENT_EFFECTIFS = (
     "Les effectifs salariés ne sont pas historisés par l'Insee : les séries comptent des "
     "établissements ; les salariés ne sont donnés que pour le millésime courant.")
@@ -119,7 +123,9 @@ def correspondance_naf(chemin: str | Path | None) -> dict[str, str]:
 def _unites_legales_ess(ul: pl.DataFrame) -> pl.DataFrame:
     """ESS periods of the legal units (siren, debut, fin, famille)."""
     classees = perimeter.familles_unites_legales(
-        ul.lazy().with_columns(pl.lit(None, dtype=pl.String).alias("sigle"))).collect()
+        ul.lazy().with_columns(pl.lit(None, dtype=pl.String).alias("sigle"),
+                               *[pl.col(c).cast(pl.String) for c in ("etat_ul", "ess")
+                                 if c in ul.columns])).collect()
     return classees.filter(pl.col("famille").is_not_null()).select(
         "siren", "debut", "fin", "famille")
 
@@ -127,22 +133,31 @@ def _unites_legales_ess(ul: pl.DataFrame) -> pl.DataFrame:
 def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl.DataFrame,
                                                                               dict]:
     """Every establishment period with ``secteur``, ``exclue``, ``employeur`` (NAF rév. 1
-    codes mapped to rév. 2 when one-to-one)."""
+    codes mapped to rév. 2 when one-to-one). The classification depends on the activity,
+    its nomenclature and the employer character only: it is computed once per combination
+    of them, then joined to the periods."""
+    cles = ["naf", "nomenclature_naf", "employeur_brut"]
+    combos = eh.select(cles).unique()
+    c = combos.with_columns(pl.col(k).cast(pl.String) for k in cles)
     rev1 = pl.col("nomenclature_naf") == "NAFRev1"
     mappe = pl.col("naf").replace_strict(naf1, default=None, return_dtype=pl.String) \
         if naf1 else pl.lit(None, dtype=pl.String)
-    eh = eh.with_columns(
+    c = c.with_columns(
         pl.when(rev1 & mappe.is_not_null()).then(mappe).otherwise(pl.col("naf")).alias("naf"),
         pl.when(rev1 & mappe.is_not_null()).then(pl.lit("NAFRev2"))
         .otherwise(pl.col("nomenclature_naf")).alias("nomenclature_naf"),
         (rev1 & mappe.is_not_null()).alias("naf_rev1_convertie"),
         pl.lit(None, dtype=pl.String).alias("tranche"))
-    c = perimeter.classer_etablissements(eh.lazy()).collect()
-    comptes = {"periodes_naf_rev1_converties": int(c["naf_rev1_convertie"].sum()),
-               "periodes_hors_naf_rev2": int((~c["nafrev2"]).sum())}
-    return c.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
-                    "employeur_brut", pl.col("motif_exclusion").is_not_null().alias("exclue")
-                    ), comptes
+    c = perimeter.classer_etablissements(c.lazy()).collect()
+    classes = pl.concat([combos, c.select(
+        pl.col("secteur").cast(pl.Categorical), "employeur",
+        pl.col("motif_exclusion").is_not_null().alias("exclue"), "naf_rev1_convertie",
+        "nafrev2")], how="horizontal")
+    etab = eh.join(classes, on=cles, how="left", nulls_equal=True)
+    comptes = {"periodes_naf_rev1_converties": int(etab["naf_rev1_convertie"].sum()),
+               "periodes_hors_naf_rev2": int((~etab["nafrev2"]).sum())}
+    return etab.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
+                       "employeur_brut", "exclue"), comptes
 
 
 def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
@@ -487,6 +502,8 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     B.fermer_connexions(base)
     _ecrire(base, m, geographies, points, bool(meta.get("synthetique")), sources, controle,
             avertissements, stock, flux_df, rejets)
+    etape("Réponses publiées")
+    controle["reponses_publiees"] = ecrire_reponses_evolution(base, m)
     controle["avertissements"] = avertissements
     return controle
 
@@ -680,104 +697,25 @@ def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
 
 # --------------------------------------------------------------------------- publication
 
-def _cellule(n: int):
-    from essqpv.indicators.confidentiality import Cellule
-    # counts of establishments: each one weighs 1 (no headcount is historised)
-    return Cellule(nombre=int(n), effectif=float(n), effectif_max=1.0 if n else 0.0)
-
-
-def _proteger_point(valeurs: dict, groupes: list) -> dict:
-    from essqpv.indicators.confidentiality import proteger
-    return proteger({k: _cellule(v) for k, v in valeurs.items()}, groupes)
-
-
 def publier(brute: dict) -> dict:
-    """The series of :func:`serie`, protected (METHODOLOGY 7), ready to publish.
+    """The series of :func:`serie`, as published (METHODOLOGY 7).
 
-    At every point (and every year for the flows), the cells form one table with its
-    additive groups: the territory = its QPV + the rest; each zone = employers +
-    non-employers = the sum of its families = the sum of its sectors; the territory =
-    placed + not placed. A suppressed value is ``null``, listed in ``secret`` with its
-    reason; the index 2015 = 100 is computed on published values only.
+    Every value of a series is a count of establishments, and establishment counts are
+    public (Sirene is open data): the rules of the secret mask headcounts, never counts
+    (the publication plan marks no count table secret). No cell is suppressed: ``secret`` is
+    empty and the index 2015 = 100 is computed on every point.
     """
     s = json.loads(json.dumps(brute))  # a deep copy
-    n = len(s["points"])
-    a_territoire = "ensemble" in s
-    zones = ["qpv"] + (["ensemble"] if a_territoire else [])
-    secret: list[dict] = []
-    for i in range(n):
-        v: dict = {}
-        groupes: list = []
-        for z in zones:
-            v[(z, "etablissements", "")] = s[z]["etablissements"][i]
-            for ind in ("employeurs", "non_employeurs"):
-                v[(z, ind, "")] = s[z][ind][i]
-            groupes.append(((z, "etablissements", ""),
-                            [(z, "employeurs", ""), (z, "non_employeurs", "")]))
-            for dim in ("familles", "secteurs"):
-                membres = []
-                for mod, serie_mod in s[z][dim].items():
-                    v[(z, dim, mod)] = serie_mod[i]
-                    membres.append((z, dim, mod))
-                if membres:
-                    groupes.append(((z, "etablissements", ""), membres))
-        if a_territoire:
-            hors = s["ensemble"]["etablissements"][i] - s["qpv"]["etablissements"][i]
-            v[("hors_qpv", "etablissements", "")] = hors
-            groupes.append((("ensemble", "etablissements", ""),
-                            [("qpv", "etablissements", ""), ("hors_qpv", "etablissements", "")]))
-        tot = s["etablissements_territoire"][i]
-        v[("localisation", "localises", "")] = s["localises"][i]
-        v[("localisation", "non_localises", "")] = tot - s["localises"][i]
-        v[("localisation", "ensemble", "")] = tot
-        groupes.append((("localisation", "ensemble", ""),
-                        [("localisation", "localises", ""), ("localisation", "non_localises", "")]))
-        statuts = _proteger_point(v, groupes)
-        for (z, ind, mod), st in statuts.items():
-            if st is None:
-                continue
-            secret.append({"point": s["points"][i], "zone": z, "indicateur": ind,
-                           "modalite": mod or None, "secret": st})
-            if z in zones:
-                if ind in ("familles", "secteurs"):
-                    s[z][ind][mod][i] = None
-                else:
-                    s[z][ind][i] = None
-            elif z == "localisation" and ind == "localises":
-                s["localises"][i] = None
-            elif z == "localisation" and ind == "ensemble":
-                s["etablissements_territoire"][i] = None
-    # France entière: its total and its QPV, with the rest
-    for i in range(n):
-        tot, q = s["france"]["etablissements"][i], s["france"]["en_qpv"][i]
-        v = {"total": tot, "qpv": q, "hors": tot - q}
-        st = _proteger_point(v, [("total", ["qpv", "hors"])])
-        for cle, nom in (("total", "etablissements"), ("qpv", "en_qpv")):
-            if st[cle]:
-                s["france"][nom][i] = None
-                secret.append({"point": s["points"][i], "zone": "france", "indicateur": nom,
-                               "modalite": None, "secret": st[cle]})
-    # flows per year
-    annees = s["flux"]["annees"]
-    for typ in ("creations", "fermetures"):
-        for k, annee in enumerate(annees):
-            v = {z: s["flux"][z][typ][k] for z in zones}
-            groupes = []
-            if a_territoire:
-                v["hors_qpv"] = v["ensemble"] - v["qpv"]
-                groupes = [("ensemble", ["qpv", "hors_qpv"])]
-            st = _proteger_point(v, groupes)
-            for z in zones:
-                if st[z]:
-                    s["flux"][z][typ][k] = None
-                    secret.append({"point": str(annee), "zone": z, "indicateur": typ,
-                                   "modalite": None, "secret": st[z]})
     s["part_localisee"] = [
-        (round(l / t, 4) if l is not None and t else None)
+        (round(l / t, 4) if t else None)
         for l, t in zip(s["localises"], s["etablissements_territoire"])]
     s["indice_2015"] = _indices(s)
-    s["secret"] = secret
+    s["secret"] = []
     s["protege"] = True
+    s["regle_secret"] = REGLE_SECRET
+    # where a reader looks for the employees: there is no such series
+    s["salaries"] = None
+    s["note_salaries"] = AVERTISSEMENT_EFFECTIFS
     return s
 
 
@@ -797,5 +735,231 @@ def _indices(s: dict) -> dict:
 
 
 def evolution(base: str | Path, territoire, geographie: str | None = None) -> dict:
-    """The protected series of a territory (what every output publishes)."""
+    """The published series of a territory (what every output shows): the answer stored
+    with the vintage's publication (:func:`reponses_evolution`) when there is one, else
+    computed the same way (a base without a stored plan, a territory outside it)."""
+    from essqpv import base as B
+    from essqpv.territoires import Territoire, resoudre
+    info = disponible(base)
+    if info is not None:
+        geo = geographie or info["geographies"][0]
+        t = territoire if isinstance(territoire, Territoire) else resoudre(
+            territoire, B.qpv_de_la_base(base, info["millesime"]))
+        stockee = reponse_stockee(base, t.code, geo)
+        if stockee is not None:
+            return stockee
+        territoire = t
     return publier(serie(base, territoire, geographie))
+
+
+# --------------------------------------------------------------------------- stored answers
+#
+# The series count establishments, and establishment counts are public (Sirene is open
+# data; METHODOLOGY 7, and the plan never marks a count table secret): no series cell is
+# sensitive, and a series holds no headcount, so no series answer, alone or combined with
+# any other answer, narrows the interval of a suppressed headcount. The series therefore
+# add no cell to the publication plan (each cell would cost protection time and protect
+# nothing); their answers are stored next to the plan's (``publication_reponses``, genre
+# ``evolution``, ``perimetre`` = the QPV geography) for every territory of the plan, and
+# every output reads them (:func:`evolution`).
+
+GENRE = "evolution"
+_NIVEAUX_COLONNES = {"region": "region", "departement": "departement", "epci": "epci",
+                     "commune": "commune", "qpv": "qpv"}
+
+
+def _avec_ensembles(cadre: pl.DataFrame) -> pl.DataFrame:
+    """Columns ``france``, ``metropole``, ``drom`` (the code of the territory or null)."""
+    from essqpv.territoires import DROM
+    d = pl.col("departement")
+    return cadre.with_columns(
+        pl.lit("FR").alias("france"),
+        pl.when(d.is_not_null() & ~d.str.starts_with("97") & ~d.str.starts_with("98"))
+        .then(pl.lit("METRO")).alias("metropole"),
+        pl.when(d.is_in(list(DROM))).then(pl.lit("DROM")).alias("drom"))
+
+
+def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[str, dict]:
+    """The raw series (as :func:`serie` gives them) of many territories at once: one pass
+    of group-bys over the cube per level instead of queries per territory."""
+    n = len(info["points"])
+    annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
+    stock = _avec_ensembles(con.sql(
+        f"SELECT ordre, commune, qpv, localise, employeur, famille, secteur, n, departement, "
+        f"region, epci FROM {_STOCK} WHERE geographie = ?", params=[geographie]).pl())
+    flux = _avec_ensembles(con.sql(
+        f"SELECT annee, type, commune, qpv, n, departement, region, epci FROM {_FLUX} "
+        f"WHERE geographie = ?", params=[geographie]).pl())
+    france = [0] * n
+    france_qpv = [0] * n
+    for o, s, q in (stock.group_by("ordre").agg(
+            pl.col("n").sum(), pl.col("n").filter(pl.col("qpv").is_not_null()).sum()
+            .alias("q")).iter_rows()):
+        france[o], france_qpv[o] = int(s), int(q or 0)
+    par_niveau: dict[str, list] = defaultdict(list)
+    for t in territoires:
+        par_niveau[t.niveau].append(t)
+    sorties: dict[str, dict] = {}
+    for niveau, liste in par_niveau.items():
+        col = {"france": "france", "metropole": "metropole", "drom": "drom"}.get(
+            niveau, _NIVEAUX_COLONNES.get(niveau))
+        if col is None:
+            continue
+        valeurs = [t.code if niveau in ("france", "metropole", "drom") else t.valeur
+                   for t in liste]
+        s_niv = stock.filter(pl.col(col).is_in(valeurs)).rename({col: "_t"})
+        f_niv = flux.filter(pl.col(col).is_in(valeurs)).rename({col: "_t"})
+        zones = {"qpv": pl.col("qpv").is_not_null() if niveau != "qpv" else pl.lit(True)}
+        if niveau != "qpv":
+            zones["ensemble"] = pl.lit(True)
+        res: dict = defaultdict(lambda: defaultdict(dict))
+
+        def liste_par_point(cadre: pl.DataFrame, cles: list[str]) -> dict:
+            out: dict = {}
+            for ligne in cadre.group_by("_t", *cles, "ordre").agg(pl.col("n").sum()).iter_rows():
+                t, *k, o, v = ligne
+                out.setdefault((t, *k), [0] * n)[o] = int(v)
+            return out
+
+        for zone, cond in zones.items():
+            z = s_niv.filter(cond)
+            for (t,), v in liste_par_point(z, []).items():
+                res[t][zone]["etablissements"] = v
+            for (t, e), v in liste_par_point(z.filter(pl.col("employeur").is_not_null()),
+                                             ["employeur"]).items():
+                res[t][zone]["employeurs" if e else "non_employeurs"] = v
+            for dim, cle in (("familles", "famille"), ("secteurs", "secteur")):
+                for (t, m), v in liste_par_point(z.filter(pl.col(cle).is_not_null()),
+                                                 [cle]).items():
+                    res[t][zone].setdefault(dim, {})[m] = v
+            fz = f_niv.filter(cond)
+            for t, typ, a, v in fz.group_by("_t", "type", "annee").agg(
+                    pl.col("n").sum()).iter_rows():
+                if ANNEE_DEBUT <= a <= annees[-1]:
+                    res[t]["flux_" + zone].setdefault(typ, [0] * len(annees))[
+                        a - ANNEE_DEBUT] = int(v)
+        for (t,), v in liste_par_point(s_niv.filter(pl.col("localise")), []).items():
+            res[t]["_"]["localises"] = v
+        for (t,), v in liste_par_point(s_niv, []).items():
+            res[t]["_"]["tout"] = v
+        for terr, val in zip(liste, valeurs):
+            r = res.get(val, {})
+            sortie = {"territoire": terr.en_dict(), "geographie_qpv": geographie,
+                      "millesime": info["millesime"], "points": info["points"]}
+            for zone in zones:
+                z = r.get(zone, {})
+                sortie[zone] = {
+                    "etablissements": z.get("etablissements", [0] * n),
+                    "employeurs": z.get("employeurs", [0] * n),
+                    "non_employeurs": z.get("non_employeurs", [0] * n),
+                    "familles": dict(sorted(z.get("familles", {}).items())),
+                    "secteurs": dict(sorted(z.get("secteurs", {}).items())),
+                }
+            autres = r.get("_", {})
+            sortie["localises"] = autres.get("localises", [0] * n)
+            sortie["etablissements_territoire"] = autres.get("tout", [0] * n)
+            sortie["france"] = {"etablissements": list(france), "en_qpv": list(france_qpv)}
+            sortie["flux"] = {"annees": annees, **{
+                zone: {typ: r.get("flux_" + zone, {}).get(typ, [0] * len(annees))
+                       for typ in ("creations", "fermetures")} for zone in zones}}
+            sortie["synthetique"] = info["synthetique"]
+            sortie["sources"] = info["sources"]
+            sortie["avertissements"] = list(info["avertissements"])
+            sorties[terr.code] = sortie
+    return sorties
+
+
+def _territoires_du_plan(con, millesime: str) -> list:
+    """The territories of the vintage's publication plan (those the answers are stored
+    for), as :class:`~essqpv.territoires.Territoire`."""
+    from essqpv.indicators.reponses import NIVEAUX_PUBLIES, _libelles
+    from essqpv.territoires import Territoire
+    try:
+        lignes = con.execute(
+            "SELECT DISTINCT territoire, niveau FROM publication_cellules WHERE millesime = ? "
+            "AND publiee", [millesime]).fetchall()
+    except duckdb.CatalogException:
+        return []
+    lignes = [(c, n) for c, n in lignes if n in NIVEAUX_PUBLIES]
+    libelles = _libelles(con, millesime, [c for c, _ in lignes])
+    return [Territoire(c, n, libelles[c]) for c, n in sorted(lignes)]
+
+
+def reponses_evolution(con, millesime: str):
+    """``(genre, territoire, perimetre, objet)``: the published series of every territory of
+    the plan, in each geography of the series (the QPV of the other geography than the
+    vintage's are not territories of the plan: a QPV's series is stored in the vintage's)."""
+    try:
+        lignes = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
+                             "avertissements FROM historique_meta").fetchall()
+    except duckdb.CatalogException:
+        return
+    if not lignes or lignes[0][0] != millesime:
+        return
+    ligne = lignes[0]
+    info = {"millesime": ligne[0], "geographies": json.loads(ligne[1]),
+            "points": json.loads(ligne[2]), "synthetique": bool(ligne[3]),
+            "sources": json.loads(ligne[4]), "avertissements": json.loads(ligne[5])}
+    territoires = _territoires_du_plan(con, millesime)
+    geo_m = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                        [millesime]).fetchall()[0][0]
+    for geo in info["geographies"]:
+        liste = [t for t in territoires if t.niveau != "qpv" or geo == geo_m]
+        for code, brute in series_en_bloc(con, info, geo, liste).items():
+            yield GENRE, code, geo, publier(brute)
+
+
+def _enregistrer_genre() -> None:
+    from essqpv.indicators.reponses import genre_de_reponses
+    genre_de_reponses(reponses_evolution)
+
+
+_enregistrer_genre()
+
+
+def ecrire_reponses_evolution(base: str | Path, millesime: str) -> int:
+    """(Re)write the stored series answers of a vintage whose publication plan is stored
+    (after ``essqpv historique``); returns how many (0: the base has no stored plan)."""
+    from essqpv import base as B
+    from essqpv.indicators.publication import json_reponse
+    B.fermer_connexions(base)
+    con = duckdb.connect(str(base))
+    try:
+        try:
+            n = con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
+                            [millesime]).fetchall()[0][0]
+        except duckdb.CatalogException:
+            return 0
+        if not n:
+            return 0
+        lignes = [(g, t, p, json_reponse(o)) for g, t, p, o in reponses_evolution(con, millesime)]
+        con.execute("BEGIN")
+        con.execute("DELETE FROM publication_reponses WHERE millesime = ? AND genre = ?",
+                    [millesime, GENRE])
+        if lignes:
+            df = pl.DataFrame({"millesime": millesime, "genre": [x[0] for x in lignes],
+                               "territoire": [x[1] for x in lignes],
+                               "perimetre": [x[2] for x in lignes],
+                               "json": [x[3] for x in lignes]})
+            con.register("_rep_evo", df.to_arrow())
+            con.execute("INSERT INTO publication_reponses BY NAME SELECT * FROM _rep_evo")
+        con.execute("COMMIT")
+        return len(lignes)
+    finally:
+        con.close()
+
+
+def reponse_stockee(base: str | Path, code: str, geographie: str) -> dict | None:
+    """The stored series answer of a territory (None when the base has none)."""
+    from essqpv import base as B
+    con = B.ouvrir(base)
+    try:
+        ligne = con.execute(
+            "SELECT r.json FROM publication_reponses r JOIN historique_meta h "
+            "ON r.millesime = h.millesime WHERE r.genre = ? AND r.territoire = ? "
+            "AND r.perimetre = ?", [GENRE, code, geographie]).fetchone()
+    except duckdb.CatalogException:
+        return None
+    finally:
+        con.close()
+    return json.loads(ligne[0]) if ligne else None

@@ -340,6 +340,7 @@ def ecrire_reponses(con, millesime: str) -> int:
                  "quartiers": _quartiers(cel, qpv, terr, niveau, per, qpv_de_commune,
                                          communes_epci)}
             lignes.append(("quartiers", terr, per, json_reponse(q)))
+    import essqpv.historique  # noqa: F401  (registers the series' answers: genre evolution)
     for genre in _GENRES:
         for g, terr, per, obj in genre(con, millesime):
             lignes.append((g, terr, per, json_reponse(obj)))

@@ -111,8 +111,15 @@ class Historique:
                 "non_verifiees": self.non_verifiees}
 
 
-def _verifier(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
-    """Add ``_motif`` (null = accepted) and the typed ``debut``/``fin``."""
+#: short texts of the establishments' periods kept as categories (4 bytes a row)
+_CATEGORIES = {ETABLISSEMENTS: ("etat", "naf", "nomenclature_naf", "employeur_brut"),
+               UNITES_LEGALES: ("etat_ul", "ess")}
+
+
+def _verifier_lignes(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
+    """The rules a line is judged on alone: ``_motif`` (null = accepted so far), the typed
+    ``debut``/``fin`` in place of their texts, the short texts as categories (applied block
+    by block as the file is read: the periods kept cost a few bytes each)."""
     cle, chiffres = CLE[role]
     debut_ok = pl.col("debut_brut").is_null() | pl.col("debut_brut").str.contains(_DATE)
     fin_ok = pl.col("fin_brut").is_null() | pl.col("fin_brut").str.contains(_DATE)
@@ -128,11 +135,18 @@ def _verifier(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
              .when(~(debut_ok & fin_ok)).then(pl.lit("date_invalide"))
              .when(pl.col("fin") < pl.col("debut")).then(pl.lit("date_fin_avant_debut"))
              .otherwise(pl.lit(None, dtype=pl.String)))
-    cadre = cadre.with_columns(motif.alias("_motif"))
-    # Overlaps, among the periods that passed the rules above, in order of start (a period
-    # without start first); the first period of a chain is kept, each later one that
-    # starts on or before the end of the last kept one is rejected. The end of the last
-    # kept period is carried by a cumulative maximum, so a chain is judged in one pass.
+    return cadre.with_columns(
+        motif.cast(pl.Categorical).alias("_motif"),
+        *[pl.col(c).cast(pl.Categorical) for c in _CATEGORIES[role] if c in cadre.columns],
+        pl.col("_longueur").cast(pl.Int32)).drop("debut_brut", "fin_brut")
+
+
+def _verifier_chevauchements(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
+    """Overlaps, among the periods that passed the rules of a line, in order of start (a
+    period without start first): the first period of a chain is kept, each later one that
+    starts on or before the end of the last kept one is rejected. The end of the last kept
+    period is carried by a cumulative maximum, so a chain is judged in one pass."""
+    cle, _ = CLE[role]
     bons = (cadre.filter(pl.col("_motif").is_null())
             .select(cle, "debut", "fin", "_ligne")
             .sort([cle, "debut", "_ligne"], nulls_last=False))
@@ -144,10 +158,12 @@ def _verifier(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
         pl.col("_f").cum_max().shift(1).over(cle).alias("_fin_avant"))
     chevauche = bons.filter(pl.col("_fin_avant").is_not_null()
                             & (pl.col("_d") <= pl.col("_fin_avant")))["_ligne"]
+    del bons
     if chevauche.len():
         cadre = cadre.with_columns(
             pl.when(pl.col("_ligne").is_in(chevauche.implode()))
-            .then(pl.lit("periodes_chevauchantes")).otherwise(pl.col("_motif")).alias("_motif"))
+            .then(pl.lit("periodes_chevauchantes").cast(pl.Categorical))
+            .otherwise(pl.col("_motif")).alias("_motif"))
     return cadre
 
 
@@ -158,21 +174,25 @@ def charger(chemin: str | Path, role: str, travail: str | Path,
 
     ``garder`` thins the rows no series can use, judged on each line's bytes
     (:func:`lire_filtre`): their lines are counted and checked for form (the header's number
-    of fields, no quote, decodable), not parsed nor checked for dates (``non_verifiees``).
+    of fields, ASCII, no quote), not parsed nor checked for dates (``non_verifiees``).
     """
     travail = Path(travail)
     source = sirene.preparer(chemin, role, travail / "extraits")
     renommage = RENOMMAGE[role]
-    cadre, lignes_lues, rejets, non_verifiees = lire_filtre(source, list(renommage), garder)
-    cadre = _verifier(cadre.rename(renommage), role)
+    cadre, lignes_lues, rejets, non_verifiees = lire_filtre(
+        source, list(renommage), garder,
+        transformer=lambda c: _verifier_lignes(c.rename(renommage), role))
+    if not cadre.height:  # (no block: the columns the checks give)
+        cadre = _verifier_lignes(cadre.rename(renommage), role)
+    cadre = _verifier_chevauchements(cadre, role)
     rejetees = cadre.filter(pl.col("_motif").is_not_null())
     if rejetees.height:
         contenus = lignes_brutes(source.csv, rejetees.select("_ligne", "_octet", "_longueur"))
-        rejets += [sirene.Rejet(int(n), m, contenus.get(int(n), b""))
+        rejets += [sirene.Rejet(int(n), str(m), contenus.get(int(n), b""))
                    for n, m in rejetees.select("_ligne", "_motif").iter_rows()]
     rejets.sort(key=lambda r: r.ligne)
     periodes = (cadre.filter(pl.col("_motif").is_null())
-                .drop("_motif", "debut_brut", "fin_brut", "_octet", "_longueur")
+                .drop("_motif", "_octet", "_longueur")
                 .rename({"_ligne": "ligne"}))
     return Historique(role=role, source=source, periodes=periodes, lignes_lues=lignes_lues,
                       rejets=rejets, non_verifiees=non_verifiees)
@@ -411,20 +431,31 @@ class _LecteurFiltre:
 
 
 def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtre | None,
-                fils: int = 2, taille: int | None = None) -> tuple[pl.DataFrame, int, list, int]:
+                fils: int = 2, taille: int | None = None,
+                transformer=None) -> tuple[pl.DataFrame, int, list, int]:
     """Read ``source`` keeping the lines that pass ``filtre`` (all when None).
 
     Returns (rows with ``colonnes``, ``_ligne``, ``_octet``, ``_longueur``; physical lines
     after the header; rejects sorted by line; lines accepted but not read: of the expected
     shape — ASCII, no quote nor CR, the header's number of fields — and not passing the
     filter). Every line is either read by the project's reader with the rules of the
-    stocks, or of that shape and counted in the last number.
+    stocks, or of that shape and counted in the last number. ``transformer`` (a function of
+    a polars frame) is applied to the rows of each block as it is read (typing, checks: the
+    rows kept are then held in their compact form).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from essqpv.sources.lecteur import TAILLE_BLOC, _blocs
     lecteur = _LecteurFiltre(source, colonnes, filtre)
+
+    def forme(cadre: pl.DataFrame) -> pl.DataFrame:
+        """The block's rows in the asked columns (those the file lacks: null), transformed."""
+        cadre = cadre.with_columns(pl.lit(None, dtype=pl.String).alias(c)
+                                   for c in colonnes if c not in cadre.columns)
+        cadre = cadre.select(*colonnes, "_ligne", "_octet", "_longueur")
+        return transformer(cadre) if transformer is not None else cadre
+
     with open(source.csv, "rb") as flux:
         entete = flux.readline()
     tables, rejets = [], []
@@ -457,19 +488,19 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
             non_lues += partie.non_lues
             rejets.extend(partie.rejets)
             if partie.table is not None and partie.table.num_rows:
-                tables.append(partie.table)
+                tables.append(forme(pl.from_arrow(partie.table)))
             premiere += partie.lignes
             decalage += len(brut) - len(partie.reste)
             reste = partie.reste
     if reste:
         raise RuntimeError("lecture : fin de fichier dans un enregistrement")
     rejets.sort(key=lambda r: r.ligne)
-    schema = {c: pl.String for c in colonnes} | {"_ligne": pl.Int64, "_octet": pl.Int64,
-                                                 "_longueur": pl.Int64}
-    cadre = pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame(schema=schema)
-    manquantes = [c for c in colonnes if c not in cadre.columns]
-    cadre = cadre.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in manquantes)
-    return cadre.select(*colonnes, "_ligne", "_octet", "_longueur"), lignes, rejets, non_lues
+    if tables:
+        cadre = pl.concat(tables, how="vertical", rechunk=False)
+    else:
+        cadre = pl.DataFrame(schema={c: pl.String for c in colonnes} | {
+            "_ligne": pl.Int64, "_octet": pl.Int64, "_longueur": pl.Int64})
+    return cadre, lignes, rejets, non_lues
 
 
 def _decaler(partie: _Partie, premiere: int, decalage: int) -> None:

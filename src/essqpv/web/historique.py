@@ -6,13 +6,14 @@ INSEE's historical files, so there is no employment series.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import FastAPI, Query, Request
 
 from essqpv.web._donnees import json_octets
 
-__all__ = ["enregistrer", "avec_evolution"]
+__all__ = ["enregistrer", "avec_evolution", "publier_evolution"]
 
 
 def avec_evolution(donnees) -> bool:
@@ -42,3 +43,19 @@ def enregistrer(app: FastAPI, repondre: Callable[..., Any]) -> None:
             t = donnees.territoire(territoire)
             return json_octets(evolution(donnees.base, t["code"], geographie))
         return await repondre(request, ("evolution", territoire, geographie), calcul)
+
+
+def publier_evolution(donnees, dossier: Path, territoires: list[dict]) -> bool:
+    """(static site, :func:`essqpv.web.publier.publier`) Write the series of each published
+    territory into ``dossier/evolution/<code>.json`` (the file the dashboard's panel reads in
+    static mode: the published answer, as ``/api/evolution/{territoire}`` gives it). Returns
+    whether the base holds series (the page shows the panel only then)."""
+    from essqpv.historique import disponible, evolution
+    from essqpv.web._donnees import nom_fichier
+    if disponible(donnees.base) is None:
+        return False
+    for t in territoires:
+        chemin = dossier / "evolution" / f"{nom_fichier(t['code'])}.json"
+        chemin.parent.mkdir(parents=True, exist_ok=True)
+        chemin.write_bytes(json_octets(evolution(donnees.base, t["code"])))
+    return True

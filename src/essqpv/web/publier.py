@@ -350,12 +350,16 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
                 fait += 1
                 signaler(fait, total, f"{m} · fichiers · {t['libelle']}")
             _ecrire(d / m / "telechargements.json", json_octets(manifeste))
+        # the series since 2008, when the base holds them (essqpv.web.historique)
+        from essqpv.web.historique import publier_evolution
+        avec_evolution = publier_evolution(donnees, d, territoires)
         # the dashboard page and its assets
         ctx = {**donnees.contexte(choisis[0]), "millesimes": choisis}
         page = environnement_gabarits().get_template("index.html").render(
             ctx=ctx, territoire=donnees.territoire("FR"), perimetre="strict", mode="statique",
             racine="", lien_json=f"donnees/{choisis[0]}/strict/indicateurs/FR.json",
-            avec_initiatives=avec_initiatives, avec_transition=avec_transition)
+            avec_initiatives=avec_initiatives, avec_transition=avec_transition,
+            avec_evolution=avec_evolution)
         (travail / "index.html").write_text(page, encoding="utf-8")
         shutil.copytree(STATIQUE, travail / "static")
         ecrits = _droits_publics(travail)
