@@ -46,9 +46,17 @@ QPV2024 = ICI.parent.parent / "shared" / "data" / "qpv" / "2024" / \
 
 def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: Path) -> None:
     """(child process) Build the series, recording when each stage starts."""
+    import resource
+
     from essqpv.historique import construire_historique
     temps: list[tuple[str, float]] = []
+    usage: list[tuple[float, float]] = []  # (CPU seconds, peak RSS GiB) when a stage starts
     t0 = time.perf_counter()
+
+    def noter(e: str) -> None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        temps.append((e, time.perf_counter() - t0))
+        usage.append((r.ru_utime + r.ru_stime, r.ru_maxrss / 2**20))
     r = construire_historique(
         base=base,
         etablissements_historique=historiques / "StockEtablissementHistorique_utf8.csv",
@@ -56,13 +64,18 @@ def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: P
         etablissements=registre / N.NOMS["etablissements"],
         geolocalisation=registre / N.NOMS["geolocalisation"],
         qpv=qpv if qpv.name != "-" else None,
-        progression=lambda e: temps.append((e, time.perf_counter() - t0)))
+        progression=noter)
     fin = time.perf_counter() - t0
-    etapes = {}
+    r_fin = resource.getrusage(resource.RUSAGE_SELF)
+    usage.append((r_fin.ru_utime + r_fin.ru_stime, r_fin.ru_maxrss / 2**20))
+    etapes, cpu, pic = {}, {}, {}
     for i, (e, t) in enumerate(temps):
         etapes[e] = round((temps[i + 1][1] if i + 1 < len(temps) else fin) - t, 2)
-    sortie.write_text(json.dumps({"etapes_s": etapes, "total_s": round(fin, 2), "controle": r},
-                                 ensure_ascii=False, default=str), "utf-8")
+        cpu[e] = round(usage[i + 1][0] - usage[i][0], 2)
+        pic[e] = round(usage[i + 1][1], 3)  # peak RSS reached by the end of the stage
+    sortie.write_text(json.dumps({"etapes_s": etapes, "etapes_cpu_s": cpu,
+                                  "pic_rss_gio_fin_etape": pic, "total_s": round(fin, 2),
+                                  "controle": r}, ensure_ascii=False, default=str), "utf-8")
 
 
 def _interne_reponses(base: Path, sortie: Path) -> None:
@@ -183,6 +196,10 @@ def tuiler(registre: Path, historiques: Path, base: Path, dossier: Path, tuiles:
     shutil.copyfile(base, cible)
     con = duckdb.connect(str(cible))
     try:
+        # series of an earlier build (perhaps of an older schema): built afresh by the run
+        for t in ("historique_meta", "historique_stock", "historique_flux",
+                  "historique_communes"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
         colonnes = [r[0] for r in con.execute("DESCRIBE etablissements").fetchall()]
         remplace = ", ".join(f"'{{k}}' || substr({c}, 2) AS {c}" for c in ("siren", "siret")
                              if c in colonnes)
@@ -244,6 +261,8 @@ def main() -> None:
     med = N.mediane(mesures)
     med["etapes_s"] = {e: round(statistics.median(x.get(e, 0) for x in etapes), 2)
                        for e in etapes[0]}
+    med["etapes_cpu_s"] = info.get("etapes_cpu_s")
+    med["pic_rss_gio_fin_etape"] = info.get("pic_rss_gio_fin_etape")
     c = info["controle"]
     k = a.tuiles if tuiles else 1
     # the stored answers of every territory of a plan (measured apart)
