@@ -308,39 +308,62 @@ def test_publication_ne_masque_pas_les_comptes(registre):
 
 def test_reponses_stockees_avec_le_plan(registre, tmp_path):
     """With the vintage's publication plan stored (ecrire_plan), the series answers of every
-    territory of the plan are stored with it (genre ``evolution``, both geographies; a QPV in
-    the vintage's), computed in bulk equal to the per-territory series, and read back by
-    every output (evolution)."""
+    territory of the plan are stored with it (genre ``evolution`` for the vintage's QPV
+    geography, ``evolution_<géographie>`` for the other; a QPV in the vintage's only;
+    perimeter ``strict``), computed in bulk equal to the per-territory series, and read back
+    by their key by every output (evolution); a territory outside the plan is refused."""
     import shutil
 
     from essqpv.indicators.publication import ecrire_plan
+    from essqpv.indicators.reponses import HorsPlan
     base, _, _ = registre
     copie = tmp_path / "copie.duckdb"
     shutil.copyfile(base, copie)
     con = duckdb.connect(str(copie))
     try:
         ecrire_plan(con, M)
-        lignes = con.execute("SELECT territoire, perimetre, json FROM publication_reponses "
-                             "WHERE genre = 'evolution'").fetchall()
+        lignes = con.execute("SELECT genre, territoire, perimetre, json FROM "
+                             "publication_reponses WHERE genre LIKE 'evolution%'").fetchall()
         territoires = {t for (t,) in con.execute(
             "SELECT DISTINCT territoire FROM publication_cellules WHERE publiee AND niveau IN "
             "('france', 'region', 'departement', 'epci', 'commune', 'qpv')").fetchall()}
+        geo_m = con.execute("SELECT geographie_qpv FROM millesimes").fetchone()[0]
     finally:
         con.close()
     B.fermer_connexions()
-    stockees = {(t, g): json.loads(j) for t, g, j in lignes}
-    assert {t for t, _ in stockees} >= territoires and "QPV:QP093001" in territoires
-    assert ("QPV:QP093001", "2015") in stockees and ("QPV:QP093001", "2024") not in stockees
-    assert ("DEP:93", "2024") in stockees and ("FR", "2015") in stockees
-    for (t, g), r in stockees.items():
-        assert r == json.loads(json.dumps(HI.publier(HI.serie(copie, t, g)))), (t, g)
-        assert HI.evolution(copie, t, g) == r
+    autre = "2024" if geo_m == "2015" else "2015"
+    assert {p for _, _, p, _ in lignes} == {"strict"}
+    stockees = {(g, t): json.loads(j) for g, t, _, j in lignes}
+    assert {g for g, _ in stockees} == {"evolution", f"evolution_{autre}"}
+    assert {t for _, t in stockees} >= territoires and "QPV:QP093001" in territoires
+    assert ("evolution", "QPV:QP093001") in stockees
+    assert (f"evolution_{autre}", "QPV:QP093001") not in stockees
+    assert ("evolution", "DEP:93") in stockees and (f"evolution_{autre}", "FR") in stockees
+    for (g, t), r in stockees.items():
+        geo = geo_m if g == "evolution" else autre
+        assert r["geographie_qpv"] == geo
+        assert r == json.loads(json.dumps(HI.publier(HI.serie(copie, t, geo)))), (t, geo)
+        assert HI.evolution(copie, t, geo) == r
+    assert HI.evolution(copie, "DEP:93") == stockees[("evolution", "DEP:93")]
+    # a territory the plan does not publish: refused, not computed
+    B.fermer_connexions()
+    con = duckdb.connect(str(copie))
+    try:
+        con.execute("DELETE FROM publication_reponses WHERE territoire = 'DEP:93'")
+        con.execute("DELETE FROM publication_cellules WHERE territoire = 'DEP:93'")
+    finally:
+        con.close()
+    B.fermer_connexions()
+    with pytest.raises(HorsPlan):
+        HI.evolution(copie, "DEP:93")
     # after ``essqpv historique`` again, the answers are rewritten, not duplicated
-    assert HI.ecrire_reponses_evolution(copie, M) == len(stockees)
+    n = len(stockees) - sum(1 for _, t in stockees if t == "DEP:93")
+    B.fermer_connexions()
+    assert HI.ecrire_reponses_evolution(copie, M) == n
     con = duckdb.connect(str(copie), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM publication_reponses WHERE genre = "
-                           "'evolution'").fetchone()[0] == len(stockees)
+        assert con.execute("SELECT count(*) FROM publication_reponses WHERE genre LIKE "
+                           "'evolution%'").fetchone()[0] == n
     finally:
         con.close()
 

@@ -78,8 +78,8 @@ def test_panneau_du_site_statique(base_historique, page, tmp_path):
     sortie = tmp_path / "site"
     publier(base_historique, sortie, territoires=["DEP:93"], fichiers="aucun", rapports=False)
     s = HI.evolution(base_historique, "DEP:93")
-    assert json.loads((sortie / "donnees" / "evolution" / "DEP_93.json").read_text("utf-8")) \
-        == json.loads(json.dumps(s))
+    fichier = sortie / "donnees" / s["millesime"] / "strict" / "evolution" / "DEP_93.json"
+    assert json.loads(fichier.read_text("utf-8")) == json.loads(json.dumps(s))
     assert 'data-evolution="oui"' in (sortie / "index.html").read_text("utf-8")
 
     class Silencieux(http.server.SimpleHTTPRequestHandler):

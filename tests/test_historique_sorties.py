@@ -102,3 +102,97 @@ def test_exports_evolution(base_historique, base_demo, tmp_path):
     # without series, no such sheet
     xlsx = exporter(base_demo, "FR", format="xlsx", sortie=tmp_path / "sans")[0]
     assert "Évolution" not in openpyxl.load_workbook(xlsx).sheetnames
+
+
+@pytest.fixture(scope="module")
+def base_historique_publiee(tmp_path_factory) -> Path:
+    """A small register across the 2015 → 2024 redrawing (``tests/_transition_fabrique``)
+    with its protected publication stored, then its historical files (synthetic, official
+    schemas) built by ``essqpv historique``: the series answers are stored with the
+    publication. One of them is then altered on purpose (a figure no computation gives), to
+    see that every output reads the stored answer by its key."""
+    import json
+
+    import duckdb
+
+    from essqpv import base as B
+    from essqpv.synthese import generer_historiques
+    from tests import _transition_fabrique as TF
+    _, publiee = TF.bases(tmp_path_factory)
+    d = tmp_path_factory.mktemp("historique-publiee")
+    base = d / "publiee.duckdb"
+    B.fermer_connexions()
+    shutil.copyfile(publiee, base)
+    fichiers = {"etablissements": publiee.parent / "etab.csv",
+                "unites_legales": publiee.parent / "ul.csv"}
+    h = generer_historiques(fichiers, "2024-01", dossier=d / "historiques")["fichiers"]
+    HI.construire_historique(
+        base=base, etablissements_historique=h["etablissements_historique"],
+        unites_legales_historique=h["unites_legales_historique"],
+        etablissements=fichiers["etablissements"])
+    B.fermer_connexions()
+    con = duckdb.connect(str(base))
+    try:
+        texte = con.execute("SELECT json FROM publication_reponses WHERE genre = 'evolution' "
+                            "AND territoire = 'DEP:93' AND perimetre = 'strict'").fetchone()[0]
+        r = json.loads(texte)
+        r["qpv"]["etablissements"][0] = MARQUE_STOCKEE
+        con.execute("UPDATE publication_reponses SET json = ? WHERE genre = 'evolution' AND "
+                    "territoire = 'DEP:93'", [json.dumps(r, ensure_ascii=False)])
+    finally:
+        con.close()
+    return base
+
+
+#: the altered figure of the stored answer of DEP:93 (no series of the demo has it)
+MARQUE_STOCKEE = 987_654
+
+
+def test_sorties_lisent_la_reponse_stockee(base_historique_publiee, tmp_path):
+    """With the publication stored, the API (fast path and router), the static site, the
+    report and the exports give the stored series answer of the territory, read by its key
+    (genre ``evolution`` for the vintage's geography, ``evolution_2015`` for the other), not a
+    recomputed one; a territory outside the plan gets the 404 of the plan."""
+    import json
+
+    import duckdb
+    import openpyxl
+    from fastapi.testclient import TestClient
+
+    from essqpv import base as B
+    from essqpv.outputs import exporter, rapport
+    from essqpv.web import creer_application, publier
+    base = base_historique_publiee
+    B.fermer_connexions()
+    con = duckdb.connect(str(base), read_only=True)
+    try:
+        stockees = {(g, t): j for g, t, j in con.execute(
+            "SELECT genre, territoire, json FROM publication_reponses WHERE genre LIKE "
+            "'evolution%' AND territoire IN ('DEP:93', 'FR')").fetchall()}
+    finally:
+        con.close()
+    assert set(stockees) == {("evolution", "DEP:93"), ("evolution", "FR"),
+                             ("evolution_2015", "DEP:93"), ("evolution_2015", "FR")}
+    assert HI.evolution(base, "DEP:93")["qpv"]["etablissements"][0] == MARQUE_STOCKEE
+    with TestClient(creer_application(base)) as c:
+        for _ in range(2):  # the router, then the cache / fast path: the stored bytes
+            r = c.get("/api/evolution/DEP:93")
+            assert r.status_code == 200 and r.content == stockees[("evolution", "DEP:93")] \
+                .encode("utf-8")
+        r = c.get("/api/evolution/DEP:93?geographie=2015")
+        assert r.status_code == 200 and r.json() == json.loads(
+            stockees[("evolution_2015", "DEP:93")]) and r.json()["geographie_qpv"] == "2015"
+        r = c.get("/api/evolution/DEP:93?millesime=2024-01")
+        assert r.json()["qpv"]["etablissements"][0] == MARQUE_STOCKEE
+        r = c.get("/api/evolution/DEP:93?millesime=2023-01")
+        assert r.status_code == 400 and "2024-01" in r.json()["erreur"]
+    sortie = tmp_path / "site"
+    publier(base, sortie, territoires=["DEP:93"], fichiers="aucun", rapports=False)
+    for genre in ("evolution", "evolution_2015"):
+        f = sortie / "donnees" / "2024-01" / "strict" / genre / "DEP_93.json"
+        assert f.read_bytes() == stockees[(genre, "DEP:93")].encode("utf-8")
+    html = rapport(base, "DEP:93", format="html", sortie=tmp_path).read_text("utf-8")
+    assert '<section id="evolution"' in html and "987\u202f654" in html
+    xlsx = exporter(base, "DEP:93", format="xlsx", sortie=tmp_path)[0]
+    ws = openpyxl.load_workbook(xlsx)["Évolution"]
+    assert list(ws.iter_rows(values_only=True))[1][2] == MARQUE_STOCKEE

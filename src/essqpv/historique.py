@@ -586,17 +586,44 @@ def disponible(base: str | Path) -> dict | None:
     from essqpv import base as B
     con = B.ouvrir(base)
     try:
-        ligne = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
-                            "controle, avertissements, date_construction "
-                            "FROM historique_meta").fetchone()
-    except duckdb.CatalogException:
-        return None
+        try:
+            ligne = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
+                                "controle, avertissements, date_construction "
+                                "FROM historique_meta").fetchone()
+        except duckdb.CatalogException:
+            return None
+        geo_m = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                            [ligne[0]]).fetchone() if ligne is not None else None
+    finally:
+        con.close()
     if ligne is None:
         return None
-    return {"millesime": ligne[0], "geographies": json.loads(ligne[1]),
+    geographies = json.loads(ligne[1])
+    return {"millesime": ligne[0], "geographies": geographies,
+            "geographie_millesime": str(geo_m[0]) if geo_m else geographies[0],
             "points": json.loads(ligne[2]), "synthetique": bool(ligne[3]),
             "sources": json.loads(ligne[4]), "controle": json.loads(ligne[5]),
             "avertissements": json.loads(ligne[6]), "date_construction": str(ligne[7])}
+
+
+def geographie_par_defaut(info: dict, geographie: str | None = None) -> str:
+    """The QPV geography asked for (checked), by default the vintage's when the series have
+    it."""
+    if geographie is None:
+        geo_m = info.get("geographie_millesime")
+        return geo_m if geo_m in info["geographies"] else info["geographies"][0]
+    if geographie not in info["geographies"]:
+        raise ParametreInvalide(
+            f"Géographie {geographie} absente des séries (disponibles : "
+            f"{', '.join(info['geographies'])}).")
+    return geographie
+
+
+def genre_de(geographie: str, info: dict) -> str:
+    """Genre of the stored series answers of a QPV geography: ``evolution`` for the
+    vintage's (``/api/evolution/<code>``, :func:`essqpv.web._donnees.servir_genre`),
+    ``evolution_<géographie>`` for the other."""
+    return GENRE if geographie == info.get("geographie_millesime") else f"{GENRE}_{geographie}"
 
 
 _STOCK = "historique_stock LEFT JOIN historique_communes USING (commune)"
@@ -620,11 +647,7 @@ def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
         raise ParametreInvalide(
             "Cette base n'a pas de séries historiques : lancez « essqpv historique » avec "
             "les fichiers StockEtablissementHistorique et StockUniteLegaleHistorique.")
-    geographie = geographie or info["geographies"][0]
-    if geographie not in info["geographies"]:
-        raise ParametreInvalide(
-            f"Géographie {geographie} absente des séries (disponibles : "
-            f"{', '.join(info['geographies'])}).")
+    geographie = geographie_par_defaut(info, geographie)
     t = territoire if isinstance(territoire, Territoire) else resoudre(
         territoire, B.qpv_de_la_base(base, info["millesime"]))
     cond, params = _condition(t)
@@ -736,20 +759,19 @@ def _indices(s: dict) -> dict:
 
 def evolution(base: str | Path, territoire, geographie: str | None = None) -> dict:
     """The published series of a territory (what every output shows): the answer stored
-    with the vintage's publication (:func:`reponses_evolution`) when there is one, else
-    computed the same way (a base without a stored plan, a territory outside it)."""
-    from essqpv import base as B
-    from essqpv.territoires import Territoire, resoudre
+    with the vintage's publication (:func:`reponses_evolution`, read by its key with
+    :func:`essqpv.indicators.reponses.reponse_texte`: a territory outside the plan raises
+    ``HorsPlan``). A base without publication (built before the build wrote the plan) gets
+    the series computed the same way (:func:`publier`)."""
+    from essqpv.indicators.reponses import publication_presente, reponse_texte
     info = disponible(base)
-    if info is not None:
-        geo = geographie or info["geographies"][0]
-        t = territoire if isinstance(territoire, Territoire) else resoudre(
-            territoire, B.qpv_de_la_base(base, info["millesime"]))
-        stockee = reponse_stockee(base, t.code, geo)
-        if stockee is not None:
-            return stockee
-        territoire = t
-    return publier(serie(base, territoire, geographie))
+    if info is None:
+        return publier(serie(base, territoire, geographie))  # (its clear error)
+    geo = geographie_par_defaut(info, geographie)
+    if publication_presente(base, info["millesime"]):
+        return json.loads(reponse_texte(base, genre_de(geo, info), territoire, "strict",
+                                        info["millesime"]))
+    return publier(serie(base, territoire, geo))
 
 
 # --------------------------------------------------------------------------- stored answers
@@ -760,8 +782,10 @@ def evolution(base: str | Path, territoire, geographie: str | None = None) -> di
 # any other answer, narrows the interval of a suppressed headcount. The series therefore
 # add no cell to the publication plan (each cell would cost protection time and protect
 # nothing); their answers are stored next to the plan's (``publication_reponses``, genre
-# ``evolution``, ``perimetre`` = the QPV geography) for every territory of the plan, and
-# every output reads them (:func:`evolution`).
+# below) for every territory of the plan, and
+# every output reads them by their key (:func:`evolution`): genre ``evolution`` for the
+# vintage's QPV geography, ``evolution_<géographie>`` for the other, ``perimetre`` =
+# ``strict`` (the series do not depend on the perimeter).
 
 GENRE = "evolution"
 _NIVEAUX_COLONNES = {"region": "region", "departement": "departement", "epci": "epci",
@@ -897,16 +921,17 @@ def reponses_evolution(con, millesime: str):
     if not lignes or lignes[0][0] != millesime:
         return
     ligne = lignes[0]
+    geo_m = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                        [millesime]).fetchall()[0][0]
     info = {"millesime": ligne[0], "geographies": json.loads(ligne[1]),
+            "geographie_millesime": geo_m,
             "points": json.loads(ligne[2]), "synthetique": bool(ligne[3]),
             "sources": json.loads(ligne[4]), "avertissements": json.loads(ligne[5])}
     territoires = _territoires_du_plan(con, millesime)
-    geo_m = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
-                        [millesime]).fetchall()[0][0]
     for geo in info["geographies"]:
         liste = [t for t in territoires if t.niveau != "qpv" or geo == geo_m]
         for code, brute in series_en_bloc(con, info, geo, liste).items():
-            yield GENRE, code, geo, publier(brute)
+            yield genre_de(geo, info), code, "strict", publier(brute)
 
 
 def _enregistrer_genre() -> None:
@@ -934,8 +959,8 @@ def ecrire_reponses_evolution(base: str | Path, millesime: str) -> int:
             return 0
         lignes = [(g, t, p, json_reponse(o)) for g, t, p, o in reponses_evolution(con, millesime)]
         con.execute("BEGIN")
-        con.execute("DELETE FROM publication_reponses WHERE millesime = ? AND genre = ?",
-                    [millesime, GENRE])
+        con.execute("DELETE FROM publication_reponses WHERE millesime = ? AND (genre = ? "
+                    "OR starts_with(genre, ?))", [millesime, GENRE, GENRE + "_"])
         if lignes:
             df = pl.DataFrame({"millesime": millesime, "genre": [x[0] for x in lignes],
                                "territoire": [x[1] for x in lignes],
@@ -947,19 +972,3 @@ def ecrire_reponses_evolution(base: str | Path, millesime: str) -> int:
         return len(lignes)
     finally:
         con.close()
-
-
-def reponse_stockee(base: str | Path, code: str, geographie: str) -> dict | None:
-    """The stored series answer of a territory (None when the base has none)."""
-    from essqpv import base as B
-    con = B.ouvrir(base)
-    try:
-        ligne = con.execute(
-            "SELECT r.json FROM publication_reponses r JOIN historique_meta h "
-            "ON r.millesime = h.millesime WHERE r.genre = ? AND r.territoire = ? "
-            "AND r.perimetre = ?", [GENRE, code, geographie]).fetchone()
-    except duckdb.CatalogException:
-        return None
-    finally:
-        con.close()
-    return json.loads(ligne[0]) if ligne else None

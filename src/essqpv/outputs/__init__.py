@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from essqpv.outputs.report import FORMATS_RAPPORT, rapport
 
+# the linked tables' sections of the report and sheets of the exports
+from essqpv.outputs import historique as _historique  # noqa: E402,F401  (series since 2008)
+
 __all__ = ["FORMATS_EXPORT", "FORMATS_RAPPORT", "exporter", "rapport"]
 
 

@@ -39,21 +39,23 @@ FEUILLES = {
     "tailles": "Tailles", "regions": "Régions", "qpv": "QPV",
     "etablissements": "Établissements", "secret": "Secret",
 }
-#: Sheets of the series since 2008, when the base holds them (``essqpv historique``).
-FEUILLES_EVOLUTION = {"evolution": "Évolution", "evolution_flux": "Créations et fermetures"}
 #: Sheets of the linked tables registered with :func:`table_liee` (table name → sheet name).
 FEUILLES_LIEES: dict[str, str] = {}
+#: Notes written under a linked table's sheet (table name → text), given to table_liee.
+NOTES_LIEES: dict[str, str] = {}
 _TABLES_LIEES: list = []
 
 
-def table_liee(feuilles: dict[str, str]):
+def table_liee(feuilles: dict[str, str], notes: dict[str, str] | None = None):
     """Register the export tables of a linked table: ``feuilles`` maps each table name to its
     sheet name; the decorated ``f(base, code, indicateurs)`` returns ``{table: polars frame}``
     (possibly empty) built from the stored answers of its genre, a suppressed cell null with
     its status in the row's ``secret`` column (``colonne:statut``). The tables are written in
-    every format (a sheet each in the workbook, a file each in CSV and Parquet)."""
+    every format (a sheet each in the workbook, a file each in CSV and Parquet); ``notes``
+    (table name → text) are written under their sheet."""
     def enregistrer(fonction):
         FEUILLES_LIEES.update(feuilles)
+        NOTES_LIEES.update(notes or {})
         if fonction not in _TABLES_LIEES:
             _TABLES_LIEES.append(fonction)
         return fonction
@@ -111,72 +113,6 @@ LIBELLES_CLES = {
 
 
 # --- tables ------------------------------------------------------------------------------
-def _tables_evolution(base, code: str, geographie: str | None) -> dict[str, pl.DataFrame]:
-    """The protected series since 2008 (:func:`essqpv.historique.evolution`) as two tables,
-    when the base holds series: one row per point, one row per year of flows."""
-    from essqpv.historique import disponible, evolution
-    info = disponible(base)
-    if info is None:
-        return {}
-    s = evolution(base, code, geographie if geographie in info["geographies"] else None)
-    secret_par_point: dict[str, list[str]] = {}
-    noms = {("qpv", "etablissements"): "etablissements_qpv", ("qpv", "employeurs"):
-            "employeurs_qpv", ("qpv", "non_employeurs"): "non_employeurs_qpv",
-            ("ensemble", "etablissements"): "etablissements_territoire",
-            ("france", "etablissements"): "etablissements_france",
-            ("localisation", "localises"): "part_localisee",
-            ("qpv", "creations"): "creations_qpv", ("qpv", "fermetures"): "fermetures_qpv",
-            ("ensemble", "creations"): "creations_territoire",
-            ("ensemble", "fermetures"): "fermetures_territoire"}
-    for c in s["secret"]:
-        col = noms.get((c["zone"], c["indicateur"]))
-        if col:
-            secret_par_point.setdefault(c["point"], []).append(f"{col}:{c['secret']}")
-    ind = s.get("indice_2015") or {}
-    lignes = []
-    for i, p in enumerate(s["points"]):
-        lignes.append({
-            "point": p, "geographie_qpv": s["geographie_qpv"],
-            "etablissements_qpv": s["qpv"]["etablissements"][i],
-            "employeurs_qpv": s["qpv"]["employeurs"][i],
-            "non_employeurs_qpv": s["qpv"]["non_employeurs"][i],
-            "etablissements_territoire": (s["ensemble"]["etablissements"][i]
-                                          if "ensemble" in s else None),
-            "part_localisee": s["part_localisee"][i],
-            "etablissements_france": s["france"]["etablissements"][i],
-            "indice_qpv_2015": (ind.get("qpv") or [None] * len(s["points"]))[i],
-            "indice_france_2015": (ind.get("france") or [None] * len(s["points"]))[i],
-            "secret": "; ".join(secret_par_point.get(p, [])) or None})
-    flux = []
-    for k, a in enumerate(s["flux"]["annees"]):
-        z = s["flux"]
-        flux.append({"annee": a, "geographie_qpv": s["geographie_qpv"],
-                     "creations_qpv": z["qpv"]["creations"][k],
-                     "fermetures_qpv": z["qpv"]["fermetures"][k],
-                     "creations_territoire": z["ensemble"]["creations"][k]
-                     if "ensemble" in z else None,
-                     "fermetures_territoire": z["ensemble"]["fermetures"][k]
-                     if "ensemble" in z else None,
-                     "secret": "; ".join(secret_par_point.get(str(a), [])) or None})
-    entiers = {c: pl.Int64 for c in ("etablissements_qpv", "employeurs_qpv",
-                                     "non_employeurs_qpv", "etablissements_territoire",
-                                     "etablissements_france")}
-    return {
-        "evolution": pl.DataFrame(lignes, schema={
-            "point": pl.String, "geographie_qpv": pl.String, **entiers,
-            "part_localisee": pl.Float64, "indice_qpv_2015": pl.Float64,
-            "indice_france_2015": pl.Float64, "secret": pl.String}).select(
-            "point", "geographie_qpv", "etablissements_qpv", "employeurs_qpv",
-            "non_employeurs_qpv", "etablissements_territoire", "part_localisee",
-            "etablissements_france", "indice_qpv_2015", "indice_france_2015", "secret"),
-        "evolution_flux": pl.DataFrame(flux, schema={
-            "annee": pl.Int64, "geographie_qpv": pl.String, "creations_qpv": pl.Int64,
-            "fermetures_qpv": pl.Int64, "creations_territoire": pl.Int64,
-            "fermetures_territoire": pl.Int64, "secret": pl.String}),
-    }
-
-
-
 def _tables_transition(base, code: str, millesime: str) -> dict[str, pl.DataFrame]:
     from essqpv.outputs.transition import tables as tables_transition
     return tables_transition(base, code, millesime)
@@ -346,7 +282,6 @@ def tables(base: str | Path, territoire: str | None = None, perimetre: str = "st
                                           territoire=code)),
         "etablissements": _etablissements(base, code, perimetre, m),
         "secret": _table_secret(ind, fr),
-        **_tables_evolution(base, code, ind.get("geographie_qpv")),
         **_tables_transition(base, code, m),  # what the 2024 map changes
     }
     for fonction in _TABLES_LIEES:
@@ -425,9 +360,8 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
 
     colonne_qpv = "qpv" if ctx["indicateurs"].get("perimetre", "strict") == "strict" \
         else "qpv_tampon"
-    for nom, feuille_nom in {**FEUILLES, **FEUILLES_EVOLUTION, **FEUILLES_TRANSITION,
-                             **FEUILLES_LIEES}.items():
-        if nom not in tabs:  # the series since 2008, when the base has none
+    for nom, feuille_nom in {**FEUILLES, **FEUILLES_TRANSITION, **FEUILLES_LIEES}.items():
+        if nom not in tabs:  # a linked table the base does not have
             continue
         df = tabs[nom]
         if nom == "etablissements":
@@ -474,10 +408,8 @@ def _ecrire_xlsx(tabs: dict[str, pl.DataFrame], ctx: dict, chemin: Path) -> None
         if any(secrets):
             ws.write_string(pied, 0, _regle_secret())
             pied += 1
-        if nom.startswith("evolution"):
-            from essqpv.historique import AVERTISSEMENT_EFFECTIFS
-            ws.write_string(pied, 0, "Fichiers historiques de Sirene ; géographie des QPV fixe "
-                                     "sur toute la série. " + AVERTISSEMENT_EFFECTIFS)
+        if nom in NOTES_LIEES:
+            ws.write_string(pied, 0, NOTES_LIEES[nom])
             pied += 1
         if nom in FEUILLES_TRANSITION:
             ws.write_string(pied, 0, NOTE_TRANSITION)

@@ -43,8 +43,10 @@ def section_du_rapport(fonction):
     dict ``{"id", "titre", "texte", "table": {"titre", "entetes", "lignes", "classe"},
     "note"}`` built from the stored answers of its table
     (:func:`essqpv.indicators.reponses.reponse_texte` with its genre), ``s`` in the cells the
-    plan suppresses. Sections are shown, in the order registered, after the standard ones and
-    before the methodology.
+    plan suppresses. Optional keys: ``graphique`` (``f(largeur) -> Figure``, drawn under the
+    text, SVG in HTML and PNG in PDF), ``titre_diapo`` and ``message_diapo`` (the deck's slide;
+    a slide with a chart shows the chart instead of the table). Sections are shown, in the
+    order registered, after the standard ones and before the methodology.
     """
     if fonction not in _SECTIONS:
         _SECTIONS.append(fonction)
@@ -110,54 +112,9 @@ def rassembler(base: str | Path, territoire: str, perimetre: str = "strict",
         donnees["etablissements_total"] = total
     donnees["modeles"] = _modeles()
     donnees["initiatives"] = _initiatives(base, ind["territoire"]["code"])
-    donnees["historique"] = _historique(base, ind)
     donnees["transition"] = transition.rassembler(base, ind["territoire"]["code"], millesime)
     donnees["sections_liees"] = [x for x in (f(base, ind) for f in _SECTIONS) if x]
     return donnees
-
-
-def _historique(base, ind: dict) -> dict | None:
-    """The protected series since 2008 of the territory (None when the base has none), in
-    the vintage's QPV geography when the series have it."""
-    from essqpv.historique import disponible, evolution
-    info = disponible(base)
-    if info is None:
-        return None
-    geo = ind.get("geographie_qpv")
-    return evolution(base, ind["territoire"]["code"],
-                     geo if geo in info["geographies"] else None)
-
-
-def _table_historique(h: dict | None) -> dict | None:
-    """The table of the Évolution section: one row per point (``s`` = secret)."""
-    if h is None:
-        return None
-    local = "ensemble" in h
-    def n(v) -> str:
-        return MARQUE_SECRET if v is None else nombre(v)
-    entetes = ["Au 1er janvier", "ESS en QPV", "dont employeurs"]
-    if local:
-        entetes.append(h["territoire"]["libelle"])
-    entetes += ["Part localisée", "France entière", "Créations en QPV (année)",
-                "Fermetures en QPV (année)"]
-    annees = h["flux"]["annees"]
-    lignes = []
-    for i, p in enumerate(h["points"]):
-        part = h["part_localisee"][i]
-        ligne = [p[:4] if p.endswith("-01-01") else f"millésime {p}",
-                 n(h["qpv"]["etablissements"][i]), n(h["qpv"]["employeurs"][i])]
-        if local:
-            ligne.append(n(h["ensemble"]["etablissements"][i]))
-        ligne += [MARQUE_SECRET if part is None else f"{100 * part:.1f} %".replace(".", ","),
-                  n(h["france"]["etablissements"][i])]
-        annee = int(p[:4]) if p.endswith("-01-01") else None
-        k = annees.index(annee) if annee in annees else None
-        ligne += [n(h["flux"]["qpv"]["creations"][k]) if k is not None else "",
-                  n(h["flux"]["qpv"]["fermetures"][k]) if k is not None else ""]
-        lignes.append(ligne)
-    return {"titre": f"Établissements de l'ESS au 1er janvier — géographie QPV "
-                     f"{h['geographie_qpv']}, fixe sur toute la série",
-            "entetes": entetes, "lignes": lignes, "classe": "historique"}
 
 
 def _geometries_qpv(ouvrir, base, millesime, codes: list[str]) -> dict[str, bytes]:
@@ -581,15 +538,10 @@ def rendre(donnees: dict, format: str = "html") -> str:
         "tailles": balise(charts.barres_tailles(tailles, source, largeur=large))
         if tailles else None,
         "carte_qpv": None, "carte_etablissements": None,
-        "historique": None,
     }
-    historique = donnees.get("historique")
-    if historique is not None:
-        source_h = (f"Source : Sirene (INSEE), fichiers historiques, millésime "
-                    f"{historique['millesime']}, QPV {historique['geographie_qpv']} ; traitement "
-                    f"essqpv.{'  ' + MARQUE_SYNTHETIQUE.upper() if synthetique else ''}")
-        figures["historique"] = balise(charts.courbe_evolution(historique, source_h,
-                                                               largeur=large))
+    # the linked tables' sections, their charts drawn in this format
+    sections_liees = [{**x, "figure": balise(x["graphique"](large))} if x.get("graphique")
+                      else x for x in donnees.get("sections_liees") or []]
     if qpv is not None:
         deps = _departements_fond(ind, qpv, etabs)
         epsg = maps.epsg_departement(deps[0]) if deps else 2154
@@ -629,9 +581,7 @@ def rendre(donnees: dict, format: str = "html") -> str:
                       "creations_periode": _periode(creations),
                       "creations_familles": _par_famille(creations)},
         "evolution": _evolution(ind.get("evolution")),
-        "historique": historique,
-        "table_historique": _table_historique(historique),
-        "sections_liees": donnees.get("sections_liees") or [],
+        "sections_liees": sections_liees,
         "regions": regions,
         "regions_top": sorted([r for r in regions if r.get("part_emploi_ess_en_qpv")
                                is not None], key=lambda r: -r["part_emploi_ess_en_qpv"])[:6],

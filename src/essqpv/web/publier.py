@@ -350,9 +350,10 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
                 fait += 1
                 signaler(fait, total, f"{m} · fichiers · {t['libelle']}")
             _ecrire(d / m / "telechargements.json", json_octets(manifeste))
-        # the series since 2008, when the base holds them (essqpv.web.historique)
+        # the series since 2008, when the base holds them (essqpv.web.historique: their
+        # stored answers are written above, with the other linked tables)
         from essqpv.web.historique import publier_evolution
-        avec_evolution = publier_evolution(donnees, d, territoires)
+        avec_evolution = publier_evolution(donnees, d, territoires, choisis)
         # the dashboard page and its assets
         ctx = {**donnees.contexte(choisis[0]), "millesimes": choisis}
         page = environnement_gabarits().get_template("index.html").render(

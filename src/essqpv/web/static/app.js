@@ -79,7 +79,10 @@
       return MODE === "api" ? "/api/carte/qpv?" + q({ millesime: etat.millesime }) : "donnees/" + etat.millesime + "/carte/qpv.json";
     },
     evolution: function (code) {
-      return MODE === "api" ? "/api/evolution/" + encodeURIComponent(code) : "donnees/evolution/" + fichier(code) + ".json";
+      // the series of the chosen vintage (stored with its publication; strict: the series do not depend on the perimeter)
+      return MODE === "api"
+        ? "/api/evolution/" + encodeURIComponent(code) + "?" + q({ millesime: etat.millesime })
+        : "donnees/" + etat.millesime + "/strict/evolution/" + fichier(code) + ".json";
     },
     initiatives: function (code) {
       return MODE === "api" ? "/api/initiatives?" + q({ territoire: code }) : "donnees/initiatives/" + fichier(code) + ".json";
