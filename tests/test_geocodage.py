@@ -506,6 +506,20 @@ def test_score_addok_identique():
         assert _pli_texte(a) == ascii(a)._cache
     meme()
 
+    # a house-number label scored from its street's label: the same number
+    from essqpv.geocodage._scores import similarite_prefixee
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(alphabet="12b is-", max_size=6), st.text(alphabet="aabé e-'1Œ", max_size=12),
+           st.text(alphabet="aab1é e-'2", max_size=12))
+    def numero_devant(numero, base, q):
+        assert similarite_prefixee(numero, base, q) == compare_ngrams(f"{numero} {base}", q)
+    numero_devant()
+    for a in libelles:
+        numero, _, base = a.partition(" ")
+        for b in ("4 rue de la pais 93200 st denis", "44 rue paix", a, "4 4 4 44 rue"):
+            assert similarite_prefixee(numero, base, b) == compare_ngrams(a, b)
+
 
 def test_redis_tue_pendant_un_fichier(installe):
     # the Redis of the geocoder killed in the middle of a list: a clear French error, no

@@ -75,6 +75,48 @@ def _similarite_pliee(gauche: str, droite: str) -> float:
     return float(communs) / (na + nb - communs)
 
 
+def _nombre(marques: frozenset[str], b: str) -> int:
+    """How many times bigram ``b`` is in a marked set of :func:`_bigrammes`."""
+    k = 0
+    while (b if k == 0 else b + str(k)) in marques:
+        k += 1
+    return k
+
+
+def _prefixee(prefixe: str, base: str, requete: str) -> tuple[float, int] | None:
+    """(similarity, bigrams) of the folded ``prefixe + " " + base`` with the folded
+    ``requete``, from those of ``base`` — a house-number label is its street's label with
+    the number in front: the street's bigrams are known (cached), only the few of the number
+    and of the junction are counted. The same number as :func:`_similarite_pliee` on the
+    whole text (``tests/test_geocodage.py`` checks it). None when a part folds to nothing
+    (the whole text is then folded as usual)."""
+    if not prefixe or not base or len(requete) < 2:
+        return None
+    b, nb = _bigrammes(base)
+    q, _ = _bigrammes(requete)
+    communs = len(b & q)
+    tete = prefixe + " " + base[0]
+    ajoutes: dict[str, int] = {}
+    for i in range(len(tete) - 1):
+        g = tete[i:i + 2]
+        deja = ajoutes.get(g, 0)
+        # one more occurrence of g in the label: shared once more if the label had fewer
+        # than the query
+        if _nombre(b, g) + deja < _nombre(q, g):
+            communs += 1
+        ajoutes[g] = deja + 1
+    n = nb + len(tete) - 1
+    if not communs:
+        return 0.0, n
+    return float(communs) / (n + len(requete) - 1 - communs), n
+
+
+def similarite_prefixee(prefixe, base, droite) -> float:
+    """``similarite(prefixe + " " + base, droite)`` computed by :func:`_prefixee`."""
+    r = _prefixee(_pli(prefixe), _pli(base), _pli(droite))
+    return r[0] if r is not None else similarite(f"{prefixe} {base}", droite)
+
+
 def similarite(gauche, droite) -> float:
     """``addok.helpers.text.compare_ngrams(gauche, droite)``, the same value."""
     return _similarite_pliee(_pli(gauche), _pli(droite))
@@ -93,12 +135,23 @@ def score_by_ngram_distance(helper, result) -> None:
     requete = _pli(helper.query)
     nq = len(requete) - 1
     meilleur = -1.0
+    numero = result.housenumber
+    tete = f"{numero} " if numero else None
+    pli_numero = _pli_texte(str(numero)) if numero else ""
     for label in result.labels:
-        pli = _pli(label)
-        nl = len(pli) - 1
+        connu = None
+        if tete is not None and label.startswith(tete):
+            # « 12 Rue X 93200 Ville »: from the bigrams of « Rue X 93200 Ville »
+            connu = _prefixee(pli_numero, _pli(label[len(tete):]), requete)
+        if connu is not None:
+            score, nl = connu
+        else:
+            pli = _pli(label)
+            nl = len(pli) - 1
         if meilleur > 0 and nl > 0 and nq > 0 and min(nl, nq) / max(nl, nq) < meilleur:
             continue
-        score = _similarite_pliee(pli, requete)
+        if connu is None:
+            score = _similarite_pliee(pli, requete)
         result.add_score("str_distance", score, ceiling=1.0)
         meilleur = max(meilleur, score)
         if score >= config.MATCH_THRESHOLD:
