@@ -248,6 +248,23 @@ def test_lot_reparti_sur_des_processus(geocodeur):
     assert geocodeur._pool is not None
     assert parallele == seul
     assert seul[-2] == [] and seul[0][0]["label"] == "1 Rue de la Paix 93200 Saint-Denis"
+    # block by block (exact answers here while the workers run addok on earlier blocks),
+    # many small lots: the same answers, in order, and the progress reaches the end
+    melange = [q for trio in zip(requetes, [q.replace("paix", "paxi") for q in requetes],
+                                 [f"{q} saint-denis" for q in requetes]) for q in trio]
+    seul = geocodeur.geocoder(melange, travailleurs=1)
+    vus = []
+    anciens = module.SEUIL_PARALLELE, module._BLOC, module._LOT
+    module.SEUIL_PARALLELE, module._BLOC, module._LOT = 10, 7, 5
+    try:
+        parallele = geocodeur.geocoder(melange, travailleurs=2,
+                                       progression=lambda f, t: vus.append((f, t)))
+    finally:
+        module.SEUIL_PARALLELE, module._BLOC, module._LOT = anciens
+    assert parallele == seul and len(parallele) == len(melange)
+    assert {r[0]["methode"] for r in parallele if r} == {"exacte", "addok"}
+    assert vus[-1] == (len(melange), len(melange))
+    assert [f for f, _ in vus] == sorted(f for f, _ in vus)
 
 
 def test_autocompletion(geocodeur):
@@ -537,6 +554,17 @@ def test_redis_tue_pendant_un_fichier(installe):
         assert g._serveur is None
         assert g.geocoder(["4 rue de la paix 93200 saint-denis"])[0][0]["methode"] == "exacte"
         assert g.rechercher("4 rue de la paix 93200")[0]["methode"] == "addok"
+        # the same with the worker processes: they are stopped, nothing partial comes back
+        import essqpv.geocodage.geocodeur as module
+        anciens = module.SEUIL_PARALLELE, module._BLOC, module._LOT
+        module.SEUIL_PARALLELE, module._BLOC, module._LOT = 10, 50, 20
+        try:
+            with pytest.raises(GeocodeurIndisponible, match="cessé de répondre"):
+                g.geocoder(requetes, travailleurs=2, progression=tuer)
+        finally:
+            module.SEUIL_PARALLELE, module._BLOC, module._LOT = anciens
+        assert g._serveur is None and g._pool is None
+        assert g.geocoder(["4 rue de la paix 93200 saint-denis"])[0][0]["methode"] == "exacte"
     finally:
         g.fermer()
 

@@ -21,6 +21,8 @@ __all__ = ["Geocodeur", "geocodeur_installe"]
 #: below this many addok queries, one process (starting workers costs ~1 s)
 SEUIL_PARALLELE = 500
 _LOT = 400
+#: queries looked up in the exact index at a time, while the workers run addok
+_BLOC = 4000
 
 
 def geocodeur_installe(dossier: str | Path | None = None) -> bool:
@@ -116,28 +118,17 @@ class Geocodeur:
         found), in order. Queries written as a BAN address are answered by the exact index
         (one result, ``methode = "exacte"``, see :mod:`.exactes`) unless ``exacte`` is
         false; the others by addok (``methode = "addok"``), spread over worker processes
-        for large lists."""
+        for large lists.
+
+        The two paths overlap: the list is read block by block; a block's exact answers
+        are looked up in this process while the worker processes already run addok on the
+        previous blocks' other queries (both cores busy from the start)."""
+        import redis
         self._pret()
         requetes = list(requetes)
-        sortie: list[list[dict] | None] = [None] * len(requetes)
-        if exacte and self.exactes is not None:
-            for i, r in enumerate(self.exactes.chercher(requetes)):
-                if r is not None:
-                    sortie[i] = [r]
-        reste = [i for i, r in enumerate(sortie) if r is None]
-        faits = len(requetes) - len(reste)
-        avancer = progression or (lambda *_: None)
-        resultats = self._addok([requetes[i] for i in reste], limite, travailleurs,
-                                lambda fait, _total: avancer(faits + fait, len(requetes)))
-        for i, r in zip(reste, resultats):
-            sortie[i] = [{**x, "methode": "addok"} for x in r]
-        return sortie
-
-    def _addok(self, requetes: list[str | None], limite: int, travailleurs: int | None,
-               progression: Callable[[int, int], None] | None) -> list[list[dict]]:
-        import redis
         try:
-            return self._addok_(requetes, limite, travailleurs, progression)
+            return self._geocoder(requetes, limite, travailleurs or self.travailleurs,
+                                  progression or (lambda *_: None), exacte)
         except (redis.ConnectionError, redis.TimeoutError, ConnectionError) as exc:
             # our Redis died (killed, out of memory...): nothing half-done is returned
             if self._pool is not None:
@@ -153,27 +144,69 @@ class Geocodeur:
                 "n'est rendu ; "
                 "relancez la commande (essqpv redémarre son serveur).") from None
 
-    def _addok_(self, requetes: list[str | None], limite: int, travailleurs: int | None,
-                progression: Callable[[int, int], None] | None) -> list[list[dict]]:
+    def _geocoder(self, requetes: list[str | None], limite: int, travailleurs: int,
+                  avancer: Callable[[int, int], None], exacte: bool) -> list[list[dict]]:
         n = len(requetes)
-        travailleurs = travailleurs or self.travailleurs
-        avancer = progression or (lambda *_: None)
-        if n < SEUIL_PARALLELE or travailleurs <= 1:
-            sortie = []
-            for i, q in enumerate(requetes):
-                sortie.append(_addok.rechercher(q, limite=limite) if q else [])
-                if i % 1000 == 999:
-                    avancer(i + 1, n)
-            avancer(n, n)
-            return sortie
+        sortie: list[list[dict] | None] = [None] * n
+        en_attente: list[str | None] = []   # addok queries not yet given to a worker
+        indices_attente: list[int] = []
+        lots = []                            # (indices, AsyncResult) given to the workers
+        faits = 0
+        plus_haut = [0]
+        suivre = avancer
+
+        def avancer(fait: int, total: int) -> None:  # never backwards
+            plus_haut[0] = max(plus_haut[0], fait)
+            suivre(plus_haut[0], total)
+
+        def confier(tout: bool) -> None:
+            # full lots to the workers (all that is left when ``tout``)
+            while len(en_attente) >= _LOT or (tout and en_attente):
+                q, ix = en_attente[:_LOT], indices_attente[:_LOT]
+                del en_attente[:_LOT], indices_attente[:_LOT]
+                lots.append((ix, self._travailleurs(travailleurs).apply_async(
+                    _addok.traiter_lot, ((q, limite),))))
+
+        for debut in range(0, n, _BLOC):
+            bloc = range(debut, min(n, debut + _BLOC))
+            if exacte and self.exactes is not None:
+                for i, r in zip(bloc, self.exactes.chercher([requetes[i] for i in bloc])):
+                    if r is not None:
+                        sortie[i] = [r]
+                        faits += 1
+            for i in bloc:
+                if sortie[i] is None:
+                    if not requetes[i]:
+                        sortie[i] = []
+                        faits += 1
+                    else:
+                        en_attente.append(requetes[i])
+                        indices_attente.append(i)
+            # in parallel once there is enough addok work to pay for the workers
+            if travailleurs > 1 and (lots or len(en_attente) >= SEUIL_PARALLELE):
+                confier(tout=False)
+            avancer(faits + sum(len(ix) for ix, r in lots if r.ready()), n)
+        if lots or (travailleurs > 1 and len(en_attente) >= SEUIL_PARALLELE):
+            confier(tout=True)
+        else:  # few addok queries: in this process
+            for k, (i, q) in enumerate(zip(indices_attente, en_attente)):
+                sortie[i] = [{**x, "methode": "addok"} for x in
+                             _addok.rechercher(q, limite=limite)]
+                if k % 1000 == 999:
+                    avancer(faits + k + 1, n)
+            faits += len(en_attente)
+        for ix, resultat in lots:
+            for i, r in zip(ix, resultat.get()):
+                sortie[i] = [{**x, "methode": "addok"} for x in r]
+            faits += len(ix)
+            avancer(faits, n)
+        avancer(n, n)
+        return sortie
+
+    def _travailleurs(self, travailleurs: int):
         if self._pool is None:
             # spawn: the workers hold nothing of this process (no forked Redis/SQLite state)
             self._pool = get_context("spawn").Pool(
                 travailleurs, initializer=_addok.initialiser_travailleur,
                 initargs=(self._serveur.socket, str(self.index / FICHIER_DOCUMENTS)))
-        lots = [(list(requetes[i:i + _LOT]), limite) for i in range(0, n, _LOT)]
-        sortie = []
-        for lot in self._pool.imap(_addok.traiter_lot, lots):
-            sortie.extend(lot)
-            avancer(len(sortie), n)
-        return sortie
+        return self._pool
