@@ -298,7 +298,8 @@ def test_fichier_adresses_csv(installe, tmp_path):
     assert out["methode_ban"].to_list() == ["addok", "exacte", None, None, "addok"]
     assert out["remarque"][4].startswith("À vérifier")
     src = dict(pl.read_csv(r["sources"], separator=";", infer_schema=False).iter_rows())
-    assert "Adresses : " + src["Adresses"] == r["source_adresses"] and "Licence Ouverte" in src["Adresses"]
+    assert "Adresses : " + src["Adresses"] == r["source_adresses"]
+    assert "Licence Ouverte" in src["Adresses"]
     assert "Licence Ouverte" in src["Contours des QPV"] and src["Données synthétiques"] == "non"
 
 
