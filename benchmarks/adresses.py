@@ -13,6 +13,8 @@ before and after and the commit:
 - ``installation_1``: time to install one département (download + addok import + Redis save
   + exact index), Redis memory, index size on disk;
 - ``installation_8``: the same for eight départements (93, 94, 92, 95, 91, 77, 78, 75);
+- ``couts``: CPU per query of each kind of row, caches warmed by the same queries (a lower
+  bound); ``froid``: the difficult rows with cold caches, 1 and 2 workers, Redis's own CPU;
 - ``lot``: ``lookup.localiser_fichier`` (what ``essqpv localiser --fichier`` runs) on a
   100,000-row CSV drawn from the eight départements against the eight-département index, in
   random order, mixed as :data:`MELANGE` says (exact spelling, abbreviated, no postcode,
@@ -369,6 +371,55 @@ print(json.dumps(sortie))
             "charge_avant": charge, "charge_apres": _charge()}
 
 
+def _froid(codes: list[str], numeros: int, lignes: int, dossier: Path, n: int = 1500,
+           travailleurs: tuple[int, ...] = (1, 2)) -> dict:
+    """The difficult rows (typos and unknown streets, the first ``n`` of the 100,000-row
+    file, in its order) through ``Geocodeur.geocoder`` with caches **cold**, as in a real
+    file: CPU of this process, of the addok workers and of Redis itself (read in
+    ``/proc`` before it stops), for 1 and 2 workers."""
+    code_py = f"""
+import csv, json, os, resource, sys, time
+from essqpv.geocodage import Geocodeur
+def main():
+    with open({str(_fichier_adresses(codes, numeros, lignes))!r}, encoding="utf-8") as f:
+        qs = [a for i, g, a in csv.reader(f, delimiter=";")
+              if g in ("faute_de_frappe", "voie_inconnue")][:{n}]
+    t = int(sys.argv[1])
+    tic = os.sysconf("SC_CLK_TCK")
+    g = Geocodeur({str(dossier)!r}, travailleurs=t).ouvrir()
+    pid = g._serveur._processus.pid
+    def redis_cpu():
+        x = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()
+        return (int(x[11]) + int(x[12])) / tic
+    r0, m0 = redis_cpu(), time.perf_counter()
+    g.geocoder(qs, limite=2)
+    mur, r1 = time.perf_counter() - m0, redis_cpu()
+    g.fermer()
+    u = [resource.getrusage(q) for q in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    print(json.dumps({{"requetes": len(qs), "travailleurs": t, "mur_s": round(mur, 1),
+                      "cpu_principal_s": round(u[0].ru_utime + u[0].ru_stime, 1),
+                      "cpu_redis_s": round(r1 - r0, 1),
+                      "cpu_travailleurs_et_demarrages_s": round(
+                          u[1].ru_utime + u[1].ru_stime - (r1 - r0), 1)}}))
+if __name__ == "__main__":
+    main()
+"""
+    script = TRAVAIL / "froid.py"
+    script.write_text(code_py, "utf-8")
+    sortie = {"charge_avant": _charge(), "mesures": []}
+    for t in travailleurs:
+        p = subprocess.run(["nice", sys.executable, str(script), str(t)], capture_output=True,
+                           text=True)
+        if p.returncode:
+            raise SystemExit(p.stderr[-3000:])
+        m = json.loads(p.stdout.strip().splitlines()[-1])
+        cpu = m["cpu_principal_s"] + m["cpu_travailleurs_et_demarrages_s"]
+        m["cpu_ms_par_requete_hors_recherche_redis"] = round(cpu / m["requetes"] * 1000, 1)
+        sortie["mesures"].append(m)
+    sortie["charge_apres"] = _charge()
+    return sortie
+
+
 def _charge() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -414,6 +465,11 @@ def main() -> None:
         res["couts"] = {**_couts(HUIT, a.numeros, a.lignes, huit), "commit": _commit()}
         print(json.dumps(res["couts"], ensure_ascii=False), flush=True)
         mesures.add("couts")
+        ecrire()
+    if "froid" in etapes:
+        res["froid"] = {**_froid(HUIT, a.numeros, a.lignes, huit), "commit": _commit()}
+        print(json.dumps(res["froid"], ensure_ascii=False), flush=True)
+        mesures.add("froid")
         ecrire()
     if "lot" in etapes:
         # drawn from the eight départements, against the eight-département index
