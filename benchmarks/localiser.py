@@ -53,13 +53,15 @@ def main() -> None:
             meilleur = min(meilleur, time.perf_counter() - t)
         print(f"localiser_fichier CSV → CSV, {a.lignes:,} lignes : {meilleur:.2f} s "
               f"({resume['dans_qpv']:,} dans un QPV)")
-        temps = []
+        temps, cpu = [], []
         for _ in range(3):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             localiser_fichier(entree, Path(d) / "sortie.xlsx")
             temps.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         print(f"localiser_fichier CSV → XLSX, {a.lignes:,} lignes : "
               f"{statistics.median(temps):.2f} s (médiane de 3 ; min {min(temps):.2f} s ; "
+              f"CPU {statistics.median(cpu):.2f} s ; "
               f"{(Path(d) / 'sortie.xlsx').stat().st_size / 2**20:.1f} Mio ; charge "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 

@@ -184,9 +184,9 @@ def _placer(lon: np.ndarray, lat: np.ndarray, statut: np.ndarray, index: IndexQP
         "qpv_code": prendre(index.codes, strict),
         "qpv_nom": prendre(noms, strict),
         "qpv_communes": prendre(communes, strict),
-        "dans_qpv": [bool(v) if p else None for v, p in zip(dans, a_placer)],
+        "dans_qpv": [v if p else None for v, p in zip(dans.tolist(), a_placer.tolist())],
         f"qpv_code_{tampon_m}m": prendre(index.codes, tampon),
-        "distance_qpv_m": [None if np.isnan(v) else round(float(v), 1) for v in distance],
+        "distance_qpv_m": [None if v != v else round(v, 1) for v in distance.tolist()],
         "statut": statut.tolist(),
     }
 
@@ -807,6 +807,7 @@ def _lettres(j: int) -> str:
 
 
 _XML_INTERDITS = "".join(chr(c) for c in range(32) if c not in (9, 10, 13))
+_A_ECHAPPER = f"[&<>{_XML_INTERDITS}]"  # (a text column without any is written as it is)
 
 
 def _texte_xml(x: pl.Expr) -> pl.Expr:
@@ -861,18 +862,20 @@ def ecrire_xlsx(sortie: Path, feuille: str, entete: list[str],
             f.write(debut.encode())
             for a in range(0, n, lot):
                 m = min(lot, n - a)
-                ligne = pl.Series("r", np.arange(a + 2, a + 2 + m)).cast(pl.String)
-                cadre = {"r": ligne}
+                cadre = {"r": pl.Series("r", np.arange(a + 2, a + 2 + m)).cast(pl.String)}
                 cellules = []
                 for j, (nombres, textes) in enumerate(colonnes):
                     ref = pl.concat_str([pl.lit(f'<c r="{lettres[j]}'), pl.col("r")])
                     cellule = pl.lit("")
                     if textes is not None:
-                        cadre[f"t{j}"] = textes.slice(a, m)
+                        t = textes.slice(a, m)
+                        cadre[f"t{j}"] = t
+                        x = pl.col(f"t{j}")
+                        if t.str.contains(_A_ECHAPPER).any():
+                            x = _texte_xml(x)
                         cellule = pl.when(pl.col(f"t{j}").is_not_null()).then(pl.concat_str([
-                            ref, pl.lit('" t="inlineStr"><is><t xml:space="preserve">'),
-                            _texte_xml(pl.col(f"t{j}")), pl.lit("</t></is></c>")])
-                        ).otherwise(cellule)
+                            ref, pl.lit('" t="inlineStr"><is><t xml:space="preserve">'), x,
+                            pl.lit("</t></is></c>")])).otherwise(cellule)
                     if nombres is not None:
                         cadre[f"n{j}"] = nombres.slice(a, m)
                         fini = pl.col(f"n{j}").is_not_null() & pl.col(f"n{j}").is_finite()
@@ -884,10 +887,14 @@ def ecrire_xlsx(sortie: Path, feuille: str, entete: list[str],
                             ref, pl.lit('"><v>'), texte, pl.lit("</v></c>")])
                         ).otherwise(cellule)
                     cellules.append(cellule)
-                xml = pl.DataFrame(cadre).select(pl.concat_str(
+                lignes = pl.DataFrame(cadre).select(pl.concat_str(
                     [pl.lit('<row r="'), pl.col("r"), pl.lit('">'), *cellules, pl.lit("</row>")]
-                ).str.join("")).item()
-                f.write(xml.encode())
+                )).to_series().to_arrow()
+                assert lignes.null_count == 0
+                # (the rows' UTF-8 bytes straight from the Arrow buffer: no Python string)
+                bornes = np.frombuffer(lignes.buffers()[1], np.int64)[
+                    lignes.offset:lignes.offset + len(lignes) + 1]
+                f.write(memoryview(lignes.buffers()[2])[int(bornes[0]):int(bornes[-1])])
             f.write(b"</sheetData></worksheet>")
 
 
