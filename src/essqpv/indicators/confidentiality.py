@@ -23,7 +23,6 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
 
 from essqpv.config import Confidentialite, confidentialite
 from essqpv.errors import EssqpvError, ParametreInvalide
@@ -40,6 +39,14 @@ __all__ = [
     "recuperables",
     "secret_primaire",
 ]
+
+
+def linprog(*args, **kwargs):
+    """``scipy.optimize.linprog``, imported when first called (importing scipy.optimize
+    costs ≈ 0.4 s, paid otherwise by every build and command importing this module)."""
+    from scipy.optimize import linprog as _linprog
+    return _linprog(*args, **kwargs)
+
 
 PRIMAIRE = "primaire"
 SECONDAIRE = "secondaire"
