@@ -12,7 +12,10 @@ Writes, under ``src/essqpv/reference/``:
   rounding leaves 586 self-intersections), département / région / EPCI of each QPV derived
   from its INSEE commune codes with the COG (``communes.csv``, ``epci.csv``);
 - ``regions_contours.parquet`` / ``departements_contours.parquet``: région and
-  département contours with overseas at their true positions, simplified for maps.
+  département contours with overseas at their true positions, simplified for maps;
+- ``transition_qpv.parquet``: the QPV 2024 with no overlapping QPV 2015 and the QPV 2015
+  with no overlapping QPV 2024, computed from the two files above by
+  ``essqpv.transition.calculer_qpv_nouveaux_et_sortis`` (``--transition`` writes it alone).
 """
 from __future__ import annotations
 
@@ -66,6 +69,16 @@ def main(data: Path) -> None:
         }), OUT / f"{name}_contours.parquet", compression="zstd")
         print(f"{name}: {len(df)} contours")
 
+    transition_qpv()
+
+
+def transition_qpv() -> None:
+    """Write ``transition_qpv.parquet`` from the embedded contours (see the docstring)."""
+    from essqpv.transition import calculer_qpv_nouveaux_et_sortis
+    t = calculer_qpv_nouveaux_et_sortis()
+    t.write_parquet(OUT / "transition_qpv.parquet", compression="zstd")
+    print(f"transition_qpv: {t.height} QPV sans équivalent sur l'autre carte")
+
 
 def qpv2024(data: Path) -> None:
     """Write ``qpv2024.parquet`` (see the module docstring)."""
@@ -105,4 +118,7 @@ def qpv2024(data: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
+    if sys.argv[1:] == ["--transition"]:
+        transition_qpv()
+    else:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")

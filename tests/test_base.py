@@ -202,7 +202,7 @@ def test_reconstruction_depuis_le_cache(registre, tmp_path):
     # (each thinned stock: its rows, and its kept rows with every column)
     assert [c.split("-")[0] for c in caches] == [
         "etablissements", "etablissements", "geolocalisation", "geolocalisation", "perimetre",
-        "placement", "transition", "unites_legales", "unites_legales"]
+        "placement", "unites_legales", "unites_legales"]
     avant = lignes(b)
     assert B.construire(base=b, **fichiers) == premier
     assert fichiers_caches() == caches

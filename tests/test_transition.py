@@ -83,20 +83,8 @@ def test_qpv_nouveaux_sont_les_codes_n():
     assert (sortis["communes"] != "").mean() > 0.9
 
 
-def test_qpv_nouveaux_et_sortis_gardes_dans_le_dossier_de_travail(tmp_path, monkeypatch):
-    """Kept in the build's work folder: the second call reads the file (the intersections
-    are not computed again), same rows; a damaged file is computed and written anew."""
-    attendu = T.qpv_nouveaux_et_sortis()
-    premier = T.qpv_nouveaux_et_sortis_memorise(tmp_path)
-    fichiers = list(tmp_path.glob("transition-qpv-*.parquet"))
-    assert len(fichiers) == 1 and premier.equals(attendu)
 
-    def interdit():
-        raise AssertionError("recalculé alors qu'il est gardé")
-    with monkeypatch.context() as m:
-        m.setattr(T, "qpv_nouveaux_et_sortis", interdit)
-        assert T.qpv_nouveaux_et_sortis_memorise(tmp_path).equals(attendu)
-    fichiers[0].write_bytes(b"PAR1 abime")
-    assert T.qpv_nouveaux_et_sortis_memorise(tmp_path).equals(attendu)
-    assert pl.read_parquet(fichiers[0]).equals(attendu)
-    assert not list(tmp_path.glob("*.partiel-*"))
+def test_qpv_nouveaux_et_sortis_embarques_sont_le_calcul():
+    """The embedded ``transition_qpv.parquet`` is what the embedded contours give (if the
+    contours, the COG or the geometry library change, run scripts/preparer_reference.py)."""
+    assert T.qpv_nouveaux_et_sortis().equals(T.calculer_qpv_nouveaux_et_sortis())

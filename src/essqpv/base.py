@@ -933,7 +933,7 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
             if etape is not None:
                 etape("Transition 2015 → 2024")
-            transition.ecrire(con, millesime, travail)
+            transition.ecrire(con, millesime)
             if etape is not None:
                 etape("Enregistrement de la base")
             con.execute("COMMIT")

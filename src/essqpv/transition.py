@@ -50,10 +50,8 @@ Counts of establishments (employers or not) are public (Sirene is open data): ta
 """
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from functools import lru_cache
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -63,7 +61,8 @@ import shapely
 from essqpv.indicators.publication import extension_du_plan
 from essqpv.indicators.reponses import genre_de_reponses
 
-__all__ = ["STATUTS", "ecrire", "cellules", "qpv_nouveaux_et_sortis", "tableau", "tableaux",
+__all__ = ["STATUTS", "ecrire", "calculer_qpv_nouveaux_et_sortis", "cellules",
+           "qpv_nouveaux_et_sortis", "tableau", "tableaux",
            "SCHEMA",
            "cellules_du_plan", "reponses", "GENRE", "LIBELLES", "CELLULE_SAL",
            "CELLULE_NOMBRE"]
@@ -100,9 +99,21 @@ CREATE TABLE IF NOT EXISTS transition_statuts (
 @lru_cache(maxsize=1)
 def qpv_nouveaux_et_sortis() -> pl.DataFrame:
     """QPV 2024 with no overlapping QPV 2015 (``nouveau``) and QPV 2015 with no overlapping
-    QPV 2024 (``sorti``), from the embedded contours: ``code_qp, geographie, evolution,
-    nom_qp, departement, communes`` (commune codes, ``;``-separated; for 2015, whose file
-    names its communes, the codes of the communes of that name in its département)."""
+    QPV 2024 (``sorti``): ``code_qp, geographie, evolution, nom_qp, departement, communes``.
+
+    Read from the embedded reference file ``transition_qpv.parquet``, derived from the
+    embedded contours by :func:`calculer_qpv_nouveaux_et_sortis` (``scripts/
+    preparer_reference.py``; a test checks that it is what that computation gives): the
+    1.2 s of reading, projecting and intersecting both maps are not paid by every build."""
+    from essqpv import reference
+    with reference.chemin("transition_qpv.parquet").open("rb") as f:
+        return pl.read_parquet(f)
+
+
+def calculer_qpv_nouveaux_et_sortis() -> pl.DataFrame:
+    """:func:`qpv_nouveaux_et_sortis` computed from the embedded contours (commune codes
+    ``;``-separated; for 2015, whose file names its communes, the codes of the communes of
+    that name in its département)."""
     from essqpv.sources.qpv import lire_qpv
     c24, c15 = lire_qpv(geographie="2024"), lire_qpv(geographie="2015")
     m24, m15 = c24.geometries_metriques(), c15.geometries_metriques()
@@ -232,58 +243,9 @@ def _inserer(con, table: str, df: pl.DataFrame) -> None:
     con.unregister(nom)
 
 
-# (build cache) the QPV with no counterpart on the other map depend only on the embedded
-# contours and reference files: kept in the build's work folder, keyed by those files' bytes
-# and the versions of the libraries that compute them, they are computed once (≈ 1.2 s of
-# reading, projecting and intersecting both maps, at every build and rebuild otherwise).
-_FICHIERS_TRANSITION_QPV = ("qpv2015.parquet", "qpv2024.parquet", "communes.csv", "epci.csv",
-                            "crs_departements.csv", "departements.json", "regions.json")
-
-
-def _cle_transition_qpv() -> str:
-    import hashlib
-
-    import pyproj
-
-    from essqpv import __version__, reference
-    h = hashlib.sha256(f"{__version__}|{shapely.__version__}|{pyproj.__version__}|"
-                       f"{pl.__version__}".encode())
-    for nom in _FICHIERS_TRANSITION_QPV:
-        h.update(reference.chemin(nom).read_bytes())
-    return h.hexdigest()[:20]
-
-
-def qpv_nouveaux_et_sortis_memorise(travail: Path | None) -> pl.DataFrame:
-    """:func:`qpv_nouveaux_et_sortis`, kept in ``travail`` (``transition-qpv-<key>.parquet``;
-    an unreadable file is computed and written anew)."""
-    if travail is None:
-        return qpv_nouveaux_et_sortis()
-    fichier = Path(travail) / f"transition-qpv-{_cle_transition_qpv()}.parquet"
-    colonnes = ["code_qp", "geographie", "evolution", "nom_qp", "departement", "communes"]
-    if fichier.exists():
-        try:
-            q = pl.read_parquet(fichier)
-            if q.columns == colonnes and q.height:
-                return q
-        except (OSError, pl.exceptions.PolarsError):
-            pass
-    q = qpv_nouveaux_et_sortis()
-    Path(travail).mkdir(parents=True, exist_ok=True)
-    for ancien in Path(travail).glob("transition-qpv-*.parquet"):
-        ancien.unlink()
-    partiel = fichier.with_name(fichier.name + f".partiel-{os.getpid()}")
-    try:
-        q.write_parquet(partiel)
-        os.replace(partiel, fichier)
-    finally:
-        partiel.unlink(missing_ok=True)
-    return q
-
-
-def ecrire(con: duckdb.DuckDBPyConnection, millesime: str, travail: Path | None = None) -> dict:
+def ecrire(con: duckdb.DuckDBPyConnection, millesime: str) -> dict:
     """Compute the transition of the vintage and store it (tables ``transition``,
     ``transition_statuts`` and ``transition_qpv``), inside the caller's transaction.
-    ``travail``: the build's work folder (:func:`qpv_nouveaux_et_sortis_memorise`).
     Returns the national counts."""
     con.execute(SCHEMA)
     for table in ("transition", "transition_qpv", "transition_statuts"):
@@ -297,7 +259,7 @@ def ecrire(con: duckdb.DuckDBPyConnection, millesime: str, travail: Path | None 
         _inserer(con, "transition_statuts", e.select(
             "siret", "qpv_2015", "qpv_2024", "statut").with_columns(
             pl.lit(millesime).alias("millesime")))
-    _inserer(con, "transition_qpv", qpv_nouveaux_et_sortis_memorise(travail).with_columns(
+    _inserer(con, "transition_qpv", qpv_nouveaux_et_sortis().with_columns(
         pl.lit(millesime).alias("millesime")))
     return {s: int(e.filter(pl.col("statut") == s).height) for s in STATUTS}
 
