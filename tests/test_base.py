@@ -325,3 +325,32 @@ def test_sans_unite_legale_comme_une_anti_jointure():
         # (an establishment without a siren has no legal unit: kept by the anti-join)
         attendu = a.join(u.drop_nulls(), on="siren", how="anti").select(pl.len())
         assert B._sans_unite_legale(a, u) == attendu.collect().item() > 100
+
+
+def test_cles_siren_absentes_et_premieres_lignes_comme_le_calcul_naif():
+    """(build pipeline) The sorted-keys shortcuts of the reconciliation (siren of an active
+    establishment with no legal unit; first row of each siren of the legal units) give what
+    sets and a loop give, keys across the pieces' boundaries, invalid keys (-1) included."""
+    import numpy as np
+    rng = np.random.default_rng(21)
+    for _ in range(30):
+        cu = np.sort(rng.choice(5_000, rng.integers(0, 300), replace=False)).astype(np.int64)
+        ca = np.sort(rng.integers(0, 5_000, rng.integers(0, 400))).astype(np.int64)
+        for morceau in (1, 7, 1 << 16):
+            assert B._absents_tries(cu, ca, morceau) == sum(1 for x in ca if x not in set(cu))
+        cles = np.sort(rng.integers(0, 60, rng.integers(1, 200))).astype(np.int64)
+        if rng.random() < 0.3:
+            cles[rng.integers(0, len(cles))] = -1
+        garder = rng.random(len(cles)) < 0.4
+        trie, rangs = B._premieres_lignes(cles, garder)
+        valides = cles >= 0
+        if (garder & ~valides).any() or not B._trie(cles[valides]):
+            assert not trie
+            continue
+        vus, attendus = set(), []
+        for i, (k, g) in enumerate(zip(cles.tolist(), garder.tolist())):
+            if k >= 0 and k not in vus:
+                vus.add(k)
+                if g:
+                    attendus.append(i)
+        assert trie and rangs.tolist() == attendus

@@ -364,16 +364,31 @@ def _compter_sans_unite_legale(u: pl.DataFrame, a: pl.DataFrame, tu: pl.DataFram
     a nine-digit one); an establishment without a siren has no legal unit.
     """
     cu, ca = u["_cle"].to_numpy(), a["_cle"].to_numpy()
-    cu, ca = cu[cu >= 0], ca[ca >= 0]
+    cu = cu if not len(cu) or cu.min() >= 0 else cu[cu >= 0]
+    ca = ca if not len(ca) or ca.min() >= 0 else ca[ca >= 0]
     if _trie(cu) and _trie(ca):
-        # (numpy's search is fast on sorted keys: each starts where the last one ended)
-        pos = np.minimum(np.searchsorted(cu, ca), max(len(cu) - 1, 0))
-        manquants = int(len(ca) - (cu[pos] == ca).sum()) if len(cu) else len(ca)
+        manquants = _absents_tries(cu, ca)
     else:
         manquants = int((~pl.Series(ca).is_in(pl.Series(cu).implode())).sum())
     textes = ta.join(tu, on="_texte", how="anti").height
     sans_siren = int((a["_cle"] < 0).sum()) - ta.height  # neither a number nor a text
     return int(manquants + textes + sans_siren)
+
+
+def _absents_tries(cu: np.ndarray, ca: np.ndarray, morceau: int = 1 << 16) -> int:
+    """Number of values of ``ca`` not in ``cu`` (both sorted): by pieces of ``ca``, each
+    searched in the slice of ``cu`` its range covers (a binary search over tens of millions
+    of keys misses the processor's caches at every step: 2.4 times slower at 40 M)."""
+    manquants = 0
+    for d in range(0, len(ca), morceau):
+        m = ca[d:d + morceau]
+        s = cu[np.searchsorted(cu, m[0]):np.searchsorted(cu, m[-1], "right")]
+        if not len(s):
+            manquants += len(m)
+            continue
+        pos = np.minimum(np.searchsorted(s, m), len(s) - 1)
+        manquants += int(len(m) - (s[pos] == m).sum())
+    return manquants
 
 
 def _trie(x: np.ndarray) -> bool:
@@ -383,15 +398,20 @@ def _trie(x: np.ndarray) -> bool:
 def _premieres_lignes(cles: np.ndarray, garder: np.ndarray) -> tuple[bool, np.ndarray]:
     """(True, the rows where ``garder`` is true and that are the first of their key), when
     the keys >= 0 are sorted and every kept row has one; else (False, nothing)."""
-    valides = cles >= 0
-    if (garder & ~valides).any():
-        return False, np.zeros(0, np.int64)
-    rangs = np.flatnonzero(valides)
-    v = cles[rangs]
+    if len(cles) and cles.min() >= 0:  # (every key valid: no copy of tens of millions)
+        rangs, v = None, cles
+    else:
+        valides = cles >= 0
+        if (garder & ~valides).any():
+            return False, np.zeros(0, np.int64)
+        rangs = np.flatnonzero(valides)
+        v = cles[rangs]
     if not _trie(v):
         return False, np.zeros(0, np.int64)
     premiere = np.ones(len(v), np.bool_)
     premiere[1:] = v[1:] != v[:-1]
+    if rangs is None:
+        return True, np.flatnonzero(premiere & garder).astype(np.int64)
     return True, rangs[premiere & garder[rangs]].astype(np.int64)
 
 
