@@ -196,3 +196,16 @@ def test_sorties_lisent_la_reponse_stockee(base_historique_publiee, tmp_path):
     xlsx = exporter(base, "DEP:93", format="xlsx", sortie=tmp_path)[0]
     ws = openpyxl.load_workbook(xlsx)["Évolution"]
     assert list(ws.iter_rows(values_only=True))[1][2] == MARQUE_STOCKEE
+
+
+def test_dernier_point_publie_egal_aux_indicateurs(base_historique):
+    """What a user sees: the series' last point (the vintage) gives the same counts as the
+    vintage's published indicators — ESS establishments in QPV, and of them the
+    non-employers — for France, a département and a commune."""
+    from essqpv.indicators import indicateurs
+    for t in ("FR", "DEP:93", "COM:93066"):
+        s = HI.evolution(base_historique, t)
+        i = indicateurs(base_historique, t)
+        assert s["points"][-1] == i["millesime"]
+        assert s["qpv"]["etablissements"][-1] == i["etablissements_en_qpv"], t
+        assert s["qpv"]["non_employeurs"][-1] == i["non_employeurs_en_qpv"], t
