@@ -238,7 +238,11 @@ def main() -> None:
         return
     TRAVAIL.mkdir(exist_ok=True)
     registre = a.registre or N.donnees(a.donnees, a.etablissements, False)
-    n = json.loads((registre / "manifeste.json").read_text("utf-8"))["etablissements"]
+    # (national.py writes manifeste.json; registers of its later versions, generation.json)
+    manifeste = registre / "manifeste.json"
+    if not manifeste.exists():
+        manifeste = registre / "generation.json"
+    n = json.loads(manifeste.read_text("utf-8"))["etablissements"]
     base = TRAVAIL / f"historique-{n}.duckdb"
     _base(registre, base)
     dossier_h = a.donnees / f"h{n}"

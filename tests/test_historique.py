@@ -19,6 +19,7 @@ from essqpv import base as B
 from essqpv import historique as HI
 from essqpv.errors import ColonneManquante, FichierInvalide
 from essqpv.sources import historique as H
+from essqpv.territoires import Territoire
 from tests import _fabrique as F
 
 COMMUNE = "93013"  # Le Bourget (QP093001 and QP093002)
@@ -279,6 +280,25 @@ def test_sans_le_stock_les_fermes_sont_non_localises(registre, tmp_path):
     assert s["ensemble"]["etablissements"][i] - s["localises"][i] == 1
     assert r["part_localisee_par_point"]["2010-01-01"] < 1
     assert r["part_localisee_par_point"][M] == 1
+    # series of an earlier version, in another schema (a column the cube no longer has):
+    # replaced, and the series read as the new ones
+    B.fermer_connexions()
+    con = duckdb.connect(str(base))
+    try:
+        con.execute("ALTER TABLE historique_stock ADD COLUMN departement VARCHAR")
+    finally:
+        con.close()
+    HI.construire_historique(base=base, etablissements_historique=f["eh"],
+                             unites_legales_historique=f["uh"])
+    assert HI.serie(base, "FR", "2015") == s
+    info = HI.disponible(base)
+    B.fermer_connexions()
+    con = duckdb.connect(str(base))
+    try:
+        en_bloc = HI.series_en_bloc(con, info, "2015", [Territoire("FR", "france", "France")])
+        assert en_bloc["FR"]["qpv"] == s["qpv"]
+    finally:
+        con.close()
 
 
 def test_correspondance_naf_rev1_biunivoque(tmp_path):

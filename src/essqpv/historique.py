@@ -528,10 +528,11 @@ def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: boo
     con = duckdb.connect(str(base))
     try:
         con.execute("BEGIN")
-        con.execute(SCHEMA)
+        # the tables made afresh: the series of an earlier version (another schema) go too
         for t in ("historique_meta", "historique_stock", "historique_flux",
                   "historique_communes"):
-            con.execute(f"DELETE FROM {t}")
+            con.execute(f"DROP TABLE IF EXISTS {t}")
+        con.execute(SCHEMA)
         con.execute("DELETE FROM rejets WHERE millesime = 'historique'")
         con.register("_s", stock.to_arrow())
         con.execute("INSERT INTO historique_stock BY NAME SELECT * FROM _s")
