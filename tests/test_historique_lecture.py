@@ -47,6 +47,8 @@ def _fichier(d, ouverts: bool) -> bytes:
             lignes.append(_ligne(ESS[2], k, enseigne1Etablissement="A\rB"))
         elif r < 0.06:  # a siren of another length that starts like an ESS one
             lignes.append(_ligne(ESS[0] + "1", k))
+        elif r < 0.065:  # every field quoted (as some exports write them)
+            lignes.append(",".join(f'"{v}"' for v in _ligne(ESS[k % 3], k).split(",")))
     texte = (",".join(COLONNES) + "\n" + "\n".join(lignes) + "\n")
     brut = texte.encode("utf-8").replace("CAF\xe9".encode("utf-8"), b"CAF\xe9")
     (d / "h.csv").write_bytes(brut)
@@ -100,3 +102,25 @@ def test_meme_resultat_que_le_lecteur_du_projet(tmp_path, taille, ouverts, genre
     for n, o, k in cadre.select("_ligne", "_octet", "_longueur").iter_rows():
         if b'"' not in lignes[n - 1]:
             assert brut[o:o + k] == lignes[n - 1]
+
+
+def test_recherche_sans_verifier_la_forme(tmp_path):
+    """A look-up (the positions of a few establishments in the stock): the lines of the
+    wanted sirets are read by the project's reader; the others are not examined (their
+    form is the build's business)."""
+    brut = _fichier(tmp_path, False)
+    source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
+    colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
+    conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
+    tout = conv.lire().collect()
+    voulus = tout.filter(pl.col("siren").is_in(ESS))["siret"].unique().sort()[::3]
+    assert brut.count(b'\n"1') >= 10  # lines whose fields are all quoted, some wanted
+    filtre = H.Filtre(identifiant=("siret", 14, voulus.cast(pl.Int64).to_numpy()),
+                      prefixe=(9, 5), forme=False)
+    cadre, lues, rejets, non_lues = H.lire_filtre(source, colonnes, filtre, taille=1 << 12)
+    attendu = tout.filter(pl.col("siret").is_in(voulus.implode())).sort("_ligne")
+    assert cadre.sort("_ligne").select(attendu.columns).equals(attendu)
+    assert lues == brut.count(b"\n") - 1 and non_lues > lues * 0.9
+    # the rejects are those of the lines read: a wanted siret on a malformed line
+    lignes_voulues = set(attendu["_ligne"].to_list())
+    assert all(r.ligne not in lignes_voulues for r in rejets)

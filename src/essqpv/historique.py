@@ -234,7 +234,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     nombres = sirets.cast(pl.Int64, strict=False).drop_nulls().to_numpy()
     # (in the stock, the siret follows the siren and the nic)
     lues, n_lues, rejets, _ = H.lire_filtre(
-        src, colonnes, H.Filtre(identifiant=("siret", 14, nombres), prefixe=(9, 5)))
+        src, colonnes, H.Filtre(identifiant=("siret", 14, nombres), prefixe=(9, 5),
+                                forme=False))
     df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
           .unique("siret", keep="first"))
     compte = {"fichier": src.chemin.name, "lignes_lues": n_lues,
@@ -242,7 +243,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     if geolocalisation is not None:
         gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
         gcols = list(B.RENOMMAGE_GEOLOCALISATION)
-        glues, _, _, _ = H.lire_filtre(gsrc, gcols, H.Filtre(identifiant=("siret", 14, nombres)))
+        glues, _, _, _ = H.lire_filtre(gsrc, gcols, H.Filtre(identifiant=("siret", 14, nombres),
+                                                             forme=False))
         geo = (glues.select(gcols).rename(B.RENOMMAGE_GEOLOCALISATION)
                .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
                                                      "geo_qualite", "geo_epsg")
@@ -426,10 +428,12 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
 
     etape("Périodes dans le champ de l'ESS")
     etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)
+    eh.periodes = eh.periodes.clear()  # (released: its count is kept)
     inter = _intervalles(etab, ul)
     points = points_de(m)
     annee_fin = int(m[:4])
     evts = _evenements(etab, inter, annee_fin)
+    del etab
 
     etape("Positions des établissements")
     con_b = B.ouvrir(base)

@@ -94,6 +94,11 @@ class Historique:
     lignes_lues: int
     rejets: list[sirene.Rejet] = field(default_factory=list)
     non_verifiees: int = 0
+    periodes_utiles: int = -1  # (set at creation: ``periodes`` may be released after use)
+
+    def __post_init__(self) -> None:
+        if self.periodes_utiles < 0:
+            self.periodes_utiles = self.periodes.height
 
     @property
     def acceptees(self) -> int:
@@ -107,7 +112,7 @@ class Historique:
         return {"fichier": self.source.chemin.name, "schema": self.source.variante,
                 "lignes_lues": self.lignes_lues, "lignes_rejetees": len(self.rejets),
                 "rejets_par_motif": dict(sorted(par_motif.items())),
-                "acceptees": self.acceptees, "periodes_utiles": self.periodes.height,
+                "acceptees": self.acceptees, "periodes_utiles": self.periodes_utiles,
                 "non_verifiees": self.non_verifiees}
 
 
@@ -218,6 +223,11 @@ class Filtre:
     #: in the stock): the identifier is then found at a fixed place of the lines of that
     #: layout, without locating every separator (the other lines are read whole)
     prefixe: tuple[int, ...] = ()
+    #: False for a look-up (positions of a few establishments in the stock): the lines are
+    #: judged on the identifier alone, without counting their fields; the lines kept are
+    #: still read by the project's reader (rejects and counts are then not those of a full
+    #: reading, which the build of the base did)
+    forme: bool = True
 
     def __post_init__(self) -> None:
         if self.identifiant is not None:
@@ -370,6 +380,8 @@ class _LecteurFiltre:
         debuts[1:] = fins[:-1] + 1
         longueurs = fins - debuts
         lignes = premiere + np.arange(n, dtype=np.int64)
+        if self.filtre is not None and not self.filtre.forme:
+            return self._chercher(blk, a, fins, debuts, longueurs, lignes, decalage, n)
         virg = np.flatnonzero(a == self.sep)
         idx = np.searchsorted(virg, fins)  # separators before each line end
         idx0 = np.zeros(n, np.int64)
@@ -416,6 +428,25 @@ class _LecteurFiltre:
         # the rows of lines kept on their bytes pass; the others are judged on their fields
         a_juger = ~sure[numpy_de(t.column("_ligne")) - premiere] if t.num_rows else None
         return _Partie(n, self._filtrer(t, a_juger), rejets, non_lues)
+
+    def _chercher(self, blk, a, fins, debuts, longueurs, lignes, decalage, n) -> _Partie:
+        """A look-up (``Filtre.forme`` false): the lines whose identifier, at its fixed
+        place, is wanted, read by the project's reader; the others are not examined."""
+        c, k, valeurs = self.filtre.identifiant
+        d = debuts + sum(w + 1 for w in self.filtre.prefixe)
+        ok, nombres = _chiffres(a, np.minimum(d, max(len(a) - k, 0)), k)
+        garde = ok & (d + k <= fins) & _parmi(nombres, valeurs)
+        # a line starting with a quote (fields quoted) is read, then judged on its parsed
+        # identifier
+        garde |= (longueurs > 0) & (a[np.minimum(debuts, max(len(a) - 1, 0))] == ord('"'))
+        k_ = np.flatnonzero(garde)
+        if not len(k_):
+            return _Partie(n, None, [], n)
+        tampon = b"".join(blk[x:y] + b"\n" for x, y in zip(debuts[k_].tolist(),
+                                                            fins[k_].tolist()))
+        t, rejets, _ = self._lire(tampon, lignes[k_], debuts[k_], longueurs[k_], decalage,
+                                  True)
+        return _Partie(n, self._filtrer(t), rejets, int(n - len(k_)))
 
     def _filtrer(self, t: pa.Table, a_juger: np.ndarray | None = None) -> pa.Table:
         """The rows of ``t`` that pass the filter (``a_juger``: only those rows are
