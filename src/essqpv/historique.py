@@ -809,22 +809,52 @@ def _avec_ensembles(cadre: pl.DataFrame) -> pl.DataFrame:
 
 
 def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[str, dict]:
-    """The raw series (as :func:`serie` gives them) of many territories at once: one pass
-    of group-bys over the cube per level instead of queries per territory."""
+    """The raw series (as :func:`serie` gives them) of many territories at once.
+
+    The cube is read once; its rows get integer codes (territory of each level, point,
+    employer character, family, sector, in a QPV, placed) and every series of every
+    territory of a level is one weighted ``numpy.bincount`` over those codes: a few passes
+    over the cube per level, whatever the number of territories. A family or a sector is
+    listed for a territory when the cube has a row of it there (as :func:`serie`)."""
     n = len(info["points"])
     annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
+    na = len(annees)
     stock = _avec_ensembles(con.sql(
-        f"SELECT ordre, commune, qpv, localise, employeur, famille, secteur, n, departement, "
-        f"region, epci FROM {_STOCK} WHERE geographie = ?", params=[geographie]).pl())
+        "SELECT s.ordre, s.commune, s.qpv, s.localise, s.employeur, s.famille, s.secteur, "
+        "s.n, c.departement, c.region, c.epci FROM historique_stock s LEFT JOIN "
+        "historique_communes c USING (commune) WHERE s.geographie = ?",
+        params=[geographie]).pl())
     flux = _avec_ensembles(con.sql(
-        f"SELECT annee, type, commune, qpv, n, departement, region, epci FROM {_FLUX} "
-        f"WHERE geographie = ?", params=[geographie]).pl())
-    france = [0] * n
-    france_qpv = [0] * n
-    for o, s, q in (stock.group_by("ordre").agg(
-            pl.col("n").sum(), pl.col("n").filter(pl.col("qpv").is_not_null()).sum()
-            .alias("q")).iter_rows()):
-        france[o], france_qpv[o] = int(s), int(q or 0)
+        "SELECT f.annee, f.type, f.commune, f.qpv, f.n, c.departement, c.region, c.epci "
+        "FROM historique_flux f LEFT JOIN historique_communes c USING (commune) "
+        "WHERE f.geographie = ?", params=[geographie]).pl())
+    familles = sorted(stock["famille"].drop_nulls().unique().to_list())
+    secteurs = sorted(stock["secteur"].drop_nulls().unique().to_list())
+
+    def code(colonne: str, valeurs: list) -> np.ndarray:
+        """Index of each row's value in ``valeurs`` (-1: null or another value)."""
+        if not valeurs:
+            return np.full(stock.height, -1, np.int64)
+        return stock.select(pl.col(colonne).replace_strict(
+            valeurs, list(range(len(valeurs))), default=-1, return_dtype=pl.Int64)
+        ).to_series().fill_null(-1).to_numpy()
+
+    ordre = stock["ordre"].cast(pl.Int64).to_numpy()
+    poids = stock["n"].cast(pl.Float64).to_numpy()
+    en_qpv = stock["qpv"].is_not_null().to_numpy()
+    localise = stock["localise"].fill_null(False).to_numpy()
+    employeur = stock.select(pl.when(pl.col("employeur").is_null()).then(-1)
+                             .otherwise(pl.col("employeur").cast(pl.Int64))).to_series().to_numpy()
+    c_famille, c_secteur = code("famille", familles), code("secteur", secteurs)
+    f_annee = flux["annee"].cast(pl.Int64).to_numpy() - ANNEE_DEBUT
+    f_type = (flux["type"] == "fermetures").cast(pl.Int64).to_numpy()
+    f_poids = flux["n"].cast(pl.Float64).to_numpy()
+    f_qpv = flux["qpv"].is_not_null().to_numpy()
+    f_dans = (f_annee >= 0) & (f_annee < na)
+
+    france = np.rint(np.bincount(ordre, weights=poids, minlength=n)).astype(np.int64).tolist()
+    france_qpv = np.rint(np.bincount(ordre[en_qpv], weights=poids[en_qpv], minlength=n)
+                         ).astype(np.int64).tolist()
     par_niveau: dict[str, list] = defaultdict(list)
     for t in territoires:
         par_niveau[t.niveau].append(t)
@@ -836,61 +866,69 @@ def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[
             continue
         valeurs = [t.code if niveau in ("france", "metropole", "drom") else t.valeur
                    for t in liste]
-        s_niv = stock.filter(pl.col(col).is_in(valeurs)).rename({col: "_t"})
-        f_niv = flux.filter(pl.col(col).is_in(valeurs)).rename({col: "_t"})
-        zones = {"qpv": pl.col("qpv").is_not_null() if niveau != "qpv" else pl.lit(True)}
+        nt = len(valeurs)
+        index = {v: i for i, v in enumerate(valeurs)}
+        i_t = stock.select(pl.col(col).replace_strict(
+            list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
+        ).to_series().fill_null(-1).to_numpy()
+        fi_t = flux.select(pl.col(col).replace_strict(
+            list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
+        ).to_series().fill_null(-1).to_numpy()
+        dans = i_t >= 0
+
+        def compter(masque: np.ndarray, cle: np.ndarray | None = None, k: int = 1):
+            """Sums (nt, k, n) of the rows in ``masque``, and whether each cell has a row."""
+            m = dans & masque
+            i = i_t[m] * k + (cle[m] if cle is not None else 0)
+            cles = i * n + ordre[m]
+            taille = nt * k * n
+            sommes = np.rint(np.bincount(cles, weights=poids[m], minlength=taille))
+            lignes = np.bincount(cles, minlength=taille)
+            return (sommes.astype(np.int64).reshape(nt, k, n),
+                    lignes.reshape(nt, k, n).sum(axis=2) > 0)
+
+        zones = {"qpv": en_qpv if niveau != "qpv" else np.ones_like(en_qpv)}
+        f_zones = {"qpv": f_qpv if niveau != "qpv" else np.ones_like(f_qpv)}
         if niveau != "qpv":
-            zones["ensemble"] = pl.lit(True)
-        res: dict = defaultdict(lambda: defaultdict(dict))
-
-        def liste_par_point(cadre: pl.DataFrame, cles: list[str]) -> dict:
-            out: dict = {}
-            for ligne in cadre.group_by("_t", *cles, "ordre").agg(pl.col("n").sum()).iter_rows():
-                t, *k, o, v = ligne
-                out.setdefault((t, *k), [0] * n)[o] = int(v)
-            return out
-
-        for zone, cond in zones.items():
-            z = s_niv.filter(cond)
-            for (t,), v in liste_par_point(z, []).items():
-                res[t][zone]["etablissements"] = v
-            for (t, e), v in liste_par_point(z.filter(pl.col("employeur").is_not_null()),
-                                             ["employeur"]).items():
-                res[t][zone]["employeurs" if e else "non_employeurs"] = v
-            for dim, cle in (("familles", "famille"), ("secteurs", "secteur")):
-                for (t, m), v in liste_par_point(z.filter(pl.col(cle).is_not_null()),
-                                                 [cle]).items():
-                    res[t][zone].setdefault(dim, {})[m] = v
-            fz = f_niv.filter(cond)
-            for t, typ, a, v in fz.group_by("_t", "type", "annee").agg(
-                    pl.col("n").sum()).iter_rows():
-                if ANNEE_DEBUT <= a <= annees[-1]:
-                    res[t]["flux_" + zone].setdefault(typ, [0] * len(annees))[
-                        a - ANNEE_DEBUT] = int(v)
-        for (t,), v in liste_par_point(s_niv.filter(pl.col("localise")), []).items():
-            res[t]["_"]["localises"] = v
-        for (t,), v in liste_par_point(s_niv, []).items():
-            res[t]["_"]["tout"] = v
-        for terr, val in zip(liste, valeurs):
-            r = res.get(val, {})
+            zones["ensemble"] = np.ones_like(en_qpv)
+            f_zones["ensemble"] = np.ones_like(f_qpv)
+        tous = np.ones_like(en_qpv)
+        cubes = {}
+        for zone, z in zones.items():
+            cubes[zone] = {
+                "etablissements": compter(z)[0][:, 0],
+                "employeurs": compter(z & (employeur == 1))[0][:, 0],
+                "non_employeurs": compter(z & (employeur == 0))[0][:, 0],
+                "familles": compter(z & (c_famille >= 0), c_famille, max(len(familles), 1)),
+                "secteurs": compter(z & (c_secteur >= 0), c_secteur, max(len(secteurs), 1)),
+            }
+            fm = (fi_t >= 0) & f_zones[zone] & f_dans
+            cles = (fi_t[fm] * 2 + f_type[fm]) * na + f_annee[fm]
+            cubes["flux_" + zone] = np.rint(np.bincount(
+                cles, weights=f_poids[fm], minlength=nt * 2 * na)).astype(np.int64).reshape(
+                nt, 2, na)
+        localises = compter(localise)[0][:, 0]
+        tout = compter(tous)[0][:, 0]
+        for i, terr in enumerate(liste):
             sortie = {"territoire": terr.en_dict(), "geographie_qpv": geographie,
                       "millesime": info["millesime"], "points": info["points"]}
             for zone in zones:
-                z = r.get(zone, {})
+                c = cubes[zone]
                 sortie[zone] = {
-                    "etablissements": z.get("etablissements", [0] * n),
-                    "employeurs": z.get("employeurs", [0] * n),
-                    "non_employeurs": z.get("non_employeurs", [0] * n),
-                    "familles": dict(sorted(z.get("familles", {}).items())),
-                    "secteurs": dict(sorted(z.get("secteurs", {}).items())),
+                    "etablissements": c["etablissements"][i].tolist(),
+                    "employeurs": c["employeurs"][i].tolist(),
+                    "non_employeurs": c["non_employeurs"][i].tolist(),
+                    "familles": {m: c["familles"][0][i, j].tolist()
+                                 for j, m in enumerate(familles) if c["familles"][1][i, j]},
+                    "secteurs": {m: c["secteurs"][0][i, j].tolist()
+                                 for j, m in enumerate(secteurs) if c["secteurs"][1][i, j]},
                 }
-            autres = r.get("_", {})
-            sortie["localises"] = autres.get("localises", [0] * n)
-            sortie["etablissements_territoire"] = autres.get("tout", [0] * n)
+            sortie["localises"] = localises[i].tolist()
+            sortie["etablissements_territoire"] = tout[i].tolist()
             sortie["france"] = {"etablissements": list(france), "en_qpv": list(france_qpv)}
             sortie["flux"] = {"annees": annees, **{
-                zone: {typ: r.get("flux_" + zone, {}).get(typ, [0] * len(annees))
-                       for typ in ("creations", "fermetures")} for zone in zones}}
+                zone: {"creations": cubes["flux_" + zone][i, 0].tolist(),
+                       "fermetures": cubes["flux_" + zone][i, 1].tolist()} for zone in zones}}
             sortie["synthetique"] = info["synthetique"]
             sortie["sources"] = info["sources"]
             sortie["avertissements"] = list(info["avertissements"])
