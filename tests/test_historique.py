@@ -441,3 +441,14 @@ def test_registre_synthetique_ecrit_des_historiques_coherents(tmp_path):
     s = HI.evolution(base, "FR")
     assert s["synthetique"] and len(s["points"]) == 2024 - 2008 + 2
     assert s["france"]["etablissements"][0] < s["france"]["etablissements"][-1]
+
+
+def test_qpv_dans_l_autre_geographie_refuse(registre):
+    """A QPV's series exists in its vintage's geography only (2015 here): asked in the
+    other, a clear refusal, not a series of zeros."""
+    from essqpv.errors import ParametreInvalide
+    base, _, _ = registre
+    for fonction in (HI.serie, HI.evolution):
+        with pytest.raises(ParametreInvalide, match="géographie de son millésime"):
+            fonction(base, "QPV:QP093001", "2024")
+    assert HI.evolution(base, "QPV:QP093001")["geographie_qpv"] == "2015"

@@ -624,6 +624,16 @@ def geographie_par_defaut(info: dict, geographie: str | None = None) -> str:
     return geographie
 
 
+def verifier_qpv(niveau: str, geographie: str, info: dict) -> None:
+    """A QPV is a territory of its vintage's geography only: its series in the other one
+    would count nothing (its code is not in that map), so it is refused, with the reason."""
+    geo_m = info.get("geographie_millesime")
+    if niveau == "qpv" and geographie != geo_m:
+        raise ParametreInvalide(
+            f"Un quartier prioritaire n'a de série que dans la géographie de son millésime "
+            f"({geo_m}) : ses contours n'existent pas dans la géographie {geographie}.")
+
+
 def genre_de(geographie: str, info: dict) -> str:
     """Genre of the stored series answers of a QPV geography: ``evolution`` for the
     vintage's (``/api/evolution/<code>``, :func:`essqpv.web._donnees.servir_genre`),
@@ -655,6 +665,7 @@ def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
     geographie = geographie_par_defaut(info, geographie)
     t = territoire if isinstance(territoire, Territoire) else resoudre(
         territoire, B.qpv_de_la_base(base, info["millesime"]))
+    verifier_qpv(t.niveau, geographie, info)
     cond, params = _condition(t)
     con = B.ouvrir(base)
     try:
@@ -774,7 +785,12 @@ def evolution(base: str | Path, territoire, geographie: str | None = None) -> di
         return publier(serie(base, territoire, geographie))  # (its clear error)
     geo = geographie_par_defaut(info, geographie)
     if publication_presente(base, info["millesime"]):
-        return json.loads(reponse_texte(base, genre_de(geo, info), territoire, "strict",
+        from essqpv import base as B
+        from essqpv.territoires import Territoire, resoudre
+        t = territoire if isinstance(territoire, Territoire) else resoudre(
+            territoire, B.qpv_de_la_base(base, info["millesime"]))
+        verifier_qpv(t.niveau, geo, info)
+        return json.loads(reponse_texte(base, genre_de(geo, info), t, "strict",
                                         info["millesime"]))
     return publier(serie(base, territoire, geo))
 

@@ -114,8 +114,9 @@ def evolution(
                                              help="Géographie QPV : 2024 ou 2015."),
     format: str = typer.Option("texte", "--format", help="texte ou json."),
 ) -> None:
-    """Afficher l'évolution de l'ESS du territoire au 1er janvier de chaque année (séries
-    protégées par le secret statistique ; « s » = case secrète)."""
+    """Afficher l'évolution de l'ESS du territoire au 1er janvier de chaque année (la
+    réponse publiée : des nombres d'établissements, publics, qu'aucune case secrète ne
+    masque ; pas de série des salariés, non historisés par l'Insee)."""
     from essqpv.errors import ParametreInvalide
     from essqpv.historique import evolution as calculer
     if format not in ("texte", "json"):

@@ -56,7 +56,8 @@ def enregistrer(app: FastAPI, repondre: Callable[..., Any]) -> None:
                                 description="Millésime des séries (AAAA-MM) ; par défaut le "
                                             "plus récent")) -> Any:
         from essqpv.errors import ParametreInvalide
-        from essqpv.historique import disponible, evolution, genre_de, geographie_par_defaut
+        from essqpv.historique import (disponible, evolution, genre_de, geographie_par_defaut,
+                                        verifier_qpv)
 
         def calcul() -> bytes:
             info = disponible(donnees.base)
@@ -68,6 +69,7 @@ def enregistrer(app: FastAPI, repondre: Callable[..., Any]) -> None:
                     f"Les séries de cette base sont celles du millésime {info['millesime']} "
                     f"(pas de séries pour {m}).")
             geo = geographie_par_defaut(info, geographie)
+            verifier_qpv(donnees.territoire(territoire)["niveau"], geo, info)
             if len(donnees.publication()):
                 return donnees.reponse_octets(genre_de(geo, info), territoire, "strict", m)[0]
             # a base without publication (built before the build wrote the plan)
