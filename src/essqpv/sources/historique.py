@@ -155,14 +155,17 @@ def _verifier_chevauchements(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
     bons = (cadre.filter(pl.col("_motif").is_null())
             .select(cle, "debut", "fin", "_ligne")
             .sort([cle, "debut", "_ligne"], nulls_last=False))
-    loin = pl.date(9999, 12, 31)
-    tres_tot = pl.date(1, 1, 1)
-    bons = bons.with_columns(
-        pl.col("fin").fill_null(loin).alias("_f"), pl.col("debut").fill_null(tres_tot).alias("_d"))
-    bons = bons.with_columns(
-        pl.col("_f").cum_max().shift(1).over(cle).alias("_fin_avant"))
-    chevauche = bons.filter(pl.col("_fin_avant").is_not_null()
-                            & (pl.col("_d") <= pl.col("_fin_avant")))["_ligne"]
+    # one cumulative maximum over the whole sorted column, without a window per unit: the
+    # unit's rank times a stride larger than any span of days is added to each day, so the
+    # running maximum never crosses from one unit into the next
+    jours = 4_000_000  # (days from 1970 of 0001-01-01 and 9999-12-31: within ±3.7 M)
+    pas = 10 * jours
+    premier = (pl.int_range(pl.len()) == 0) | pl.col(cle).ne_missing(pl.col(cle).shift(1))
+    rang = premier.cum_sum().cast(pl.Int64) * pas
+    fin = pl.col("fin").cast(pl.Int64).fill_null(2_932_896) + jours  # 9999-12-31
+    debut = pl.col("debut").cast(pl.Int64).fill_null(-719_162) + jours  # 0001-01-01
+    chevauche = bons.select(pl.col("_ligne").filter(
+        ~premier & (rang + debut <= (rang + fin).cum_max().shift(1))))["_ligne"]
     del bons
     if chevauche.len():
         cadre = cadre.with_columns(
