@@ -187,6 +187,9 @@ class _Reduit:
         self.R = R[np.asarray(garder, dtype=np.int64)].tocsr() if garder else \
             csr_matrix((0, self.K))
         self.RT = self.R.tocsc()
+        self.RT.sort_indices()
+        self.degre = np.diff(self.RT.indptr)
+        self.liees = np.flatnonzero(self.degre > 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,72 +219,102 @@ def _highs():
 _BANNIERE_TUE: list = []
 
 
-def _groupes(plan, red: _Reduit) -> tuple[np.ndarray, np.ndarray]:
-    """Département and région of every class (-1 when above, or unknown).
+def _groupes(plan, red: _Reduit) -> dict[str, np.ndarray]:
+    """Where every class lies: département and région (-1 when above, or unknown), commune
+    unit (a commune, the parts of QPV in it and the QPV whose first commune it is; -1 above
+    the commune) and EPCI (-1 when not an EPCI's cell); the neighbouring units of each unit
+    (communes sharing a QPV).
 
     Read from the territory codes of its cells (``COM:``, ``X:qpv@commune``, ``QPV:``,
     ``EPCI:``, ``DEP:``, ``REG:``, residuals ``~reste``); a class takes the most specific
-    territory of its cells. Only used to choose small programs: never for correctness.
+    territory of its cells. Only used to choose small programs: never for correctness (a
+    certificate found in any set of classes is verified against the whole plan).
     """
     from essqpv import reference
     from essqpv.territoires import table_communes
     t = table_communes()
     dep_com = dict(t.select("commune", "departement").unique("commune").iter_rows())
+    epci_com = dict(t.select("commune", "epci").unique("commune").iter_rows())
     epci_dep: dict[str, str] = {}
     for e, d in (t.filter(pl.col("epci").is_not_null()).group_by("epci", "departement")
                  .len().sort("len", descending=True).unique("epci", keep="first")
                  .select("epci", "departement").iter_rows()):
         epci_dep[e] = d
     reg_dep = {d["code"]: d["region"] for d in reference.departements()}
+    # communes and their QPV: a QPV goes with the first of its communes (its "unit"), and the
+    # communes sharing a QPV are neighbours
+    communes_de_qpv: dict[str, set[str]] = defaultdict(set)
     qpv_dep: dict[str, str] = {}
-    for k in plan.cles:
-        terr = k[1]
-        if terr.startswith("X:") and "@" in terr:
-            q, c = terr[2:].split("@", 1)
-            if c in dep_com:
-                qpv_dep.setdefault(q, dep_com[c])
+    for terr in {k[1] for k in plan.cles if k[1].startswith("X:")}:
+        q, _, c = terr[2:].partition("@")
+        if c in dep_com:
+            qpv_dep.setdefault(q, dep_com[c])
+            communes_de_qpv[q].add(c)
+    unite_qpv = {q: min(cs) for q, cs in communes_de_qpv.items()}
     codes_dep = {d: i for i, d in enumerate(sorted(reg_dep))}
     codes_reg = {r: i for i, r in enumerate(sorted(set(reg_dep.values())))}
-    memo: dict[str, tuple[int, int]] = {}
+    codes_grp: dict[str, int] = {}
+    codes_epci: dict[str, int] = {}
+    memo: dict[str, tuple[int, int, int, int]] = {}
 
-    def lire(terr: str) -> tuple[int, int]:
+    def groupe(commune: str) -> int:
+        return codes_grp.setdefault(commune, len(codes_grp))
+
+    def lire(terr: str) -> tuple[int, int, int, int]:
         if terr in memo:
             return memo[terr]
         base = terr.split("~", 1)[0]
         prefixe, _, code = base.partition(":")
-        dep = None
+        dep, grp, epci = None, -1, -1
         if prefixe == "X":
             q, _, c = code.partition("@")
             dep = dep_com.get(c) or qpv_dep.get(q)
+            grp = groupe(c if c in dep_com else unite_qpv.get(q, "Q" + q))
         elif prefixe == "COM":
             dep = dep_com.get(code)
+            grp = groupe(code)
         elif prefixe == "QPV":
             dep = qpv_dep.get(code)
+            grp = groupe(unite_qpv.get(code, "Q" + code))
         elif prefixe == "EPCI":
             dep = epci_dep.get(code)
+            epci = codes_epci.setdefault(code, len(codes_epci))
         elif prefixe == "DEP":
             dep = code if code in reg_dep else None
         if "~" in terr and prefixe == "EPCI":
             dep = None  # an EPCI's rest may lie in another département
         if dep is not None and dep in codes_dep:
-            r = (codes_dep[dep], codes_reg[reg_dep[dep]])
+            r = (codes_dep[dep], codes_reg[reg_dep[dep]], grp, epci)
         elif prefixe == "REG" and code in codes_reg:
-            r = (-1, codes_reg[code])
+            r = (-1, codes_reg[code], grp, epci)
         else:
-            r = (-1, -1)
+            r = (-1, -1, grp, epci)
         memo[terr] = r
         return r
 
-    dep_cell = np.full(len(plan), -1, dtype=np.int64)
-    reg_cell = np.full(len(plan), -1, dtype=np.int64)
-    for i, k in enumerate(plan.cles):
-        dep_cell[i], reg_cell[i] = lire(k[1])
+    lu = np.asarray([lire(k[1]) for k in plan.cles], dtype=np.int64).reshape(-1, 4)
     actives = np.flatnonzero(red.cls >= 0)
-    dep_k = np.full(red.K, -1, dtype=np.int64)
-    reg_k = np.full(red.K, -1, dtype=np.int64)
-    np.maximum.at(dep_k, red.cls[actives], dep_cell[actives])
-    np.maximum.at(reg_k, red.cls[actives], reg_cell[actives])
-    return dep_k, reg_k
+    sortie = {}
+    for j, nom in enumerate(("dep", "reg", "grp", "epci")):
+        x = np.full(red.K, -1, dtype=np.int64)
+        np.maximum.at(x, red.cls[actives], lu[actives, j])
+        sortie[nom] = x
+    # the EPCI of each commune group (through its communes)
+    grp_epci: dict[int, set[int]] = defaultdict(set)
+    for terr in {k[1] for k in plan.cles if k[1].startswith("COM:")}:
+        e = epci_com.get(terr[4:])
+        g = lire(terr)[2]
+        if e is not None and e in codes_epci and g >= 0:
+            grp_epci[g].add(codes_epci[e])
+    sortie["grp_epci"] = grp_epci
+    # neighbours: the units of the communes a QPV spans
+    voisins: dict[int, set[int]] = defaultdict(set)
+    for cs in communes_de_qpv.values():
+        us = {codes_grp[c] for c in cs if c in codes_grp}
+        for u in us:
+            voisins[u] |= us - {u}
+    sortie["voisins"] = voisins
+    return sortie
 
 
 class _Modele_certificats:
@@ -300,13 +333,13 @@ class _Modele_certificats:
                  poids: np.ndarray, classes: np.ndarray | None = None) -> None:
         import highspy
         hs = self.hs = highspy
-        RT = red.RT  # csc: classes are columns
-        lies = np.flatnonzero(np.diff(RT.indptr) > 0)
-        if classes is not None:
-            lies = np.intersect1d(lies, classes)
+        RT = red.RT  # csc: classes are columns (indices sorted)
+        if classes is None:
+            lies = red.liees
+        else:
+            classes = np.unique(np.asarray(classes, dtype=np.int64))
+            lies = classes[red.degre[classes] > 0]
         self.lies = lies
-        self.col = np.full(red.K, -1, dtype=np.int64)
-        self.col[lies] = np.arange(len(lies))
         m = self.m = len(lies)
         self.v = v
         self.h = _highs()
@@ -318,11 +351,14 @@ class _Modele_certificats:
         h.setOptionValue("solver", "simplex")
         if m == 0:
             return
-        sous = RT[:, lies].tocsr()
-        lignes = np.flatnonzero(np.diff(sous.indptr) > 0)
-        sous = sous[lignes].tocsc()
-        a = hstack([sous, -sous], format="csc")
-        a.sort_indices()
+        # the columns of the set, gathered from the csc arrays; rows renumbered
+        debuts = RT.indptr[lies]
+        longueurs = RT.indptr[lies + 1] - debuts
+        indptr = np.concatenate([[0], np.cumsum(longueurs)])
+        pos = np.arange(indptr[-1]) - np.repeat(indptr[:-1], longueurs) + np.repeat(
+            debuts, longueurs)
+        lignes, rang = np.unique(RT.indices[pos], return_inverse=True)
+        valeurs = RT.data[pos]
         cout = np.where(connue[lies], poids[lies], _COUT_LIBRE)
         lp = hs.HighsLp()
         lp.num_col_, lp.num_row_ = 2 * m, len(lignes)
@@ -332,15 +368,25 @@ class _Modele_certificats:
         lp.row_lower_ = np.zeros(len(lignes))
         lp.row_upper_ = np.zeros(len(lignes))
         lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr
-        lp.a_matrix_.index_ = a.indices
-        lp.a_matrix_.value_ = a.data
+        lp.a_matrix_.start_ = np.concatenate([indptr, indptr[-1] + indptr[1:]]).astype(np.int32)
+        lp.a_matrix_.index_ = np.concatenate([rang, rang]).astype(np.int32)
+        lp.a_matrix_.value_ = np.concatenate([valeurs, -valeurs])
         h.passModel(lp)
+
+    def colonne(self, c: int) -> int:
+        """The column of class ``c`` in this program, -1 when not in it."""
+        j = int(np.searchsorted(self.lies, c))
+        return j if j < self.m and self.lies[j] == c else -1
 
     def liberer(self, classes: np.ndarray) -> None:
         """Classes newly suppressed: moving them costs (almost) nothing from now on."""
-        j = self.col[classes]
-        j = j[j >= 0]
+        if not self.m:
+            return
+        classes = np.asarray(classes, dtype=np.int64)
+        j = np.searchsorted(self.lies, classes)
+        dedans = j < self.m
+        j, classes = j[dedans], classes[dedans]
+        j = j[self.lies[j] == classes]
         if j.size:
             idx = np.concatenate([j, j + self.m]).astype(np.int32)
             self.h.changeColsCost(len(idx), idx, np.full(len(idx), _COUT_LIBRE))
@@ -349,7 +395,7 @@ class _Modele_certificats:
                  ) -> tuple[np.ndarray, np.ndarray] | None:
         """The least-cost certificate moving class ``c`` by ``sens * montant``, or None."""
         hs = self.hs
-        j = int(self.col[c])
+        j = self.colonne(c)
         if j < 0:
             return None
         h = self.h
@@ -379,21 +425,60 @@ class _Modele_certificats:
         return self.lies[garde], d[garde]
 
 
+def _indexer(etiquette: np.ndarray, nombre: int) -> list[np.ndarray]:
+    """Classes of each label (labels ``0..nombre-1``; -1 left out)."""
+    ordre = np.argsort(etiquette, kind="stable")
+    e = etiquette[ordre]
+    bornes = np.searchsorted(e, np.arange(nombre + 1))
+    return [ordre[bornes[i]:bornes[i + 1]] for i in range(nombre)]
+
+
 class _Chercheur:
-    """Certificates searched in growing sets: the class's département (with the régions and
-    national cells above it), then its région, then the whole plan; one warm model each."""
+    """Certificates searched in growing sets of classes, smallest first:
+
+    1. the class's commune (its cells, its parts of QPV, its QPV, both perimeters and the
+       ring, every table) with the communes sharing a QPV with it, their EPCI and their
+       département's own cells;
+    2. the same with a few other communes of the département (those of the same EPCI first,
+       then those holding the most unknown classes): the partners a suppression pattern
+       needs when a cell must move against another commune;
+    3. the département (with the régions and national cells above it), 4. its région,
+       5. the whole plan.
+
+    Classes outside the set are held at 0 and every relation touching the set is kept, so a
+    solution of any of them is a certificate for the whole plan. Sets 1–2 are small programs
+    built for the target (a few hundred classes); 3–5 are warm models kept between targets.
+    """
+
+    #: how many partner commune groups the second set adds, in turn
+    PARTENAIRES = (3, 10)
+    CHAUD = True
 
     def __init__(self, plan, red: _Reduit, v: np.ndarray, connue: np.ndarray,
                  poids: np.ndarray) -> None:
         self.red, self.v, self.connue, self.poids = red, v, connue, poids
-        self.dep, self.reg = _groupes(plan, red)
+        g = _groupes(plan, red)
+        self.dep, self.reg, self.grp, self.epci = g["dep"], g["reg"], g["grp"], g["epci"]
+        self.grp_epci, self.voisins = g["grp_epci"], g["voisins"]
         self.haut = np.flatnonzero(self.dep < 0)  # classes above the départements
+        n_grp = int(self.grp.max(initial=-1)) + 1
+        n_epci = int(self.epci.max(initial=-1)) + 1
+        n_dep = int(self.dep.max(initial=-1)) + 1
+        self.classes_grp = _indexer(self.grp, n_grp)
+        self.classes_epci = _indexer(self.epci, n_epci)
+        propres = np.where((self.grp < 0) & (self.epci < 0), self.dep, -1)
+        self.classes_dep = _indexer(propres, n_dep)  # the département's own cells
+        # département of each commune group (of its first class), groups of each département
+        self.dep_grp = np.full(n_grp, -1, dtype=np.int64)
+        avec = np.flatnonzero(self.grp >= 0)
+        self.dep_grp[self.grp[avec][::-1]] = self.dep[avec][::-1]
+        self.grp_dep = _indexer(self.dep_grp, n_dep)
         self.modeles: dict[tuple, _Modele_certificats] = {}
         self.programmes = 0
-        self.niveaux = {"departement": 0, "region": 0, "plan": 0}
+        self.niveaux = {"commune": 0, "voisins": 0, "departement": 0, "region": 0, "plan": 0}
 
     def _modele(self, cle: tuple) -> _Modele_certificats:
-        m = self.modeles.get(cle)
+        m = self.modeles.get(cle) if self.CHAUD else None
         if m is None:
             if cle[0] == "departement":
                 dedans = np.flatnonzero(self.dep == cle[1])
@@ -409,6 +494,31 @@ class _Chercheur:
             self.modeles[cle] = m
         return m
 
+    def _local(self, groupes: list[int]) -> np.ndarray:
+        """Classes of commune groups, with their EPCI and their départements' own cells."""
+        morceaux = [self.classes_grp[g] for g in groupes]
+        epcis = set().union(*(self.grp_epci.get(g, set()) for g in groupes))
+        morceaux += [self.classes_epci[e] for e in sorted(epcis)]
+        deps = {int(self.dep_grp[g]) for g in groupes} - {-1}
+        morceaux += [self.classes_dep[d] for d in sorted(deps)]
+        return np.unique(np.concatenate(morceaux))
+
+    def _partenaires(self, g: int, nombre: int) -> list[int]:
+        """Other commune groups of the département: same EPCI first, then the most unknown."""
+        d = int(self.dep_grp[g])
+        if d < 0:
+            return []
+        autres = self.grp_dep[d]
+        autres = autres[autres != g]
+        if autres.size == 0:
+            return []
+        mes_epci = self.grp_epci.get(g, set())
+        meme = np.asarray([bool(self.grp_epci.get(int(x), set()) & mes_epci) for x in autres])
+        inconnues = np.asarray([int((~self.connue[self.classes_grp[int(x)]]).sum())
+                                for x in autres])
+        ordre = np.lexsort((-inconnues, ~meme))
+        return [int(x) for x in autres[ordre[:nombre]]]
+
     def liberer(self, classes: np.ndarray) -> None:
         for m in self.modeles.values():
             m.liberer(classes)
@@ -418,6 +528,24 @@ class _Chercheur:
         if self.red.RT.indptr[c + 1] == self.red.RT.indptr[c]:
             # bound by no relation: moving it alone is a certificate
             return np.asarray([c]), np.asarray([sens * montant])
+        g = int(self.grp[c])
+        if g >= 0:
+            proches = sorted(self.voisins.get(g, ()))
+            essais = []
+            for k in self.PARTENAIRES:
+                p = self._partenaires(g, k)
+                if not essais or len(p) > len(essais[-1]) - 1:
+                    essais.append([g, *p])
+            if proches:
+                essais.append(sorted({g, *proches, *essais[-1]}))
+            for groupes in essais:
+                self.programmes += 1
+                m = _Modele_certificats(self.red, self.v, self.connue, self.poids,
+                                        self._local(groupes))
+                trouve = m.resoudre(c, sens, montant)
+                if trouve is not None:
+                    self.niveaux["commune" if len(groupes) == 1 else "voisins"] += 1
+                    return trouve
         cles = []
         if self.dep[c] >= 0:
             cles.append(("departement", int(self.dep[c]), int(self.reg[c])))
