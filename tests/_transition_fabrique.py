@@ -76,25 +76,27 @@ def construire(d, forcer: bool = True):
 
 
 def bases(tmp_path_factory):
-    """(base without its publication, the same base with it), built once per session
-    (shared by the test modules of the transition)."""
+    """(the base as an older version built it, without its publication; the base as the
+    build writes it, with its protected publication), built once per session (shared by the
+    test modules of the transition)."""
     import shutil
 
     import duckdb
 
-    from essqpv.indicators.publication import ecrire_plan
+    from essqpv.indicators.publication import TABLES_PUBLICATION
     d = tmp_path_factory.getbasetemp() / "transition-2015-2024"
-    brute, publiee = d / "obs.duckdb", d / "publiee.duckdb"
-    if not publiee.exists():
+    brute, publiee = d / "brute.duckdb", d / "obs.duckdb"
+    if not brute.exists():
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         construire(d)
-        travail = d / "publiee.tmp.duckdb"
-        shutil.copyfile(brute, travail)
+        travail = d / "brute.tmp.duckdb"
+        shutil.copyfile(publiee, travail)
         con = duckdb.connect(str(travail))
         try:
-            ecrire_plan(con, "2024-01")
+            for table in TABLES_PUBLICATION:
+                con.execute(f"DROP TABLE {table}")
         finally:
             con.close()
-        travail.rename(publiee)
+        travail.rename(brute)
     return brute, publiee

@@ -11,7 +11,6 @@ from essqpv.cli import app
 from essqpv.errors import ParametreInvalide, TerritoireInconnu
 from essqpv.indicators import indicateurs, indicateurs_qpv
 from tests import _fabrique as F
-from tests.test_sorties_publication import avec_publication
 
 LON_Q, LAT_Q = F.point_interieur("QP093001")  # Le Bourget (93013); the bases use the 2015 map
 
@@ -63,7 +62,7 @@ def base_sans_secret(tmp_path_factory):
     b = d / "obs.duckdb"
     B.construire(etablissements=etab, unites_legales=ul, emplois=emp, millesime="2024-01", base=b,
                  geographie="2015")
-    return avec_publication(b)
+    return b
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,7 @@ def base_avec_secret(tmp_path_factory):
                  geographie="2015")
     B.construire(etablissements=etab, unites_legales=ul, millesime="2023-01", base=b,
                  geographie="2015")
-    return avec_publication(b)
+    return b
 
 
 def _secteur(r, nom):
@@ -188,23 +187,32 @@ def test_cli_json_est_l_objet_de_la_bibliotheque(base_sans_secret):
     assert res.exit_code == 0 and "Action sociale" in res.output
 
 
-def test_un_qpv_masque_dans_sa_liste_l_est_aussi_sur_sa_page(base_demo):
-    """A QPV suppressed as a complement in its département's list is suppressed everywhere."""
-    from essqpv.base import metadonnees
-    from essqpv.indicators.compute import statuts_qpv
-    m = metadonnees(base_demo)["millesime"]
-    statuts = statuts_qpv(str(base_demo), m, "strict")
-    secondaires = [c for c, s in statuts.items() if s == "secondaire"]
-    assert secondaires, "the test base should have complements"
-    code = secondaires[0]
-    r = indicateurs(base_demo, f"QPV:{code}")
-    assert r["chiffres_cles"]["salaries"] is None
-    assert r["chiffres_cles"]["secret"]["salaries"] == "secondaire"
-    # its sector cells are protected around it: more than the total is hidden
-    assert r["tableau_secteurs"][-1]["salaries_qpv"] is None
-    assert any(x["salaries_qpv"] is None for x in r["tableau_secteurs"][:-1]
-               if x["secret"])
-    liste = {q["code_qp"]: q for q in indicateurs_qpv(base_demo, territoire="FR")}
-    assert liste[code]["salaries"] is None
-    assert all(q["secret"].get("salaries") == statuts[c] for c, q in liste.items()
-               if statuts[c])
+def test_un_qpv_masque_l_est_dans_toutes_les_reponses(base_demo):
+    """A QPV's cell has one status in the plan, and every answer showing it carries that
+    status: its own page, the listings of France, of its département and of its commune."""
+    import duckdb
+    con = duckdb.connect(str(base_demo), read_only=True)
+    try:
+        statuts = dict(con.execute(
+            "SELECT territoire, statut FROM publication_cellules WHERE tableau = 'salaries' "
+            "AND niveau = 'qpv' AND perimetre = 'strict' AND ligne = 'Ensemble' "
+            "AND publiee").fetchall())
+    finally:
+        con.close()
+    secondaires = sorted(c for c, st in statuts.items() if st == "secondaire")
+    primaires = sorted(c for c, st in statuts.items() if st == "primaire")
+    assert secondaires and primaires, "the test base should have both kinds"
+    france = {q["code_qp"]: q for q in indicateurs_qpv(base_demo, territoire="FR")}
+    for code in (secondaires[0], primaires[0]):
+        r = indicateurs(base_demo, code)
+        assert r["chiffres_cles"]["salaries"] is None
+        assert r["chiffres_cles"]["secret"]["salaries"] == statuts[code]
+        assert r["tableau_secteurs"][-1]["salaries_qpv"] is None
+        dep = france[code[4:]]["departement"]
+        for liste in (france, {q["code_qp"]: q for q in indicateurs_qpv(
+                base_demo, territoire=f"DEP:{dep}")}):
+            assert liste[code[4:]]["salaries"] is None
+            assert liste[code[4:]]["secret"] == {"salaries": statuts[code]}
+    for code, q in france.items():
+        if not q.get("hors_champ_sirene"):
+            assert q["secret"].get("salaries") == statuts[f"QPV:{code}"]

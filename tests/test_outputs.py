@@ -1,6 +1,7 @@
 """Tests of the territorial report: HTML structure, PDF and slides read back, figures."""
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -430,8 +431,6 @@ def test_rapport_montre_l_evolution(tmp_path):
     base = tmp_path / "b.duckdb"
     construire(etablissements=etab, unites_legales=ul, millesime="2023-01", base=base)
     construire(etablissements=etab, unites_legales=ul, millesime="2024-01", base=base)
-    from tests.test_sorties_publication import avec_publication
-    avec_publication(base)
     html = rapport(base, "DEP:93", format="html", sortie=tmp_path / "r.html").read_text("utf-8")
     assert "Évolution depuis le millésime 2023-01" in html
     assert "établissements employeurs de l'ESS en QPV 0, salariés 0" in html
@@ -440,13 +439,13 @@ def test_rapport_montre_l_evolution(tmp_path):
 def test_section_liee_du_rapport(base_demo, tmp_path):
     """A linked table's section (registered with section_du_rapport) is rendered from what
     its function reads in the stored answers, in the report and in the deck."""
-    from essqpv.indicators import indicateurs_qpv
+    from essqpv.indicators.reponses import reponse_texte
     from essqpv.outputs.report import _SECTIONS, rassembler, rendre, section_du_rapport
 
     def section(base, ind):
-        quartiers = indicateurs_qpv(base, territoire=ind["territoire"]["code"])
+        r = json.loads(reponse_texte(base, "quartiers", ind["territoire"]["code"]))
         lignes = [[q["code_qp"], "s" if q["secret"] else str(q["salaries"])]
-                  for q in quartiers[:3]]
+                  for q in r["quartiers"][:3]]
         return {"id": "essai-liee", "titre": "Section liée de test", "texte": "Lue du plan.",
                 "table": {"titre": None, "entetes": ["QPV", "Salariés"], "lignes": lignes,
                           "classe": "liee"}, "note": "s : secret statistique"}

@@ -3,7 +3,7 @@ pdftotext), Excel (openpyxl) and CSV exports, the API, the dashboard in a real C
 and the static site. Every figure is the stored, protected answer of the publication.
 
 Base: the small register across the redrawing of Seine-Saint-Denis
-(``tests/_transition_fabrique``) with its publication written (``ecrire_plan``).
+(``tests/_transition_fabrique``), with the publication its build writes.
 """
 from __future__ import annotations
 

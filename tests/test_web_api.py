@@ -113,19 +113,56 @@ def test_reponses_en_cache_identiques(client, base_demo):
     assert d.indicateurs_octets(DEP) is premier  # served from the cache
 
 
-def test_cache_vide_quand_la_base_change(base_demo, tmp_path):
+def test_reponses_rechargees_quand_la_base_change(base_demo, tmp_path):
     copie = tmp_path / "copie.duckdb"
     copie.write_bytes(base_demo.read_bytes())
     d = Donnees(copie)
-    m = d.millesime(None)
-    premier = d.indicateurs_octets("FR")
-    assert d.indicateurs_octets("FR") is premier  # served from the cache
+    avant = d.publication()
+    assert d.indicateurs_octets("FR") is avant.octets("indicateurs", "FR", "strict",
+                                                      d.millesime(None))
     import os
     st = copie.stat()
     os.utime(copie, (st.st_atime, st.st_mtime + 10))  # rewritten: new mtime
     d.verifier_fraicheur()
-    assert d.en_cache(("par_reponse", "indicateurs", "FR", "strict", m)) is None
-    assert d._publication is None  # the stored answers are loaded again too
+    assert d.publication() is not avant  # loaded again: a server never mixes two builds
+
+
+def test_reponses_servies_telles_que_stockees(client, base_demo, un_qpv):
+    """The API sends the bytes stored at build time (no computation, no re-serialisation),
+    by code or by name, and the same stored QPV listing."""
+    con = duckdb.connect(str(base_demo), read_only=True)
+    try:
+        stocke = dict(((g, t, p), j) for g, t, p, j in con.execute(
+            "SELECT genre, territoire, perimetre, json FROM publication_reponses WHERE "
+            "territoire IN ('FR', 'DEP:93', 'COM:93066', ?)", [f"QPV:{un_qpv}"]).fetchall())
+    finally:
+        con.close()
+    for url, cle in ((f"/api/indicateurs/{DEP}", ("indicateurs", DEP, "strict")),
+                     ("/api/indicateurs/Seine-Saint-Denis", ("indicateurs", DEP, "strict")),
+                     ("/api/indicateurs/FR?perimetre=300m", ("indicateurs", "FR", "300m")),
+                     ("/api/quartiers?territoire=COM:93066",
+                      ("quartiers", "COM:93066", "strict"))):
+        r = client.get(url, headers={"accept-encoding": "identity"})
+        assert r.status_code == 200 and r.content == stocke[cle].encode(), url
+    r = client.get(f"/api/qpv/{un_qpv}", headers={"accept-encoding": "identity"})
+    assert r.content == stocke[("indicateurs", f"QPV:{un_qpv}", "strict")].encode()
+
+
+def test_territoire_hors_du_plan(client, base_demo):
+    """A commune without QPV is a real territory, but the plan does not publish it: a 404
+    that says which territories exist, never figures computed on the fly."""
+    publies = {t["code"] for t in client.get("/api/territoires/publies").json()}
+    assert {"FR", "METRO", "DROM", DEP, "REG:11", "COM:93066"} <= publies
+    hors = next(c for c in ("COM:01001", "COM:01002", "COM:29001") if c not in publies)
+    for url in (f"/api/indicateurs/{hors}", f"/api/quartiers?territoire={hors}",
+                f"/telecharger/xlsx/{hors}"):
+        message = _erreur(client.get(url), 404)
+        assert "hors du plan de publication" in message and "/api/territoires/publies" in message
+    page = client.get("/", params={"territoire": hors})
+    assert page.status_code == 404 and "hors du plan" in page.text
+    # the search box proposes only what the plan publishes
+    trouves = client.get("/api/territoires", params={"q": "L'Abergement", "limite": 10}).json()
+    assert all(t["code"] in publies for t in trouves)
 
 
 def test_gzip(client):

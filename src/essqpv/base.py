@@ -836,7 +836,9 @@ def dossier_rejets(base: str | Path, millesime: str) -> Path:
 
 _TABLES_DE_LA_BASE = frozenset({"millesimes", "qpv", "rejets", "discordances_qpv_insee",
                                  "etablissements", "transition", "transition_qpv",
-                                 "transition_statuts"})
+                                 "transition_statuts", "publication_cellules",
+                                 "publication_relations", "publication_reponses",
+                                 "publication_certificats"})
 
 
 def _remplacable(base: Path, millesime: str) -> bool:
@@ -954,6 +956,11 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             if etape is not None:
                 etape("Transition 2015 → 2024")
             transition.ecrire(con, millesime)
+            # the protected publication (issue 18): every cell, its certificates, the answers
+            # every output reads; verified before it is written, in the same transaction (a
+            # plan without proof stops the build and the previous base stays in place)
+            from essqpv.indicators.publication import ecrire_plan
+            ecrire_plan(con, millesime, progression=etape)
             if etape is not None:
                 etape("Enregistrement de la base")
             con.execute("COMMIT")

@@ -245,7 +245,7 @@ def _groupes(plan, red: _Reduit) -> dict[str, np.ndarray]:
     # communes sharing a QPV are neighbours
     communes_de_qpv: dict[str, set[str]] = defaultdict(set)
     qpv_dep: dict[str, str] = {}
-    for terr in {k[1] for k in plan.cles if k[1].startswith("X:")}:
+    for terr in sorted({k[1] for k in plan.cles if k[1].startswith("X:")}):
         q, _, c = terr[2:].partition("@")
         if c in dep_com:
             qpv_dep.setdefault(q, dep_com[c])
@@ -301,7 +301,7 @@ def _groupes(plan, red: _Reduit) -> dict[str, np.ndarray]:
         sortie[nom] = x
     # the EPCI of each commune group (through its communes)
     grp_epci: dict[int, set[int]] = defaultdict(set)
-    for terr in {k[1] for k in plan.cles if k[1].startswith("COM:")}:
+    for terr in sorted({k[1] for k in plan.cles if k[1].startswith("COM:")}):
         e = epci_com.get(terr[4:])
         g = lire(terr)[2]
         if e is not None and e in codes_epci and g >= 0:
@@ -360,18 +360,15 @@ class _Modele_certificats:
         lignes, rang = np.unique(RT.indices[pos], return_inverse=True)
         valeurs = RT.data[pos]
         cout = np.where(connue[lies], poids[lies], _COUT_LIBRE)
-        lp = hs.HighsLp()
-        lp.num_col_, lp.num_row_ = 2 * m, len(lignes)
-        lp.col_cost_ = np.concatenate([cout, cout])
-        lp.col_lower_ = np.zeros(2 * m)
-        lp.col_upper_ = np.concatenate([np.full(m, hs.kHighsInf), v[lies]])
-        lp.row_lower_ = np.zeros(len(lignes))
-        lp.row_upper_ = np.zeros(len(lignes))
-        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate([indptr, indptr[-1] + indptr[1:]]).astype(np.int32)
-        lp.a_matrix_.index_ = np.concatenate([rang, rang]).astype(np.int32)
-        lp.a_matrix_.value_ = np.concatenate([valeurs, -valeurs])
-        h.passModel(lp)
+        nnz = int(indptr[-1])
+        # (the array form of passModel: setting a HighsLp's members copies them at each step)
+        h.passModel(2 * m, len(lignes), 2 * nnz, int(hs.MatrixFormat.kColwise),
+                    int(hs.ObjSense.kMinimize), 0.0, np.concatenate([cout, cout]),
+                    np.zeros(2 * m), np.concatenate([np.full(m, hs.kHighsInf), v[lies]]),
+                    np.zeros(len(lignes)), np.zeros(len(lignes)),
+                    np.concatenate([indptr[:-1], nnz + indptr[:-1]]).astype(np.int32),
+                    np.concatenate([rang, rang]).astype(np.int32),
+                    np.concatenate([valeurs, -valeurs]), np.zeros(2 * m, dtype=np.int32))
 
     def colonne(self, c: int) -> int:
         """The column of class ``c`` in this program, -1 when not in it."""
@@ -451,7 +448,7 @@ class _Chercheur:
     """
 
     #: how many partner commune groups the second set adds, in turn
-    PARTENAIRES = (3, 10)
+    PARTENAIRES = (3, 10, 30)
     CHAUD = True
 
     def __init__(self, plan, red: _Reduit, v: np.ndarray, connue: np.ndarray,

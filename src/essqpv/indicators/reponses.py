@@ -5,13 +5,11 @@ statuses, never the establishments) and writes, for every territory and perimete
 the JSON of ``essqpv indicateurs`` (genre ``indicateurs``) and of the QPV listing (genre
 ``quartiers``) into ``publication_reponses``.
 
-Reading: every output of a base holding its publication reads those answers and nothing else.
-:func:`indicateurs`, :func:`indicateurs_qpv` and :func:`reponse_texte` are key lookups in the
-base (CLI, report, exports); :class:`Publication` holds every answer of a base in memory as
-bytes (the web API and the static site). A territory or a perimeter the plan does not hold is
-not answered with figures: :class:`HorsPlan` (HTTP 404) says which territories exist. A base
-without publication (the build does not write the plan yet: its protection does not finish at
-national scale) keeps the per-answer protection of :mod:`essqpv.indicators.compute`.
+Reading: every output reads those answers and nothing else. :func:`indicateurs`,
+:func:`indicateurs_qpv` and :func:`reponse_texte` are key lookups in the base (CLI, report,
+exports); :class:`Publication` holds every answer of a base in memory as bytes (the web API
+and the static site). A territory or a perimeter the plan does not hold is not answered with
+figures: :class:`HorsPlan` (HTTP 404) says which territories exist.
 """
 from __future__ import annotations
 
@@ -29,7 +27,6 @@ from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement
 
 __all__ = ["ecrire_reponses", "genre_de_reponses", "indicateurs", "indicateurs_qpv",
            "tableau_regional", "reponse_texte", "Publication", "HorsPlan", "NIVEAUX_PUBLIES",
-           "publication_presente",
            "URL_TERRITOIRES_PUBLIES"]
 
 #: Where the API lists the territories of the plan (named by the 404 of a territory outside it).
@@ -445,53 +442,24 @@ def reponse_texte(base, genre: str, territoire, perimetre: str = "strict",
         con.close()
 
 
-def publication_presente(base, millesime: str | None = None) -> bool:
-    """Whether the base holds the protected publication of the vintage (newest by default).
-
-    Bases built before the publication plan was written by every build have none: their
-    outputs still use the per-answer protection of :mod:`essqpv.indicators.compute`.
-    """
-    import duckdb
-
-    from essqpv.base import millesime_par_defaut, ouvrir
-    m = millesime_par_defaut(base, millesime)
-    con = ouvrir(base)
-    try:
-        try:
-            return con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
-                               [m]).fetchone()[0] > 0
-        except duckdb.CatalogException:
-            return False
-    finally:
-        con.close()
-
-
 def indicateurs(base, territoire, perimetre: str = "strict",
                 millesime: str | None = None) -> dict:
     """The protected indicators of one territory, perimeter and vintage (METHODOLOGY 9):
-    the stored answer of the publication plan when the base holds it (a key lookup), as
-    ``essqpv indicateurs --format json`` prints it and the web API serves it; otherwise the
-    per-answer protection of :func:`essqpv.indicators.compute.indicateurs`."""
-    if not publication_presente(base, millesime):
-        from essqpv.indicators import compute
-        return compute.indicateurs(base, territoire, perimetre, millesime)
+    the stored answer of the publication plan, as ``essqpv indicateurs --format json`` prints
+    it and the web API serves it."""
     return json.loads(reponse_texte(base, "indicateurs", territoire, perimetre, millesime))
 
 
 def indicateurs_qpv(base, perimetre: str = "strict", millesime: str | None = None,
                     territoire: str | None = None) -> list[dict]:
-    """One row per QPV of a territory (employers, non-employers, salariés), as stored (or
-    per answer for a base without publication)."""
-    if not publication_presente(base, millesime):
-        from essqpv.indicators import compute
-        return compute.indicateurs_qpv(base, perimetre, millesime, territoire)
+    """One row per QPV of a territory (employers, non-employers, salariés), as stored."""
     return json.loads(reponse_texte(base, "quartiers", territoire or "FR", perimetre,
                                     millesime))["quartiers"]
 
 
 def tableau_regional(base, perimetre: str = "strict", millesime: str | None = None
                      ) -> list[dict]:
-    """The regional table (carte 1): one row per région, from France's answer."""
+    """The regional table (carte 1): one row per région, from France's stored answer."""
     return indicateurs(base, "FR", perimetre, millesime)["regions"]
 
 

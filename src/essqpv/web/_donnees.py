@@ -1,8 +1,5 @@
 """The data the dashboard shows: the stored answers of the protected publication.
 
-(A base without publication — the build does not write the plan yet — is served as before
-the plan, with the per-answer protection of :mod:`essqpv.indicators.compute`.)
-
 Both the FastAPI application and the static publication use :class:`Donnees`, so that an API
 answer and a published JSON file are the same bytes for the same question. Every figure is a
 stored answer of the publication plan (:class:`essqpv.indicators.reponses.Publication`, every
@@ -191,8 +188,6 @@ class Donnees:
                 else:
                     return None
         pub = self.publication()
-        if not len(pub):
-            return None  # a base without publication: the router answers
         return (genre, terr, perimetre, millesime or pub.defaut)
 
     def territoire_publie(self, texte: str, millesime: str | None = None) -> dict:
@@ -200,7 +195,10 @@ class Donnees:
         t = self.territoire(texte)
         m = self.millesime(millesime)
         pub = self.publication()
-        if len(pub) and not pub.publie(t["code"], m):
+        if not pub.publie(t["code"], m):
+            if not len(pub):
+                from essqpv.indicators.reponses import _sans_publication
+                raise _sans_publication(self.base, m)
             raise pub.hors_plan(t["code"], t["libelle"], m)
         return t
 
@@ -215,27 +213,10 @@ class Donnees:
                 f"{' ou '.join(self.contexte(m)['perimetres'])} pour ce millésime).")
         code = self.territoire_publie(territoire, m)["code"]
         pub = self.publication()
-        if not len(pub):
-            return self._par_reponse(genre, code, perimetre, m), None
         corps = pub.octets(genre, code, perimetre, m)
         if corps is None:
             raise pub.hors_plan(code, self.territoire(code)["libelle"], m)
         return corps, pub.octets_gzip(genre, code, perimetre, m)
-
-    def _par_reponse(self, genre: str, code: str, perimetre: str, m: str) -> bytes:
-        """A base without publication (the build does not write the plan yet): the
-        per-answer protection of :mod:`essqpv.indicators.compute`, as before the plan."""
-        from essqpv.indicators import compute
-        if genre == "indicateurs":
-            return self.memo(("par_reponse", genre, code, perimetre, m), lambda: json_octets(
-                compute.indicateurs(self.base, code, perimetre=perimetre, millesime=m)))
-        if genre == "quartiers":
-            return self.memo(("par_reponse", genre, code, perimetre, m), lambda: json_octets(
-                {"territoire": self.territoire(code), "perimetre": perimetre, "millesime": m,
-                 "quartiers": compute.indicateurs_qpv(self.base, perimetre=perimetre,
-                                                      millesime=m, territoire=code)}))
-        from essqpv.indicators.reponses import _sans_publication
-        raise _sans_publication(self.base, m)
 
     def territoires_publies(self, millesime: str | None = None) -> list[dict]:
         """The territories of the plan (code, niveau, libelle), in the order of the index."""
@@ -369,11 +350,7 @@ class Donnees:
 
         def calcul() -> list[dict]:
             # only the territories the plan publishes (the others would answer 404)
-            pub = self.publication()
-            if not len(pub):
-                return [_territoire_dict(t) for t in rechercher(
-                    q, limite=limite, qpv_base=self.qpv_de_la_base())]
-            publies = pub.territoires.get(self.millesime(None), {})
+            publies = self.publication().territoires.get(self.millesime(None), {})
             trouves = rechercher(q, limite=max(50, 5 * limite), qpv_base=self.qpv_de_la_base())
             return [_territoire_dict(t) for t in trouves if t.code in publies][:limite]
         return self.memo(("rechercher", q.casefold(), limite), calcul)

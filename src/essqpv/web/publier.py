@@ -134,8 +134,6 @@ def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, 
     """The territories to publish, all of the publication plan: France always, then for each
     root territory itself and the territories of the plan it contains (régions and
     départements for France, its EPCI and communes with QPV, its QPV)."""
-    if not len(donnees.publication()):
-        return _territoires_par_reponse(donnees, millesimes, perimetres, racines)
     from essqpv.territoires import DROM, table_communes
     publies: dict[str, dict] = {}
     for m in millesimes:
@@ -180,51 +178,6 @@ def _territoires(donnees: Donnees, millesimes: list[str], perimetres: dict[str, 
         if code in publies and code not in vus:
             vus.add(code)
             sortie.append(publies[code])
-    return sortie
-
-
-def _territoires_par_reponse(donnees: Donnees, millesimes: list[str],
-                             perimetres: dict[str, list[str]], racines: list[str]
-                             ) -> list[dict]:
-    """A base without publication: the territories to publish: France always, then for each root territory itself,
-    its régions and départements (for France), and its EPCI and communes with QPV, its QPV.
-    """
-    from essqpv import reference
-    from essqpv.territoires import table_communes, territoires_niveau
-    codes: list[str] = ["FR"]
-    communes: set[str] = set()
-    qpv: set[str] = set()
-    for racine in racines:
-        t = donnees.territoire(racine)
-        codes.append(t["code"])
-        if t["niveau"] == "france":
-            codes += ["METRO", "DROM"]
-            codes += sorted(x.code for x in territoires_niveau("region"))
-            codes += sorted(x.code for x in territoires_niveau("departement"))
-        elif t["niveau"] == "region":
-            region = t["code"].split(":", 1)[1]
-            codes += sorted(f"DEP:{d['code']}" for d in reference.departements()
-                            if d.get("region") == region)
-        for m in millesimes:
-            for p in perimetres[m]:
-                qpv.update(r["code_qp"] for r in donnees.quartiers(t["code"], p, m))
-                _, lignes = _tous_les_etablissements(donnees, t["code"], p, m, True, 10**9)
-                communes.update(e["commune"] for e in lignes if e.get("commune"))
-    table = table_communes()
-    epci = {e for c, e in table.select("commune", "epci").unique().iter_rows()
-            if c in communes and e}
-    codes += sorted(f"EPCI:{e}" for e in epci)
-    codes += sorted(f"COM:{c}" for c in communes)
-    codes += sorted(f"QPV:{q}" for q in qpv)
-    sortie, vus = [], set()
-    for code in codes:
-        try:
-            t = donnees.territoire(code)
-        except EssqpvError:
-            continue  # a commune of the register absent from the COG index: not published
-        if t["code"] not in vus:
-            vus.add(t["code"])
-            sortie.append(t)
     return sortie
 
 
@@ -310,8 +263,7 @@ def publier(base: Path | str, sortie: Path | str, millesimes: list[str] | None =
                              - {"indicateurs", "quartiers", "transition"})
         def un_territoire(t: dict, m: str) -> None:
             code, f = t["code"], nom_fichier(t["code"])
-            pub = donnees.publication()
-            if len(pub) and not pub.publie(code, m):
+            if not donnees.publication().publie(code, m):
                 return  # not in this vintage's plan (a QPV of another geography)
             for p in perimetres[m]:
                 racine = d / m / p
