@@ -10,7 +10,7 @@ from essqpv import reference
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
 from essqpv.errors import ParametreInvalide
 from essqpv.outputs import exporter
-from essqpv.outputs.exports import ENTETES, FEUILLES
+from essqpv.outputs.exports import ENTETES, FEUILLES, FEUILLES_LIEES
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def _lignes(ws) -> list[dict]:
 
 
 def test_xlsx_feuilles_entetes_formats(classeur):
-    assert classeur.sheetnames == [*FEUILLES.values(), "Sources"]
+    # the linked tables of the publication (the 2015 → 2024 transition) after the standard ones
+    assert "Nouvelle carte 2024" in FEUILLES_LIEES.values()
+    assert classeur.sheetnames == [*FEUILLES.values(), *FEUILLES_LIEES.values(), "Sources"]
     ws = classeur["Secteurs"]
     assert [c.value for c in ws[1]] == ["Secteur", "Salariés en QPV", "Part en QPV",
                                         "Part en France", "Écart (points)", "Secret statistique"]
@@ -176,7 +178,7 @@ def test_geojson_france(base_demo, tmp_path):
 def test_csv_et_parquet_de_chaque_tableau(base_demo, indicateurs_fr, tmp_path):
     csv = exporter(base_demo, format="csv", sortie=tmp_path / "csv")
     pq = exporter(base_demo, format="parquet", sortie=tmp_path / "pq")
-    attendus = [*FEUILLES, "sources"]
+    attendus = [*FEUILLES, *FEUILLES_LIEES, "sources"]
     assert [p.stem.removeprefix("ess-qpv-fr-2024-01-strict-") for p in csv] == attendus
     assert [p.stem.removeprefix("ess-qpv-fr-2024-01-strict-") for p in pq] == attendus
     assert csv[0].read_bytes()[:3] == b"\xef\xbb\xbf"  # UTF-8 BOM for spreadsheets
@@ -212,7 +214,7 @@ def test_cli_exporter(base_demo, tmp_path):
     r = CliRunner().invoke(app, ["exporter", "--base", str(base_demo), "--territoire",
                                  "DEP:93", "--format", "parquet", "--sortie", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert len(list(Path(tmp_path).glob("*.parquet"))) == len(FEUILLES) + 1
+    assert len(list(Path(tmp_path).glob("*.parquet"))) == len(FEUILLES) + len(FEUILLES_LIEES) + 1
     aide = CliRunner().invoke(app, ["exporter", "--help"])
     assert "Exporter les tableaux protégés" in aide.output
 

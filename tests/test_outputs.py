@@ -262,7 +262,8 @@ def test_rapport_pdf_france_chiffres_cles(base_demo, rapports):
     chemin = rapports["fr_pdf"]
     assert chemin.name == "rapport-ess-qpv-fr-2024-01-strict.pdf"
     pages = _texte_pdf(chemin)
-    assert len(pages) == 9
+    assert len(pages) == 12  # (with the section of the 2015 → 2024 transition)
+    assert any("Ce que change la nouvelle carte" in p for p in pages)
     premiere = pages[0]
     assert "L'économie sociale et solidaire dans les" in premiere
     assert "France entière" in premiere
@@ -312,6 +313,7 @@ def test_rapport_html_departement_tableaux_et_secret(base_demo, rapports):
                   "Les établissements de l'ESS de Seine-Saint-Denis",
                   "Tableau 3 — Les secteurs de l'ESS en QPV, comparés à la France",
                   "Un dynamisme qui ne se mesure pas seulement à travers l'emploi",
+                  "Ce que change la nouvelle carte",
                   "Trois modèles socio-économiques", "Méthodologie et sources"]
     # the sector table is the JSON, cell by cell; "s" exactly where the JSON suppresses
     lignes = s.tables["secteurs"][1:]
@@ -352,7 +354,8 @@ def test_diapos_france_16_9(base_demo, rapports):
     largeur, hauteur = (float(x) for x in lecteur.pages[0].mediabox[2:])
     assert abs(largeur / hauteur - 16 / 9) < 0.005
     pages = [_norm(p.extract_text()) for p in lecteur.pages]
-    assert len(pages) == 11
+    assert len(pages) == 12  # (with the slide of the 2015 → 2024 transition)
+    assert any("Ce que change la nouvelle carte" in p for p in pages)
     assert all(MARQUE_SYNTHETIQUE in p for p in pages)
     cc = indicateurs(base_demo, "FR")["chiffres_cles"]
     salaries = "s" if "salaries" in cc["secret"] else _norm(nombre(cc["salaries"]))

@@ -246,7 +246,11 @@ def test_api_base_sans_publication(tmp_path_factory):
     c = TestClient(creer_application(brute))
     r = c.get("/api/transition/FR")
     assert r.status_code == 400 and "publication protégée" in r.json()["erreur"]
-    assert 'data-transition="non"' in c.get("/").text
+    # the dashboard itself: every figure is a stored answer, so a base built before the
+    # publication is refused with the message asking to rebuild it, never served
+    accueil = c.get("/")
+    assert accueil.status_code == 503 and "reconstruisez" in accueil.text
+    assert 'data-transition="oui"' not in accueil.text
 
 
 # --- dashboard in a real browser ------------------------------------------------------------

@@ -27,10 +27,13 @@ found (a certificate scaled within its non-negativity limits proves every cell i
 otherwise a linear program (HiGHS) finds the perturbation of least information loss: moving
 an already unknown cell costs (almost) nothing, moving a published cell costs its weight
 (``1 + value``, per published copy), as in Fischetti and Salazar's model of cell suppression;
-the published cells it moves become secondary secrets. The program is restricted to the
-classes of the cell's département (with its région's and the national cells), then of its
-région, then to the whole plan: classes outside are held at 0 and every relation touching the
-set is kept, so any solution is valid for the whole plan. One warm model per set.
+the published cells it moves become secondary secrets. The program is restricted to a set of
+classes, smallest first (:class:`_Chercheur`): the cell's commune with 3, 10, then 30 partner
+communes of its département (with their QPV, parts of QPV, EPCI and the département's own
+cells), then the communes sharing its QPV; then the département, its région (the cells above
+them held at 0), the whole plan. Classes outside the set are held at 0 and every
+relation touching the set is kept, so any solution is valid for the whole plan (and it is
+verified against the whole plan anyway).
 
 **Audit** (:func:`auditer`): every stored certificate is verified against the full relation
 matrix; each suppressed or sensitive cell gets the interval its valid certificates
@@ -314,6 +317,9 @@ def _groupes(plan, red: _Reduit) -> dict[str, np.ndarray]:
         for u in us:
             voisins[u] |= us - {u}
     sortie["voisins"] = voisins
+    # régions outside metropolitan France (their départements are 97x, 98x)
+    sortie["regions_outre_mer"] = np.asarray(sorted(
+        {codes_reg[reg_dep[d]] for d in reg_dep if d.startswith(("97", "98"))}), dtype=np.int64)
     return sortie
 
 
@@ -439,8 +445,7 @@ class _Chercheur:
     2. the same with a few other communes of the département (those of the same EPCI first,
        then those holding the most unknown classes): the partners a suppression pattern
        needs when a cell must move against another commune;
-    3. the département (with the régions and national cells above it), 4. its région,
-       5. the whole plan.
+    3. the département, 4. its région (the cells above each held at 0), 5. the whole plan.
 
     Classes outside the set are held at 0 and every relation touching the set is kept, so a
     solution of any of them is a certificate for the whole plan. Sets 1–2 are small programs
@@ -457,6 +462,12 @@ class _Chercheur:
         g = _groupes(plan, red)
         self.dep, self.reg, self.grp, self.epci = g["dep"], g["reg"], g["grp"], g["epci"]
         self.grp_epci, self.voisins = g["grp_epci"], g["voisins"]
+        # the national cells with every class outside metropolitan France (the cells of the
+        # territories outside the régions, FR~autres, move against the DROM, not France)
+        nationales = np.flatnonzero((self.dep < 0) & (self.reg < 0))
+        self.outre_mer = np.union1d(nationales, np.flatnonzero(
+            np.isin(self.reg, g["regions_outre_mer"])))
+        self.outre_mer_regions = g["regions_outre_mer"]
         self.haut = np.flatnonzero(self.dep < 0)  # classes above the départements
         n_grp = int(self.grp.max(initial=-1)) + 1
         n_epci = int(self.epci.max(initial=-1)) + 1
@@ -470,35 +481,78 @@ class _Chercheur:
         avec = np.flatnonzero(self.grp >= 0)
         self.dep_grp[self.grp[avec][::-1]] = self.dep[avec][::-1]
         self.grp_dep = _indexer(self.dep_grp, n_dep)
+        n_reg = int(self.reg.max(initial=-1)) + 1
+        self.reg_grp = np.full(n_grp, -1, dtype=np.int64)
+        self.reg_grp[self.grp[avec][::-1]] = self.reg[avec][::-1]
+        self.grp_reg = _indexer(self.reg_grp, n_reg)
+        propres_reg = np.where((self.grp < 0) & (self.epci < 0) & (self.dep < 0), self.reg, -1)
+        self.classes_reg = _indexer(propres_reg, n_reg)  # the région's own cells
         self.modeles: dict[tuple, _Modele_certificats] = {}
         self.programmes = 0
-        self.niveaux = {"commune": 0, "voisins": 0, "departement": 0, "region": 0, "plan": 0}
+        self.niveaux = {"commune": 0, "voisins": 0, "voisins_hors": 0, "outre_mer": 0,
+                        "departement": 0, "region": 0, "plan": 0}
 
     def _modele(self, cle: tuple) -> _Modele_certificats:
         m = self.modeles.get(cle) if self.CHAUD else None
         if m is None:
+            # (the cells above the set are held at 0: a département's or a région's program
+            # never moves the région's or the national figures — a cell that needs them goes
+            # to the next set, where the cheapest partner is chosen over the whole région or
+            # plan, instead of a national figure suppressed for one commune)
             if cle[0] == "departement":
-                dedans = np.flatnonzero(self.dep == cle[1])
-                haut = self.haut[(self.reg[self.haut] == cle[2]) | (self.reg[self.haut] < 0)]
-                classes = np.union1d(dedans, haut)
+                classes = np.flatnonzero(self.dep == cle[1])
             elif cle[0] == "region":
-                dedans = np.flatnonzero(self.reg == cle[1])
-                haut = self.haut[self.reg[self.haut] < 0]
-                classes = np.union1d(dedans, haut)
+                classes = np.flatnonzero(self.reg == cle[1])
             else:
                 classes = None
             m = _Modele_certificats(self.red, self.v, self.connue, self.poids, classes)
             self.modeles[cle] = m
         return m
 
-    def _local(self, groupes: list[int]) -> np.ndarray:
-        """Classes of commune groups, with their EPCI and their départements' own cells."""
+    def _local(self, groupes: list[int], regions: bool = False) -> np.ndarray:
+        """Classes of commune groups, with their EPCI and their départements' own cells (and
+        their régions' own cells with ``regions``: partners in other régions)."""
         morceaux = [self.classes_grp[g] for g in groupes]
         epcis = set().union(*(self.grp_epci.get(g, set()) for g in groupes))
         morceaux += [self.classes_epci[e] for e in sorted(epcis)]
         deps = {int(self.dep_grp[g]) for g in groupes} - {-1}
         morceaux += [self.classes_dep[d] for d in sorted(deps)]
+        if regions:
+            regs = {int(self.reg_grp[g]) for g in groupes} - {-1}
+            morceaux += [self.classes_reg[r] for r in sorted(regs)]
         return np.unique(np.concatenate(morceaux))
+
+    def _plus_inconnues(self, candidats: np.ndarray, exclus: set, nombre: int) -> list[int]:
+        """The candidate commune groups holding the most unknown classes."""
+        candidats = np.asarray([x for x in candidats.tolist() if x not in exclus], dtype=np.int64)
+        if candidats.size == 0 or nombre <= 0:
+            return []
+        inconnues = np.asarray([int((~self.connue[self.classes_grp[int(x)]]).sum())
+                                for x in candidats])
+        ordre = np.argsort(-inconnues, kind="stable")
+        return [int(x) for x in candidats[ordre[:nombre]]]
+
+    def _essais_hors_commune(self, c: int, g: int) -> list[tuple[list[int], bool]]:
+        """Local sets for a cell that must move against other départements or régions (a
+        département alone in its région's list, a département's, EPCI's or région's cell)."""
+        d, r = int(self.dep[c]), int(self.reg[c])
+        essais: list[tuple[list[int], bool]] = []
+        if d >= 0:
+            base = [g] if g >= 0 else self._plus_inconnues(self.grp_dep[d], set(), 3)
+            if r >= 0:
+                autres_dep = self.grp_reg[r][self.dep_grp[self.grp_reg[r]] != d]
+                for k in (3, 10):
+                    essais.append((base + self._plus_inconnues(autres_dep, set(base), k), False))
+                # (a région of one département: partners in other régions)
+                autres = np.flatnonzero((self.reg_grp >= 0) & (self.reg_grp != r))
+                for k in (3, 10):
+                    essais.append((base + self._plus_inconnues(autres, set(base), k), True))
+        elif r >= 0:
+            base = self._plus_inconnues(self.grp_reg[r], set(), 3)
+            autres = np.flatnonzero((self.reg_grp >= 0) & (self.reg_grp != r))
+            for k in (3, 10):
+                essais.append((base + self._plus_inconnues(autres, set(base), k), True))
+        return [(gs, regs) for gs, regs in essais if gs]
 
     def _partenaires(self, g: int, nombre: int) -> list[int]:
         """Other commune groups of the département: same EPCI first, then the most unknown."""
@@ -543,6 +597,21 @@ class _Chercheur:
                 if trouve is not None:
                     self.niveaux["commune" if len(groupes) == 1 else "voisins"] += 1
                     return trouve
+        for groupes, regions in self._essais_hors_commune(c, g):
+            self.programmes += 1
+            m = _Modele_certificats(self.red, self.v, self.connue, self.poids,
+                                    self._local(groupes, regions))
+            trouve = m.resoudre(c, sens, montant)
+            if trouve is not None:
+                self.niveaux["voisins_hors"] += 1
+                return trouve
+        if self.reg[c] < 0 or np.isin(self.reg[c], self.outre_mer_regions):
+            self.programmes += 1
+            m = _Modele_certificats(self.red, self.v, self.connue, self.poids, self.outre_mer)
+            trouve = m.resoudre(c, sens, montant)
+            if trouve is not None:
+                self.niveaux["outre_mer"] += 1
+                return trouve
         cles = []
         if self.dep[c] >= 0:
             cles.append(("departement", int(self.dep[c]), int(self.reg[c])))
@@ -605,7 +674,8 @@ def proteger(plan, regles: Confidentialite, exclus: frozenset,
     sens_k = np.zeros(K, dtype=bool)
     sens_k[cls[sens_c & actif]] = True
     # a cell identical to a sensitive one is the same figure: sensitive too
-    sensible = actif & sens_k[np.where(actif, cls, 0)]
+    sensible = np.zeros(N, dtype=bool)
+    sensible[actif] = sens_k[cls[actif]]
     statut = np.zeros(N, dtype=np.int8)  # 0 published or not shown, 1 primaire, 2 secondaire
     statut[sensible & publiee] = 1
     vk = v[red.representant]
@@ -619,6 +689,7 @@ def proteger(plan, regles: Confidentialite, exclus: frozenset,
     besoin_bas = np.minimum((vk - req_bas) * (1 + _MARGE), vk)
     chercheur = _Chercheur(plan, red, vk, connue, poids)
     certificats: list[tuple[np.ndarray, np.ndarray]] = []
+    origines: list[tuple[int, int]] = []  # (class, direction) each certificate was found for
     limites: list[tuple[float, float]] = []
     par_classe: dict[int, list[int]] = defaultdict(list)
     echecs: list[int] = []
@@ -659,6 +730,7 @@ def proteger(plan, regles: Confidentialite, exclus: frozenset,
                 cellules_sec = cellules_sec[statut[cellules_sec] == 0]
                 statut[cellules_sec] = 2
             k = len(certificats)
+            origines.append((c, sens))
             certificats.append((idx, val))
             limites.append(_limites(vk, idx, val))
             for x in idx:
@@ -678,6 +750,7 @@ def proteger(plan, regles: Confidentialite, exclus: frozenset,
     plan.sensible = sensible.tolist()
     plan.statuts = [noms[int(s)] for s in statut]
     plan.certificats = sortie
+    plan.origines = [(int(red.representant[c]), sens) for c, sens in origines]
     return {"classes": K, "relations_reduites": red.R.shape[0],
             "cellules_actives": int(actif.sum()), "cibles": len(cibles),
             "programmes": chercheur.programmes, "reutilises": reutilises,

@@ -19,13 +19,11 @@
   listings) for every territory and perimeter of the plan, written from its published cells
   only (:mod:`essqpv.indicators.reponses`).
 
-Current state: :func:`ecrire_plan` computes, protects, verifies and stores the plan of a
-vintage, and ``essqpv controle --secret`` (:func:`audit_base`) audits the stored plan. The
-build does not call :func:`ecrire_plan` yet: on a base of the demo's size (≈ 15,000
-establishments in scope, 2,067 sensitive classes) protection takes ≈ 20 s, but on a
-national-scale register (≈ 300,000, 16,575 sensitive classes) the linear programs of the large
-départements take 0.3 to 5 s each and the whole protection would take over an hour (see
-``benchmarks/publication.md``).
+Every build (``essqpv construire``, :func:`essqpv.base.construire`) calls :func:`ecrire_plan`
+in its write transaction: the plan is computed, protected, its certificates verified against
+every relation, then stored with the serialised answers; a plan without proof stops the build
+and the previous base stays in place. ``essqpv controle --secret`` (:func:`audit_base`)
+audits the stored plan. Measured costs: ``benchmarks/publication.md``.
 
 Protection (:func:`proteger_plan`, :mod:`essqpv.indicators.protection`): primary rule from
 ``reference/confidentialite.csv`` on every cell, published or not; the problem reduced (empty

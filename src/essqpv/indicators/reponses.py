@@ -255,41 +255,66 @@ def _evolution(precedent: tuple | None, terr: str, per: str, actuel: dict) -> di
     return evo
 
 
-def _quartiers(cel: _Cellules, qpv: list[tuple], terr: str, niveau: str, per: str,
-               qpv_de_commune: dict, communes_epci: dict) -> list[dict]:
-    from essqpv.territoires import DROM
-    valeur = terr.split(":", 1)[1] if ":" in terr else terr
-    if niveau == "france":
-        choisis = qpv
-    elif niveau == "qpv":
-        choisis = [q for q in qpv if q[0] == valeur]
-    elif niveau == "region":
-        choisis = [q for q in qpv if q[3] == valeur]
-    elif niveau == "departement":
-        choisis = [q for q in qpv if q[2] == valeur]
-    elif niveau == "metropole":
-        choisis = [q for q in qpv if q[2] and not q[2].startswith(("97", "98"))]
-    elif niveau == "drom":
-        choisis = [q for q in qpv if q[2] in DROM]
-    else:
-        communes = communes_epci.get(valeur, []) if niveau == "epci" else [valeur]
-        codes = set()
-        for c in communes:
-            codes |= qpv_de_commune.get((per, c), set())
-        choisis = [q for q in qpv if q[0] in codes]
-    sortie = []
-    for code, nom, dep, reg, hors_champ in choisis:
-        n, v, st, _, _ = cel.get(f"QPV:{code}", per, "qpv")
-        non_emp = sum(cel.comptes.get(("familles_non_employeurs", f"QPV:{code}", per),
-                                      {}).values())
-        sortie.append({"code_qp": code, "nom_qp": nom, "departement": dep, "region": reg,
-                       "hors_champ_sirene": bool(hors_champ),
-                       "etablissements_employeurs": n, "non_employeurs": non_emp,
-                       "salaries": None if st else _salaries(v),
-                       "secret": {"salaries": st} if st else {}})
-        if hors_champ:  # geo2024: outside Sirene, never zero
-            couverture.marquer_quartier(sortie[-1])
-    return sortie
+class _Quartiers:
+    """The QPV rows of the listings (one row per QPV and perimeter, the same in every listing
+    that shows it), and which QPV each territory lists."""
+
+    def __init__(self, cel: _Cellules, qpv: list[tuple], qpv_de_commune: dict,
+                 communes_epci: dict) -> None:
+        from essqpv.territoires import DROM
+        self.cel, self.qpv = cel, qpv
+        self.qpv_de_commune, self.communes_epci = qpv_de_commune, communes_epci
+        self.par_code = {q[0]: [q] for q in qpv}
+        self.par_region: dict[str, list] = defaultdict(list)
+        self.par_dep: dict[str, list] = defaultdict(list)
+        for q in qpv:
+            self.par_region[q[3]].append(q)
+            self.par_dep[q[2]].append(q)
+        self.metropole = [q for q in qpv if q[2] and not q[2].startswith(("97", "98"))]
+        self.drom = [q for q in qpv if q[2] in DROM]
+        self.rang = {q[0]: i for i, q in enumerate(qpv)}
+        self.lignes: dict[tuple, dict] = {}
+
+    def ligne(self, q: tuple, per: str) -> dict:
+        cle = (q[0], per)
+        r = self.lignes.get(cle)
+        if r is None:
+            code, nom, dep, reg, hors_champ = q
+            n, v, st, _, _ = self.cel.get(f"QPV:{code}", per, "qpv")
+            non_emp = sum(self.cel.comptes.get(("familles_non_employeurs", f"QPV:{code}", per),
+                                               {}).values())
+            r = {"code_qp": code, "nom_qp": nom, "departement": dep, "region": reg,
+                 "hors_champ_sirene": bool(hors_champ),
+                 "etablissements_employeurs": n, "non_employeurs": non_emp,
+                 "salaries": None if st else _salaries(v),
+                 "secret": {"salaries": st} if st else {}}
+            if hors_champ:  # geo2024: outside Sirene, never zero
+                couverture.marquer_quartier(r)
+            self.lignes[cle] = r
+        return r
+
+    def liste(self, terr: str, niveau: str, per: str) -> list[dict]:
+        valeur = terr.split(":", 1)[1] if ":" in terr else terr
+        if niveau == "france":
+            choisis = self.qpv
+        elif niveau == "qpv":
+            choisis = self.par_code.get(valeur, [])
+        elif niveau == "region":
+            choisis = self.par_region.get(valeur, [])
+        elif niveau == "departement":
+            choisis = self.par_dep.get(valeur, [])
+        elif niveau == "metropole":
+            choisis = self.metropole
+        elif niveau == "drom":
+            choisis = self.drom
+        else:
+            communes = self.communes_epci.get(valeur, []) if niveau == "epci" else [valeur]
+            codes = set()
+            for c in communes:
+                codes |= self.qpv_de_commune.get((per, c), set())
+            choisis = sorted((self.par_code[c][0] for c in codes if c in self.par_code),
+                             key=lambda q: self.rang[q[0]])
+        return [self.ligne(q, per) for q in choisis]
 
 
 def ecrire_reponses(con, millesime: str) -> int:
@@ -326,6 +351,7 @@ def ecrire_reponses(con, millesime: str) -> int:
     for c, e in table_communes().select("commune", "epci").unique("commune").iter_rows():
         if e:
             communes_epci[e].append(c)
+    quartiers = _Quartiers(cel, qpv, qpv_de_commune, communes_epci)
     lignes = []
     for terr, niveau in sorted(cel.niveaux.items()):
         for per in perimetres:
@@ -334,8 +360,7 @@ def ecrire_reponses(con, millesime: str) -> int:
             couverture.appliquer(r, con, millesime)  # geo2024: Polynesia "non couvert", never 0
             lignes.append(("indicateurs", terr, per, json_reponse(r)))
             q = {"territoire": r["territoire"], "perimetre": per, "millesime": millesime,
-                 "quartiers": _quartiers(cel, qpv, terr, niveau, per, qpv_de_commune,
-                                         communes_epci)}
+                 "quartiers": quartiers.liste(terr, niveau, per)}
             lignes.append(("quartiers", terr, per, json_reponse(q)))
     import essqpv.historique  # noqa: F401  (registers the series' answers: genre evolution)
     for genre in _GENRES:
