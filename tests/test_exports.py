@@ -10,7 +10,8 @@ from essqpv import reference
 from essqpv.config import LICENCE_DONNEES, MARQUE_SYNTHETIQUE
 from essqpv.errors import ParametreInvalide
 from essqpv.outputs import exporter
-from essqpv.outputs.exports import ENTETES, FEUILLES, FEUILLES_LIEES
+from essqpv.outputs.exports import ENTETES, FEUILLES
+from essqpv.outputs.transition import FEUILLES_TRANSITION
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,9 @@ def _lignes(ws) -> list[dict]:
 
 
 def test_xlsx_feuilles_entetes_formats(classeur):
-    # the linked tables of the publication (the 2015 → 2024 transition) after the standard ones
-    assert "Nouvelle carte 2024" in FEUILLES_LIEES.values()
-    assert classeur.sheetnames == [*FEUILLES.values(), *FEUILLES_LIEES.values(), "Sources"]
+    # the 2015 → 2024 transition of the publication after the standard tables
+    assert classeur.sheetnames == [*FEUILLES.values(), *FEUILLES_TRANSITION.values(), "Sources"]
+    assert "Nouvelle carte 2024" in classeur.sheetnames
     ws = classeur["Secteurs"]
     assert [c.value for c in ws[1]] == ["Secteur", "Salariés en QPV", "Part en QPV",
                                         "Part en France", "Écart (points)", "Secret statistique"]
@@ -178,7 +179,7 @@ def test_geojson_france(base_demo, tmp_path):
 def test_csv_et_parquet_de_chaque_tableau(base_demo, indicateurs_fr, tmp_path):
     csv = exporter(base_demo, format="csv", sortie=tmp_path / "csv")
     pq = exporter(base_demo, format="parquet", sortie=tmp_path / "pq")
-    attendus = [*FEUILLES, *FEUILLES_LIEES, "sources"]
+    attendus = [*FEUILLES, *FEUILLES_TRANSITION, "sources"]
     assert [p.stem.removeprefix("ess-qpv-fr-2024-01-strict-") for p in csv] == attendus
     assert [p.stem.removeprefix("ess-qpv-fr-2024-01-strict-") for p in pq] == attendus
     assert csv[0].read_bytes()[:3] == b"\xef\xbb\xbf"  # UTF-8 BOM for spreadsheets
@@ -214,7 +215,8 @@ def test_cli_exporter(base_demo, tmp_path):
     r = CliRunner().invoke(app, ["exporter", "--base", str(base_demo), "--territoire",
                                  "DEP:93", "--format", "parquet", "--sortie", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert len(list(Path(tmp_path).glob("*.parquet"))) == len(FEUILLES) + len(FEUILLES_LIEES) + 1
+    assert len(list(Path(tmp_path).glob("*.parquet"))) == (len(FEUILLES) + len(FEUILLES_TRANSITION)
+                                                           + 1)
     aide = CliRunner().invoke(app, ["exporter", "--help"])
     assert "Exporter les tableaux protégés" in aide.output
 
