@@ -342,7 +342,7 @@ def test_rapport_html_departement_tableaux_et_secret(base_demo, rapports):
     assert len(s.tables["exclusions"]) == 1 + reference.exclusions_activite().height
     # five inline SVG figures (regional map, QPV map, establishments map, gaps, families)
     # plus the size distribution; nothing external
-    assert s.svg == 6
+    assert s.svg == 7  # (with the map of the 2015 → 2024 transition)
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert html.count(MARQUE_SYNTHETIQUE) >= 2
 

@@ -396,7 +396,14 @@ def cellules_du_plan(plan, con, millesime: str) -> dict:
 
     def relation(total: int | None, parts: list[int | None]) -> None:
         parts = [p for p in parts if p is not None]
-        if total is not None and parts:
+        if total is None or not parts:
+            return
+        # only the identities that hold (an establishment the standard table places in a QPV
+        # without the coordinates the transition needs: no relation, not a false one)
+        n = sum(plan.nombre[p] for p in parts)
+        v = sum(plan.valeur[p] for p in parts)
+        if n == plan.nombre[total] and abs(v - plan.valeur[total]) <= 1e-6 * max(
+                1.0, abs(plan.valeur[total])):
             plan.relation(total, parts)
 
     territoires: dict[str, set[str]] = defaultdict(set)   # territory → its lines

@@ -280,7 +280,7 @@ def _appartenances(df: pl.DataFrame, communes_plan: set[str], epci_plan: set[str
         df.filter(pl.col("commune").is_in(list(communes_plan))).with_columns(
             ("COM:" + pl.col("commune")).alias("territoire"), pl.lit("commune").alias("niveau")),
         # residual (implicit) territories that complete the partitions
-        df.filter(~metro & ~dep.is_in(list(DROM))).with_columns(
+        df.filter(~metro & ~dep.is_in(list(DROM)).fill_null(False)).with_columns(
             pl.lit("FR~autres").alias("territoire"), pl.lit("residu").alias("niveau")),
         df.filter(pl.col("region").is_null()).with_columns(
             pl.lit("FR~sans_region").alias("territoire"), pl.lit("residu").alias("niveau")),
@@ -545,7 +545,8 @@ def _verifier_relations(plan: Plan) -> None:
         raise EssqpvError(
             "Plan de publication : relation non additive pour la case "
             f"{plan.cles[t]} ({n[t]} établissements, {v[t]} salariés ; "
-            f"somme des parties : {sn[r]}, {sv[r]}).")
+            f"somme des parties : {sn[r]}, {sv[r]} ; parties : "
+            f"{[plan.cles[m] for m in plan.relations[r][1]][:4]}).")
 
 
 def _comptes(plan: Plan, con, millesime: str, tampon: int, territoires: dict,
