@@ -972,11 +972,13 @@ def reponses_evolution(con, millesime: str):
     """``(genre, territoire, perimetre, objet)``: the published series of every territory of
     the plan, in each geography of the series (the QPV of the other geography than the
     vintage's are not territories of the plan: a QPV's series is stored in the vintage's)."""
-    try:
-        lignes = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
-                             "avertissements FROM historique_meta").fetchall()
-    except duckdb.CatalogException:
+    # (no failing query: the answers are written inside the build's transaction, which an
+    # error would abort)
+    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                       "'historique_meta'").fetchone()[0]:
         return
+    lignes = con.execute("SELECT millesime, geographies, points, synthetique, sources, "
+                         "avertissements FROM historique_meta").fetchall()
     if not lignes or lignes[0][0] != millesime:
         return
     ligne = lignes[0]

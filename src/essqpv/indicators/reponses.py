@@ -27,6 +27,7 @@ from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement
 
 __all__ = ["ecrire_reponses", "genre_de_reponses", "indicateurs", "indicateurs_qpv",
            "tableau_regional", "reponse_texte", "Publication", "HorsPlan", "NIVEAUX_PUBLIES",
+           "publication_presente",
            "URL_TERRITOIRES_PUBLIES"]
 
 #: Where the API lists the territories of the plan (named by the 404 of a territory outside it).
@@ -463,6 +464,25 @@ def reponse_texte(base, genre: str, territoire, perimetre: str = "strict",
                        [m]).fetchone()[0] == 0:
             raise _sans_publication(base, m)
         raise HorsPlan(message_hors_plan(t.code, t.libelle, m, _comptes_niveaux(con, m)))
+    finally:
+        con.close()
+
+
+def publication_presente(base, millesime: str | None = None) -> bool:
+    """Whether the base holds the protected publication of the vintage (newest by default):
+    every build writes it; a base built by an earlier version has none (its outputs are
+    refused with the message asking to rebuild it)."""
+    import duckdb
+
+    from essqpv.base import millesime_par_defaut, ouvrir
+    m = millesime_par_defaut(base, millesime)
+    con = ouvrir(base)
+    try:
+        try:
+            return con.execute("SELECT count(*) FROM publication_reponses WHERE millesime = ?",
+                               [m]).fetchone()[0] > 0
+        except duckdb.CatalogException:
+            return False
     finally:
         con.close()
 
