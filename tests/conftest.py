@@ -52,3 +52,12 @@ def base_demo(dossier_demo) -> Path:
 def base_sans_emplois(dossier_demo) -> Path:
     """The same register built without the employment file (estimated headcounts)."""
     return _construire_demo(dossier_demo, avec_emplois=False)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's Chromium (its own browser download does not work
+    here), headless, without the services that would reach the network."""
+    from tests._serveur import ARGUMENTS_CHROMIUM, CHROMIUM
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
+            "args": ARGUMENTS_CHROMIUM}

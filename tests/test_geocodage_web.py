@@ -6,9 +6,8 @@ import pytest
 
 from essqpv import lookup
 from essqpv.geocodage import installer
-from tests._serveur import servir
+from tests._serveur import exiger_navigateur, servir
 from tests.test_geocodage import _numero, _serveur
-from tests.test_web_navigateur import browser_type_launch_args  # noqa: F401 (Debian's Chromium)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +138,7 @@ def url_adresses(base_demo, geocodeur_installe):
 
 @pytest.mark.browser
 def test_champ_adresse_dans_le_navigateur(page, url_adresses):
+    exiger_navigateur()
     erreurs = []
     page.on("pageerror", lambda e: erreurs.append(f"exception : {e}"))
     page.goto(url_adresses)

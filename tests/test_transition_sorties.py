@@ -11,7 +11,6 @@ import csv
 import json
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import openpyxl
@@ -19,9 +18,8 @@ import pytest
 
 from essqpv import transition as T
 from tests import _transition_fabrique as TF
-from tests._serveur import servir
+from tests._serveur import exiger_navigateur, servir, servir_dossier
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -259,24 +257,11 @@ def test_api_base_sans_publication(tmp_path_factory):
 
 # --- dashboard in a real browser ------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
-
-
 @pytest.fixture(scope="module")
 def url_api(base):
     from essqpv.web import creer_application
     with servir(creer_application(base)) as url:
         yield url
-
-
-def _navigateur():
-    if not CHROMIUM.exists():  # pragma: no cover - the CI installs it
-        pytest.skip("Chromium absent (/usr/bin/chromium) : apt-get install -y chromium")
-    pytest.importorskip("pytest_playwright")
 
 
 def _lire_tableau(page) -> dict[str, list[str]]:
@@ -289,7 +274,7 @@ def _lire_tableau(page) -> dict[str, list[str]]:
 
 @pytest.mark.browser
 def test_tableau_de_bord_navigateur(url_api, base, page):
-    _navigateur()
+    exiger_navigateur()
     erreurs: list[str] = []
     page.on("pageerror", lambda e: erreurs.append(str(e)))
     page.on("console", lambda m: erreurs.append(m.text) if m.type == "error" else None)
@@ -329,30 +314,18 @@ def test_tableau_de_bord_navigateur(url_api, base, page):
 
 @pytest.mark.browser
 def test_site_statique_navigateur(base, tmp_path, page):
-    _navigateur()
-    import functools
-    import http.server
-
+    exiger_navigateur()
     from essqpv.web import publier
     sortie = tmp_path / "site"
     publier(base, sortie, territoires=["DEP:93"], fichiers="aucun", rapports=False)
     fichier = sortie / "donnees" / "2024-01" / "transition" / "DEP_93.json"
     assert json.loads(fichier.read_text("utf-8")) == T.tableau(base, "DEP:93")
 
-    class Silencieux(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-    serveur = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Silencieux, directory=str(sortie)))
-    fil = threading.Thread(target=serveur.serve_forever, daemon=True)
-    fil.start()
-    try:
-        page.goto(f"http://127.0.0.1:{serveur.server_address[1]}/index.html?territoire=DEP:93")
+    with servir_dossier(sortie) as url:
+        page.goto(f"{url}/index.html?territoire=DEP:93")
         page.locator("#bloc-transition").wait_for(state="visible", timeout=20000)
         e = T.tableau(base, "DEP:93")["lignes"][0]["etablissements"]
         assert _lire_tableau(page)["Ensemble"] == [str(e[z]) for z in T.ZONES_REPONSE]
-    finally:
-        serveur.shutdown()
 
 
 def test_commande_transition(base):

@@ -7,34 +7,18 @@ on the map, download the Excel file.
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import openpyxl
 import pytest
 
-from tests._serveur import servir
+from tests._serveur import exiger_navigateur, servir, servir_dossier
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():  # pragma: no cover - the CI installs it (apt-get install chromium)
-    pytest.skip("Chromium absent (/usr/bin/chromium) : apt-get install -y chromium",
-                allow_module_level=True)
-
-pytest.importorskip("pytest_playwright")
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
+exiger_navigateur()
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +39,8 @@ def site_statique(base_demo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url_statique(site_statique):
-    gestionnaire = functools.partial(_Silencieux, directory=str(site_statique))
-    serveur = http.server.ThreadingHTTPServer(("127.0.0.1", 0), gestionnaire)
-    fil = threading.Thread(target=serveur.serve_forever, daemon=True)
-    fil.start()
-    yield f"http://127.0.0.1:{serveur.server_address[1]}"
-    serveur.shutdown()
-    serveur.server_close()
-
-
-class _Silencieux(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
+    with servir_dossier(site_statique) as url:
+        yield url
 
 
 def _suivre_erreurs(page) -> list[str]:
