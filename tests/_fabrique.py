@@ -35,6 +35,18 @@ def ecrire(chemin: Path, role: str, lignes: list[dict], sep: str = ",",
     return chemin
 
 
+def ecrire_registre(d: Path, etablissements: list[dict], unites_legales: list[dict],
+                    emplois: list[str]) -> tuple[Path, Path, Path]:
+    """The three files of a small register in ``d``: establishments (with the coordinates of
+    the geolocation file as extra columns), legal units, and the employment file's lines."""
+    etab_ = ecrire(d / "etab.csv", "etablissements", etablissements,
+                   extra=["longitude", "latitude"])
+    ul_ = ecrire(d / "ul.csv", "unites_legales", unites_legales)
+    emp = d / "emplois.csv"
+    emp.write_text("\n".join(emplois) + "\n", "utf-8")
+    return etab_, ul_, emp
+
+
 def etab(siret: str, commune: str, naf: str = "88.10A", etat: str = "A", tranche: str = "12",
          employeur: str = "O", nomenclature: str = "NAFRev2", **autres) -> dict:
     d = {"siren": siret[:9], "nic": siret[9:], "siret": siret,

@@ -59,11 +59,7 @@ def registre(d):
     ligne["longitude"], ligne["latitude"] = f"{lon:.7f}", f"{lat:.7f}"
     e.append(ligne)
     u.append(F.ul(siret[:9], "9220"))
-    etab = F.ecrire(d / "etab.csv", "etablissements", e, extra=["longitude", "latitude"])
-    ul = F.ecrire(d / "ul.csv", "unites_legales", u)
-    emp = d / "emplois.csv"
-    emp.write_text("\n".join(emplois) + "\n", "utf-8")
-    return etab, ul, emp
+    return F.ecrire_registre(d, e, u, emplois)
 
 
 def construire(d, forcer: bool = True):

@@ -48,11 +48,7 @@ def _registre(d, avec_commerce: bool):
     ligne["dateCreationEtablissement"] = "2023-06-01"
     e.append(ligne)
     u.append(F.ul(f"{n:09d}", "9220"))
-    etab = F.ecrire(d / "etab.csv", "etablissements", e, extra=["longitude", "latitude"])
-    ul = F.ecrire(d / "ul.csv", "unites_legales", u)
-    emp = d / "emplois.csv"
-    emp.write_text("\n".join(emplois) + "\n", "utf-8")
-    return etab, ul, emp
+    return F.ecrire_registre(d, e, u, emplois)
 
 
 @pytest.fixture(scope="module")

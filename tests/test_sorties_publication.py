@@ -76,11 +76,7 @@ def _registre(d: Path):
     (_, dehors, _, _) = F.points_bord("QP093001", 100.0)
     for naf, eff in ANNEAU:
         ajouter("93013", naf, eff, *dehors)
-    etab = F.ecrire(d / "etab.csv", "etablissements", e, extra=["longitude", "latitude"])
-    ul = F.ecrire(d / "ul.csv", "unites_legales", u)
-    emp = d / "emplois.csv"
-    emp.write_text("\n".join(emplois) + "\n", "utf-8")
-    return etab, ul, emp
+    return F.ecrire_registre(d, e, u, emplois)
 
 
 @pytest.fixture(scope="module")

@@ -220,6 +220,22 @@ def client(base):
     return TestClient(creer_application(base))
 
 
+def test_api_transition_par_cle(base, monkeypatch):
+    """Asked by its code, a territory's transition is the stored bytes of the publication
+    (a key lookup, like the indicators): nothing is recomputed."""
+    from fastapi.testclient import TestClient
+
+    from essqpv.web import creer_application
+    attendu = T.tableau(base, "DEP:93")
+
+    def interdit(*args, **kwargs):
+        raise AssertionError("transition recalculée au lieu d'être lue dans la publication")
+    monkeypatch.setattr(T, "tableau", interdit)
+    with TestClient(creer_application(base)) as c:
+        r = c.get("/api/transition/DEP:93")
+    assert r.status_code == 200 and r.json() == attendu
+
+
 def test_api_transition(client, base):
     r = client.get("/api/transition/DEP:93")
     assert r.status_code == 200

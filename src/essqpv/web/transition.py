@@ -5,7 +5,9 @@ The answer is the stored, protected answer of the publication (genre ``transitio
 :func:`essqpv.transition.tableau`): establishments (public counts) and employees of the ESS
 in a QPV 2024 and not 2015, in 2015 and not 2024, in both, by family and by sector, with the
 QPV 2024 that are new and the QPV 2015 that left. ``null`` + ``secret`` where a cell is
-suppressed.
+suppressed. A territory's stored answer asked by its code is served as stored (the API's fast
+path, :func:`essqpv.web._donnees.servir_genre`: a key lookup); the route answers names,
+errors, and the territories of the register with nothing to show in either map (zeros).
 """
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from typing import Any, Callable
 
 from fastapi import FastAPI, Query, Request
 
-from essqpv.web._donnees import json_octets
+from essqpv.web._donnees import json_octets, servir_genre
 
 __all__ = ["enregistrer", "avec_transition", "publier"]
+
+# ``GET /api/transition/<code>``: a key lookup in the stored answers of the publication
+servir_genre("/api/transition/", "transition")
 
 
 def avec_transition(donnees) -> bool:
