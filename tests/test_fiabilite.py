@@ -19,7 +19,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from essqpv import base as B
@@ -594,41 +593,16 @@ def test_resultat_de_localiser_et_export_des_initiatives_sans_formule(tmp_path):
 # --------------------------------------------------------------------------- uploads
 
 
-def _classeur(chemin: Path, lignes: list[list]) -> Path:
-    import xlsxwriter
-    with xlsxwriter.Workbook(str(chemin)) as c:
-        f = c.add_worksheet("points")
-        for i, ligne in enumerate(lignes):
-            f.write_row(i, 0, ligne)
-    return chemin
+# the hostile files are the benchmark's own (benchmarks/televersement.py measures the same server)
+from benchmarks.televersement import bombe as _bombe_xlsx  # noqa: E402
+from benchmarks.televersement import classeur as _classeur  # noqa: E402
+from benchmarks.televersement import pic_mo as _pic_memoire_mo  # noqa: E402
 
 
 def _bombe(tmp_path: Path, taille: int = 400 << 20) -> Path:
     """A real XLSX (xlsxwriter's) whose sheet gets one inline-string cell of ``taille``
     bytes: a few hundred KB on the wire."""
-    modele = _classeur(tmp_path / "modele.xlsx", [["nom", "lon", "lat"],
-                                                  ["ok", 2.35, 48.85]])
-    bombe = tmp_path / "bombe.xlsx"
-    with zipfile.ZipFile(modele) as src, zipfile.ZipFile(
-            bombe, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
-        for m in src.infolist():
-            if m.filename != "xl/worksheets/sheet1.xml":
-                dst.writestr(m, src.read(m))
-                continue
-            xml = src.read(m).decode()
-            debut, fin = xml.split("</sheetData>")
-            with dst.open(m.filename, "w", force_zip64=True) as f:
-                f.write(debut.encode() + b'<row r="3"><c r="A3" t="inlineStr"><is><t>')
-                bloc = b"A" * min(taille, 1 << 20)
-                for _ in range(taille // len(bloc)):
-                    f.write(bloc)
-                f.write(b"</t></is></c></row></sheetData>" + fin.encode())
-    return bombe
-
-
-def _pic_memoire_mo(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+    return _bombe_xlsx(tmp_path, taille)
 
 
 @pytest.fixture(scope="module")
