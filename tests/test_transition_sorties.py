@@ -295,7 +295,9 @@ def test_tableau_de_bord_navigateur(url_api, base, page):
     page.on("pageerror", lambda e: erreurs.append(str(e)))
     page.on("console", lambda m: erreurs.append(m.text) if m.type == "error" else None)
     page.goto(f"{url_api}/?territoire=DEP:93")
-    page.locator("#bloc-transition").wait_for(state="visible", timeout=20000)
+    # the panel says which territory its table shows (it may show another one first)
+    page.locator("#bloc-transition[data-territoire='DEP:93']").wait_for(state="visible",
+                                                                          timeout=20000)
     r = T.tableau(base, "DEP:93")
     e = r["lignes"][0]["etablissements"]
     lignes = _lire_tableau(page)
@@ -314,7 +316,8 @@ def test_tableau_de_bord_navigateur(url_api, base, page):
     assert "Pleyel QP093038" in page.locator("#transition-qpv").inner_text()
     # another territory, through the dashboard's own navigation: the panel follows
     page.goto(f"{url_api}/?territoire=COM:93066")
-    page.locator("#bloc-transition").wait_for(state="visible", timeout=20000)
+    page.locator("#bloc-transition[data-territoire='COM:93066']").wait_for(state="visible",
+                                                                             timeout=20000)
     page.wait_for_function("document.querySelector('#titre-territoire').textContent"
                            ".includes('Saint-Denis')")
     page.select_option("#choix-transition-mesure", "salaries")
@@ -322,8 +325,8 @@ def test_tableau_de_bord_navigateur(url_api, base, page):
     assert lignes["Associations"][:3] == ["—", "—", "—"]  # not published for a commune
     # a QPV: the panel is hidden (the transition is by territory)
     page.goto(f"{url_api}/?territoire=QPV:QN09365N")
-    page.locator("#titre-territoire").wait_for()
-    page.wait_for_timeout(1500)
+    page.locator("#bloc-transition[data-territoire='QPV:QN09365N']").wait_for(
+        state="attached", timeout=20000)
     assert page.locator("#bloc-transition").is_hidden()
     assert not erreurs, erreurs
 
@@ -339,7 +342,8 @@ def test_site_statique_navigateur(base, tmp_path, page):
 
     with servir_dossier(sortie) as url:
         page.goto(f"{url}/index.html?territoire=DEP:93")
-        page.locator("#bloc-transition").wait_for(state="visible", timeout=20000)
+        page.locator("#bloc-transition[data-territoire='DEP:93']").wait_for(state="visible",
+                                                                              timeout=20000)
         e = T.tableau(base, "DEP:93")["lignes"][0]["etablissements"]
         assert _lire_tableau(page)["Ensemble"] == [str(e[z]) for z in T.ZONES_REPONSE]
 

@@ -91,11 +91,14 @@
 
   function charger(detail) {
     var mien = ++jeton;
-    if (NIVEAUX.indexOf(detail.niveau) < 0) { bloc.hidden = true; courant = null; return; }
+    if (NIVEAUX.indexOf(detail.niveau) < 0) {
+      bloc.hidden = true; courant = null; bloc.dataset.territoire = detail.code; return;
+    }
     lire(url(detail.code, detail.millesime)).then(function (r) {
       if (mien !== jeton) { return; }
       courant = r;
       afficher();
+      bloc.dataset.territoire = r.territoire.code;  // the territory the table now shows
       bloc.hidden = false;
     }).catch(function () { if (mien === jeton) { bloc.hidden = true; } });
   }
