@@ -13,7 +13,8 @@ import duckdb
 from essqpv.errors import ParametreInvalide
 from essqpv.territoires import DROM, Territoire
 
-__all__ = ["condition_territoire", "verifier_perimetre", "ligne_secteur", "ARRONDI_PART"]
+__all__ = ["condition_territoire", "verifier_perimetre", "ligne_secteur", "part_publiee",
+           "ARRONDI_PART"]
 
 ARRONDI_PART = 4
 
@@ -58,6 +59,18 @@ def _salaries(valeur: float | None) -> float | int | None:
     return int(round(valeur))
 
 
+def part_publiee(sortie: dict, secret: dict, cle: str, valeur: float, total: float,
+                 statut: str | None) -> None:
+    """``sortie[cle]``: the share ``valeur / total``, rounded (None for a zero total); or
+    None, with the reason in ``secret[cle]``, when ``statut`` says that its numerator or the
+    total it divides by is suppressed (a share would give the hidden cell back)."""
+    if statut:
+        sortie[cle] = None
+        secret[cle] = statut
+    else:
+        sortie[cle] = _arrondi(valeur / total) if total else None
+
+
 def ligne_secteur(secteur: str, sq: float, st_sq: str | None, tot_q: float,
                   st_ens_q: str | None, sf: float, st_sf: str | None, tot_f: float,
                   st_ens_f: str | None) -> dict:
@@ -68,16 +81,8 @@ def ligne_secteur(secteur: str, sq: float, st_sq: str | None, tot_q: float,
     ligne = {"secteur": secteur, "salaries_qpv": None if st_sq else _salaries(sq)}
     if st_sq:
         secret["salaries_qpv"] = st_sq
-    if st_sq or st_ens_q:
-        ligne["part_qpv"] = None
-        secret["part_qpv"] = st_sq or st_ens_q
-    else:
-        ligne["part_qpv"] = _arrondi(sq / tot_q) if tot_q else None
-    if st_sf or st_ens_f:
-        ligne["part_france"] = None
-        secret["part_france"] = st_sf or st_ens_f
-    else:
-        ligne["part_france"] = _arrondi(sf / tot_f) if tot_f else None
+    part_publiee(ligne, secret, "part_qpv", sq, tot_q, st_sq or st_ens_q)
+    part_publiee(ligne, secret, "part_france", sf, tot_f, st_sf or st_ens_f)
     if ligne["part_qpv"] is None or ligne["part_france"] is None:
         ligne["ecart_points"] = None
         if "part_qpv" in secret or "part_france" in secret:

@@ -21,7 +21,8 @@ import polars as pl
 
 from essqpv import couverture, reference
 from essqpv.errors import BaseInvalide, TerritoireInconnu
-from essqpv.indicators.compute import _arrondi, _salaries, ligne_secteur, verifier_perimetre
+from essqpv.indicators.compute import (_arrondi, _salaries, ligne_secteur, part_publiee,
+                                       verifier_perimetre)
 from essqpv.indicators.publication import (ANNEAU, ENS, SAL, TOUT, avertissement_synthetique,
                                            json_reponse)
 
@@ -115,18 +116,12 @@ def _cles(cel: _Cellules, terr: str, niveau: str, per: str, meta: dict) -> dict:
                    ("part_temps_complet", tc)):
         if not meta["avec_emplois"]:
             cles[cle] = None
-        elif st_q:
-            cles[cle] = None
-            secret[cle] = st_q
         else:
-            cles[cle] = _arrondi(v / sq) if sq else None
+            part_publiee(cles, secret, cle, v, sq, st_q)
     if niveau == "qpv":
         cles["part_emploi_ess_en_qpv"] = None
-    elif st_q or st_t:
-        cles["part_emploi_ess_en_qpv"] = None
-        secret["part_emploi_ess_en_qpv"] = st_q or st_t
     else:
-        cles["part_emploi_ess_en_qpv"] = _arrondi(sq / st_) if st_ else None
+        part_publiee(cles, secret, "part_emploi_ess_en_qpv", sq, st_, st_q or st_t)
     cles["salaries_ess_territoire"] = None if st_t else _salaries(st_)
     if st_t:
         secret["salaries_ess_territoire"] = st_t
