@@ -197,9 +197,9 @@ def tuiler(registre: Path, historiques: Path, base: Path, dossier: Path, tuiles:
     con = duckdb.connect(str(cible))
     try:
         # series of an earlier build (perhaps of an older schema): built afresh by the run
-        for t in ("historique_meta", "historique_stock", "historique_flux",
-                  "historique_communes"):
-            con.execute(f"DROP TABLE IF EXISTS {t}")
+        for table in ("historique_meta", "historique_stock", "historique_flux",
+                      "historique_communes"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         colonnes = [r[0] for r in con.execute("DESCRIBE etablissements").fetchall()]
         remplace = ", ".join(f"'{{k}}' || substr({c}, 2) AS {c}" for c in ("siren", "siret")
                              if c in colonnes)

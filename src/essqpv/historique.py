@@ -217,6 +217,11 @@ def _couche_de_la_base(con: duckdb.DuckDBPyConnection, millesime: str, geographi
                    geographie, q["repare"].to_numpy(), f"base, millésime {millesime}")
 
 
+#: the base's siret as the number the historical periods carry (null unless 14 digits)
+_SIRET_NOMBRE = ("CASE WHEN regexp_full_match(siret, '[0-9]{14}') "
+                 "THEN CAST(siret AS BIGINT) END")
+
+
 def _positions_stock(sirets: pl.Series, etablissements: str | Path,
                      geolocalisation: str | Path | None, travail: Path,
                      tampon_m: int) -> tuple[pl.DataFrame, dict]:
@@ -237,7 +242,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
         src, colonnes, H.Filtre(identifiant=("siret", 14, nombres), prefixe=(9, 5),
                                 forme=False))
     df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
-          .unique("siret", keep="first"))
+          .unique("siret", keep="first")
+          .with_columns(pl.col("siret").cast(pl.Int64, strict=False)))  # (14 digits)
     compte = {"fichier": src.chemin.name, "lignes_lues": n_lues,
               "lignes_rejetees": len(rejets), "trouves": df.height}
     if geolocalisation is not None:
@@ -246,8 +252,9 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
         glues, _, _, _ = H.lire_filtre(gsrc, gcols, H.Filtre(identifiant=("siret", 14, nombres),
                                                              forme=False))
         geo = (glues.select(gcols).rename(B.RENOMMAGE_GEOLOCALISATION)
-               .unique("siret", keep="first").select("siret", "geo_x", "geo_y",
-                                                     "geo_qualite", "geo_epsg")
+               .unique("siret", keep="first")
+               .select(pl.col("siret").cast(pl.Int64, strict=False), "geo_x", "geo_y",
+                       "geo_qualite", "geo_epsg")
                .with_columns(pl.lit(True).alias("geo_present")))
         df = df.join(geo, on="siret", how="left").with_columns(
             pl.col("geo_present").fill_null(False))
@@ -272,8 +279,8 @@ def _positions(con: duckdb.DuckDBPyConnection, millesime: str, couches: dict[str
     ``absents``), each placed in the contours of every geography (strict perimeter)."""
     from essqpv.placement import IndexQPV
     p = con.sql(
-        "SELECT siret, commune, departement, region, epci, localise, lon, lat, "
-        "employeur AS employeur_actuel FROM etablissements WHERE millesime = ?",
+        f"SELECT {_SIRET_NOMBRE} AS siret, commune, departement, region, epci, localise, "
+        "lon, lat, employeur AS employeur_actuel FROM etablissements WHERE millesime = ?",
         params=[millesime]).pl()
     if absents is not None and absents.height:
         absents = absents.join(p.select("siret"), on="siret", how="anti")
@@ -441,8 +448,8 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     absents, compte_stock = None, None
     if etablissements is not None:
         manquants = inter.join(con_b.sql(
-            "SELECT siret FROM etablissements WHERE millesime = ?", params=[m]).pl(),
-            on="siret", how="anti")["siret"].unique()
+            f"SELECT {_SIRET_NOMBRE} AS siret FROM etablissements WHERE millesime = ?",
+            params=[m]).pl(), on="siret", how="anti")["siret"].unique()
         absents, compte_stock = _positions_stock(manquants, etablissements, geolocalisation,
                                                  travail, int(meta.get("tampon_m") or 300))
     pos = _positions(con_b, m, couches, absents)

@@ -83,7 +83,8 @@ _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 class Historique:
     """A historical file, read and checked.
 
-    ``periodes``: the accepted periods that were kept, renamed (``RENOMMAGE``), with
+    ``periodes``: the accepted periods that were kept, renamed (``RENOMMAGE``), the siret
+    and siren as numbers (``Int64``; ``str.zfill`` gives the text back), with
     ``debut`` and ``fin`` as dates (``debut`` null = since always, ``fin`` null = current
     period) and ``ligne`` (physical line). ``rejets``: every rejected line, form and rules.
     """
@@ -140,9 +141,17 @@ def _verifier_lignes(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
              .when(~(debut_ok & fin_ok)).then(pl.lit("date_invalide"))
              .when(pl.col("fin") < pl.col("debut")).then(pl.lit("date_fin_avant_debut"))
              .otherwise(pl.lit(None, dtype=pl.String)))
+    # the identifiers as numbers (8 bytes a row instead of a text): the key of an accepted
+    # row has its 14 (9) digits, checked above; the siren of an establishment's period is
+    # a number only when it has its 9 digits (null otherwise: it then matches no legal unit,
+    # as its text would not), so the number gives the text back, zero-padded
+    autres = [c for c in ("siren", "siret") if c in cadre.columns and c != cle]
     return cadre.with_columns(
         motif.cast(pl.Categorical).alias("_motif"),
         *[pl.col(c).cast(pl.Categorical) for c in _CATEGORIES[role] if c in cadre.columns],
+        pl.col(cle).cast(pl.Int64, strict=False),
+        *[pl.when(pl.col(c).str.contains(r"^[0-9]{9}$")).then(pl.col(c).cast(pl.Int64,
+          strict=False)) for c in autres],
         pl.col("_longueur").cast(pl.Int32)).drop("debut_brut", "fin_brut")
 
 
@@ -237,6 +246,7 @@ class Filtre:
             c, k, v = self.identifiant
             self.identifiant = (c, k, np.unique(np.asarray(v, np.int64)))
             self._nombres = pl.Series(self.identifiant[2], dtype=pl.Int64).implode()
+            self.bits = _bits_de(self.identifiant[2])
         self._codes = {c: pl.Series(v, dtype=pl.String).implode()
                        for c, v in (self.codes or {}).items()}
 
@@ -251,17 +261,37 @@ class Filtre:
             col = cadre[c]
             nombres = col.cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
             forme = col.str.contains(f"^[0-9]{{{k}}}$").fill_null(False).to_numpy()
-            garde |= forme & _parmi(nombres, valeurs)
+            garde |= forme & _parmi(nombres, valeurs, self.bits)
         for c, valeurs in self._codes.items():
             garde |= cadre.select(pl.col(c).is_in(valeurs).fill_null(False)).to_series() \
                 .to_numpy()
         return garde
 
 
-def _parmi(nombres: np.ndarray, valeurs: np.ndarray) -> np.ndarray:
-    """Whether each number is one of the sorted ``valeurs``."""
+#: bits of the sieve of :func:`_parmi` (2**27 bits: 16 MiB)
+_BITS = 27
+
+
+def _bits_de(valeurs: np.ndarray) -> np.ndarray:
+    """A sieve of ``valeurs``: bit ``v mod 2**27`` set for each value ``v``."""
+    reste = np.asarray(valeurs, np.int64) & np.int64((1 << _BITS) - 1)
+    bits = np.zeros(1 << (_BITS - 3), np.uint8)
+    np.bitwise_or.at(bits, reste >> 3, (np.uint8(1) << (reste & 7).astype(np.uint8)))
+    return bits
+
+
+def _parmi(nombres: np.ndarray, valeurs: np.ndarray,
+           bits: np.ndarray | None = None) -> np.ndarray:
+    """Whether each number is one of the sorted ``valeurs`` (``bits``: their sieve,
+    :func:`_bits_de`: only the numbers whose bit is set are searched for)."""
     if not len(valeurs):
         return np.zeros(len(nombres), np.bool_)
+    if bits is not None:
+        reste = nombres & np.int64((1 << _BITS) - 1)
+        candidats = np.flatnonzero((bits[reste >> 3] >> (reste & 7).astype(np.uint8)) & 1)
+        sortie = np.zeros(len(nombres), np.bool_)
+        sortie[candidats] = _parmi(nombres[candidats], valeurs)
+        return sortie
     i = np.searchsorted(valeurs, nombres)
     i[i >= len(valeurs)] = 0
     return valeurs[i] == nombres
@@ -277,11 +307,53 @@ def _octets_des_champs(a: np.ndarray, debut: np.ndarray, fin: np.ndarray,
     return np.where(pos < fin[:, None], octets, 0).astype(np.uint8) if completer else octets
 
 
-def _chiffres(a: np.ndarray, debut: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(are the ``k`` bytes from ``debut`` all digits, their number)."""
+def _chiffres_octet_par_octet(a: np.ndarray, debut: np.ndarray,
+                              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(are the ``k`` bytes from ``debut`` all digits, their number), byte by byte."""
     o = _octets_des_champs(a, debut, debut, k, completer=False) - np.uint8(48)  # (wraps < 0)
     return np.all(o <= 9, axis=1), o.astype(np.int64) @ (10 ** np.arange(k - 1, -1, -1,
                                                                           dtype=np.int64))
+
+
+_F0 = np.uint64(0xF0F0F0F0F0F0F0F0)
+_TRENTE = np.uint64(0x3030303030303030)
+_SIX = np.uint64(0x0606060606060606)
+
+
+def _huit_chiffres(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(are the 8 bytes of each little-endian word ASCII digits, their number read from the
+    first byte): a byte is a digit when its high half is 3 and stays 3 once 6 is added
+    (0x30-0x39; no carry leaves a byte whose high half is 3); the digits are then paired,
+    the pairs paired, the fours paired, by shifts and multiplications within the word."""
+    ok = ((x & _F0) == _TRENTE) & (((x + _SIX) & _F0) == _TRENTE)
+    d = x - _TRENTE
+    d = (d * np.uint64(10) + (d >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    d = (d * np.uint64(100) + (d >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    d = (d * np.uint64(10000) + (d >> np.uint64(32))) & np.uint64(0x00000000FFFFFFFF)
+    return ok, d.astype(np.int64)
+
+
+def _chiffres(a: np.ndarray, debut: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(are the ``k`` bytes from ``debut`` all digits, their number; where they are not,
+    the number means nothing).
+
+    From 8 to 16 digits (a siren, a siret), two unaligned 8-byte words per position are read
+    (bytes 0-7 and k-8 to k-1) and judged as eight digits each, a few operations per line
+    instead of one per byte; positions less than 16 bytes from the end of ``a``, and other
+    widths, byte by byte."""
+    if not 8 <= k <= 16 or len(a) < 16:
+        return _chiffres_octet_par_octet(a, debut, k)
+    loin = debut > len(a) - 16
+    d = np.where(loin, 0, debut) if loin.any() else debut
+    mots = np.ndarray(shape=(len(a) - 7,), dtype="<u8", buffer=a, strides=(1,))
+    ok, haut = _huit_chiffres(mots[d])
+    ok_bas, bas = _huit_chiffres(mots[d + (k - 8)])
+    ok &= ok_bas
+    nombres = haut * np.int64(10 ** (k - 8)) + bas % np.int64(10 ** (k - 8))
+    if loin.any():
+        i = np.flatnonzero(loin)
+        ok[i], nombres[i] = _chiffres_octet_par_octet(a, debut[i], k)
+    return ok, nombres
 
 
 def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
@@ -315,7 +387,7 @@ def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
             d, f = bornes(c)
             ok, nombres = _chiffres(a, d, k)
             forme = ok & ((f - d) == k)
-        garde |= forme & _parmi(nombres, valeurs)
+        garde |= forme & _parmi(nombres, valeurs, filtre.bits)
     for c, permis in (filtre.codes or {}).items():
         d, f = bornes(c)
         k = max((len(p.encode()) for p in permis), default=1)
@@ -438,7 +510,7 @@ class _LecteurFiltre:
         c, k, valeurs = self.filtre.identifiant
         d = debuts + sum(w + 1 for w in self.filtre.prefixe)
         ok, nombres = _chiffres(a, np.minimum(d, max(len(a) - k, 0)), k)
-        garde = ok & (d + k <= fins) & _parmi(nombres, valeurs)
+        garde = ok & (d + k <= fins) & _parmi(nombres, valeurs, self.filtre.bits)
         # a line starting with a quote (fields quoted) is read, then judged on its parsed
         # identifier
         garde |= (longueurs > 0) & (a[np.minimum(debuts, max(len(a) - 1, 0))] == ord('"'))
