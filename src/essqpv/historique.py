@@ -897,41 +897,54 @@ def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[
         fi_t = flux.select(pl.col(col).replace_strict(
             list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
         ).to_series().fill_null(-1).to_numpy()
-        dans = i_t >= 0
+        # the rows of the level's territories, taken once
+        dans = np.flatnonzero(i_t >= 0)
+        l_t, l_ordre, l_poids = i_t[dans], ordre[dans], poids[dans]
+        l_qpv, l_localise, l_employeur = en_qpv[dans], localise[dans], employeur[dans]
+        l_famille, l_secteur = c_famille[dans], c_secteur[dans]
 
-        def compter(masque: np.ndarray, cle: np.ndarray | None = None, k: int = 1):
-            """Sums (nt, k, n) of the rows in ``masque``, and whether each cell has a row."""
-            m = dans & masque
-            i = i_t[m] * k + (cle[m] if cle is not None else 0)
-            cles = i * n + ordre[m]
+        def compter(masque: np.ndarray | None, cle: np.ndarray | None = None, k: int = 1,
+                    lignes: bool = False):
+            """Sums (nt, k, n) of the level's rows in ``masque`` (None: all) and, when
+            ``lignes``, whether each (territory, key) has a row."""
+            def pris(x: np.ndarray) -> np.ndarray:
+                return x if masque is None else x[masque]
+            cles = (pris(l_t) * k + (pris(cle) if cle is not None else 0)) * n + pris(l_ordre)
             taille = nt * k * n
-            sommes = np.rint(np.bincount(cles, weights=poids[m], minlength=taille))
-            lignes = np.bincount(cles, minlength=taille)
-            return (sommes.astype(np.int64).reshape(nt, k, n),
-                    lignes.reshape(nt, k, n).sum(axis=2) > 0)
+            sommes = np.rint(np.bincount(cles, weights=pris(l_poids), minlength=taille))
+            sommes = sommes.astype(np.int64).reshape(nt, k, n)
+            if not lignes:
+                return sommes, None
+            return sommes, np.bincount(cles, minlength=taille).reshape(nt, k, n).sum(axis=2) > 0
 
-        zones = {"qpv": en_qpv if niveau != "qpv" else np.ones_like(en_qpv)}
+        zones = {"qpv": l_qpv if niveau != "qpv" else None}
         f_zones = {"qpv": f_qpv if niveau != "qpv" else np.ones_like(f_qpv)}
         if niveau != "qpv":
-            zones["ensemble"] = np.ones_like(en_qpv)
+            zones["ensemble"] = None
             f_zones["ensemble"] = np.ones_like(f_qpv)
-        tous = np.ones_like(en_qpv)
         cubes = {}
         for zone, z in zones.items():
+            def et(m: np.ndarray) -> np.ndarray:
+                return m if z is None else (z & m)
+            # the three employer characters (unknown, no, yes) in one pass
+            par_employeur = compter(z, l_employeur + 1, 3)[0]
             cubes[zone] = {
-                "etablissements": compter(z)[0][:, 0],
-                "employeurs": compter(z & (employeur == 1))[0][:, 0],
-                "non_employeurs": compter(z & (employeur == 0))[0][:, 0],
-                "familles": compter(z & (c_famille >= 0), c_famille, max(len(familles), 1)),
-                "secteurs": compter(z & (c_secteur >= 0), c_secteur, max(len(secteurs), 1)),
+                "etablissements": par_employeur.sum(axis=1),
+                "employeurs": par_employeur[:, 2],
+                "non_employeurs": par_employeur[:, 1],
+                "familles": compter(et(l_famille >= 0), l_famille, max(len(familles), 1),
+                                    True),
+                "secteurs": compter(et(l_secteur >= 0), l_secteur, max(len(secteurs), 1),
+                                    True),
             }
             fm = (fi_t >= 0) & f_zones[zone] & f_dans
             cles = (fi_t[fm] * 2 + f_type[fm]) * na + f_annee[fm]
             cubes["flux_" + zone] = np.rint(np.bincount(
                 cles, weights=f_poids[fm], minlength=nt * 2 * na)).astype(np.int64).reshape(
                 nt, 2, na)
-        localises = compter(localise)[0][:, 0]
-        tout = compter(tous)[0][:, 0]
+        localises = compter(l_localise)[0][:, 0]
+        # every row of the territory: the zone without a mask (« ensemble », or the QPV's)
+        tout = cubes["ensemble" if niveau != "qpv" else "qpv"]["etablissements"]
         for i, terr in enumerate(liste):
             sortie = {"territoire": terr.en_dict(), "geographie_qpv": geographie,
                       "millesime": info["millesime"], "points": info["points"]}

@@ -443,13 +443,16 @@ class _LecteurFiltre:
         t = t.append_column("_longueur", tableau(longueurs[rel]))
         return t, b.rejets, b
 
-    def bloc(self, blk: bytes, premiere: int, decalage: int, final: bool) -> _Partie:
+    def bloc(self, blk: bytes | bytearray, premiere: int, decalage: int, final: bool,
+             longueur: int | None = None) -> _Partie:
         """``blk``: whole lines starting at physical line ``premiere``, byte ``decalage`` of
-        the file."""
-        a = np.frombuffer(blk, np.uint8)
+        the file; ``longueur``: the bytes of ``blk`` that hold them (default: all; a buffer
+        read again for the next block: nothing of it is kept)."""
+        taille = len(blk) if longueur is None else longueur
+        a = np.frombuffer(blk, np.uint8, count=taille)
         fins = np.flatnonzero(a == 10)
-        if len(blk) and blk[-1] != 10:
-            fins = np.append(fins, len(blk))
+        if taille and blk[taille - 1] != 10:
+            fins = np.append(fins, taille)
         n = len(fins)
         debuts = np.zeros(n, np.int64)
         debuts[1:] = fins[:-1] + 1
@@ -463,19 +466,20 @@ class _LecteurFiltre:
         idx0[1:] = idx[:-1]
         sure = ((idx - idx0) == self.nchamps - 1) & (longueurs > 0)
         impair = False
-        if b'"' in blk:
+        if blk.find(b'"', 0, taille) >= 0:
             q = np.flatnonzero(a == 34)
             nq = np.diff(np.concatenate([[0], np.searchsorted(q, fins)]))
             sure &= nq == 0
             impair = bool(np.any(nq % 2))
-        if b"\r" in blk:
+        if blk.find(b"\r", 0, taille) >= 0:
             sure[np.searchsorted(fins, np.flatnonzero(a == 13))] = False
-        if not blk.isascii():  # (decodable or not: the project's reader judges those lines)
+        ascii_ = blk.isascii() if taille == len(blk) else bool(a.max(initial=0) < 128)
+        if not ascii_:  # (decodable or not: the project's reader judges those lines)
             sure[np.unique(np.searchsorted(fins, np.flatnonzero(a >= 128)))] = False
         if impair:
             # a record that may span lines: the whole block is read by the project's
             # reader (rare)
-            blk = bytes(blk)
+            blk = bytes(memoryview(blk)[:taille])
             t, rejets, b = self._lire(blk, lignes, debuts, longueurs, decalage, final)
             return _Partie(b.lignes, self._filtrer(t), rejets, 0, b.reste)
         if self.filtre is None:
@@ -493,7 +497,7 @@ class _LecteurFiltre:
         if not len(k):
             return _Partie(n, None, [], non_lues)
         if len(k) == n:
-            tampon = bytes(blk)
+            tampon = bytes(memoryview(blk)[:taille])
         else:
             morceaux = [blk[d:f + 1] for d, f in zip(debuts[k].tolist(), fins[k].tolist())]
             tampon = b"".join(morceaux)
@@ -550,9 +554,9 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
     rows kept are then held in their compact form).
     """
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
-    from essqpv.sources.lecteur import TAILLE_BLOC, _blocs
+    from essqpv.sources.lecteur import TAILLE_BLOC
     lecteur = _LecteurFiltre(source, colonnes, filtre)
 
     def forme(cadre: pl.DataFrame) -> pl.DataFrame:
@@ -568,35 +572,40 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
     lignes = non_lues = 0
     premiere, decalage = 2, len(entete)
     reste = b""
+    libres: list[bytearray] = []  # buffers whose block is done with, read into again
     with ThreadPoolExecutor(max_workers=fils) as pool:
-        blocs = _blocs(Path(source.csv), taille or TAILLE_BLOC)
+        blocs = _blocs_recycles(Path(source.csv), taille or TAILLE_BLOC, libres)
         file: deque = deque()
 
         def soumettre() -> None:
             b = next(blocs, None)
             if b is not None:
-                brut = b[0]  # (a bytearray: read as it is)
-                file.append((pool.submit(lecteur.bloc, brut, 0, 0, b[1]), brut, b[1]))
+                tampon, longueur, final = b
+                file.append((pool.submit(lecteur.bloc, tampon, 0, 0, final, longueur),
+                             tampon, longueur, final))
 
         for _ in range(fils + 1):
             soumettre()
         while file:
-            futur, brut, final = file.popleft()
+            futur, tampon, longueur, final = file.popleft()
             soumettre()
             if reste:  # the previous block ended inside a record: read both together
                 futur.cancel()
-                brut = reste + bytes(brut)
+                wait([futur])  # (its buffer is read into again once it is done with)
+                brut = reste + bytes(memoryview(tampon)[:longueur])
+                longueur = len(brut)
                 partie = lecteur.bloc(brut, premiere, decalage, final)
             else:
                 partie = futur.result()
                 _decaler(partie, premiere, decalage)
+            libres.append(tampon)
             lignes += partie.lignes
             non_lues += partie.non_lues
             rejets.extend(partie.rejets)
             if partie.table is not None and partie.table.num_rows:
                 tables.append(forme(pl.from_arrow(partie.table)))
             premiere += partie.lignes
-            decalage += len(brut) - len(partie.reste)
+            decalage += longueur - len(partie.reste)
             reste = partie.reste
     if reste:
         raise RuntimeError("lecture : fin de fichier dans un enregistrement")
@@ -607,6 +616,41 @@ def lire_filtre(source: sirene.FichierSource, colonnes: list[str], filtre: Filtr
         cadre = pl.DataFrame(schema={c: pl.String for c in colonnes} | {
             "_ligne": pl.Int64, "_octet": pl.Int64, "_longueur": pl.Int64})
     return cadre, lignes, rejets, non_lues
+
+
+def _blocs_recycles(chemin: Path, taille: int, libres: list[bytearray]):
+    """(buffer, length, is last) of successive blocks of whole lines, the header skipped, as
+    :func:`essqpv.sources.lecteur._blocs` gives them, but each read into a buffer of
+    ``libres`` (the blocks the caller is done with) when there is one: a new buffer of 16
+    MiB costs its allocation, its zeroing and its pages' first touch, three times the read
+    itself. The bytes of a block are ``buffer[:length]``."""
+    with open(chemin, "rb", buffering=0) as flux:
+        entete = b""
+        while b"\n" not in entete:
+            morceau = flux.read(1 << 16)
+            if not morceau:
+                return
+            entete += morceau
+        reste = entete[entete.index(b"\n") + 1:]
+        while True:
+            besoin = len(reste) + taille
+            tampon = libres.pop() if libres else None
+            if tampon is None or len(tampon) < besoin:
+                tampon = bytearray(besoin + (1 << 16))
+            tampon[:len(reste)] = reste
+            lu = flux.readinto(memoryview(tampon)[len(reste):besoin])
+            n = len(reste) + lu
+            if not lu:
+                if n:
+                    yield tampon, n, True
+                return
+            coupure = tampon.rfind(b"\n", 0, n)
+            if coupure < 0:  # no line end yet: keep reading the line
+                reste = bytes(tampon[:n])
+                libres.append(tampon)
+                continue
+            reste = bytes(tampon[coupure + 1:n])
+            yield tampon, coupure + 1, False
 
 
 def _decaler(partie: _Partie, premiere: int, decalage: int) -> None:
