@@ -183,16 +183,21 @@ def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.D
     the attributes of the interval concerned)."""
     attrs = ["siret", "famille", "secteur", "employeur"]
     ordre = etab.sort(["siret", "debut"], nulls_last=False)
-    premiere = (ordre.filter(pl.col("etat") == "A").group_by("siret")
-                .agg(pl.col("debut").first().alias("creation"))
+    # (sorted by siret: the first row of a siret is the one whose siret differs from the
+    # previous row's, with no grouping)
+    actives = ordre.filter(pl.col("etat") == "A")
+    premiere = (actives.filter(pl.col("siret").ne_missing(pl.col("siret").shift(1)))
+                .select("siret", pl.col("debut").alias("creation"))
                 .filter(pl.col("creation").is_not_null()))
+    del actives
     creations = (inter.join(premiere, left_on=["siret", "debut"],
                             right_on=["siret", "creation"], how="inner")
                  .select(*attrs, pl.col("debut").dt.year().alias("annee"),
                          pl.lit("creations").alias("type")))
     # a closed period that follows an active one: closure on its first day; counted when
     # the establishment was in scope on the day before
-    ordre = ordre.with_columns(pl.col("etat").shift(1).over("siret").alias("_avant"))
+    ordre = ordre.with_columns(pl.when(pl.col("siret").eq_missing(pl.col("siret").shift(1)))
+                               .then(pl.col("etat").shift(1)).alias("_avant"))
     fermetures = ordre.filter((pl.col("etat") == "F") & (pl.col("_avant") == "A")
                               & pl.col("debut").is_not_null()).select(
         "siret", (pl.col("debut") - pl.duration(days=1)).alias("veille"),
@@ -428,6 +433,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
                                 "economieSocialeSolidaireUniteLegale": valeurs_ess})
     uh = H.charger(unites_legales_historique, H.UNITES_LEGALES, travail, garder_ul)
     ul = _unites_legales_ess(uh.periodes)
+    uh.periodes = uh.periodes.clear()  # (released: its count is kept)
     etape("Lecture de l'historique des établissements")
     sirens = ul["siren"].unique().cast(pl.Int64, strict=False).drop_nulls().to_numpy()
     eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
