@@ -848,15 +848,15 @@ def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[
     n = len(info["points"])
     annees = list(range(ANNEE_DEBUT, int(info["millesime"][:4]) + 1))
     na = len(annees)
-    stock = _avec_ensembles(con.sql(
-        "SELECT s.ordre, s.commune, s.qpv, s.localise, s.employeur, s.famille, s.secteur, "
-        "s.n, c.departement, c.region, c.epci FROM historique_stock s LEFT JOIN "
-        "historique_communes c USING (commune) WHERE s.geographie = ?",
-        params=[geographie]).pl())
-    flux = _avec_ensembles(con.sql(
-        "SELECT f.annee, f.type, f.commune, f.qpv, f.n, c.departement, c.region, c.epci "
-        "FROM historique_flux f LEFT JOIN historique_communes c USING (commune) "
-        "WHERE f.geographie = ?", params=[geographie]).pl())
+    # (the levels above the commune are a function of it: looked up in the communes'
+    # table, not joined to each row of the cube)
+    stock = con.sql(
+        "SELECT ordre, commune, qpv, localise, employeur, famille, secteur, n "
+        "FROM historique_stock WHERE geographie = ?", params=[geographie]).pl()
+    flux = con.sql("SELECT annee, type, commune, qpv, n FROM historique_flux "
+                   "WHERE geographie = ?", params=[geographie]).pl()
+    communes = _avec_ensembles(con.sql(
+        "SELECT commune, departement, region, epci FROM historique_communes").pl())
     familles = sorted(stock["famille"].drop_nulls().unique().to_list())
     secteurs = sorted(stock["secteur"].drop_nulls().unique().to_list())
 
@@ -897,12 +897,23 @@ def series_en_bloc(con, info: dict, geographie: str, territoires: list) -> dict[
                    for t in liste]
         nt = len(valeurs)
         index = {v: i for i, v in enumerate(valeurs)}
-        i_t = stock.select(pl.col(col).replace_strict(
-            list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
-        ).to_series().fill_null(-1).to_numpy()
-        fi_t = flux.select(pl.col(col).replace_strict(
-            list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
-        ).to_series().fill_null(-1).to_numpy()
+        if col in ("commune", "qpv"):
+            cle, correspondance = col, index
+        else:  # each commune of the communes' table → its territory's index at this level
+            cle = "commune"
+            paires = communes.select("commune", pl.col(col).replace_strict(
+                list(index), list(index.values()), default=-1, return_dtype=pl.Int64)
+                .alias("i")).filter(pl.col("i") >= 0)
+            correspondance = dict(zip(paires["commune"].to_list(), paires["i"].to_list()))
+        if col == "france" or not correspondance:  # (France: every row, whatever its commune)
+            i = index.get("FR", -1) if col == "france" else -1
+            i_t = np.full(stock.height, i, np.int64)
+            fi_t = np.full(flux.height, i, np.int64)
+        else:
+            i_t, fi_t = (cadre.select(pl.col(cle).replace_strict(
+                list(correspondance), list(correspondance.values()), default=-1,
+                return_dtype=pl.Int64)).to_series().fill_null(-1).to_numpy()
+                for cadre in (stock, flux))
         # the rows of the level's territories, taken once
         dans = np.flatnonzero(i_t >= 0)
         l_t, l_ordre, l_poids = i_t[dans], ordre[dans], poids[dans]
