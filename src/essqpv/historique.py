@@ -182,7 +182,8 @@ def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.D
     """Creations and closures of in-scope establishments per year (siret, annee, type, and
     the attributes of the interval concerned)."""
     attrs = ["siret", "famille", "secteur", "employeur"]
-    ordre = etab.sort(["siret", "debut"], nulls_last=False)
+    # (the three columns used, sorted: a copy of a third of the periods' bytes)
+    ordre = etab.select("siret", "debut", "etat").sort(["siret", "debut"], nulls_last=False)
     # (sorted by siret: the first row of a siret is the one whose siret differs from the
     # previous row's, with no grouping)
     actives = ordre.filter(pl.col("etat") == "A")
