@@ -8,6 +8,7 @@ and SQLite file; calling it again with another installation re-points them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from pathlib import Path
@@ -69,8 +70,60 @@ def _client_lecture_seule(**parametres):
                 return redis.Redis.zrevrange(self, cle, debut, fin, *args, **kw)
             return self._memo("zrevrange", cle, debut, fin, *args)
 
+        # addok's fuzzy search asks, for each word to correct, SADD <its process key>
+        # <neighbours>, SINTER <pairs of the other words> <process key>, DEL <process key>:
+        # three round trips for one answer that depends only on the index. The neighbours
+        # are kept here, the three commands sent together at SINTER (one round trip), and
+        # the answer remembered.
+        def sadd(self, cle, *valeurs):
+            from addok.core import REDIS_UNIQUE_ID
+            if cle == REDIS_UNIQUE_ID:
+                self._voisins = valeurs
+                return len(set(valeurs))
+            return redis.Redis.sadd(self, cle, *valeurs)
+
+        def sinter(self, cles, *args):
+            from addok.core import REDIS_UNIQUE_ID
+            cles = list(cles) + list(args)
+            if (self._voisins is None or not cles or cles[-1] != REDIS_UNIQUE_ID
+                    or REDIS_UNIQUE_ID in cles[:-1]
+                    or not all(str(c).startswith("p|") for c in cles[:-1])):
+                return redis.Redis.sinter(self, cles)
+            k = ("sinter", tuple(cles[:-1]), self._voisins)
+            try:
+                v = self._reponses[k]
+            except KeyError:
+                tube = self.pipeline(transaction=False)
+                tube.sadd(REDIS_UNIQUE_ID, *self._voisins)
+                tube.sinter(cles)
+                tube.delete(REDIS_UNIQUE_ID)
+                v = self._reponses[k] = tube.execute()[1]
+            return set(v)
+
+        def delete(self, *cles):
+            from addok.core import REDIS_UNIQUE_ID
+            if cles == (REDIS_UNIQUE_ID,) and self._voisins is not None:
+                self._voisins = None  # never written to Redis outside the pipeline
+                return 1
+            return redis.Redis.delete(self, *cles)
+
+        def sismembers(self, couples) -> None:
+            """Ask the SISMEMBER of all ``couples`` (key, value) not yet known in one
+            round trip (remembered for :meth:`sismember`)."""
+            manquants = list(dict.fromkeys(
+                (str(c), str(v)) for c, v in couples
+                if ("sismember", str(c), (v,)) not in self._reponses))
+            if not manquants:
+                return
+            tube = self.pipeline(transaction=False)
+            for c, v in manquants:
+                tube.sismember(c, v)
+            for (c, v), r in zip(manquants, tube.execute()):
+                self._reponses[("sismember", c, (v,))] = r
+
     client = LectureSeule(**parametres)
     client._reponses = {}
+    client._voisins = None
     return client
 
 
@@ -98,8 +151,215 @@ def brancher(socket: str, sqlite: str | Path, lecture_seule: bool = False) -> No
     if lecture_seule:
         DB.instance = _client_lecture_seule(unix_socket_path=socket, db=0)
     scripts.load_scripts()  # the Lua scripts are bound to the connection
+    if lecture_seule:
+        _memoriser_zinter()
     ds.DS.instance = config.DOCUMENT_STORE()
+    _accelerer()
     _branche.update(socket=socket, sqlite=sqlite, lecture_seule=lecture_seule)
+
+
+# -- the same search, less work -------------------------------------------------------------
+
+_CONVERT_ADDOK = None
+
+
+def _convert(self) -> None:
+    """``addok.core.Search.convert``, the same results with less work:
+
+    - the labels of addok-france's ``make_labels`` depend only on the result's names,
+      cities, postcode, type and house number; a house number's labels are its street's,
+      each preceded by the number-prefixed one. The street's labels (and their folded
+      texts) are computed once per process and reused by every query that meets them;
+    - every label of the new candidates is scored in one pass
+      (:func:`essqpv.geocodage._scores.scores_du_lot`), after the processors that come
+      before the n-gram score, then the processors after it run — the same scores added
+      in the same order, results kept in the order of the documents.
+
+    Any other configuration (processors replaced, autocomplete) runs addok's own."""
+    from addok.config import config
+    from addok.core import Result
+    from addok.ds import get_documents
+    from addok_france import make_labels
+
+    from essqpv.geocodage import _scores
+    processeurs = config.SEARCH_RESULT_PROCESSORS
+    try:
+        k = processeurs.index(_scores.score_by_ngram_distance)
+        e = processeurs.index(make_labels)
+    except ValueError:
+        return _CONVERT_ADDOK(self)
+    if self.autocomplete or e > k:
+        return _CONVERT_ADDOK(self)
+    ids = [i for i in self.bucket if i not in self.results]
+    if not ids:
+        return
+    avant, milieu, apres = processeurs[:e], processeurs[e + 1:k], processeurs[k + 1:]
+    gardes = []
+    plies = []
+    for _id, doc in get_documents(*ids):
+        result = Result(doc)
+        for processor in avant:
+            if processor(self, result) is False:
+                break
+        else:
+            pliees = _etiquettes(self, result)
+            for processor in milieu:
+                if processor(self, result) is False:
+                    break
+            else:
+                gardes.append((_id, result))
+                plies.append(pliees)
+    for (_id, result), score in zip(gardes, _scores.scores_du_lot(self, plies)):
+        if score is not None:
+            result.add_score("str_distance", score, ceiling=1.0)
+        for processor in apres:
+            if processor(self, result) is False:
+                break
+        else:
+            self.results[_id] = result
+
+
+def _memoriser_zinter() -> None:
+    """addok's ``zinter`` script (ZINTERSTORE of token keys into a temporary key,
+    ZREVRANGE, DEL) remembered per set of keys and limit: on an index that is never
+    written, the same intersection gives the same ids (the client's memory, cleared with
+    it)."""
+    from addok.db import DB
+    from addok.helpers import scripts
+    script = scripts.zinter
+    client = DB.instance
+
+    def zinter(keys, args):
+        cle = ("zinter", frozenset(keys), args[1])
+        memoire = client._reponses
+        try:
+            v = memoire[cle]
+        except KeyError:
+            v = memoire[cle] = script(keys=keys, args=args)
+        return list(v)
+    scripts.zinter = zinter
+
+
+def _relations_un_a_plusieurs(tokens):
+    """addok's ``_compute_onetomany_relations``, its SISMEMBER asked together first (one
+    round trip, the answers remembered by the read-only client), then addok's own code."""
+    from addok.db import DB
+    from addok.pairs import pair_key
+    if hasattr(DB.instance, "sismembers"):
+        DB.instance.sismembers((pair_key(t), o) for t in tokens for o in tokens if o != t)
+    return _RELATIONS_ADDOK(tokens)
+
+
+_RELATIONS_ADDOK = None
+
+
+#: (names, cities, postcode, type) → (labels, folded labels) of addok-france's make_labels
+#: without house number
+_ETIQUETTES: dict = {}
+
+
+def _etiquettes(helper, result) -> list[str]:
+    """addok-france's ``make_labels`` on ``result`` (its labels set), from the labels of
+    the same names, cities, postcode and type without house number (remembered); returns
+    the folded labels, in the same order."""
+    from addok_france import make_labels
+
+    from essqpv.geocodage import _scores
+    if result.labels:  # make_labels leaves them alone
+        return [_scores._pli(x) for x in result.labels]
+    villes = result._rawattr("city")
+    cle = (tuple(result._rawattr("name")), tuple(villes) if isinstance(villes, list)
+           else villes, result.postcode, result.type)
+    try:
+        base, pliees = _ETIQUETTES[cle]
+    except KeyError:
+        numero = result.housenumber
+        result.housenumber = None
+        make_labels(helper, result)
+        result.housenumber = numero
+        base, result.labels = result.labels, []
+        pliees = [_scores._pli(x) for x in base]
+        if len(_ETIQUETTES) > 400_000:
+            _ETIQUETTES.clear()
+        _ETIQUETTES[cle] = base, pliees
+    numero = result.housenumber
+    if not numero:
+        result.labels = list(base)
+        return list(pliees)
+    libelles, sortie = [], []
+    pli_numero = _scores._pli_texte(str(numero))
+    for libelle, pli in zip(base, pliees):
+        complet = f"{numero} {libelle}"
+        libelles += (complet, libelle)
+        sortie += (f"{pli_numero} {pli}" if pli_numero and pli else _scores._pli(complet),
+                   pli)
+    result.labels = libelles
+    return sortie
+
+
+@functools.lru_cache(maxsize=65536)
+def _voisins(mot: str, maximum) -> tuple[str, ...]:
+    return tuple(_MAKE_FUZZY(mot, max=maximum))
+
+
+def _make_fuzzy(word, max=1):
+    """addok's ``make_fuzzy`` (the neighbours of a word, in its order), remembered: the
+    same words (communes, street words) come back query after query."""
+    return list(_voisins(str(word), max))
+
+
+_MAKE_FUZZY = None
+
+
+def _accelerer() -> None:
+    global _CONVERT_ADDOK, _MAKE_FUZZY, _RELATIONS_ADDOK
+    from addok import core, fuzzy
+    from addok.helpers import collectors
+    if _CONVERT_ADDOK is None:
+        _CONVERT_ADDOK = core.Search.convert
+        core.Search.convert = _convert
+        _MAKE_FUZZY = fuzzy.make_fuzzy
+        fuzzy.make_fuzzy = _make_fuzzy
+        _RELATIONS_ADDOK = collectors._compute_onetomany_relations
+        collectors._compute_onetomany_relations = _relations_un_a_plusieurs
+
+
+@contextlib.contextmanager
+def addok_seul():
+    """Within this block, addok as published, none of essqpv's accelerations: its own
+    n-gram score, its own document decoding, its own ``convert``, and a plain Redis client
+    (no remembered answers) — to check that essqpv's search gives the same results
+    (``tests/test_geocodage.py``, ``benchmarks/adresses.py``). Needs :func:`brancher`."""
+    import redis
+    from addok.config import config
+    from addok.db import DB
+    from addok.helpers import results as resultats_addok
+    from addok.helpers import scripts
+    from addok.helpers.serializers import ZlibSerializer
+
+    from essqpv.geocodage import _scores
+    processeurs = config.SEARCH_RESULT_PROCESSORS
+    k = processeurs.index(_scores.score_by_ngram_distance)
+    serialiseur, client = config.DOCUMENT_SERIALIZER, DB.instance
+    from addok import core, fuzzy
+    processeurs[k] = resultats_addok.score_by_ngram_distance
+    from addok.helpers import collectors
+    core.Search.convert, fuzzy.make_fuzzy = _CONVERT_ADDOK, _MAKE_FUZZY
+    collectors._compute_onetomany_relations = _RELATIONS_ADDOK
+    config.DOCUMENT_SERIALIZER = ZlibSerializer
+    DB.instance = redis.Redis(unix_socket_path=_branche["socket"], db=0)
+    scripts.load_scripts()
+    try:
+        yield
+    finally:
+        DB.instance.close()
+        processeurs[k] = _scores.score_by_ngram_distance
+        core.Search.convert, fuzzy.make_fuzzy = _convert, _make_fuzzy
+        collectors._compute_onetomany_relations = _relations_un_a_plusieurs
+        config.DOCUMENT_SERIALIZER, DB.instance = serialiseur, client
+        scripts.load_scripts()
+        if hasattr(client, "_reponses"):
+            _memoriser_zinter()
 
 
 def _en_dict(r) -> dict:
