@@ -420,6 +420,50 @@ if __name__ == "__main__":
     return sortie
 
 
+def _identite(codes: list[str], numeros: int, lignes: int, dossier: Path, n: int = 3000,
+              graine: int = 11) -> dict:
+    """``n`` distinct queries drawn at random from the 100,000-row file, geocoded as a file
+    is (``Geocodeur.geocoder``: exact index, then essqpv's accelerated addok) and by addok
+    as published (``_addok.addok_seul``, no exact index): the label, type, point and
+    identifier of the two best results must be the same; the score too for the queries
+    addok answers (the exact index gives 1 by design, docs/localiser.md)."""
+    code_py = f"""
+import csv, json, random
+from essqpv.geocodage import Geocodeur, _addok
+with open({str(_fichier_adresses(codes, numeros, lignes))!r}, encoding="utf-8") as f:
+    qs = sorted({{a for i, g, a in csv.reader(f, delimiter=";") if a and g != "genre"}})
+random.seed({graine})
+qs = random.sample(qs, {n})
+g = Geocodeur({str(dossier)!r}, travailleurs=1).ouvrir()
+vite = g.geocoder(qs, limite=2)
+with _addok.addok_seul():
+    ref = [_addok.rechercher(q, limite=2) for q in qs]
+g.fermer()
+champs = ("label", "type", "lon", "lat", "id")
+out = {{"requetes": len(qs), "par_methode": {{}}, "differences": []}}
+for q, v, r in zip(qs, vite, ref):
+    m = v[0]["methode"] if v else "aucune"
+    d = out["par_methode"].setdefault(m, {{"requetes": 0, "identiques": 0, "score_different": 0}})
+    d["requetes"] += 1
+    if m == "exacte":
+        same = bool(r) and all(v[0][k] == r[0][k] for k in champs)
+        d["score_different"] += bool(r) and v[0]["score"] != r[0]["score"]
+    else:
+        same = [[x[k] for k in champs + ("score",)] for x in v] == \
+               [[x[k] for k in champs + ("score",)] for x in r]
+    d["identiques"] += same
+    if not same and len(out["differences"]) < 10:
+        out["differences"].append([q, v, r])
+print(json.dumps(out, ensure_ascii=False))
+"""
+    charge = _charge()
+    p = subprocess.run(["nice", sys.executable, "-c", code_py], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
+    return {**json.loads(p.stdout.strip().splitlines()[-1]), "charge_avant": charge,
+            "charge_apres": _charge()}
+
+
 def _charge() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -470,6 +514,11 @@ def main() -> None:
         res["froid"] = {**_froid(HUIT, a.numeros, a.lignes, huit), "commit": _commit()}
         print(json.dumps(res["froid"], ensure_ascii=False), flush=True)
         mesures.add("froid")
+        ecrire()
+    if "identite" in etapes:
+        res["identite"] = {**_identite(HUIT, a.numeros, a.lignes, huit), "commit": _commit()}
+        print(json.dumps(res["identite"], ensure_ascii=False), flush=True)
+        mesures.add("identite")
         ecrire()
     if "lot" in etapes:
         # drawn from the eight départements, against the eight-département index
