@@ -282,7 +282,8 @@ def _lot(codes: list[str], numeros: int, lignes: int, travailleurs: int, dossier
     t = time.perf_counter()
     env = {**os.environ, "ESSQPV_GEOCODEUR_PROCESSUS": str(travailleurs)}
     charge_avant = _charge()
-    p = subprocess.run(["nice", sys.executable, "-c", code_py], capture_output=True, text=True,
+    # at the caller's priority: a timed run is at normal priority (docs: bench lock)
+    p = subprocess.run([sys.executable, "-c", code_py], capture_output=True, text=True,
                        env=env)
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
