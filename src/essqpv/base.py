@@ -960,7 +960,7 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             # every output reads; verified before it is written, in the same transaction (a
             # plan without proof stops the build and the previous base stays in place)
             from essqpv.indicators.publication import ecrire_plan
-            ecrire_plan(con, millesime, progression=etape)
+            ecrire_plan(con, millesime, progression=etape, cache=travail)
             if etape is not None:
                 etape("Enregistrement de la base")
             con.execute("COMMIT")

@@ -117,6 +117,46 @@ class Certificat:
 # reduction
 
 
+def classes(systeme: Systeme, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells holding the same establishments merged: ``(cls, racines)``, the class of every
+    cell (-1 for a cell without establishment) and the representative cell of every class.
+
+    Two cells are merged when a relation makes one the only non-empty part of the other
+    (``total = member``)."""
+    actif = n > 0
+    N = systeme.n
+    parent = np.arange(N)
+
+    def trouver(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    ip, ce = systeme.indptr, systeme.cellules
+    totaux = ce[ip[:-1]]
+    nb_actifs = np.add.reduceat(actif[ce].astype(np.int64), ip[:-1]) if len(ip) > 1 \
+        else np.zeros(0, dtype=np.int64)
+    nb_actifs = nb_actifs - actif[totaux]
+    for r in np.flatnonzero((nb_actifs == 1) & actif[totaux]):
+        membres = ce[ip[r] + 1:ip[r + 1]]
+        m = int(membres[actif[membres]][0])
+        a, b = trouver(int(totaux[r])), trouver(m)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    while True:
+        suivant = parent[parent]
+        if np.array_equal(suivant, parent):
+            break
+        parent = suivant
+    racines = np.unique(parent[actif])
+    cls = np.full(N, -1, dtype=np.int64)
+    rang = np.full(N, -1, dtype=np.int64)
+    rang[racines] = np.arange(len(racines))
+    cls[actif] = rang[parent[actif]]
+    return cls, racines
+
+
 class _Reduit:
     """The plan without its empty cells, identical cells merged into classes.
 
@@ -128,35 +168,7 @@ class _Reduit:
     def __init__(self, systeme: Systeme, n: np.ndarray) -> None:
         actif = n > 0
         N = systeme.n
-        parent = np.arange(N)
-
-        def trouver(a: int) -> int:
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        ip, ce = systeme.indptr, systeme.cellules
-        totaux = ce[ip[:-1]]
-        nb_actifs = np.add.reduceat(actif[ce].astype(np.int64), ip[:-1]) if len(ip) > 1 \
-            else np.zeros(0, dtype=np.int64)
-        nb_actifs = nb_actifs - actif[totaux]
-        for r in np.flatnonzero((nb_actifs == 1) & actif[totaux]):
-            membres = ce[ip[r] + 1:ip[r + 1]]
-            m = int(membres[actif[membres]][0])
-            a, b = trouver(int(totaux[r])), trouver(m)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-        while True:
-            suivant = parent[parent]
-            if np.array_equal(suivant, parent):
-                break
-            parent = suivant
-        racines = np.unique(parent[actif])
-        cls = np.full(N, -1, dtype=np.int64)
-        rang = np.full(N, -1, dtype=np.int64)
-        rang[racines] = np.arange(len(racines))
-        cls[actif] = rang[parent[actif]]
+        cls, racines = classes(systeme, n)
         self.K = len(racines)
         self.cls = cls
         self.representant = racines
@@ -654,6 +666,20 @@ def sensibles(plan, regles: Confidentialite, exclus: frozenset) -> np.ndarray:
     return s
 
 
+def sensibilite(plan, regles: Confidentialite, exclus: frozenset,
+                systeme: Systeme | None = None) -> np.ndarray:
+    """The sensitive cells of the plan: those of the primary rule (:func:`sensibles`) and
+    every cell identical to one of them (same establishments: the same figure)."""
+    systeme = systeme or Systeme(plan)
+    cls, racines = classes(systeme, np.asarray(plan.nombre))
+    actif = cls >= 0
+    sens_k = np.zeros(len(racines), dtype=bool)
+    sens_k[cls[sensibles(plan, regles, exclus) & actif]] = True
+    sensible = np.zeros(len(plan), dtype=bool)
+    sensible[actif] = sens_k[cls[actif]]
+    return sensible
+
+
 def proteger(plan, regles: Confidentialite, exclus: frozenset,
              progression=None) -> dict:
     """Primary and secondary suppression with a certificate for every sensitive cell.
@@ -697,6 +723,7 @@ def proteger(plan, regles: Confidentialite, exclus: frozenset,
     cibles = np.flatnonzero(sens_k)
     cibles = cibles[np.argsort(-besoin_haut[cibles], kind="stable")]
     membres_montres = red.membres.multiply(montrees[None, :].astype(float)).tocsr()
+    membres_montres.eliminate_zeros()  # (the product keeps the unshown members as zeros)
     for numero, c in enumerate(cibles):
         if numero % 500 == 0:
             etape(f"{numero}/{len(cibles)}")

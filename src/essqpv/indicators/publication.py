@@ -65,6 +65,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -685,7 +686,8 @@ def _inserer(con, table: str, df: pl.DataFrame) -> None:
 
 
 def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
-                progression: Callable[[str], None] | None = None) -> dict:
+                progression: Callable[[str], None] | None = None,
+                cache: Path | None = None) -> dict:
     """Compute, protect, check and store the plan of one vintage, then its serialised answers.
 
     ``con`` is the read-write connection of the build (table ``etablissements``, ``qpv`` and
@@ -693,6 +695,11 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
     too (their ``evolution`` compares with this one). The certificates are verified against
     every relation before anything is written: a sensitive or suppressed cell without proof
     stops the build (:class:`EssqpvError`), the previous base stays in place.
+
+    ``cache`` (the build's cache folder): the protection of a plan identical to one already
+    protected there is reused (:mod:`essqpv.indicators.reprise`) after the same
+    verification; a stored protection that does not pass it is discarded and the plan is
+    protected afresh. The protection computed is stored there for the next build.
 
     Returns
     -------
@@ -709,12 +716,29 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
     etape("Plan de publication : cases et relations")
     plan, territoires = construire_plan(con, millesime, int(tampon), bool(avec_emplois))
     t_plan = time.perf_counter() - debut
-    etape("Plan de publication : secret statistique")
-    bilan = proteger_plan(plan, regles, lambda t: etape(
-        f"Plan de publication : secret statistique ({t} cases sensibles)"))
+    from essqpv.indicators import reprise as _reprise
+    exclus = tableaux_comptes()
+    bilan, raison, cle, ordre = None, "sans cache", None, None
+    if cache is not None:
+        etape("Plan de publication : protection enregistrée")
+        ordre = _reprise._ordre(plan)
+        cle = _reprise.empreinte(plan, regles, exclus, ordre)
+        bilan, raison = _reprise.reprendre(cache, cle, plan, regles, exclus, ordre)
+    if bilan is not None:
+        etape("Plan de publication : vérification des certificats (protection reprise)")
+        intervalles, verif = _protection.auditer(plan, regles, bloc_exact=0)
+        if verif["certificats_invalides"] or not all(iv.protegee for iv in intervalles):
+            bilan, raison = None, "incohérente : certificats"  # not trusted: done afresh
+            _reprise.chemin(cache, cle).unlink(missing_ok=True)
+    reprise = bilan is not None
+    if not reprise:
+        etape("Plan de publication : secret statistique")
+        bilan = proteger_plan(plan, regles, lambda t: etape(
+            f"Plan de publication : secret statistique ({t} cases sensibles)"))
     t_secret = time.perf_counter() - debut - t_plan
-    etape("Plan de publication : vérification des certificats")
-    intervalles, verif = _protection.auditer(plan, regles, bloc_exact=0)
+    if not reprise:
+        etape("Plan de publication : vérification des certificats")
+        intervalles, verif = _protection.auditer(plan, regles, bloc_exact=0)
     sous = [iv for iv in intervalles if not iv.protegee]
     if sous or verif["certificats_invalides"]:
         iv = sous[0] if sous else None
@@ -724,6 +748,11 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
             "invalides" + (f" ; par exemple {plan.cles[iv.cellule]}" if iv else "") +
             ") ; la base n'est pas remplacée.")
     t_verif = time.perf_counter() - debut - t_plan - t_secret
+    if cache is not None and not reprise:
+        try:
+            _reprise.garder(cache, cle, plan, bilan, ordre)
+        except OSError:  # (a cache that cannot be written costs the next build its reuse)
+            pass
     etape("Plan de publication : écriture et réponses")
     con.execute(SCHEMA_PUBLICATION)
     for table in TABLES_PUBLICATION:
@@ -745,6 +774,7 @@ def ecrire_plan(con, millesime: str, regles: Confidentialite | None = None,
             "secondaires": int((statuts == "secondaire").sum()),
             "sensibles_non_publiees": int((cel["sensible"] & ~cel["publiee"]).sum()),
             "certificats": len(plan.certificats), "protection": bilan,
+            "protection_reprise": reprise, "protection_raison": raison,
             "reponses": reponses, "duree_plan_s": round(t_plan, 3),
             "duree_secret_s": round(t_secret, 3), "duree_verification_s": round(t_verif, 3),
             "duree_totale_s": round(time.perf_counter() - debut, 3)}
