@@ -76,10 +76,35 @@ def empreinte(plan, regles: Confidentialite, exclus: frozenset,
     h.update(np.asarray(plan.valeur, dtype=np.float64)[ordre].tobytes())
     h.update(np.asarray(plan.maximum, dtype=np.float64)[ordre].tobytes())
     h.update(np.asarray(plan.publiee, dtype=bool)[ordre].tobytes())
-    rels = sorted((int(rang[t]), tuple(sorted(int(rang[m]) for m in membres)))
-                  for t, membres in plan.relations)
-    h.update(repr(rels).encode())
+    h.update(_relations(plan, rang))
     return h.hexdigest()
+
+
+def _relations(plan, rang: np.ndarray) -> bytes:
+    """The relations in a canonical form: cells as ranks of their keys, members sorted,
+    relations sorted by (total, size, an order-free mix of the members), as bytes."""
+    if not plan.relations:
+        return b""
+    tailles = np.fromiter((len(m) for _, m in plan.relations), dtype=np.int64,
+                          count=len(plan.relations))
+    totaux = rang[np.fromiter((t for t, _ in plan.relations), dtype=np.int64,
+                              count=len(plan.relations))]
+    membres = rang[np.fromiter((m for _, ms in plan.relations for m in ms), dtype=np.int64,
+                               count=int(tailles.sum()))]
+    rel = np.repeat(np.arange(len(tailles)), tailles)
+    o = np.lexsort((membres, rel))
+    membres = membres[o]
+    with np.errstate(over="ignore"):
+        x = (membres.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(29)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        debuts = np.concatenate([[0], np.cumsum(tailles)[:-1]])
+        melange = np.add.reduceat(x, debuts)
+    ordre = np.lexsort((melange, tailles, totaux))
+    t = tailles[ordre]
+    decalage = np.repeat(debuts[ordre] - np.concatenate([[0], np.cumsum(t)[:-1]]), t)
+    membres = membres[np.arange(int(t.sum())) + decalage]
+    return totaux[ordre].tobytes() + t.tobytes() + membres.tobytes()
 
 
 def _controle(tableaux: dict[str, np.ndarray]) -> str:
