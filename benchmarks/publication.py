@@ -14,6 +14,11 @@ Two modes:
     build from its progress messages, so the plan's share of the build is measured where it
     runs (inside the build's write transaction).
 
+``--sans-reprise`` (with ``--registre``) removes the protections stored in the base's cache
+first, so that a rebuild protects the plan afresh instead of reusing the stored one
+(:mod:`essqpv.indicators.reprise`); the figures say whether it was reused
+(``protection_reprise``) and whether the build started from a cache (``depuis_le_cache``).
+
 ``--json`` writes the figures. Run it with ``nice`` on a shared machine.
 """
 from __future__ import annotations
@@ -81,8 +86,13 @@ def mesurer_base(base: Path) -> dict:
         "charge_moyenne": charge, "coeurs": os.cpu_count()}
 
 
-def mesurer_construction(registre: Path, sortie: Path) -> dict:
+def mesurer_construction(registre: Path, sortie: Path, sans_reprise: bool = False) -> dict:
     from essqpv.base import construire
+    travail = sortie.with_name(sortie.name + ".travail")
+    if sans_reprise:  # the stored protections removed: the plan is protected afresh
+        for f in travail.glob("protection-*.npz"):
+            f.unlink()
+    cache_present = travail.exists()
     fichiers = {p.name: p for p in registre.iterdir()}
 
     def trouver(*noms: str) -> Path | None:
@@ -128,7 +138,9 @@ def mesurer_construction(registre: Path, sortie: Path) -> dict:
         reponses = con.execute("SELECT count(*) FROM publication_reponses").fetchone()[0]
     finally:
         con.close()
+    reprise = any("protection reprise" in texte for _, texte in etapes)
     return {"registre": str(registre), "base": sortie.name,
+            "depuis_le_cache": cache_present, "protection_reprise": reprise,
             "etablissements_dans_le_perimetre": n_etab, "cellules": cellules[0],
             "primaires": cellules[1], "secondaires": cellules[2], "certificats": certificats,
             "reponses": reponses, "construction_s": round(fin, 1),
@@ -144,12 +156,15 @@ def main() -> None:
     ap.add_argument("--base", type=Path)
     ap.add_argument("--registre", type=Path)
     ap.add_argument("--sortie", type=Path)
+    ap.add_argument("--sans-reprise", action="store_true",
+                    help="avec --registre : supprime les protections enregistrées dans le "
+                    "cache de la base avant de la construire (protection refaite)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.registre:
         if not a.sortie:
             ap.error("--registre demande --sortie (la base construite)")
-        r = mesurer_construction(a.registre, a.sortie)
+        r = mesurer_construction(a.registre, a.sortie, a.sans_reprise)
     elif a.base:
         r = mesurer_base(a.base)
     else:
