@@ -22,7 +22,9 @@
 Every build (``essqpv construire``, :func:`essqpv.base.construire`) calls :func:`ecrire_plan`
 in its write transaction: the plan is computed, protected, its certificates verified against
 every relation, then stored with the serialised answers; a plan without proof stops the build
-and the previous base stays in place. ``essqpv controle --secret`` (:func:`audit_base`)
+and the previous base stays in place; a rebuild whose plan is identical reuses the protection
+stored in the build's cache after the same verification (:mod:`essqpv.indicators.reprise`).
+``essqpv controle --secret`` (:func:`audit_base`)
 audits the stored plan. Measured costs: ``benchmarks/publication.md``.
 
 Protection (:func:`proteger_plan`, :mod:`essqpv.indicators.protection`): primary rule from
