@@ -81,6 +81,7 @@ def mesurer_base(base: Path) -> dict:
         "verification_s": round(t3 - t2, 2), "audit_exact_s": round(t4 - t3, 2),
         "plan_protection_verification_s": round(t3 - t0, 2),
         "cpu_plan_protection_verification_s": round(c3 - c0, 2),
+        "cpu_plan_s": round(c1 - c0, 2), "cpu_protection_s": round(c2 - c1, 2),
         "cpu_audit_exact_s": round(c4 - c3, 2),
         "pic_rss_mo": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "charge_moyenne": charge, "coeurs": os.cpu_count()}

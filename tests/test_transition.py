@@ -5,7 +5,6 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import polars as pl
-import pytest
 
 from essqpv import transition as T
 from essqpv.placement import IndexQPV

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.sparse import csc_matrix, csr_matrix, hstack
+from scipy.sparse import csc_matrix, csr_matrix
 
 from essqpv.config import Confidentialite
 from essqpv.errors import EssqpvError

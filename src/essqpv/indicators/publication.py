@@ -435,7 +435,6 @@ def _relations(plan: Plan, communes_plan: set[str], epci_plan: set[str], epci_de
     """The additivity relations between the cells holding establishments (a relation between
     empty cells holds trivially; an empty member adds nothing)."""
     strict, large = _perimetres(tampon)
-    secteurs = list(reference.SECTEURS)
     cles = ["tableau", "territoire", "perimetre", "zone", "ligne"]
     cellules = pl.DataFrame({k: [c[j] for c in plan.cles] for j, k in enumerate(cles)},
                             schema={k: pl.String for k in cles}).with_columns(

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from essqpv.errors import EssqpvError, ParametreInvalide, SortieRefusee, cause_os
+from essqpv.errors import ParametreInvalide, SortieRefusee, cause_os
 from essqpv.web._donnees import (TAILLE_PAGE_MAX, Donnees, json_compact, json_octets,
                                  nom_fichier)
 
