@@ -877,12 +877,15 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     garde_fous.point_arret("rejets_prepares")
     # (the establishments' table handed over to the writer, which frees it once it is in
     # the base: the transition and the publication then read the base)
+    from essqpv import transition
+    pour_transition = dans_df.filter(pl.col("localise")).select(
+        transition.colonnes_etablissements(fichiers.emplois is not None))
     etablissements = [dans_df.with_columns(pl.lit(millesime).alias("millesime"))]
     del dans_df
     try:
         _ecrire(base, millesime, meta, etablissements,
                 qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")),
-                travail, etape, autre_carte)
+                travail, etape, autre_carte, pour_transition)
     except BaseException:
         shutil.rmtree(rejets_prepares, ignore_errors=True)
         raise
@@ -980,13 +983,16 @@ def _image_lisible(chemin: Path, lignes: int) -> bool:
 def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.DataFrame],
             qpv: pl.DataFrame, rejets: list, discordances: pl.DataFrame,
             travail: Path | None = None, etape: Progression | None = None,
-            autre_carte: pl.DataFrame | None = None) -> None:
+            autre_carte: pl.DataFrame | None = None,
+            pour_transition: pl.DataFrame | None = None) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically.
 
     ``etablissements`` holds the establishments' table, taken out of the list (so that it
     is freed once inserted, before the transition and the publication read the base).
     ``autre_carte`` (``siret, qpv_autre``): the strict QPV on the other map of located
-    establishments, already known (:func:`essqpv.transition.ecrire`).
+    establishments, already known, and ``pour_transition`` the located establishments'
+    rows the transition reads (:func:`essqpv.transition.ecrire`: not read back from the
+    base).
 
     When the base holds nothing but this vintage (a new file is started), the file holding
     only the establishments table is kept in ``travail`` (``image-<key>.duckdb``, the key
@@ -1059,7 +1065,8 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
             if etape is not None:
                 etape("Transition 2015 → 2024")
-            transition.ecrire(con, millesime, autre_carte)
+            transition.ecrire(con, millesime, autre_carte, pour_transition)
+            del pour_transition
             # the protected publication (issue 18): every cell, its certificates, the answers
             # every output reads; verified before it is written, in the same transaction (a
             # plan without proof stops the build and the previous base stays in place)

@@ -176,15 +176,22 @@ def _noms_communes() -> list[tuple[str, str, str]]:
 
 
 def _statuts(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str,
-             connus: pl.DataFrame | None = None) -> pl.DataFrame:
+             connus: pl.DataFrame | None = None,
+             etablissements: pl.DataFrame | None = None) -> pl.DataFrame:
     """Located active ESS establishments with their QPV in both geographies and a status.
 
     ``connus`` (``siret, qpv_autre``): the strict QPV on the other map of establishments
     already placed there (the build's placement); the others are placed on the embedded
-    contours of the other geography here."""
+    contours of the other geography here. ``etablissements``: the rows
+    :func:`_etablissements` reads from the base, handed over by the build (its text
+    columns may be Enums)."""
     from essqpv.placement import IndexQPV
     from essqpv.sources.qpv import lire_qpv
-    e = _etablissements(con, millesime, "localise")
+    if etablissements is None:
+        e = _etablissements(con, millesime, "localise")
+    else:
+        e = etablissements.with_columns(pl.col(c).cast(pl.String) for c, t in
+                                        etablissements.schema.items() if isinstance(t, pl.Enum))
     autre = "2015" if geographie == "2024" else "2024"
     if connus is not None:
         e = e.join(connus.select("siret", pl.col("qpv_autre").cast(pl.String),
@@ -215,6 +222,14 @@ def _statuts(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str,
         .when(pl.col("qpv_2024").is_not_null()).then(pl.lit("entrant"))
         .when(pl.col("qpv_2015").is_not_null()).then(pl.lit("sortant"))
         .otherwise(None).alias("statut")).filter(pl.col("statut").is_not_null())
+
+
+def colonnes_etablissements(avec_emplois: bool) -> list:
+    """The columns :func:`_etablissements` reads (polars expressions on the base's table)."""
+    valeur = "effectif" if avec_emplois else "effectif_estime"
+    return ["siret", "famille", "secteur", "employeur",
+            pl.col(valeur).fill_null(0).alias("sal"), "commune", "departement", "region",
+            "epci", "lon", "lat", "qpv"]
 
 
 def _etablissements(con, millesime: str, filtre: str) -> pl.DataFrame:
@@ -265,16 +280,18 @@ def _inserer(con, table: str, df: pl.DataFrame) -> None:
 
 
 def ecrire(con: duckdb.DuckDBPyConnection, millesime: str,
-           connus: pl.DataFrame | None = None) -> dict:
+           connus: pl.DataFrame | None = None,
+           etablissements: pl.DataFrame | None = None) -> dict:
     """Compute the transition of the vintage and store it (tables ``transition``,
     ``transition_statuts`` and ``transition_qpv``), inside the caller's transaction.
-    ``connus``: see :func:`_statuts`. Returns the national counts."""
+    ``connus``, ``etablissements``: see :func:`_statuts`. Returns the national counts."""
     con.execute(SCHEMA)
     for table in ("transition", "transition_qpv", "transition_statuts"):
         con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
     geographie = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
                              [millesime]).fetchall()[0][0]
-    e = _statuts(con, millesime, geographie, connus)
+    e = _statuts(con, millesime, geographie, connus, etablissements)
+    del etablissements
     if e.height:
         _inserer(con, "transition", cellules(e).with_columns(
             pl.lit(millesime).alias("millesime")))
