@@ -247,11 +247,15 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
 
     b = tmp_path / "obs.duckdb"
     travail = tmp_path / "obs.duckdb.travail"
-    premier = B.construire(base=b, **fichiers)
+    etapes_premier, etapes_reprise = [], []
+    premier = B.construire(base=b, progression=etapes_premier.append, **fichiers)
     images = list(travail.glob("image-*.duckdb"))
     assert len(images) == 1
     avant, date_image = contenu(b), images[0].stat().st_mtime_ns
-    assert B.construire(base=b, **fichiers) == premier
+    assert B.construire(base=b, progression=etapes_reprise.append, **fichiers) == premier
+    # the transition 2015 -> 2024 is in the image too: not computed again
+    assert "Transition 2015 → 2024" in etapes_premier
+    assert "Transition 2015 → 2024" not in etapes_reprise
     assert list(travail.glob("image-*.duckdb")) == images
     assert images[0].stat().st_mtime_ns == date_image  # reused, not written again
     assert contenu(b) == avant

@@ -953,10 +953,17 @@ def _remplacable(base: Path, millesime: str) -> bool:
         con.close()
 
 
-def _cle_image(etab: pl.DataFrame) -> str:
+def _cle_image(etab: pl.DataFrame, meta: dict) -> str:
     """Key of the base image of ``etab`` (:func:`_ecrire`): its rows' hashes, its schema,
-    the versions that write it."""
+    the versions that write it, and what the transition 2015 -> 2024 stored with them
+    depends on besides (the headcounts chosen, the geography, the other map's embedded
+    contours, the embedded new and removed QPV)."""
+    from essqpv import transition
+    autre = "2015" if meta["geographie_qpv"] == "2024" else "2024"
     h = hashlib.sha256(f"{__version__}|{duckdb.__version__}|{pl.__version__}|{SCHEMA}|"
+                       f"{transition.SCHEMA}|{bool(meta['avec_emplois'])}|"
+                       f"{meta['geographie_qpv']}|{_empreinte_reference(f'qpv{autre}.parquet')}|"
+                       f"{_empreinte_reference('transition_qpv.parquet')}|"
                        f"{etab.schema}|{etab.height}".encode())
     h.update(etab.hash_rows(seed=21).to_numpy().tobytes())
     for c, t in etab.schema.items():  # (an Enum's rows hash its codes: its values too)
@@ -966,14 +973,17 @@ def _cle_image(etab: pl.DataFrame) -> str:
     return h.hexdigest()[:20]
 
 
-def _image_lisible(chemin: Path, lignes: int) -> bool:
-    """Whether a copy of a base image opens and holds ``lignes`` establishments."""
+def _image_lisible(chemin: Path, lignes: int, millesime: str) -> bool:
+    """Whether a copy of a base image opens and holds ``lignes`` establishments and the
+    transition of ``millesime``."""
     try:
         con = duckdb.connect(str(chemin), read_only=True)
     except duckdb.Error:
         return False
     try:
-        return con.execute("SELECT count(*) FROM etablissements").fetchone()[0] == lignes
+        return con.execute("SELECT count(*) FROM etablissements").fetchall()[0][0] == lignes \
+            and con.execute("SELECT count(*) FROM transition_qpv WHERE millesime = ?",
+                            [millesime]).fetchall()[0][0] > 0
     except duckdb.Error:
         return False
     finally:
@@ -1007,11 +1017,11 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
     neuve = not (base.exists() and not _remplacable(base, millesime))
     if not neuve:
         shutil.copyfile(base, temporaire)
-    image = travail / f"image-{_cle_image(etab)}.duckdb" if neuve and travail else None
+    image = travail / f"image-{_cle_image(etab, meta)}.duckdb" if neuve and travail else None
     ecrite = image is not None and image.exists()
     if ecrite:
         shutil.copyfile(image, temporaire)
-        if not _image_lisible(temporaire, etab.height):  # (damaged: written anew)
+        if not _image_lisible(temporaire, etab.height, millesime):  # (damaged: written anew)
             temporaire.unlink()
             image.unlink()
             ecrite = False
@@ -1036,7 +1046,14 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
                             else f"CREATE TABLE etablissements AS {choix}")
                 con.unregister("_etab")
             del etab
-            if image is not None and not ecrite:  # the image: this table alone, then the rest
+            from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
+            if not ecrite:  # (with the establishments in the image: a rebuild reuses it)
+                if etape is not None:
+                    etape("Transition 2015 → 2024")
+                transition.ecrire(con, millesime, autre_carte, pour_transition,
+                                  meta["geographie_qpv"])
+            del pour_transition
+            if image is not None and not ecrite:  # the image: these tables, then the rest
                 con.execute("COMMIT")
                 con.execute("CHECKPOINT")
                 for ancienne in travail.glob("image-*.duckdb*"):
@@ -1062,11 +1079,6 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             marques = ", ".join("?" for _ in meta)
             con.execute(f"INSERT INTO millesimes ({colonnes}) VALUES ({marques})",
                         list(meta.values()))
-            from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
-            if etape is not None:
-                etape("Transition 2015 → 2024")
-            transition.ecrire(con, millesime, autre_carte, pour_transition)
-            del pour_transition
             # the protected publication (issue 18): every cell, its certificates, the answers
             # every output reads; verified before it is written, in the same transaction (a
             # plan without proof stops the build and the previous base stays in place)

@@ -281,15 +281,18 @@ def _inserer(con, table: str, df: pl.DataFrame) -> None:
 
 def ecrire(con: duckdb.DuckDBPyConnection, millesime: str,
            connus: pl.DataFrame | None = None,
-           etablissements: pl.DataFrame | None = None) -> dict:
+           etablissements: pl.DataFrame | None = None,
+           geographie: str | None = None) -> dict:
     """Compute the transition of the vintage and store it (tables ``transition``,
     ``transition_statuts`` and ``transition_qpv``), inside the caller's transaction.
-    ``connus``, ``etablissements``: see :func:`_statuts`. Returns the national counts."""
+    ``connus``, ``etablissements``: see :func:`_statuts`; ``geographie``: the vintage's
+    (read from ``millesimes`` when not given). Returns the national counts."""
     con.execute(SCHEMA)
     for table in ("transition", "transition_qpv", "transition_statuts"):
         con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
-    geographie = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
-                             [millesime]).fetchall()[0][0]
+    if geographie is None:
+        geographie = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                                 [millesime]).fetchall()[0][0]
     e = _statuts(con, millesime, geographie, connus, etablissements)
     del etablissements
     if e.height:
