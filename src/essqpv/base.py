@@ -1048,6 +1048,10 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             del etab
             from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
             if not ecrite:  # (with the establishments in the image: a rebuild reuses it)
+                if image is not None:  # (DuckDB's buffers of the insert freed first)
+                    con.execute("COMMIT")
+                    con.execute("CHECKPOINT")
+                    con.execute("BEGIN")
                 if etape is not None:
                     etape("Transition 2015 → 2024")
                 transition.ecrire(con, millesime, autre_carte, pour_transition,
