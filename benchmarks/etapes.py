@@ -3,7 +3,8 @@
 Run (``PYTHONPATH`` picks the code measured, e.g. another worktree's ``src`` to alternate
 two versions on the same files)::
 
-    nice .venv/bin/python benchmarks/etapes.py <dossier du registre> <base.duckdb> [--coeur] [--vider]
+    nice .venv/bin/python benchmarks/etapes.py <dossier du registre> <base.duckdb> \
+        [--coeur] [--vider]
 
 ``--coeur`` measures the core build, the one the peers of ``pairs.py`` compare with: the
 publication plan and its protection (``ecrire_plan``) are skipped, everything else (reading,
