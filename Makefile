@@ -23,10 +23,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # essqpv against the peers (polars + shapely, DuckDB + spatial) at 1 M, 5 M and 40 M
-# establishments (registers generated once, ~20 GB; ESSQPV_BENCH_DONNEES to put them elsewhere)
+# establishments (registers generated once, ~20 GB; ESSQPV_BENCH_DONNEES to put them elsewhere);
+# the core build, without the publication plan's protection, which the peers do not do
 bench: $(STAMP)
 	nice $(BIN)/python benchmarks/national.py --echelle 1000000,5000000,40000000 \
-	    --etapes serie,cache
+	    --etapes serie,cache --coeur
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -3,7 +3,13 @@
 Run (``PYTHONPATH`` picks the code measured, e.g. another worktree's ``src`` to alternate
 two versions on the same files)::
 
-    nice .venv/bin/python benchmarks/etapes.py <dossier du registre> <base.duckdb>
+    nice .venv/bin/python benchmarks/etapes.py <dossier du registre> <base.duckdb> \
+        [--coeur] [--vider]
+
+``--coeur`` measures the core build, the one the peers of ``pairs.py`` compare with: the
+publication plan and its protection (``ecrire_plan``) are skipped, everything else (reading,
+perimeter, placement, employment, rejects, base, transition) runs as in ``essqpv construire``.
+``--vider`` empties the base's cache folder first (a build from the raw files).
 
 Prints one line per stage (name, wall s, CPU s, peak RSS GiB during the stage), the totals,
 and the main counts (rows read, ESS rows, in scope, in QPV, legal-unit rows), to compare two
@@ -11,6 +17,8 @@ versions alternated under the same load (the machine is shared: compare CPU time
 """
 from __future__ import annotations
 
+import argparse
+import shutil
 import sys
 import threading
 import time
@@ -22,8 +30,24 @@ NOMS = {"etablissements": "StockEtablissement_utf8.csv",
         "emplois": "emplois.csv"}
 
 
+def sans_publication() -> None:
+    """Skip the publication plan and its protection in the builds of this process (the
+    build imports ``ecrire_plan`` when it writes the base)."""
+    from essqpv.indicators import publication
+    publication.ecrire_plan = lambda *args, **kwargs: {}
+
+
 def main() -> None:
-    dossier, base = Path(sys.argv[1]), Path(sys.argv[2])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dossier", type=Path)
+    ap.add_argument("base", type=Path)
+    ap.add_argument("--coeur", action="store_true",
+                    help="sans le plan de publication ni sa protection")
+    ap.add_argument("--vider", action="store_true", help="cache de la base vidé d'abord")
+    a = ap.parse_args()
+    dossier, base = a.dossier, a.base
+    if a.vider:
+        shutil.rmtree(base.with_name(base.name + ".travail"), ignore_errors=True)
     courant = {"etape": "imports", "pic": 0}
     lignes = []
 
@@ -47,6 +71,8 @@ def main() -> None:
         courant["etape"], courant["pic"], dernier[:] = nom, rss(), [t, c]
 
     from essqpv.base import construire
+    if a.coeur:
+        sans_publication()
     r = construire(**{role: dossier / nom for role, nom in NOMS.items()},
                    millesime="2024-01", base=base, progression=etape)
     etape("fin")
@@ -55,6 +81,10 @@ def main() -> None:
     print("TOTAL", round(time.perf_counter() - t0, 2), round(time.process_time() - c0, 2))
     print("COMPTES", r["lignes_lues"], r["ess"], r["dans_perimetre"], r["en_qpv"],
           r["unites_legales"]["lignes_lues"])
+    import resource
+    print("PIC", round(max(l[3] for l in lignes), 2), "Gio (échantillons),",
+          round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2), "Gio (maxrss)",
+          "coeur" if a.coeur else "complet")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ Steps (``--etapes``, comma-separated; default all):
   ``pairs.py`` (polars + shapely, DuckDB + spatial) in turn, ``--repetitions`` times, on the
   same files: time, CPU, peak memory, and the ratios.
 
+``--coeur``: the builds skip the publication plan and its protection (``ecrire_plan``), the
+part of ``essqpv construire`` the peers do not do and whose cost does not depend on the
+register's size but on the geography (with the cache emptied, the protection is computed
+afresh: minutes); everything else runs as in ``essqpv construire``.
+
 Each figure is the median of ``--repetitions`` runs; the load of the machine (``uptime``)
 is recorded with it. Results are appended to ``benchmarks/work/resultats.jsonl`` (git-ignored)
 and summed up as a table; ``--graphique`` draws ``benchmarks/echelle.png`` from that file.
@@ -59,6 +64,7 @@ PILES = ("polars_shapely", "duckdb")
 PAQUETS_PAIRS = ("duckdb==1.5.5", "duckdb-extension-spatial==1.5.5", "polars", "shapely",
                  "pyogrio", "numpy", "geopandas", "pyarrow")
 GRAINE = 2024
+COEUR = False  # --coeur
 MILLESIME = "2024-01"
 NOMS = {
     "etablissements": "StockEtablissement_utf8.csv",
@@ -158,9 +164,13 @@ def donnees(racine: Path, n: int, verifier: bool) -> Path:
 
 # --------------------------------------------------------------------------- build
 
-def _interne_construire(dossier: Path, base: Path, sortie: Path) -> None:
-    """(child process) Build the base, recording when each stage starts."""
+def _interne_construire(dossier: Path, base: Path, sortie: Path, coeur: bool = False) -> None:
+    """(child process) Build the base, recording when each stage starts (``coeur``: without
+    the publication plan)."""
     from essqpv.base import construire
+    if coeur:
+        from essqpv.indicators import publication
+        publication.ecrire_plan = lambda *args, **kwargs: {}
     temps: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     rapport = construire(
@@ -178,6 +188,11 @@ def _interne_construire(dossier: Path, base: Path, sortie: Path) -> None:
                                   "rapport": rapport}, ensure_ascii=False, default=str), "utf-8")
 
 
+def _commande_construire(dossier: Path, base: Path, sortie: Path) -> list[str]:
+    return [PYTHON, __file__, "--interne-construire", str(dossier), str(base), str(sortie),
+            *(["--coeur"] if COEUR else [])]
+
+
 def construire(dossier: Path, base: Path, depuis_cache: bool, repetitions: int) -> dict:
     mesures, etapes = [], []
     travail = base.with_name(base.name + ".travail")
@@ -185,8 +200,7 @@ def construire(dossier: Path, base: Path, depuis_cache: bool, repetitions: int) 
         if not depuis_cache and travail.exists():
             shutil.rmtree(travail)
         sortie = TRAVAIL / "construire.json"
-        m = lancer([PYTHON, __file__, "--interne-construire", str(dossier), str(base),
-                    str(sortie)])
+        m = lancer(_commande_construire(dossier, base, sortie))
         info = json.loads(sortie.read_text("utf-8"))
         mesures.append(m)
         etapes.append(info["etapes_s"])
@@ -291,8 +305,7 @@ def serie(dossier: Path, base: Path, repetitions: int) -> dict:
         if travail.exists():
             shutil.rmtree(travail)
         sortie = TRAVAIL / "construire.json"
-        mesures["essqpv"].append(lancer([PYTHON, __file__, "--interne-construire", str(dossier),
-                                         str(base), str(sortie)]))
+        mesures["essqpv"].append(lancer(_commande_construire(dossier, base, sortie)))
         rapport = json.loads(sortie.read_text("utf-8"))
         mesures["essqpv"][-1]["etapes_s"] = rapport["etapes_s"]
         for p in PILES:
@@ -302,6 +315,8 @@ def serie(dossier: Path, base: Path, repetitions: int) -> dict:
                                                              for x in mesures["essqpv"]), 3)
                                  for e in mesures["essqpv"][0]["etapes_s"]}
     res["essqpv"]["ess"] = rapport["rapport"]["ess"]
+    res["essqpv"]["rapport"] = {k: rapport["rapport"][k] for k in (
+        "lignes_lues", "lignes_rejetees", "ess", "dans_perimetre", "en_qpv")}
     for p in PILES:
         res[p]["resultat"] = mesures[p][-1]["resultat"]
         res[p]["rapport_temps"] = round(res[p]["mur_s"] / res["essqpv"]["mur_s"], 2)
@@ -329,11 +344,16 @@ def main() -> None:
     ap.add_argument("--verifier-empreintes", action="store_true",
                     help="recalculer le SHA-256 des fichiers réutilisés")
     ap.add_argument("--graphique", action="store_true")
+    ap.add_argument("--coeur", action="store_true",
+                    help="constructions sans le plan de publication ni sa protection (ce que "
+                         "les pairs ne font pas)")
     ap.add_argument("--interne-construire", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.interne_construire:
-        _interne_construire(*map(Path, a.interne_construire))
+        _interne_construire(*map(Path, a.interne_construire), coeur=a.coeur)
         return
+    global COEUR
+    COEUR = a.coeur
     if a.graphique:
         graphique()
         return
@@ -344,7 +364,7 @@ def main() -> None:
         dossier = donnees(a.donnees, n, a.verifier_empreintes)
         manifeste = json.loads((dossier / "manifeste.json").read_text("utf-8"))
         base = TRAVAIL / f"national-{n}.duckdb"
-        commun = {"etablissements": n, "lignes": manifeste["lignes"],
+        commun = {"etablissements": n, "lignes": manifeste["lignes"], "coeur": COEUR,
                   "octets_csv": sum(v["taille"] for v in manifeste["fichiers"].values())}
         if "construire" in etapes:
             r = construire(dossier, base, False, a.repetitions)

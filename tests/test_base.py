@@ -247,11 +247,15 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
 
     b = tmp_path / "obs.duckdb"
     travail = tmp_path / "obs.duckdb.travail"
-    premier = B.construire(base=b, **fichiers)
+    etapes_premier, etapes_reprise = [], []
+    premier = B.construire(base=b, progression=etapes_premier.append, **fichiers)
     images = list(travail.glob("image-*.duckdb"))
     assert len(images) == 1
     avant, date_image = contenu(b), images[0].stat().st_mtime_ns
-    assert B.construire(base=b, **fichiers) == premier
+    assert B.construire(base=b, progression=etapes_reprise.append, **fichiers) == premier
+    # the transition 2015 -> 2024 is in the image too: not computed again
+    assert "Transition 2015 → 2024" in etapes_premier
+    assert "Transition 2015 → 2024" not in etapes_reprise
     assert list(travail.glob("image-*.duckdb")) == images
     assert images[0].stat().st_mtime_ns == date_image  # reused, not written again
     assert contenu(b) == avant
@@ -354,3 +358,32 @@ def test_cles_siren_absentes_et_premieres_lignes_comme_le_calcul_naif():
                 if g:
                     attendus.append(i)
         assert trie and rangs.tolist() == attendus
+
+
+def test_colonnes_a_peu_de_valeurs_en_texte_dans_la_base(registre, tmp_path):
+    """The few-valued text columns travel as Enums up to the base, where they are VARCHAR
+    with the values of the files (no DuckDB ENUM type leaks into the base); a rebuild from
+    the cache (perimeter read without the placement's inputs) gives the same rows."""
+    fichiers = {"etablissements": registre["etab"], "unites_legales": registre["ul"],
+                "geolocalisation": registre["geo"], "millesime": "2024-01", "geographie": "2015"}
+    b = tmp_path / "obs.duckdb"
+    B.construire(base=b, **fichiers)
+
+    def lire():
+        con = duckdb.connect(str(b), read_only=True)
+        try:
+            types = dict(con.execute("SELECT column_name, data_type FROM "
+                                     "information_schema.columns WHERE table_name = "
+                                     "'etablissements' ORDER BY ordinal_position").fetchall())
+            return types, con.execute("SELECT * FROM etablissements ORDER BY siret").fetchall()
+        finally:
+            con.close()
+
+    types, lignes = lire()
+    for c in B.COLONNES_ENUM + B.COLONNES_ENUM_PLACEMENT:
+        if c in types:
+            assert types[c] == "VARCHAR", c
+    assert types["naf"] == types["qpv"] == types["famille"] == "VARCHAR"
+    assert {r[0] for r in lignes} and any(r[list(types).index("qpv")] for r in lignes)
+    B.construire(base=b, **fichiers)
+    assert lire() == (types, lignes)

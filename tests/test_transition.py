@@ -87,3 +87,39 @@ def test_qpv_nouveaux_et_sortis_embarques_sont_le_calcul():
     """The embedded ``transition_qpv.parquet`` is what the embedded contours give (if the
     contours, the COG or the geometry library change, run scripts/preparer_reference.py)."""
     assert T.qpv_nouveaux_et_sortis().equals(T.calculer_qpv_nouveaux_et_sortis())
+
+
+def test_statuts_avec_la_carte_connue_de_la_construction(base_demo):
+    """The build hands over the other map's QPV from its placement's cache; the statuses are
+    those of a placement on the other map's contours, and the establishments it does not
+    hand over (placed by the address geocoder) are placed again."""
+    con = duckdb.connect(str(base_demo), read_only=True)
+    try:
+        seuls = T._statuts(con, "2024-01", "2024").sort("siret")
+        e = con.sql("SELECT siret FROM etablissements WHERE millesime = '2024-01' "
+                    "AND localise").pl()
+        stockes = con.sql("SELECT siret, qpv_2015 AS qpv_autre FROM transition_statuts "
+                          "WHERE millesime = '2024-01'").pl()
+        # every located establishment known (none in a QPV 2015 but those stored)...
+        tous = e.join(stockes, on="siret", how="left")
+        assert T._statuts(con, "2024-01", "2024", tous).sort("siret").equals(seuls)
+        # ...or a third of them not known: placed again, same statuses
+        partiels = tous.gather_every(3)
+        assert T._statuts(con, "2024-01", "2024", partiels).sort("siret").equals(seuls)
+        # the rows handed over by the build (its few-valued columns are Enums) instead of
+        # read back from the base: the same statuses
+        avec = con.execute("SELECT avec_emplois FROM millesimes WHERE millesime = "
+                           "'2024-01'").fetchall()[0][0]
+        table = con.sql("SELECT * FROM etablissements WHERE millesime = '2024-01'").pl()
+        table = table.with_columns(pl.col(c).cast(pl.Enum(table[c].drop_nulls().unique()
+                                                          .sort()))
+                                   for c in ("famille", "secteur", "departement", "qpv"))
+        remis = table.filter(pl.col("localise")).select(T.colonnes_etablissements(avec))
+        assert T._statuts(con, "2024-01", "2024", partiels, remis).sort("siret").equals(seuls)
+        # a wrong known QPV is taken as it is (the build's placement is trusted)
+        faux = tous.with_columns(pl.lit(None, dtype=pl.String).alias("qpv_autre"))
+        assert T._statuts(con, "2024-01", "2024", faux).filter(
+            pl.col("statut") == "sortant").height == 0
+    finally:
+        con.close()
+    assert seuls.filter(pl.col("statut") == "sortant").height > 0

@@ -251,26 +251,75 @@ def _perimetre_ess(c_etab: sirene.Conversion,
                     .filter(pl.col("_garder")).select(pl.col("_rang").cast(pl.Int64)))
     ul_ess = perimeter.familles_unites_legales(
         ul_gardees.join(premiers, on="_rang", how="semi").drop("_rang"))
-    etab_gardees = c_etab.lire_gardees().drop("_rang").rename(RENOMMAGE_ETABLISSEMENTS)
-    jointes = etab_gardees.filter(pl.col("etat") == "A").join(
+    # The legal-unit join and the classification on the key columns only (a few hundred
+    # bytes a row less through the join, the classification and the filter); the other
+    # columns are then read for the rows in the perimeter alone.
+    gardees = c_etab.lire_gardees().rename(RENOMMAGE_ETABLISSEMENTS)
+    jointes = gardees.select(_CLES_CLASSEMENT).filter(pl.col("etat") == "A").join(
         ul_ess.select("siren", "famille", "motif_famille", "categorie_juridique",
-                      "denomination"), on="siren", how="left")
+                      "denomination"), on="siren", how="left", maintain_order="left")
     classees = perimeter.classer_etablissements(jointes)
     comptes = classees.select(
         pl.col("famille").is_not_null().sum().alias("ess"),
         (pl.col("famille").is_not_null() & pl.col("motif_exclusion").is_not_null()).sum()
         .alias("exclues"),
     )
-    dans = classees.filter(pl.col("famille").is_not_null()
-                           & pl.col("motif_exclusion").is_null())
+    dans = (classees.filter(pl.col("famille").is_not_null()
+                            & pl.col("motif_exclusion").is_null())
+            .drop([c for c in _INUTILES if c != "_rang"], strict=False))
     # (the keys of every row, hundreds of MB at the national scale, freed before the
     # kept rows are joined)
     actives_n = cles_actives.height
     sans_ul = _compter_sans_unite_legale(cles_ul, cles_actives, textes_ul, textes_actives)
     del cles_ul, cles_actives, textes_ul, textes_actives
-    dans_df, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
+    dans_cles, comptes_df, acceptees_df = pl.collect_all([dans, comptes, etab.select(pl.len())])
+    autres = [c for c in gardees.collect_schema().names()
+              if c not in dans_cles.columns and c not in _INUTILES]
+    rangs = dans_cles["_rang"]
+    reste = (gardees.select("_rang", *autres)
+             .filter(pl.col("_rang").is_in(rangs.implode())).collect())
+    if not reste["_rang"].equals(rangs):  # (same rows in the same order, by construction)
+        reste = rangs.to_frame().join(reste, on="_rang", how="left", maintain_order="left")
+    dans_df = dans_cles.drop("_rang").hstack(reste.drop("_rang").get_columns())
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_n,
                      "sans_ul": sans_ul, "acceptees": acceptees_df.item()}
+
+
+# The columns the classification reads (and ``_rang``, to fetch the others afterwards).
+_CLES_CLASSEMENT = ("_rang", "siren", "etat", "naf", "nomenclature_naf", "tranche",
+                    "employeur_brut")
+# Columns no stage after the perimeter reads (the state is "A", the exclusion NULL there;
+# the address parts are read once, into ``adresse``).
+_INUTILES = ("_rang", "etat", "employeur_brut", "nafrev2", "motif_exclusion", "pays")
+_PARTIES_ADRESSE = ("numero_voie", "indice_repetition", "type_voie", "libelle_voie",
+                    "code_postal", "libelle_commune")
+# The columns only the placement reads: stored in the perimeter's cache, read from it only
+# when the placement is not cached, dropped once placed.
+ENTREES_PLACEMENT = ("departement_crs", "geo_x", "geo_y", "geo_epsg", "geo_qualite",
+                     "etalab_lon", "etalab_lat", "lambert_x", "lambert_y")
+# Text columns with few distinct values, kept as ``pl.Enum`` (one to four bytes a row
+# instead of a 16-byte string view) from the perimeter to the base, where they are VARCHAR.
+# Their categories are their values in byte order: sorted, they sort as the text.
+COLONNES_ENUM = ("nic", "famille", "motif_famille", "categorie_juridique", "naf",
+                 "nomenclature_naf", "secteur", "tranche", "code_commune", "commune",
+                 "departement", "region", "epci", "departement_crs", "geo_epsg", "geo_qualite")
+COLONNES_ENUM_PLACEMENT = ("source_coordonnees", "motif_non_localise", "qpv", "qpv_tampon",
+                           "qpv_insee")
+
+
+def _en_enum(df: pl.DataFrame, colonnes: tuple[str, ...]) -> pl.DataFrame:
+    """``df`` with its text columns ``colonnes`` cast to an ``Enum`` of their values."""
+    return df.with_columns(
+        pl.col(c).cast(pl.Enum(df[c].drop_nulls().unique().sort()))
+        for c in colonnes if df.schema.get(c) == pl.String)
+
+
+def _ajouter(df: pl.DataFrame, droite: pl.DataFrame, on: str) -> pl.DataFrame:
+    """``df`` left-joined with ``droite`` (at most one row per key), without copying ``df``:
+    the columns of ``droite`` are gathered in the order of ``df`` and added beside its own."""
+    cote = (df.select(on).join(droite, on=on, how="left", maintain_order="left",
+                               validate="m:1").drop(on))
+    return df.hstack(cote.get_columns())
 
 
 def _cle_derivee(*parties: str) -> str:
@@ -281,6 +330,12 @@ def _cle_derivee(*parties: str) -> str:
                 "tranches_effectifs.csv", "communes.csv", "epci.csv"):
         h.update(reference.chemin(nom).read_bytes())
     return h.hexdigest()[:20]
+
+
+def _empreinte_reference(nom: str) -> str:
+    """Fingerprint of an embedded reference file (its bytes)."""
+    from essqpv import reference
+    return hashlib.sha256(reference.chemin(nom).read_bytes()).hexdigest()[:20]
 
 
 def _empreinte_couche(couche) -> str:
@@ -297,17 +352,28 @@ def _empreinte_couche(couche) -> str:
     return h.hexdigest()[:20]
 
 
+def _en_cache(travail: Path, prefixe: str, cle: str) -> bool:
+    """Whether :func:`_cache_derive` holds a result under ``cle``."""
+    return (travail / f"{prefixe}-{cle}.arrow").exists() and \
+        (travail / f"{prefixe}-{cle}.json").exists()
+
+
 def _cache_derive(travail: Path, prefixe: str, cle: str,
-                  calcul: Callable[[], tuple[pl.DataFrame, dict]]) -> tuple[pl.DataFrame, dict]:
-    """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``.
+                  calcul: Callable[[], tuple[pl.DataFrame, dict]],
+                  sans: tuple[str, ...] = ()) -> tuple[pl.DataFrame, dict]:
+    """``calcul()`` (a frame and a dict), or its result stored under ``cle`` in ``travail``
+    (then without the columns ``sans``, which are not read).
 
     Stored as Arrow IPC, uncompressed (like the conversions: written and read back at the
     speed of a copy; a rebuild from the cache then costs little more than writing the
     base)."""
     arrow = travail / f"{prefixe}-{cle}.arrow"
     meta = travail / f"{prefixe}-{cle}.json"
-    if arrow.exists() and meta.exists():
-        return pl.read_ipc(arrow), json.loads(meta.read_text("utf-8"))
+    if _en_cache(travail, prefixe, cle):
+        colonnes = None
+        if sans:
+            colonnes = [c for c in pl.read_ipc_schema(arrow) if c not in sans]
+        return pl.read_ipc(arrow, columns=colonnes), json.loads(meta.read_text("utf-8"))
     for ancien in travail.glob(f"{prefixe}-*"):
         ancien.unlink()
     df, info = calcul()
@@ -591,10 +657,11 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         dans_df, comptes = _perimetre_ess(c_etab, c_ul)
         etape("Communes et territoires")
         from essqpv.territoires import table_communes
-        dans_df = (dans_df.join(table_communes().rename({"code": "code_commune"}),
-                                on="code_commune", how="left")
-                   .with_columns(pl.coalesce(pl.col("departement"), _departement_du_code())
-                                 .alias("departement_crs"), _adresse()))
+        dans_df = _ajouter(dans_df, table_communes().rename({"code": "code_commune"}),
+                           "code_commune")
+        dans_df = dans_df.with_columns(
+            pl.coalesce(pl.col("departement"), _departement_du_code()).alias("departement_crs"),
+            _adresse()).drop(_PARTIES_ADRESSE)
         comptes["communes_inconnues"] = dans_df.filter(
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
@@ -604,7 +671,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
                    .unique("siret", keep="first")
                    .with_columns(pl.lit(True).alias("geo_present")).collect())
-            dans_df = dans_df.join(geo, on="siret", how="left").with_columns(
+            dans_df = _ajouter(dans_df, geo, "siret").with_columns(
                 pl.col("geo_present").fill_null(False))
         else:
             dans_df = dans_df.with_columns(
@@ -612,14 +679,24 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                 *[pl.lit(None, dtype=pl.String).alias(c) for c in
                   ("geo_x", "geo_y", "geo_qualite", "geo_epsg", "plg_qp15", "plg_qp24",
                    "plg_qp")])
-        return dans_df, comptes
+        return _en_enum(dans_df, COLONNES_ENUM), comptes
 
     # Everything up to placement is cached too (a few hundred thousand rows): a rebuild
     # from the cache (other QPV contours or buffer, new employment file) then reads no
     # large file at all.
-    cle_amont = _cle_derivee("amont", c_etab.chemin.name, c_ul.chemin.name,
+    cle_amont = _cle_derivee("amont-3", c_etab.chemin.name, c_ul.chemin.name,
                              c_geo.chemin.name if c_geo is not None else "-")
-    dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_amont, amont)
+    # The placement is cached by the establishments placed, the contours and the buffer (a
+    # rebuild with the same files only writes the base), with each establishment's strict
+    # QPV on the other map (the embedded contours of the other geography), which the
+    # transition 2015 -> 2024 reads.
+    autre_geographie = "2015" if couche.geographie == "2024" else "2024"
+    cle_placement = _cle_derivee(
+        "placement-2", cle_amont, str(reglages.tampon_m), _empreinte_couche(couche),
+        autre_geographie, _empreinte_reference(f"qpv{autre_geographie}.parquet"))
+    place = _en_cache(travail, "placement", cle_placement)
+    dans_df, comptes_d = _cache_derive(travail, "perimetre", cle_amont, amont,
+                                       sans=ENTREES_PLACEMENT if place else ())
     acceptees = comptes_d["acceptees"]
     communes_inconnues = comptes_d["communes_inconnues"]
 
@@ -632,21 +709,27 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
             "lambert_y")
         index = IndexQPV(couche)
         places = localiser_etablissements(entree, index, reglages.tampon_m)
+        autre = IndexQPV(lire_qpv(geographie=autre_geographie))
+        qpv_autre = autre.serie_codes("qpv_autre", autre.strict_indices(
+            places["lon"].to_numpy().astype(float), places["lat"].to_numpy().astype(float)))
         return places.select(
             "lon", "lat", "source_coordonnees", "localise", "motif_non_localise", "qpv",
-            "qpv_tampon", "distance_qpv_m"), {"multiples": int(getattr(index, "multiples", 0))}
+            "qpv_tampon", "distance_qpv_m").with_columns(qpv_autre), \
+            {"multiples": int(getattr(index, "multiples", 0))}
 
-    # Cached too, by the establishments placed, the contours and the buffer: a rebuild
-    # with the same files only writes the base.
-    places, info_placement = _cache_derive(
-        travail, "placement",
-        _cle_derivee("placement", cle_amont, str(reglages.tampon_m), _empreinte_couche(couche)),
-        placer)
-    dans_df = dans_df.with_columns(places)
+    places, info_placement = _cache_derive(travail, "placement", cle_placement, placer)
+    dans_df = dans_df.drop(ENTREES_PLACEMENT, strict=False).hstack(places.get_columns())
+    del places
     # Addresses (issue 19): establishments without usable coordinates placed from their Sirene
     # address when an address geocoder is installed (source_coordonnees = ban); else unchanged.
     from essqpv.geocodage.etablissements import completer_par_adresse
     dans_df, geocodage_ban = completer_par_adresse(dans_df, couche, reglages.tampon_m, etape)
+    # (the transition's QPV on the other map: from the placement's cache, except for the
+    # establishments the address geocoder placed, placed on the other map again there)
+    autre_carte = dans_df.filter(pl.col("localise")
+                                 & (pl.col("source_coordonnees") != "ban")).select(
+        "siret", "qpv_autre")
+    dans_df = dans_df.drop("qpv_autre")
 
     # INSEE's own QPV code, for the same geography.
     colonne_insee = {"2015": ["plg_qp15", "plg_qp"], "2024": ["plg_qp24"]}[couche.geographie]
@@ -678,8 +761,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                               if c in COLONNES_ETABLISSEMENTS or c == "denomination_usuelle"])
     if v_emp is not None:
         etape("Emplois")
-        dans_df = dans_df.join(v_emp.valides.select("siret", "effectif", *COMPTES), on="siret",
-                               how="left")
+        dans_df = _ajouter(dans_df, v_emp.valides.select("siret", "effectif", *COMPTES),
+                           "siret")
     else:
         dans_df = dans_df.with_columns(
             *[pl.lit(None, dtype=pl.Int64).alias(c) for c in ("effectif", *COMPTES)])
@@ -689,6 +772,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         pl.coalesce(pl.col("denomination"), pl.col("denomination_usuelle"), pl.col("enseigne"))
         .alias("denomination"),
     ).select(COLONNES_ETABLISSEMENTS)
+    dans_df = _en_enum(dans_df, COLONNES_ENUM_PLACEMENT)
 
     # Reconciliation (METHODOLOGY 8).
     localisees = int(dans_df["localise"].sum())
@@ -791,11 +875,17 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     garde_fous.point_arret("avant_ecriture")
     rejets_prepares = garde_fous.preparer_rejets(base, millesime, rejets)
     garde_fous.point_arret("rejets_prepares")
+    # (the establishments' table handed over to the writer, which frees it once it is in
+    # the base: the transition and the publication then read the base)
+    from essqpv import transition
+    pour_transition = dans_df.filter(pl.col("localise")).select(
+        transition.colonnes_etablissements(fichiers.emplois is not None))
+    etablissements = [dans_df.with_columns(pl.lit(millesime).alias("millesime"))]
+    del dans_df
     try:
-        _ecrire(base, millesime, meta,
-                dans_df.with_columns(pl.lit(millesime).alias("millesime")),
+        _ecrire(base, millesime, meta, etablissements,
                 qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")),
-                travail, etape)
+                travail, etape, autre_carte, pour_transition)
     except BaseException:
         shutil.rmtree(rejets_prepares, ignore_errors=True)
         raise
@@ -863,38 +953,62 @@ def _remplacable(base: Path, millesime: str) -> bool:
         con.close()
 
 
-def _cle_image(etab: pl.DataFrame) -> str:
+def _cle_image(etab: pl.DataFrame, meta: dict) -> str:
     """Key of the base image of ``etab`` (:func:`_ecrire`): its rows' hashes, its schema,
-    the versions that write it."""
+    the versions that write it, and what the transition 2015 -> 2024 stored with them
+    depends on besides (the headcounts chosen, the geography, the other map's embedded
+    contours, the embedded new and removed QPV)."""
+    from essqpv import transition
+    autre = "2015" if meta["geographie_qpv"] == "2024" else "2024"
     h = hashlib.sha256(f"{__version__}|{duckdb.__version__}|{pl.__version__}|{SCHEMA}|"
+                       f"{transition.SCHEMA}|{bool(meta['avec_emplois'])}|"
+                       f"{meta['geographie_qpv']}|{_empreinte_reference(f'qpv{autre}.parquet')}|"
+                       f"{_empreinte_reference('transition_qpv.parquet')}|"
                        f"{etab.schema}|{etab.height}".encode())
     h.update(etab.hash_rows(seed=21).to_numpy().tobytes())
+    for c, t in etab.schema.items():  # (an Enum's rows hash its codes: its values too)
+        if isinstance(t, pl.Enum):
+            h.update(f"{c}|{len(t.categories)}|".encode())
+            h.update("\x00".join(t.categories.to_list()).encode())
     return h.hexdigest()[:20]
 
 
-def _image_lisible(chemin: Path, lignes: int) -> bool:
-    """Whether a copy of a base image opens and holds ``lignes`` establishments."""
+def _image_lisible(chemin: Path, lignes: int, millesime: str) -> bool:
+    """Whether a copy of a base image opens and holds ``lignes`` establishments and the
+    transition of ``millesime``."""
     try:
         con = duckdb.connect(str(chemin), read_only=True)
     except duckdb.Error:
         return False
     try:
-        return con.execute("SELECT count(*) FROM etablissements").fetchone()[0] == lignes
+        return con.execute("SELECT count(*) FROM etablissements").fetchall()[0][0] == lignes \
+            and con.execute("SELECT count(*) FROM transition_qpv WHERE millesime = ?",
+                            [millesime]).fetchall()[0][0] > 0
     except duckdb.Error:
         return False
     finally:
         con.close()
 
 
-def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.DataFrame,
-            rejets: list, discordances: pl.DataFrame, travail: Path | None = None,
-            etape: Progression | None = None) -> None:
+def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.DataFrame],
+            qpv: pl.DataFrame, rejets: list, discordances: pl.DataFrame,
+            travail: Path | None = None, etape: Progression | None = None,
+            autre_carte: pl.DataFrame | None = None,
+            pour_transition: pl.DataFrame | None = None) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically.
+
+    ``etablissements`` holds the establishments' table, taken out of the list (so that it
+    is freed once inserted, before the transition and the publication read the base).
+    ``autre_carte`` (``siret, qpv_autre``): the strict QPV on the other map of located
+    establishments, already known, and ``pour_transition`` the located establishments'
+    rows the transition reads (:func:`essqpv.transition.ecrire`: not read back from the
+    base).
 
     When the base holds nothing but this vintage (a new file is started), the file holding
     only the establishments table is kept in ``travail`` (``image-<key>.duckdb``, the key
     being the rows written): a later build writing the same rows (a rebuild from the cache)
     starts from a copy of that file instead of inserting them again."""
+    etab = etablissements.pop()
     temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
     fermer_connexions(base)
     for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
@@ -903,11 +1017,11 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
     neuve = not (base.exists() and not _remplacable(base, millesime))
     if not neuve:
         shutil.copyfile(base, temporaire)
-    image = travail / f"image-{_cle_image(etab)}.duckdb" if neuve and travail else None
+    image = travail / f"image-{_cle_image(etab, meta)}.duckdb" if neuve and travail else None
     ecrite = image is not None and image.exists()
     if ecrite:
         shutil.copyfile(image, temporaire)
-        if not _image_lisible(temporaire, etab.height):  # (damaged: written anew)
+        if not _image_lisible(temporaire, etab.height, millesime):  # (damaged: written anew)
             temporaire.unlink()
             image.unlink()
             ecrite = False
@@ -921,12 +1035,29 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             for table in ("millesimes", "qpv", "rejets", "discordances_qpv_insee") + (
                     ("etablissements",) if existe and not ecrite else ()):
                 con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
-            if not ecrite:  # (one insert from Arrow: no copy of the frame, DuckDB's threads)
-                con.register("_etab", etab.to_arrow())
-                con.execute("INSERT INTO etablissements BY NAME SELECT * FROM _etab" if existe
-                            else "CREATE TABLE etablissements AS SELECT * FROM _etab")
+            if not ecrite:  # (one insert from Arrow: no copy of the frame, DuckDB's threads;
+                # string views and the Enums' dictionaries as they are, VARCHAR in DuckDB)
+                con.register("_etab", etab.to_arrow(compat_level=pl.CompatLevel.newest()))
+                enums = [f"{c}::VARCHAR AS {c}" for c, t in etab.schema.items()
+                         if isinstance(t, pl.Enum)]
+                choix = ("SELECT * " + (f"REPLACE ({', '.join(enums)}) " if enums else "")
+                         + "FROM _etab")
+                con.execute(f"INSERT INTO etablissements BY NAME {choix}" if existe
+                            else f"CREATE TABLE etablissements AS {choix}")
                 con.unregister("_etab")
-            if image is not None and not ecrite:  # the image: this table alone, then the rest
+            del etab
+            from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
+            if not ecrite:  # (with the establishments in the image: a rebuild reuses it)
+                if image is not None:  # (DuckDB's buffers of the insert freed first)
+                    con.execute("COMMIT")
+                    con.execute("CHECKPOINT")
+                    con.execute("BEGIN")
+                if etape is not None:
+                    etape("Transition 2015 → 2024")
+                transition.ecrire(con, millesime, autre_carte, pour_transition,
+                                  meta["geographie_qpv"])
+            del pour_transition
+            if image is not None and not ecrite:  # the image: these tables, then the rest
                 con.execute("COMMIT")
                 con.execute("CHECKPOINT")
                 for ancienne in travail.glob("image-*.duckdb*"):
@@ -952,10 +1083,6 @@ def _ecrire(base: Path, millesime: str, meta: dict, etab: pl.DataFrame, qpv: pl.
             marques = ", ".join("?" for _ in meta)
             con.execute(f"INSERT INTO millesimes ({colonnes}) VALUES ({marques})",
                         list(meta.values()))
-            from essqpv import transition  # geo2024: the 2015 -> 2024 transition, same commit
-            if etape is not None:
-                etape("Transition 2015 → 2024")
-            transition.ecrire(con, millesime)
             # the protected publication (issue 18): every cell, its certificates, the answers
             # every output reads; verified before it is written, in the same transaction (a
             # plan without proof stops the build and the previous base stays in place)

@@ -175,17 +175,45 @@ def _noms_communes() -> list[tuple[str, str, str]]:
              t.libelle) for t in _index()[0].values() if t.niveau == "commune"]
 
 
-def _statuts(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str) -> pl.DataFrame:
-    """Located active ESS establishments with their QPV in both geographies and a status."""
+def _statuts(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str,
+             connus: pl.DataFrame | None = None,
+             etablissements: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Located active ESS establishments with their QPV in both geographies and a status.
+
+    ``connus`` (``siret, qpv_autre``): the strict QPV on the other map of establishments
+    already placed there (the build's placement); the others are placed on the embedded
+    contours of the other geography here. ``etablissements``: the rows
+    :func:`_etablissements` reads from the base, handed over by the build (its text
+    columns may be Enums)."""
     from essqpv.placement import IndexQPV
     from essqpv.sources.qpv import lire_qpv
-    e = _etablissements(con, millesime, "localise")
+    if etablissements is None:
+        e = _etablissements(con, millesime, "localise")
+    else:
+        e = etablissements.with_columns(pl.col(c).cast(pl.String) for c, t in
+                                        etablissements.schema.items() if isinstance(t, pl.Enum))
     autre = "2015" if geographie == "2024" else "2024"
-    index = IndexQPV(lire_qpv(geographie=autre))
-    codes = index.strict(e["lon"].to_numpy().astype(float), e["lat"].to_numpy().astype(float))
-    codes = [None if c is None or c == "" or (isinstance(c, float) and np.isnan(c)) else str(c)
-             for c in list(codes)]
-    e = e.with_columns(pl.Series("qpv_autre", codes, dtype=pl.String))
+    if connus is not None:
+        e = e.join(connus.select("siret", pl.col("qpv_autre").cast(pl.String),
+                                 pl.lit(True).alias("_connu")),
+                   on="siret", how="left", maintain_order="left")
+        a_placer = e["_connu"].is_null().to_numpy()
+        e = e.drop("_connu")
+    else:
+        e = e.with_columns(pl.lit(None, dtype=pl.String).alias("qpv_autre"))
+        a_placer = np.ones(e.height, dtype=bool)
+    lignes = np.flatnonzero(a_placer)
+    if len(lignes):
+        index = IndexQPV(lire_qpv(geographie=autre))
+        codes = index.strict(e["lon"].to_numpy().astype(float)[lignes],
+                             e["lat"].to_numpy().astype(float)[lignes])
+        codes = [None if c is None or c == "" or (isinstance(c, float) and np.isnan(c))
+                 else str(c) for c in list(codes)]
+        places = pl.Series(codes, dtype=pl.String)
+        if len(lignes) == e.height:
+            e = e.with_columns(places.alias("qpv_autre"))
+        else:
+            e = e.with_columns(e["qpv_autre"].scatter(lignes, places))
     q24, q15 = ("qpv", "qpv_autre") if geographie == "2024" else ("qpv_autre", "qpv")
     return e.with_columns(
         pl.col(q24).alias("qpv_2024"), pl.col(q15).alias("qpv_2015")).with_columns(
@@ -194,6 +222,14 @@ def _statuts(con: duckdb.DuckDBPyConnection, millesime: str, geographie: str) ->
         .when(pl.col("qpv_2024").is_not_null()).then(pl.lit("entrant"))
         .when(pl.col("qpv_2015").is_not_null()).then(pl.lit("sortant"))
         .otherwise(None).alias("statut")).filter(pl.col("statut").is_not_null())
+
+
+def colonnes_etablissements(avec_emplois: bool) -> list:
+    """The columns :func:`_etablissements` reads (polars expressions on the base's table)."""
+    valeur = "effectif" if avec_emplois else "effectif_estime"
+    return ["siret", "famille", "secteur", "employeur",
+            pl.col(valeur).fill_null(0).alias("sal"), "commune", "departement", "region",
+            "epci", "lon", "lat", "qpv"]
 
 
 def _etablissements(con, millesime: str, filtre: str) -> pl.DataFrame:
@@ -243,16 +279,22 @@ def _inserer(con, table: str, df: pl.DataFrame) -> None:
     con.unregister(nom)
 
 
-def ecrire(con: duckdb.DuckDBPyConnection, millesime: str) -> dict:
+def ecrire(con: duckdb.DuckDBPyConnection, millesime: str,
+           connus: pl.DataFrame | None = None,
+           etablissements: pl.DataFrame | None = None,
+           geographie: str | None = None) -> dict:
     """Compute the transition of the vintage and store it (tables ``transition``,
     ``transition_statuts`` and ``transition_qpv``), inside the caller's transaction.
-    Returns the national counts."""
+    ``connus``, ``etablissements``: see :func:`_statuts`; ``geographie``: the vintage's
+    (read from ``millesimes`` when not given). Returns the national counts."""
     con.execute(SCHEMA)
     for table in ("transition", "transition_qpv", "transition_statuts"):
         con.execute(f"DELETE FROM {table} WHERE millesime = ?", [millesime])
-    geographie = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
-                             [millesime]).fetchall()[0][0]
-    e = _statuts(con, millesime, geographie)
+    if geographie is None:
+        geographie = con.execute("SELECT geographie_qpv FROM millesimes WHERE millesime = ?",
+                                 [millesime]).fetchall()[0][0]
+    e = _statuts(con, millesime, geographie, connus, etablissements)
+    del etablissements
     if e.height:
         _inserer(con, "transition", cellules(e).with_columns(
             pl.lit(millesime).alias("millesime")))
