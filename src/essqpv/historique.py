@@ -137,8 +137,9 @@ def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl
     its nomenclature and the employer character only: it is computed once per combination
     of them, then joined to the periods."""
     cles = ["naf", "nomenclature_naf", "employeur_brut"]
-    combos = eh.select(cles).unique()
-    c = combos.with_columns(pl.col(k).cast(pl.String) for k in cles)
+    # (the number of periods of each combination gives the counts without joining them)
+    combos = eh.group_by(cles).len("_periodes")
+    c = combos.select(pl.col(k).cast(pl.String) for k in cles)
     rev1 = pl.col("nomenclature_naf") == "NAFRev1"
     mappe = pl.col("naf").replace_strict(naf1, default=None, return_dtype=pl.String) \
         if naf1 else pl.lit(None, dtype=pl.String)
@@ -153,9 +154,14 @@ def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl
         pl.col("secteur").cast(pl.Categorical), "employeur",
         pl.col("motif_exclusion").is_not_null().alias("exclue"), "naf_rev1_convertie",
         "nafrev2")], how="horizontal")
-    etab = eh.join(classes, on=cles, how="left", nulls_equal=True)
-    comptes = {"periodes_naf_rev1_converties": int(etab["naf_rev1_convertie"].sum()),
-               "periodes_hors_naf_rev2": int((~etab["nafrev2"]).sum())}
+    comptes = {"periodes_naf_rev1_converties": int(
+                   classes.filter(pl.col("naf_rev1_convertie"))["_periodes"].sum()),
+               "periodes_hors_naf_rev2": int(
+                   classes.filter(~pl.col("nafrev2"))["_periodes"].sum())}
+    # (only the columns kept are joined)
+    etab = eh.select("siret", "siren", "debut", "fin", "etat", *cles).join(
+        classes.select(*cles, "secteur", "employeur", "exclue"), on=cles, how="left",
+        nulls_equal=True)
     return etab.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
                        "employeur_brut", "exclue"), comptes
 
@@ -235,9 +241,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     the ESS now), read from the stock of establishments (which keeps the closed ones) and the
     geolocation file, placed by the rules of METHODOLOGY 5."""
     from essqpv import base as B
-    from essqpv.placement import IndexQPV, localiser_etablissements
+    from essqpv.placement import localiser_etablissements
     from essqpv.sources import sirene
-    from essqpv.sources.qpv import lire_qpv
     from essqpv.territoires import table_communes
     src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
     colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
@@ -272,7 +277,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
                         .alias("departement_crs")))
     entree = df.with_columns(pl.col("departement_crs").alias("departement")).drop(
         "commune", "region", "epci", "departement_crs")
-    places = localiser_etablissements(entree, IndexQPV(lire_qpv(None)), tampon_m)
+    # (coordinates only: :func:`_positions` places them in the contours of each geography)
+    places = localiser_etablissements(entree, None, tampon_m)
     return df.select("siret", "commune", "departement", "region", "epci").with_columns(
         places["localise"], places["lon"], places["lat"],
         pl.lit(None, dtype=pl.Boolean).alias("employeur_actuel")), compte

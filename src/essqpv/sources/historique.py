@@ -161,8 +161,9 @@ def _verifier_chevauchements(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
     starts on or before the end of the last kept one is rejected. The end of the last kept
     period is carried by a cumulative maximum, so a chain is judged in one pass."""
     cle, _ = CLE[role]
-    bons = (cadre.filter(pl.col("_motif").is_null())
-            .select(cle, "debut", "fin", "_ligne")
+    # (the four columns judged, copied alone)
+    bons = (cadre.select(cle, "debut", "fin", "_ligne", "_motif")
+            .filter(pl.col("_motif").is_null()).drop("_motif")
             .sort([cle, "debut", "_ligne"], nulls_last=False))
     # one cumulative maximum over the whole sorted column, without a window per unit: the
     # unit's rank times a stride larger than any span of days is added to each day, so the
