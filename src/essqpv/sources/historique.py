@@ -250,26 +250,29 @@ class Filtre:
         if self.identifiant is not None:
             c, k, v = self.identifiant
             self.identifiant = (c, k, np.unique(np.asarray(v, np.int64)))
-            self._nombres = pl.Series(self.identifiant[2], dtype=pl.Int64).implode()
             self.bits = _bits_de(self.identifiant[2])
-        self._codes = {c: pl.Series(v, dtype=pl.String).implode()
-                       for c, v in (self.codes or {}).items()}
 
     def colonnes(self) -> list[str]:
         return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {})
 
-    def garde(self, cadre: pl.DataFrame) -> np.ndarray:
-        """The condition on parsed text columns (one Boolean per row)."""
-        garde = np.zeros(cadre.height, np.bool_)
+    def garde(self, table: pa.Table) -> np.ndarray:
+        """The condition on parsed text columns (one Boolean per row), by Arrow's compute
+        functions: the identifier's number when it is exactly its digits
+        (:func:`~essqpv.sources.lecteur.cle_numerique`), the codes' texts."""
+        import pyarrow.compute as pc
+
+        from essqpv.sources.lecteur import cle_numerique
+        garde = np.zeros(table.num_rows, np.bool_)
+        if not table.num_rows:
+            return garde
         if self.identifiant is not None:
             c, k, valeurs = self.identifiant
-            col = cadre[c]
-            nombres = col.cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
-            forme = col.str.contains(f"^[0-9]{{{k}}}$").fill_null(False).to_numpy()
-            garde |= forme & _parmi(nombres, valeurs, self.bits)
-        for c, valeurs in self._codes.items():
-            garde |= cadre.select(pl.col(c).is_in(valeurs).fill_null(False)).to_series() \
-                .to_numpy()
+            nombres = cle_numerique(table.column(c), k)  # (-1: not exactly k digits)
+            garde |= (nombres >= 0) & _parmi(nombres, valeurs, self.bits)
+        for c, valeurs in (self.codes or {}).items():
+            col = table.column(c)
+            dans = pc.is_in(col, value_set=pa.array(valeurs, col.type)).fill_null(False)
+            garde |= numpy_de(dans)
         return garde
 
 
@@ -498,8 +501,8 @@ class _LecteurFiltre:
         sure = (nsep == self.nchamps - 1) & (longueurs > 0)
         impair = False
         if blk.find(b'"', 0, taille) >= 0:
-            q = np.flatnonzero(a == 34)
-            nq = np.diff(np.concatenate([[0], np.searchsorted(q, fins)]))
+            # (the quotes of each line: each quote's line found, counted per line)
+            nq = np.bincount(np.searchsorted(fins, np.flatnonzero(a == 34)), minlength=n)
             sure &= nq == 0
             impair = bool(np.any(nq % 2))
         if blk.find(b"\r", 0, taille) >= 0:
@@ -530,8 +533,12 @@ class _LecteurFiltre:
         if len(k) == n:
             tampon = bytes(memoryview(blk)[:taille])
         else:
-            morceaux = [blk[d:f + 1] for d, f in zip(debuts[k].tolist(), fins[k].tolist())]
-            tampon = b"".join(morceaux)
+            # (the lines in runs of consecutive ones, a slice per run; a last line without
+            # its end stops at the block's end)
+            coupe = np.flatnonzero(np.diff(k) != 1) + 1
+            de = debuts[k[np.concatenate([[0], coupe])]]
+            a_ = np.minimum(fins[k[np.concatenate([coupe - 1, [len(k) - 1]])]] + 1, taille)
+            tampon = b"".join([blk[d:f] for d, f in zip(de.tolist(), a_.tolist())])
             if not tampon.endswith(b"\n"):
                 tampon += b"\n"
         t, rejets, _ = self._lire(tampon, lignes[k], debuts[k], longueurs[k], decalage, True)
@@ -563,11 +570,14 @@ class _LecteurFiltre:
         judged, the others pass)."""
         if self.filtre is None or not t.num_rows:
             return t
-        if a_juger is not None and not a_juger.any():
+        if a_juger is None:
+            return t.filter(pa.array(self.filtre.garde(t.select(self.filtre.colonnes()))))
+        if not a_juger.any():
             return t
-        garde = self.filtre.garde(pl.from_arrow(t.select(self.filtre.colonnes())))
-        if a_juger is not None:
-            garde = garde | ~a_juger
+        # (only the rows to judge: the others pass)
+        i = np.flatnonzero(a_juger)
+        garde = ~a_juger
+        garde[i] = self.filtre.garde(t.select(self.filtre.colonnes()).take(tableau(i)))
         return t.filter(pa.array(garde))
 
 
