@@ -474,11 +474,17 @@ class _LecteurFiltre:
             # the separators and line ends located together, in one pass over the bytes
             # (half the cost of locating each, then searching one among the other): ``z``
             # their positions, ``nl`` the indices in ``z`` of the line ends
+            # (and the quotes, when the block has some: a line with quotes is read by the
+            # project's reader; its count of marks is then no count of fields)
+            cite = blk.find(b'"', 0, taille) >= 0
             marques = a == self.sep
             marques |= a == 10
+            if cite:
+                marques |= a == 34
             z = np.flatnonzero(marques)
             del marques
-            nl = np.flatnonzero(a[z] == 10)
+            cz = a[z]
+            nl = np.flatnonzero(cz == 10)
             fins = z[nl]
         ouverte = bool(taille) and blk[taille - 1] != 10  # (a last line without its end)
         if ouverte:
@@ -500,16 +506,16 @@ class _LecteurFiltre:
         virg = z
         sure = (nsep == self.nchamps - 1) & (longueurs > 0)
         impair = False
-        if blk.find(b'"', 0, taille) >= 0:
-            # (the quotes of each line: each quote's line found, counted per line)
-            nq = np.bincount(np.searchsorted(fins, np.flatnonzero(a == 34)), minlength=n)
+        if cite:
+            # (the quotes of each line: each quote's line found among the marks, counted)
+            nq = np.bincount(np.searchsorted(nl, np.flatnonzero(cz == 34)), minlength=n)
             sure &= nq == 0
             impair = bool(np.any(nq % 2))
         if blk.find(b"\r", 0, taille) >= 0:
             sure[np.searchsorted(fins, np.flatnonzero(a == 13))] = False
         ascii_ = blk.isascii() if taille == len(blk) else bool(a.max(initial=0) < 128)
         if not ascii_:  # (decodable or not: the project's reader judges those lines)
-            sure[np.unique(np.searchsorted(fins, np.flatnonzero(a >= 128)))] = False
+            sure[np.searchsorted(fins, np.flatnonzero(a >= 128))] = False
         if impair:
             # a record that may span lines: the whole block is read by the project's
             # reader (rare)
