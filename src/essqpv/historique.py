@@ -159,11 +159,11 @@ def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl
                "periodes_hors_naf_rev2": int(
                    classes.filter(~pl.col("nafrev2"))["_periodes"].sum())}
     # (only the columns kept are joined)
-    etab = eh.select("siret", "siren", "debut", "fin", "etat", *cles).join(
-        classes.select(*cles, "secteur", "employeur", "exclue"), on=cles, how="left",
+    etab = eh.lazy().select("siret", "siren", "debut", "fin", "etat", *cles).join(
+        classes.lazy().select(*cles, "secteur", "employeur", "exclue"), on=cles, how="left",
         nulls_equal=True)
     return etab.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
-                       "employeur_brut", "exclue"), comptes
+                       "employeur_brut", "exclue").collect(), comptes
 
 
 def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
@@ -171,17 +171,19 @@ def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
     with an ESS period of its legal unit (``debut``/``fin`` filled: no start = 0001-01-01,
     no end = 9999-12-31)."""
     tot, loin = pl.lit(dt.date(1, 1, 1)), pl.lit(LOIN)
-    e = etab.filter((pl.col("etat") == "A") & ~pl.col("exclue")).select(
+    # (lazily: the periods filtered and the join's rows judged without materialising every
+    # column of the join)
+    e = etab.lazy().filter((pl.col("etat") == "A") & ~pl.col("exclue")).select(
         "siret", "siren", pl.col("debut").fill_null(tot).alias("ed"),
         pl.col("fin").fill_null(loin).alias("ef"), "secteur", "employeur", "employeur_brut")
-    u = ul.select("siren", pl.col("debut").fill_null(tot).alias("ud"),
-                  pl.col("fin").fill_null(loin).alias("uf"), "famille")
+    u = ul.lazy().select("siren", pl.col("debut").fill_null(tot).alias("ud"),
+                         pl.col("fin").fill_null(loin).alias("uf"), "famille")
     j = e.join(u, on="siren", how="inner").with_columns(
         pl.max_horizontal("ed", "ud").alias("debut"), pl.min_horizontal("ef", "uf").alias("fin"))
     return j.filter(pl.col("debut") <= pl.col("fin")).select(
         "siret", "debut", "fin", "ef", pl.col("famille").cast(pl.Categorical),
         pl.col("secteur").cast(pl.Categorical), "employeur",
-        pl.col("employeur_brut").cast(pl.Categorical))
+        pl.col("employeur_brut").cast(pl.Categorical)).collect()
 
 
 def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.DataFrame:
