@@ -151,3 +151,21 @@ def test_codes_compares_des_champs_entiers(tmp_path):
         assert lues == len(lignes) and not rejets and non_lues == lues - cadre.height
         assert {(n - 2) % len(valeurs) for n in cadre["_ligne"].to_list()} == gardes
         assert cadre.height == 40 * len(gardes)
+
+
+def test_derniere_ligne_sans_fin_de_ligne(tmp_path):
+    """A file whose last line has no line end, read in small blocks (buffers read into
+    again): the last line is kept unchanged, as the project's reader keeps it."""
+    lignes = [_ligne(ESS[k % 3] if k % 4 == 0 else f"2{k:08d}", k) for k in range(400)]
+    lignes[-1] = _ligne(ESS[0], 399)
+    brut = (",".join(COLONNES) + "\n" + "\n".join(lignes)).encode()
+    (tmp_path / "h.csv").write_bytes(brut)
+    source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
+    colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
+    conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
+    attendu = conv.lire().collect().filter(pl.col("siren").is_in(ESS)).sort("_ligne")
+    filtre = H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])))
+    cadre, lues, rejets, _ = H.lire_filtre(source, colonnes, filtre, taille=1 << 12)
+    assert lues == len(lignes) and not rejets and not conv.rejets
+    assert cadre.sort("_ligne").select(attendu.columns).equals(attendu)
+    assert cadre["_ligne"].max() == len(lignes) + 1
