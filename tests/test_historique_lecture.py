@@ -124,3 +124,48 @@ def test_recherche_sans_verifier_la_forme(tmp_path):
     # the rejects are those of the lines read: a wanted siret on a malformed line
     lignes_voulues = set(attendu["_ligne"].to_list())
     assert all(r.ligne not in lignes_voulues for r in rejets)
+
+
+def test_codes_compares_des_champs_entiers(tmp_path):
+    """A code is kept when the whole field is one of the codes (compared as the field's
+    bytes): not a longer field that starts with it, nor a shorter one that it starts with;
+    and the fields of 1 byte (the ESS flag) and of other widths alike."""
+    colonnes = sirene.colonnes_officielles(H.UNITES_LEGALES)["colonne"].to_list()
+    valeurs = [("9210", "N"), ("92101", "N"), ("921", "N"), ("", "N"), ("5710", "O"),
+               ("5710", "ON"), ("5710", ""), ("9220", "N"), ("92", "N"), ("9", "N")]
+    lignes = []
+    for k, (cj, ess) in enumerate(valeurs * 40):
+        v = {c: "" for c in colonnes}
+        v.update(siren=f"{100000000 + k}", dateDebut="2010-01-01",
+                 categorieJuridiqueUniteLegale=cj, economieSocialeSolidaireUniteLegale=ess)
+        lignes.append(",".join(v[c] for c in colonnes))
+    (tmp_path / "u.csv").write_text(",".join(colonnes) + "\n" + "\n".join(lignes) + "\n")
+    source = sirene.preparer(tmp_path / "u.csv", H.UNITES_LEGALES, tmp_path)
+    for codes, gardes in [
+            ({"categorieJuridiqueUniteLegale": ["9210", "9220"],
+              "economieSocialeSolidaireUniteLegale": ["O"]}, {0, 4, 7}),
+            ({"categorieJuridiqueUniteLegale": ["921", "9"]}, {2, 9}),
+            ({"categorieJuridiqueUniteLegale": ["92101"]}, {1})]:
+        cadre, lues, rejets, non_lues = H.lire_filtre(
+            source, list(H.RENOMMAGE[H.UNITES_LEGALES]), H.Filtre(codes=codes), taille=1 << 12)
+        assert lues == len(lignes) and not rejets and non_lues == lues - cadre.height
+        assert {(n - 2) % len(valeurs) for n in cadre["_ligne"].to_list()} == gardes
+        assert cadre.height == 40 * len(gardes)
+
+
+def test_derniere_ligne_sans_fin_de_ligne(tmp_path):
+    """A file whose last line has no line end, read in small blocks (buffers read into
+    again): the last line is kept unchanged, as the project's reader keeps it."""
+    lignes = [_ligne(ESS[k % 3] if k % 4 == 0 else f"2{k:08d}", k) for k in range(400)]
+    lignes[-1] = _ligne(ESS[0], 399)
+    brut = (",".join(COLONNES) + "\n" + "\n".join(lignes)).encode()
+    (tmp_path / "h.csv").write_bytes(brut)
+    source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
+    colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
+    conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
+    attendu = conv.lire().collect().filter(pl.col("siren").is_in(ESS)).sort("_ligne")
+    filtre = H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])))
+    cadre, lues, rejets, _ = H.lire_filtre(source, colonnes, filtre, taille=1 << 12)
+    assert lues == len(lignes) and not rejets and not conv.rejets
+    assert cadre.sort("_ligne").select(attendu.columns).equals(attendu)
+    assert cadre["_ligne"].max() == len(lignes) + 1

@@ -137,8 +137,9 @@ def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl
     its nomenclature and the employer character only: it is computed once per combination
     of them, then joined to the periods."""
     cles = ["naf", "nomenclature_naf", "employeur_brut"]
-    combos = eh.select(cles).unique()
-    c = combos.with_columns(pl.col(k).cast(pl.String) for k in cles)
+    # (the number of periods of each combination gives the counts without joining them)
+    combos = eh.group_by(cles).len("_periodes")
+    c = combos.select(pl.col(k).cast(pl.String) for k in cles)
     rev1 = pl.col("nomenclature_naf") == "NAFRev1"
     mappe = pl.col("naf").replace_strict(naf1, default=None, return_dtype=pl.String) \
         if naf1 else pl.lit(None, dtype=pl.String)
@@ -153,11 +154,16 @@ def _periodes_etablissements(eh: pl.DataFrame, naf1: dict[str, str]) -> tuple[pl
         pl.col("secteur").cast(pl.Categorical), "employeur",
         pl.col("motif_exclusion").is_not_null().alias("exclue"), "naf_rev1_convertie",
         "nafrev2")], how="horizontal")
-    etab = eh.join(classes, on=cles, how="left", nulls_equal=True)
-    comptes = {"periodes_naf_rev1_converties": int(etab["naf_rev1_convertie"].sum()),
-               "periodes_hors_naf_rev2": int((~etab["nafrev2"]).sum())}
+    comptes = {"periodes_naf_rev1_converties": int(
+                   classes.filter(pl.col("naf_rev1_convertie"))["_periodes"].sum()),
+               "periodes_hors_naf_rev2": int(
+                   classes.filter(~pl.col("nafrev2"))["_periodes"].sum())}
+    # (only the columns kept are joined)
+    etab = eh.lazy().select("siret", "siren", "debut", "fin", "etat", *cles).join(
+        classes.lazy().select(*cles, "secteur", "employeur", "exclue"), on=cles, how="left",
+        nulls_equal=True)
     return etab.select("siret", "siren", "debut", "fin", "etat", "secteur", "employeur",
-                       "employeur_brut", "exclue"), comptes
+                       "employeur_brut", "exclue").collect(), comptes
 
 
 def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
@@ -165,17 +171,19 @@ def _intervalles(etab: pl.DataFrame, ul: pl.DataFrame) -> pl.DataFrame:
     with an ESS period of its legal unit (``debut``/``fin`` filled: no start = 0001-01-01,
     no end = 9999-12-31)."""
     tot, loin = pl.lit(dt.date(1, 1, 1)), pl.lit(LOIN)
-    e = etab.filter((pl.col("etat") == "A") & ~pl.col("exclue")).select(
+    # (lazily: the periods filtered and the join's rows judged without materialising every
+    # column of the join)
+    e = etab.lazy().filter((pl.col("etat") == "A") & ~pl.col("exclue")).select(
         "siret", "siren", pl.col("debut").fill_null(tot).alias("ed"),
         pl.col("fin").fill_null(loin).alias("ef"), "secteur", "employeur", "employeur_brut")
-    u = ul.select("siren", pl.col("debut").fill_null(tot).alias("ud"),
-                  pl.col("fin").fill_null(loin).alias("uf"), "famille")
+    u = ul.lazy().select("siren", pl.col("debut").fill_null(tot).alias("ud"),
+                         pl.col("fin").fill_null(loin).alias("uf"), "famille")
     j = e.join(u, on="siren", how="inner").with_columns(
         pl.max_horizontal("ed", "ud").alias("debut"), pl.min_horizontal("ef", "uf").alias("fin"))
     return j.filter(pl.col("debut") <= pl.col("fin")).select(
         "siret", "debut", "fin", "ef", pl.col("famille").cast(pl.Categorical),
         pl.col("secteur").cast(pl.Categorical), "employeur",
-        pl.col("employeur_brut").cast(pl.Categorical))
+        pl.col("employeur_brut").cast(pl.Categorical)).collect()
 
 
 def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.DataFrame:
@@ -235,9 +243,8 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
     the ESS now), read from the stock of establishments (which keeps the closed ones) and the
     geolocation file, placed by the rules of METHODOLOGY 5."""
     from essqpv import base as B
-    from essqpv.placement import IndexQPV, localiser_etablissements
+    from essqpv.placement import localiser_etablissements
     from essqpv.sources import sirene
-    from essqpv.sources.qpv import lire_qpv
     from essqpv.territoires import table_communes
     src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
     colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
@@ -272,20 +279,22 @@ def _positions_stock(sirets: pl.Series, etablissements: str | Path,
                         .alias("departement_crs")))
     entree = df.with_columns(pl.col("departement_crs").alias("departement")).drop(
         "commune", "region", "epci", "departement_crs")
-    places = localiser_etablissements(entree, IndexQPV(lire_qpv(None)), tampon_m)
-    return df.select("siret", "commune", "departement", "region", "epci").with_columns(
+    # (coordinates only: :func:`_positions` places them in the contours of each geography)
+    places = localiser_etablissements(entree, None, tampon_m)
+    return df.select("siret", "commune").with_columns(
         places["localise"], places["lon"], places["lat"],
         pl.lit(None, dtype=pl.Boolean).alias("employeur_actuel")), compte
 
 
 def _positions(con: duckdb.DuckDBPyConnection, millesime: str, couches: dict[str, object],
                absents: pl.DataFrame | None) -> pl.DataFrame:
-    """siret → commune, département, région, EPCI, placed, employer now, and the QPV of
-    each geography (``qpv_2015``, ``qpv_2024``): the vintage's points (and those of
-    ``absents``), each placed in the contours of every geography (strict perimeter)."""
+    """siret → commune, placed, employer now, and the QPV of each geography (``qpv_2015``,
+    ``qpv_2024``): the vintage's points (and those of ``absents``), each placed in the
+    contours of every geography (strict perimeter). (The levels above the commune are a
+    function of it: not read here.)"""
     from essqpv.placement import IndexQPV
     p = con.sql(
-        f"SELECT {_SIRET_NOMBRE} AS siret, commune, departement, region, epci, localise, "
+        f"SELECT {_SIRET_NOMBRE} AS siret, commune, localise, "
         "lon, lat, employeur AS employeur_actuel FROM etablissements WHERE millesime = ?",
         params=[millesime]).pl()
     if absents is not None and absents.height:
@@ -301,63 +310,81 @@ def _positions(con: duckdb.DuckDBPyConnection, millesime: str, couches: dict[str
     return p.drop("lon", "lat").with_columns(pl.col("commune").cast(pl.Categorical))
 
 
-def _avec_positions(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str) -> pl.DataFrame:
-    """Rows (one per interval or event) with the establishment's position in geography
-    ``geo`` (``qpv``), ``localise`` filled."""
+def _avec_positions(lignes: pl.DataFrame, pos: pl.DataFrame,
+                    geographies: list[str]) -> pl.DataFrame:
+    """Rows (one per interval or event) with the establishment's position in each of
+    ``geographies`` (``qpv_<géographie>``), ``localise`` filled."""
     return (lignes.join(pos.select("siret", "commune", "localise", "employeur_actuel",
-                                   f"qpv_{geo}"),
+                                   *[f"qpv_{g}" for g in geographies]),
                         on="siret", how="left")
-            .rename({f"qpv_{geo}": "qpv"})
             .with_columns(pl.col("localise").fill_null(False)))
 
 
-def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFrame,
-          geo: str) -> pl.DataFrame:
-    """Counts by point × cell (see the module's docstring).
-
-    Each interval covers the points from the first on or after its start to the last on or
-    before its end (the vintage point, dated 9999-12-31 here, is covered by the intervals
-    that never end only). The intervals get an integer cell id; each adds 1 at its first
-    point and -1 after its last one in a cells × points grid, summed along the points (no
-    row per interval and point: the memory is the grid's, cells × points integers).
-    """
+def _joindre(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFrame,
+             geographies: list[str]) -> pl.DataFrame:
+    """The intervals that cover a point, with the points they cover (``i0`` ≤ point index <
+    ``i1``; the vintage point, dated 9999-12-31 here, is covered by the intervals that never
+    end only), their attributes and the establishment's position in every geography
+    (``qpv_<géographie>``), joined once for all of them."""
     dates = [d for _, d in points[:-1]] + [LOIN]
-    dernier = len(points) - 1
     t = np.array(dates, dtype="datetime64[D]")
     debut = inter["debut"].to_numpy().astype("datetime64[D]")
     fin = inter["fin"].to_numpy().astype("datetime64[D]")
-    joint = _avec_positions(
-        inter.select("siret", "famille", "secteur", "employeur", "employeur_brut")
-        .with_columns(pl.Series("i0", np.searchsorted(t, debut, side="left"), pl.Int32),
-                      pl.Series("i1", np.searchsorted(t, fin, side="right"), pl.Int32))
-        .filter(pl.col("i0") < pl.col("i1")), pos, geo)
+    joint = (inter.select("siret", "famille", "secteur", "employeur", "employeur_brut")
+             .with_columns(pl.Series("i0", np.searchsorted(t, debut, side="left"), pl.Int32),
+                           pl.Series("i1", np.searchsorted(t, fin, side="right"), pl.Int32))
+             .filter(pl.col("i0") < pl.col("i1")))
+    del debut, fin
+    joint = _avec_positions(joint, pos, geographies)
     # at the vintage, a period without employer character takes the stock's flag
-    joint = joint.with_columns(
+    return joint.with_columns(
         pl.when(pl.col("employeur_brut").is_null() & pl.col("employeur_actuel").is_not_null())
         .then(pl.col("employeur_actuel")).otherwise(pl.col("employeur"))
-        .alias("employeur_dernier"))
+        .alias("employeur_dernier")).drop("siret", "employeur_brut", "employeur_actuel")
+
+
+def _cube(joint: pl.DataFrame, points: list[tuple[str, dt.date]], geo: str) -> pl.DataFrame:
+    """Counts by point × cell (see the module's docstring) in geography ``geo``, from the
+    intervals of :func:`_joindre`.
+
+    The intervals of the same cell and the same points are counted together first (one
+    grouping: the steps below work on the groups, not on every interval). The groups get an
+    integer cell id; each adds its count at its first point and takes it away after its
+    last one in a cells × points grid, summed along the points (no row per interval and
+    point: the memory is the grid's, cells × points integers).
+    """
+    dernier = len(points) - 1
     autres = [d for d in DIMENSIONS if d != "employeur"]
-    cellules = (pl.concat([joint.select(*autres, "employeur"),
-                           joint.select(*autres, pl.col("employeur_dernier").alias("employeur"))])
+    groupes = (joint.select(*[c for c in autres if c != "qpv"], pl.col(f"qpv_{geo}").alias("qpv"),
+                            "employeur", "employeur_dernier", "i0", "i1")
+               .group_by(*autres, "employeur", "employeur_dernier", "i0", "i1")
+               .agg(pl.len().alias("_n")))
+    cellules = (pl.concat([groupes.select(*autres, "employeur"),
+                           groupes.select(*autres, pl.col("employeur_dernier").alias("employeur"))])
                 .unique(maintain_order=True).with_row_index("cellule"))
-    joint = (joint.join(cellules, on=[*autres, "employeur"], how="left", nulls_equal=True)
-             .join(cellules.rename({"cellule": "cellule_dernier", "employeur": "employeur_dernier"}),
-                   on=[*autres, "employeur_dernier"], how="left", nulls_equal=True))
-    # counts by cell × point without spreading the intervals: +1 at an interval's first
-    # point, -1 after its last one (points before the vintage), summed along the points;
-    # the vintage point counts the intervals that never end, in their vintage cell
+    groupes = (groupes.join(cellules, on=[*autres, "employeur"], how="left", nulls_equal=True)
+               .join(cellules.rename({"cellule": "cellule_dernier",
+                                      "employeur": "employeur_dernier"}),
+                     on=[*autres, "employeur_dernier"], how="left", nulls_equal=True))
+    # counts by cell × point without spreading the intervals: + at a group's first point,
+    # - after its last one (points before the vintage), summed along the points; the
+    # vintage point counts the intervals that never end, in their vintage cell
     n_cel, n_pts = cellules.height, len(points)
-    c = joint["cellule"].to_numpy().astype(np.int64)
-    i0 = joint["i0"].to_numpy().astype(np.int64)
-    fin = np.minimum(joint["i1"].to_numpy().astype(np.int64), dernier)
+    c = groupes["cellule"].to_numpy().astype(np.int64)
+    poids = groupes["_n"].to_numpy().astype(np.int64)
+    i0 = groupes["i0"].to_numpy().astype(np.int64)
+    i1 = groupes["i1"].to_numpy().astype(np.int64)
+    fin = np.minimum(i1, dernier)
     m = i0 < fin
     largeur = n_pts + 1
-    pas = (np.bincount(c[m] * largeur + i0[m], minlength=n_cel * largeur)
-           - np.bincount(c[m] * largeur + fin[m], minlength=n_cel * largeur))
-    grille = np.cumsum(pas.reshape(n_cel, largeur), axis=1)[:, :n_pts]
-    couvre = joint["i1"].to_numpy() > dernier
-    grille[:, dernier] = np.bincount(joint["cellule_dernier"].to_numpy()[couvre].astype(np.int64),
-                                     minlength=n_cel)
+    pas = (np.bincount(c[m] * largeur + i0[m], weights=poids[m], minlength=n_cel * largeur)
+           - np.bincount(c[m] * largeur + fin[m], weights=poids[m],
+                         minlength=n_cel * largeur))
+    grille = np.cumsum(np.rint(pas).astype(np.int64).reshape(n_cel, largeur), axis=1)[:, :n_pts]
+    couvre = i1 > dernier
+    grille[:, dernier] = np.rint(np.bincount(
+        groupes["cellule_dernier"].to_numpy()[couvre].astype(np.int64), weights=poids[couvre],
+        minlength=n_cel)).astype(np.int64)
     cel, ordre = np.nonzero(grille)
     comptes = pl.DataFrame({"cellule": cel.astype(np.uint32), "ordre": ordre.astype(np.int16),
                             "n": grille[cel, ordre].astype(np.int64)})
@@ -370,7 +397,7 @@ def _cube(inter: pl.DataFrame, points: list[tuple[str, dt.date]], pos: pl.DataFr
 
 def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str) -> pl.DataFrame:
     """Counts of events by ``cles`` × cell."""
-    return (_avec_positions(lignes, pos, geo)
+    return (_avec_positions(lignes, pos, [geo]).rename({f"qpv_{geo}": "qpv"})
             .group_by(*cles, *DIMENSIONS).agg(pl.len().cast(pl.Int64).alias("n"))
             .with_columns(pl.lit(geo).alias("geographie")))
 
@@ -464,9 +491,11 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
 
     etape("Séries")
     stocks, flux = [], []
+    joint = _joindre(inter, points, pos, geographies)  # (once for every geography)
     for g in geographies:
-        stocks.append(_cube(inter, points, pos, g))
+        stocks.append(_cube(joint, points, g))
         flux.append(_agreger(evts, pos, g, "annee", "type"))
+    del joint
     stock = pl.concat(stocks).select("geographie", "ordre", *DIMENSIONS, "n")
     flux_df = pl.concat(flux).select("geographie", "annee", "type", *DIMENSIONS, "n")
 

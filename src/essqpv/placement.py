@@ -429,7 +429,7 @@ def _crs_lambert() -> tuple[dict[str, int | None], int]:
     return {d: e for d, e in table.items() if d != "*"}, int(table["*"])
 
 
-def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 300,
+def localiser_etablissements(df: pl.DataFrame, index: IndexQPV | None, tampon_m: int = 300,
                              distance_max_m: int = DISTANCE_MAX_M) -> pl.DataFrame:
     """Place establishments: choose their coordinates, convert them, find their QPV.
 
@@ -439,7 +439,9 @@ def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 
         Columns ``siret, departement, geo_present`` (Boolean: the geolocation file has a row
         for this siret), ``geo_x, geo_y, geo_epsg, geo_qualite, etalab_lon, etalab_lat,
         lambert_x, lambert_y`` (text, any may be null; a missing column counts as null).
-    index : IndexQPV
+    index : IndexQPV or None
+        None: the coordinates only (``qpv``, ``qpv_tampon`` and ``distance_qpv_m`` null),
+        for a caller that places the points in its own contours.
     tampon_m : int
         Buffer perimeter in metres.
     distance_max_m : int
@@ -528,11 +530,19 @@ def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 
         lon[a_convertir[ok]] = lo[ok]
         lat[a_convertir[ok]] = la[ok]
     place = motif == 0
-    ordre = ordre_par_longitude(lon, lat)
-    strict_idx = index.strict_indices(lon, lat, ordre)
-    rayon = max(int(tampon_m), int(distance_max_m))
-    proche_idx, distance = index.proches_indices(lon, lat, rayon, strict_idx, ordre)
-    tampon_idx = np.where(distance <= tampon_m, proche_idx, -1)
+    if index is None:
+        qpv = [pl.lit(None, dtype=pl.String).alias("qpv"),
+               pl.lit(None, dtype=pl.String).alias("qpv_tampon"),
+               pl.lit(None, dtype=pl.Float64).alias("distance_qpv_m")]
+    else:
+        ordre = ordre_par_longitude(lon, lat)
+        strict_idx = index.strict_indices(lon, lat, ordre)
+        rayon = max(int(tampon_m), int(distance_max_m))
+        proche_idx, distance = index.proches_indices(lon, lat, rayon, strict_idx, ordre)
+        tampon_idx = np.where(distance <= tampon_m, proche_idx, -1)
+        qpv = [index.serie_codes("qpv", strict_idx),
+               index.serie_codes("qpv_tampon", tampon_idx),
+               pl.Series("distance_qpv_m", distance, dtype=pl.Float64).fill_nan(None)]
     source[~place] = 0
     noms_motifs = {0: None, **{i + 1: m for i, m in enumerate(MOTIFS_NON_LOCALISE)}}
     return df.with_columns(
@@ -543,7 +553,5 @@ def localiser_etablissements(df: pl.DataFrame, index: IndexQPV, tampon_m: int = 
         pl.Series("localise", place, dtype=pl.Boolean),
         pl.Series("motif_non_localise", motif).replace_strict(noms_motifs,
                                                               return_dtype=pl.String),
-        index.serie_codes("qpv", strict_idx),
-        index.serie_codes("qpv_tampon", tampon_idx),
-        pl.Series("distance_qpv_m", distance, dtype=pl.Float64).fill_nan(None),
+        *qpv,
     )

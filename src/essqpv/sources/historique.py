@@ -161,8 +161,9 @@ def _verifier_chevauchements(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
     starts on or before the end of the last kept one is rejected. The end of the last kept
     period is carried by a cumulative maximum, so a chain is judged in one pass."""
     cle, _ = CLE[role]
-    bons = (cadre.filter(pl.col("_motif").is_null())
-            .select(cle, "debut", "fin", "_ligne")
+    # (the four columns judged, copied alone)
+    bons = (cadre.select(cle, "debut", "fin", "_ligne", "_motif")
+            .filter(pl.col("_motif").is_null()).drop("_motif")
             .sort([cle, "debut", "_ligne"], nulls_last=False))
     # one cumulative maximum over the whole sorted column, without a window per unit: the
     # unit's rank times a stride larger than any span of days is added to each day, so the
@@ -208,9 +209,13 @@ def charger(chemin: str | Path, role: str, travail: str | Path,
         rejets += [sirene.Rejet(int(n), str(m), contenus.get(int(n), b""))
                    for n, m in rejetees.select("_ligne", "_motif").iter_rows()]
     rejets.sort(key=lambda r: r.ligne)
-    periodes = (cadre.filter(pl.col("_motif").is_null())
-                .drop("_motif", "_octet", "_longueur")
-                .rename({"_ligne": "ligne"}))
+    # (no reject among the rows kept: the columns dropped without copying the rows)
+    cadre = cadre.drop("_octet", "_longueur")
+    if rejetees.height:
+        cadre = cadre.filter(pl.col("_motif").is_null())
+    del rejetees
+    periodes = cadre.drop("_motif").rename({"_ligne": "ligne"})
+    del cadre
     return Historique(role=role, source=source, periodes=periodes, lignes_lues=lignes_lues,
                       rejets=rejets, non_verifiees=non_verifiees)
 
@@ -245,26 +250,29 @@ class Filtre:
         if self.identifiant is not None:
             c, k, v = self.identifiant
             self.identifiant = (c, k, np.unique(np.asarray(v, np.int64)))
-            self._nombres = pl.Series(self.identifiant[2], dtype=pl.Int64).implode()
             self.bits = _bits_de(self.identifiant[2])
-        self._codes = {c: pl.Series(v, dtype=pl.String).implode()
-                       for c, v in (self.codes or {}).items()}
 
     def colonnes(self) -> list[str]:
         return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {})
 
-    def garde(self, cadre: pl.DataFrame) -> np.ndarray:
-        """The condition on parsed text columns (one Boolean per row)."""
-        garde = np.zeros(cadre.height, np.bool_)
+    def garde(self, table: pa.Table) -> np.ndarray:
+        """The condition on parsed text columns (one Boolean per row), by Arrow's compute
+        functions: the identifier's number when it is exactly its digits
+        (:func:`~essqpv.sources.lecteur.cle_numerique`), the codes' texts."""
+        import pyarrow.compute as pc
+
+        from essqpv.sources.lecteur import cle_numerique
+        garde = np.zeros(table.num_rows, np.bool_)
+        if not table.num_rows:
+            return garde
         if self.identifiant is not None:
             c, k, valeurs = self.identifiant
-            col = cadre[c]
-            nombres = col.cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
-            forme = col.str.contains(f"^[0-9]{{{k}}}$").fill_null(False).to_numpy()
-            garde |= forme & _parmi(nombres, valeurs, self.bits)
-        for c, valeurs in self._codes.items():
-            garde |= cadre.select(pl.col(c).is_in(valeurs).fill_null(False)).to_series() \
-                .to_numpy()
+            nombres = cle_numerique(table.column(c), k)  # (-1: not exactly k digits)
+            garde |= (nombres >= 0) & _parmi(nombres, valeurs, self.bits)
+        for c, valeurs in (self.codes or {}).items():
+            col = table.column(c)
+            dans = pc.is_in(col, value_set=pa.array(valeurs, col.type)).fill_null(False)
+            garde |= numpy_de(dans)
         return garde
 
 
@@ -361,7 +369,8 @@ def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
                    index: dict[str, int], nchamps: int) -> tuple[np.ndarray, np.ndarray]:
     """(kept, judged) for lines of the expected shape (ASCII, no quote nor CR, ``nchamps``
     fields): ``judged`` is false for a line whose layout differs from ``filtre.prefixe``
-    (it is then read whole and judged on its fields)."""
+    (it is then read whole and judged on its fields). ``virg``: the positions of the
+    separators (and line ends), the j-th separator of a line at ``virg[idx0 + j]``."""
 
     def bornes(colonne: str) -> tuple[np.ndarray, np.ndarray]:
         j = index[colonne]
@@ -391,8 +400,16 @@ def _garder_lignes(filtre: Filtre, a: np.ndarray, sep: int, debuts: np.ndarray,
     for c, permis in (filtre.codes or {}).items():
         d, f = bornes(c)
         k = max((len(p.encode()) for p in permis), default=1)
-        o = _octets_des_champs(a, d, f, k).copy().view(f"S{k}").ravel()
-        ok = np.isin(o, np.array([p.encode() for p in permis], dtype=f"S{k}"))
+        o = np.ascontiguousarray(_octets_des_champs(a, d, f, k))
+        valeurs = np.array([p.encode() for p in permis], dtype=f"S{k}")
+        if k in (1, 2, 4, 8):
+            # (the field's bytes, zero beyond its end, as one integer: compared as numbers,
+            # the same bytes as the texts padded with zeros, without sorting texts)
+            mot = f"<u{k}"
+            ok = _parmi(o.view(mot).ravel().astype(np.int64),
+                        np.unique(valeurs.view(mot).astype(np.int64)))
+        else:
+            ok = np.isin(o.view(f"S{k}").ravel(), valeurs)
         garde |= ok & ((f - d) <= k)
     return garde & jugee, jugee
 
@@ -450,32 +467,55 @@ class _LecteurFiltre:
         read again for the next block: nothing of it is kept)."""
         taille = len(blk) if longueur is None else longueur
         a = np.frombuffer(blk, np.uint8, count=taille)
-        fins = np.flatnonzero(a == 10)
-        if taille and blk[taille - 1] != 10:
+        cherche = self.filtre is not None and not self.filtre.forme
+        if cherche:
+            fins = np.flatnonzero(a == 10)  # (a look-up counts no field)
+        else:
+            # the separators and line ends located together, in one pass over the bytes
+            # (half the cost of locating each, then searching one among the other): ``z``
+            # their positions, ``nl`` the indices in ``z`` of the line ends
+            # (and the quotes, when the block has some: a line with quotes is read by the
+            # project's reader; its count of marks is then no count of fields)
+            cite = blk.find(b'"', 0, taille) >= 0
+            marques = a == self.sep
+            marques |= a == 10
+            if cite:
+                marques |= a == 34
+            z = np.flatnonzero(marques)
+            del marques
+            cz = a[z]
+            nl = np.flatnonzero(cz == 10)
+            fins = z[nl]
+        ouverte = bool(taille) and blk[taille - 1] != 10  # (a last line without its end)
+        if ouverte:
             fins = np.append(fins, taille)
         n = len(fins)
         debuts = np.zeros(n, np.int64)
         debuts[1:] = fins[:-1] + 1
         longueurs = fins - debuts
         lignes = premiere + np.arange(n, dtype=np.int64)
-        if self.filtre is not None and not self.filtre.forme:
+        if cherche:
             return self._chercher(blk, a, fins, debuts, longueurs, lignes, decalage, n)
-        virg = np.flatnonzero(a == self.sep)
-        idx = np.searchsorted(virg, fins)  # separators before each line end
+        # the separators of line i: z[idx0[i]:nl[i]] (the j-th one z[idx0[i] + j]; the last
+        # line without its end: up to the end of z)
+        if ouverte:
+            nl = np.append(nl, len(z))
         idx0 = np.zeros(n, np.int64)
-        idx0[1:] = idx[:-1]
-        sure = ((idx - idx0) == self.nchamps - 1) & (longueurs > 0)
+        idx0[1:] = nl[:-1] + 1
+        nsep = nl - idx0
+        virg = z
+        sure = (nsep == self.nchamps - 1) & (longueurs > 0)
         impair = False
-        if blk.find(b'"', 0, taille) >= 0:
-            q = np.flatnonzero(a == 34)
-            nq = np.diff(np.concatenate([[0], np.searchsorted(q, fins)]))
+        if cite:
+            # (the quotes of each line: each quote's line found among the marks, counted)
+            nq = np.bincount(np.searchsorted(nl, np.flatnonzero(cz == 34)), minlength=n)
             sure &= nq == 0
             impair = bool(np.any(nq % 2))
         if blk.find(b"\r", 0, taille) >= 0:
             sure[np.searchsorted(fins, np.flatnonzero(a == 13))] = False
         ascii_ = blk.isascii() if taille == len(blk) else bool(a.max(initial=0) < 128)
         if not ascii_:  # (decodable or not: the project's reader judges those lines)
-            sure[np.unique(np.searchsorted(fins, np.flatnonzero(a >= 128)))] = False
+            sure[np.searchsorted(fins, np.flatnonzero(a >= 128))] = False
         if impair:
             # a record that may span lines: the whole block is read by the project's
             # reader (rare)
@@ -499,8 +539,12 @@ class _LecteurFiltre:
         if len(k) == n:
             tampon = bytes(memoryview(blk)[:taille])
         else:
-            morceaux = [blk[d:f + 1] for d, f in zip(debuts[k].tolist(), fins[k].tolist())]
-            tampon = b"".join(morceaux)
+            # (the lines in runs of consecutive ones, a slice per run; a last line without
+            # its end stops at the block's end)
+            coupe = np.flatnonzero(np.diff(k) != 1) + 1
+            de = debuts[k[np.concatenate([[0], coupe])]]
+            a_ = np.minimum(fins[k[np.concatenate([coupe - 1, [len(k) - 1]])]] + 1, taille)
+            tampon = b"".join([blk[d:f] for d, f in zip(de.tolist(), a_.tolist())])
             if not tampon.endswith(b"\n"):
                 tampon += b"\n"
         t, rejets, _ = self._lire(tampon, lignes[k], debuts[k], longueurs[k], decalage, True)
@@ -532,11 +576,14 @@ class _LecteurFiltre:
         judged, the others pass)."""
         if self.filtre is None or not t.num_rows:
             return t
-        if a_juger is not None and not a_juger.any():
+        if a_juger is None:
+            return t.filter(pa.array(self.filtre.garde(t.select(self.filtre.colonnes()))))
+        if not a_juger.any():
             return t
-        garde = self.filtre.garde(pl.from_arrow(t.select(self.filtre.colonnes())))
-        if a_juger is not None:
-            garde = garde | ~a_juger
+        # (only the rows to judge: the others pass)
+        i = np.flatnonzero(a_juger)
+        garde = ~a_juger
+        garde[i] = self.filtre.garde(t.select(self.filtre.colonnes()).take(tableau(i)))
         return t.filter(pa.array(garde))
 
 
