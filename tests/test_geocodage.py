@@ -538,6 +538,42 @@ def test_recherche_identique_a_addok_seul(geocodeur):
     assert len({r[0][2] for r in rapides if r}) >= 3  # housenumber, street, municipality...
 
 
+def test_documents_memorises_intacts_et_memoire_videe(geocodeur, monkeypatch):
+    # the decoded documents remembered per process: a memory so small that it is emptied
+    # in the middle of searches still gives addok's results, and the documents it holds
+    # are the stored ones (match_housenumber and Result.update write into copies)
+    import sqlite3
+
+    from addok.config import config
+
+    from essqpv.geocodage import _addok
+    requetes = _variantes_difficiles(graine=5)[:400]
+    with _addok.addok_seul():
+        d_addok = [[(r["label"], r["score"], r["type"], r["lon"], r["lat"], r["id"])
+                    for r in _addok.rechercher(q, limite=5)] for q in requetes]
+    monkeypatch.setattr(_addok, "MAX_DOCUMENTS", 40)
+    _addok._DOCUMENTS["par_cle"].clear()
+    vides = []
+    vrai_clear = dict.clear
+
+    class Memoire(dict):
+        def clear(self):
+            vides.append(len(self))
+            vrai_clear(self)
+    monkeypatch.setitem(_addok._DOCUMENTS, "par_cle", Memoire())
+    rapides = [[(r["label"], r["score"], r["type"], r["lon"], r["lat"], r["id"])
+                for r in geocodeur.rechercher(q, limite=5)] for q in requetes]
+    assert len(vides) > 20 and rapides == d_addok
+    assert _addok._DOCUMENTS["actif"]
+    memoire = _addok._DOCUMENTS["par_cle"]
+    assert memoire
+    con = sqlite3.connect(geocodeur.index / "addok.db")
+    for cle, doc in memoire.items():
+        (blob,) = con.execute("SELECT data FROM addok WHERE key = ?", (cle.decode(),)).fetchone()
+        assert doc == config.DOCUMENT_SERIALIZER.loads(blob)
+    con.close()
+
+
 def test_similarites_ensemble_identiques():
     # the labels of a search scored together (numpy) give the numbers of one at a time
     from hypothesis import given, settings

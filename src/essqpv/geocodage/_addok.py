@@ -244,9 +244,10 @@ def _documents(ids):
     from addok.ds import get_documents
     memoire = _DOCUMENTS["par_cle"]
     manquants = [i for i in ids if i not in memoire]
+    if manquants and len(memoire) + len(manquants) > MAX_DOCUMENTS:
+        memoire.clear()  # (then every document of this search is fetched again)
+        manquants = list(ids)
     if manquants:
-        if len(memoire) + len(manquants) > MAX_DOCUMENTS:
-            memoire.clear()
         for cle, doc in get_documents(*manquants):
             memoire[cle] = doc
     for cle in sorted(ids):
