@@ -574,6 +574,54 @@ def test_documents_memorises_intacts_et_memoire_videe(geocodeur, monkeypatch):
     con.close()
 
 
+def test_numeros_lus_a_la_demande_identiques():
+    # a street's house numbers read on demand from the stored text: the same answers as the
+    # whole document read at once, for the extract's documents and for texts written to
+    # mislead a reader that looks for keys and braces (braces, quotes and keys inside
+    # strings, escapes, numbers last or absent, non-ASCII keys)
+    import random
+
+    from addok.helpers.serializers import ZlibSerializer
+
+    from essqpv.geocodage._scores import Documents, _Numeros
+    rng = random.Random(3)
+    piege = ['}}', '"un": {', '\\', '\\"', '{"deu": {', 'é', '"', '}', '', 'un']
+    docs = _documents("93")[:300] + _documents("94")[:300]
+    for k in range(300):
+        hn = {}
+        for j in range(rng.randint(0, 5)):
+            cle = rng.choice(["un", "deu", "troi", "4b", "cinq", "é6", "x\"y", "sept"])
+            hn[cle] = {"id": rng.choice(piege) + str(j), "raw": str(j),
+                       "lon": rng.random(), "lat": 48.5}
+            if rng.random() < 0.2:
+                hn[cle]["postcode"] = rng.choice(piege)
+        d = {"id": f"v{k}", "type": "street", "name": rng.choice(piege) + " rue",
+             "housenumbers": hn, "city": [rng.choice(piege)]}
+        if rng.random() < 0.5:
+            d["_id"] = "x" + rng.choice(piege)
+        if rng.random() < 0.2:
+            d["autre"] = {"un": {"id": rng.choice(piege)}}
+        docs.append(d)
+    paresseux = []
+    for d in docs:
+        lu = Documents.loads(ZlibSerializer.dumps(d))
+        vrai = d.get("housenumbers") or {}
+        hn = lu.get("housenumbers") or {}
+        paresseux.append(isinstance(hn, _Numeros))
+        for cle in list(vrai) + ["un", "deu", "zzz", "1", "é6"]:
+            assert (cle in hn) == (cle in vrai)
+            if cle in vrai:
+                assert hn[cle] == vrai[cle]
+            else:
+                with pytest.raises(KeyError):
+                    hn[cle]
+        assert lu == d and dict(hn) == vrai and len(hn) == len(vrai)
+    # every street of the extract with numbers is read on demand, and many of the others
+    ban = len(docs) - 300
+    assert all(p for p, d in zip(paresseux, docs[:ban]) if d.get("housenumbers"))
+    assert sum(paresseux[:ban]) > 20 and sum(paresseux[ban:]) > 10
+
+
 def test_similarites_ensemble_identiques():
     # the labels of a search scored together (numpy) give the numbers of one at a time
     from hypothesis import given, settings

@@ -202,7 +202,7 @@ def _convert(self) -> None:
         # (``Result.update`` writes there) and addok's match_housenumber, which pops from
         # the stored house number, is replaced by one that copies it
         documents = _documents(ids)
-        avant = [_match_housenumber if p is match_housenumber else p for p in avant]
+        avant = [_numero_de(self) if p is match_housenumber else p for p in avant]
     else:
         documents = get_documents(*ids)
     gardes = []
@@ -232,9 +232,9 @@ def _convert(self) -> None:
 
 #: decoded documents of a read-only index, by key (``actif`` set by :func:`brancher`)
 _DOCUMENTS: dict = {"actif": False, "par_cle": {}}
-#: at most this many documents remembered per process (a street with its numbers is a few
-#: kilobytes decoded)
-MAX_DOCUMENTS = 40_000
+#: at most this many documents remembered per process (a street read on demand is its text
+#: and its other fields, ≈ 5 kB: ≈ 0.5 GB per process at most)
+MAX_DOCUMENTS = 100_000
 
 
 def _documents(ids):
@@ -256,23 +256,31 @@ def _documents(ids):
             yield cle, dict(doc)
 
 
-def _match_housenumber(helper, result):
-    """``addok.helpers.results.match_housenumber`` without writing into the document's
-    house numbers (addok pops ``raw`` from the matched one): the same fields set on the
-    result, from a copy."""
-    if not helper.check_housenumber:
-        return
+def _numero_de(helper):
+    """``addok.helpers.results.match_housenumber`` for the results of one search of
+    ``helper``, without writing into the document's house numbers (addok pops ``raw`` from
+    the matched one): the same fields set on the result, from a copy; the query's house
+    number (its tokens joined in order) is computed once for the search, not once per
+    candidate."""
     raw = "".join(sorted(helper.housenumbers, key=lambda t: t.position))
-    if raw and raw in result.housenumbers:
-        data = dict(result.housenumbers[str(raw)])
-        result.housenumber = data.pop("raw")
-        result.type = "housenumber"
-        result.update(data)
-    if helper.only_housenumber and not result.housenumber:
-        helper.debug(
-            "Cannot match housenumber (%s), removing `%s`", result.housenumber, result
-        )
-        return False
+    verifier, seulement = helper.check_housenumber, helper.only_housenumber
+
+    def match_housenumber(helper, result):
+        if not verifier:
+            return
+        if raw:
+            numeros = result.housenumbers
+            if raw in numeros:
+                data = dict(numeros[raw])
+                result.housenumber = data.pop("raw")
+                result.type = "housenumber"
+                result.update(data)
+        if seulement and not result.housenumber:
+            helper.debug(
+                "Cannot match housenumber (%s), removing `%s`", result.housenumber, result
+            )
+            return False
+    return match_housenumber
 
 
 def _memoriser_zinter() -> None:
