@@ -538,6 +538,90 @@ def test_recherche_identique_a_addok_seul(geocodeur):
     assert len({r[0][2] for r in rapides if r}) >= 3  # housenumber, street, municipality...
 
 
+def test_documents_memorises_intacts_et_memoire_videe(geocodeur, monkeypatch):
+    # the decoded documents remembered per process: a memory so small that it is emptied
+    # in the middle of searches still gives addok's results, and the documents it holds
+    # are the stored ones (match_housenumber and Result.update write into copies)
+    import sqlite3
+
+    from addok.config import config
+
+    from essqpv.geocodage import _addok
+    requetes = _variantes_difficiles(graine=5)[:400]
+    with _addok.addok_seul():
+        d_addok = [[(r["label"], r["score"], r["type"], r["lon"], r["lat"], r["id"])
+                    for r in _addok.rechercher(q, limite=5)] for q in requetes]
+    monkeypatch.setattr(_addok, "MAX_DOCUMENTS", 40)
+    _addok._DOCUMENTS["par_cle"].clear()
+    vides = []
+    vrai_clear = dict.clear
+
+    class Memoire(dict):
+        def clear(self):
+            vides.append(len(self))
+            vrai_clear(self)
+    monkeypatch.setitem(_addok._DOCUMENTS, "par_cle", Memoire())
+    rapides = [[(r["label"], r["score"], r["type"], r["lon"], r["lat"], r["id"])
+                for r in geocodeur.rechercher(q, limite=5)] for q in requetes]
+    assert len(vides) > 20 and rapides == d_addok
+    assert _addok._DOCUMENTS["actif"]
+    memoire = _addok._DOCUMENTS["par_cle"]
+    assert memoire
+    con = sqlite3.connect(geocodeur.index / "addok.db")
+    for cle, doc in memoire.items():
+        (blob,) = con.execute("SELECT data FROM addok WHERE key = ?", (cle.decode(),)).fetchone()
+        assert doc == config.DOCUMENT_SERIALIZER.loads(blob)
+    con.close()
+
+
+def test_numeros_lus_a_la_demande_identiques():
+    # a street's house numbers read on demand from the stored text: the same answers as the
+    # whole document read at once, for the extract's documents and for texts written to
+    # mislead a reader that looks for keys and braces (braces, quotes and keys inside
+    # strings, escapes, numbers last or absent, non-ASCII keys)
+    import random
+
+    from addok.helpers.serializers import ZlibSerializer
+
+    from essqpv.geocodage._scores import Documents, _Numeros
+    rng = random.Random(3)
+    piege = ['}}', '"un": {', '\\', '\\"', '{"deu": {', 'é', '"', '}', '', 'un']
+    docs = _documents("93")[:300] + _documents("94")[:300]
+    for k in range(300):
+        hn = {}
+        for j in range(rng.randint(0, 5)):
+            cle = rng.choice(["un", "deu", "troi", "4b", "cinq", "é6", "x\"y", "sept"])
+            hn[cle] = {"id": rng.choice(piege) + str(j), "raw": str(j),
+                       "lon": rng.random(), "lat": 48.5}
+            if rng.random() < 0.2:
+                hn[cle]["postcode"] = rng.choice(piege)
+        d = {"id": f"v{k}", "type": "street", "name": rng.choice(piege) + " rue",
+             "housenumbers": hn, "city": [rng.choice(piege)]}
+        if rng.random() < 0.5:
+            d["_id"] = "x" + rng.choice(piege)
+        if rng.random() < 0.2:
+            d["autre"] = {"un": {"id": rng.choice(piege)}}
+        docs.append(d)
+    paresseux = []
+    for d in docs:
+        lu = Documents.loads(ZlibSerializer.dumps(d))
+        vrai = d.get("housenumbers") or {}
+        hn = lu.get("housenumbers") or {}
+        paresseux.append(isinstance(hn, _Numeros))
+        for cle in list(vrai) + ["un", "deu", "zzz", "1", "é6"]:
+            assert (cle in hn) == (cle in vrai)
+            if cle in vrai:
+                assert hn[cle] == vrai[cle]
+            else:
+                with pytest.raises(KeyError):
+                    hn[cle]
+        assert lu == d and dict(hn) == vrai and len(hn) == len(vrai)
+    # every street of the extract with numbers is read on demand, and many of the others
+    ban = len(docs) - 300
+    assert all(p for p, d in zip(paresseux, docs[:ban]) if d.get("housenumbers"))
+    assert sum(paresseux[:ban]) > 20 and sum(paresseux[ban:]) > 10
+
+
 def test_similarites_ensemble_identiques():
     # the labels of a search scored together (numpy) give the numbers of one at a time
     from hypothesis import given, settings

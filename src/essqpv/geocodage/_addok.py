@@ -154,6 +154,8 @@ def brancher(socket: str, sqlite: str | Path, lecture_seule: bool = False) -> No
     if lecture_seule:
         _memoriser_zinter()
     ds.DS.instance = config.DOCUMENT_STORE()
+    _DOCUMENTS["par_cle"] = {}
+    _DOCUMENTS["actif"] = lecture_seule
     _accelerer()
     _branche.update(socket=socket, sqlite=sqlite, lecture_seule=lecture_seule)
 
@@ -179,6 +181,7 @@ def _convert(self) -> None:
     from addok.config import config
     from addok.core import Result
     from addok.ds import get_documents
+    from addok.helpers.results import match_housenumber
     from addok_france import make_labels
 
     from essqpv.geocodage import _scores
@@ -194,9 +197,17 @@ def _convert(self) -> None:
     if not ids:
         return
     avant, milieu, apres = processeurs[:e], processeurs[e + 1:k], processeurs[k + 1:]
+    if _DOCUMENTS["actif"]:
+        # decoded documents remembered: each result gets its own copy of the top level
+        # (``Result.update`` writes there) and addok's match_housenumber, which pops from
+        # the stored house number, is replaced by one that copies it
+        documents = _documents(ids)
+        avant = [_numero_de(self) if p is match_housenumber else p for p in avant]
+    else:
+        documents = get_documents(*ids)
     gardes = []
     plies = []
-    for _id, doc in get_documents(*ids):
+    for _id, doc in documents:
         result = Result(doc)
         for processor in avant:
             if processor(self, result) is False:
@@ -217,6 +228,59 @@ def _convert(self) -> None:
                 break
         else:
             self.results[_id] = result
+
+
+#: decoded documents of a read-only index, by key (``actif`` set by :func:`brancher`)
+_DOCUMENTS: dict = {"actif": False, "par_cle": {}}
+#: at most this many documents remembered per process (a street read on demand is its text
+#: and its other fields, ≈ 5 kB: ≈ 0.5 GB per process at most)
+MAX_DOCUMENTS = 100_000
+
+
+def _documents(ids):
+    """``addok.ds.get_documents(*ids)``, the documents decoded once per process: (key, a
+    shallow copy of the document), in the order addok's SQLite store gives them — by key
+    (``SELECT … WHERE key IN (…)`` on its unique index: byte order)."""
+    from addok.ds import get_documents
+    memoire = _DOCUMENTS["par_cle"]
+    manquants = [i for i in ids if i not in memoire]
+    if manquants and len(memoire) + len(manquants) > MAX_DOCUMENTS:
+        memoire.clear()  # (then every document of this search is fetched again)
+        manquants = list(ids)
+    if manquants:
+        for cle, doc in get_documents(*manquants):
+            memoire[cle] = doc
+    for cle in sorted(ids):
+        doc = memoire.get(cle)
+        if doc is not None:
+            yield cle, dict(doc)
+
+
+def _numero_de(helper):
+    """``addok.helpers.results.match_housenumber`` for the results of one search of
+    ``helper``, without writing into the document's house numbers (addok pops ``raw`` from
+    the matched one): the same fields set on the result, from a copy; the query's house
+    number (its tokens joined in order) is computed once for the search, not once per
+    candidate."""
+    raw = "".join(sorted(helper.housenumbers, key=lambda t: t.position))
+    verifier, seulement = helper.check_housenumber, helper.only_housenumber
+
+    def match_housenumber(helper, result):
+        if not verifier:
+            return
+        if raw:
+            numeros = result.housenumbers
+            if raw in numeros:
+                data = dict(numeros[raw])
+                result.housenumber = data.pop("raw")
+                result.type = "housenumber"
+                result.update(data)
+        if seulement and not result.housenumber:
+            helper.debug(
+                "Cannot match housenumber (%s), removing `%s`", result.housenumber, result
+            )
+            return False
+    return match_housenumber
 
 
 def _memoriser_zinter() -> None:
@@ -400,5 +464,14 @@ def initialiser_travailleur(socket: str, sqlite: str) -> None:
 
 
 def traiter_lot(travail: tuple[list[str], int]) -> list[list[dict]]:
+    """The results of a lot of queries in a worker process. After each lot, what the
+    process keeps (documents, Redis answers, labels: it only grows) is moved out of the
+    cyclic garbage collector's sight (``gc.freeze``, after a collection so that no
+    garbage is kept): otherwise every full collection walks all of it again, ≈ 10 % of a
+    worker's CPU. Objects frozen are still freed when no longer referenced."""
+    import gc
     requetes, limite = travail
-    return [rechercher(q, limite=limite) if q else [] for q in requetes]
+    sortie = [rechercher(q, limite=limite) if q else [] for q in requetes]
+    gc.collect()
+    gc.freeze()
+    return sortie

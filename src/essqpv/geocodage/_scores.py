@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
 
 from addok.config import config
@@ -186,7 +187,118 @@ class Documents:
         except ImportError:  # pragma: no cover - orjson is in essqpv[adresses]
             import json
             return json.loads(zlib.decompress(data).decode())
-        return orjson.loads(zlib.decompress(data))
+        texte = zlib.decompress(data)
+        return _document_paresseux(texte, orjson) or orjson.loads(texte)
+
+
+_NUMEROS = b'"housenumbers": {'
+_PAS_ACCOLADES = bytes(c for c in range(256) if c not in b"{}")
+_CLE_SURE = re.compile(r"[a-z0-9]+")
+
+
+def _document_paresseux(texte: bytes, orjson):
+    """A street's document with its house numbers read only when asked, or None (then the
+    whole text is read as usual).
+
+    A street of the BAN comes back with all its house numbers (most of its text), and addok
+    only asks whether the query's number is among them, and that number's fields. The
+    text is addok's ``json.dumps`` (``", "`` and ``": "``); in the BAN's schema the
+    ``housenumbers`` object holds flat objects, so it ends at the first ``}}`` after it.
+    That is checked, not assumed: ``"housenumbers": {`` is in the text once; up to that
+    ``}}`` there is no backslash (so every quote opens or closes a string), the quotes are
+    balanced, and outside the strings the braces are exactly ``{`` ``{}``… ``}`` (an
+    object of flat objects, closed there). Then the rest of the document is read at once
+    and the house numbers replaced by :class:`_Numeros`; any other text is read whole."""
+    debut = texte.find(_NUMEROS)
+    if debut < 0 or texte.find(_NUMEROS, debut + 1) >= 0:
+        return None
+    ouverture = debut + len(_NUMEROS) - 1
+    fin = texte.find(b"}}", ouverture)
+    if fin < 0:
+        return None
+    objet = texte[ouverture:fin + 2]
+    if b"\\" in objet:
+        return None
+    morceaux = objet.split(b'"')
+    if len(morceaux) % 2 == 0:
+        return None
+    accolades = b"".join(morceaux[::2]).translate(None, _PAS_ACCOLADES)
+    n = (len(accolades) - 2) // 2
+    if n < 1 or accolades != b"{" + b"{}" * n + b"}":
+        return None
+    try:
+        doc = orjson.loads(texte[:ouverture] + b"0" + texte[fin + 2:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("housenumbers") != 0:
+        return None
+    doc["housenumbers"] = _Numeros(texte, ouverture, fin + 2)
+    return doc
+
+
+class _Numeros(Mapping):
+    """The ``housenumbers`` of a document, read on demand from its text: whether a number
+    is there (its key ``"<clé>": {`` between the object's braces) and its fields (that
+    flat object alone) without reading the others; anything else (iteration, length, a
+    key that is not plain ASCII letters and digits, a field text that does not read)
+    reads the whole document, which is then the answer. A key of that form can only be
+    found where it is a key: inside a JSON string a quote is escaped."""
+
+    __slots__ = ("_texte", "_debut", "_fin", "_tout", "_dernier")
+
+    def __init__(self, texte: bytes, debut: int, fin: int):
+        self._texte, self._debut, self._fin, self._tout = texte, debut, fin, None
+        self._dernier = (None, None)  # (key, position): « in » then [] ask the same key
+
+    def _lire(self) -> dict:
+        if self._tout is None:
+            import orjson
+            self._tout = orjson.loads(self._texte)["housenumbers"]
+        return self._tout
+
+    def _position(self, cle) -> int | None:
+        """Where the object of ``cle`` starts, -1 if absent, None if not decidable here."""
+        if self._tout is not None or not isinstance(cle, str):
+            return None
+        if self._dernier[0] == cle:
+            return self._dernier[1]
+        if not _CLE_SURE.fullmatch(cle):
+            return None
+        k = self._texte.find(b'"' + cle.encode() + b'": {', self._debut, self._fin)
+        k = k + len(cle) + 4 if k >= 0 else -1
+        self._dernier = (cle, k)
+        return k
+
+    def __contains__(self, cle) -> bool:
+        k = self._position(cle)
+        return cle in self._lire() if k is None else k >= 0
+
+    def __getitem__(self, cle):
+        k = self._position(cle)
+        if k is not None:
+            if k < 0:
+                raise KeyError(cle)
+            import orjson
+            try:
+                valeur = orjson.loads(self._texte[k:self._texte.index(b"}", k) + 1])
+            except (orjson.JSONDecodeError, ValueError):
+                pass  # a brace inside a string: read everything
+            else:
+                if isinstance(valeur, dict):
+                    return valeur
+        return self._lire()[cle]
+
+    def __iter__(self):
+        return iter(self._lire())
+
+    def __len__(self) -> int:
+        return len(self._lire())
+
+    def __eq__(self, autre):
+        return self._lire() == autre
+
+    def __repr__(self) -> str:
+        return repr(self._lire())
 
 
 def similarites_pliees(requete: str, textes: list[str]) -> list[float]:

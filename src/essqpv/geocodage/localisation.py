@@ -330,13 +330,15 @@ def adresses_du_fichier(df, colonnes: dict, dossier, couche, tampon_m: int, scor
             utilisees["commune"] = colonnes["commune"]
             parties["commune"] = valeurs("commune")
         qs = []
+        # the columns that complete the text (none: the text alone)
+        completer = [parties[cle] for cle in ("code_postal", "commune") if cle in parties]
         for i, a in enumerate(parties["adresse"]):
             if a is None or not str(a).strip():
                 qs.append("")
                 continue
             texte = str(a)
-            for cle in ("code_postal", "commune"):
-                v = parties.get(cle, [None] * df.height)[i]
+            for colonne in completer:
+                v = colonne[i]
                 if v and str(v).strip() and str(v).strip().lower() not in texte.lower():
                     texte += " " + str(v).strip()
             qs.append(requete(texte))
