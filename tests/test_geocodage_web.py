@@ -147,7 +147,11 @@ def test_champ_adresse_dans_le_navigateur(page, url_adresses):
     champ = page.locator("#champ-adresse")
     champ.click()
     champ.press_sequentially("4 rue de la pa", delay=30)
-    page.locator("#suggestions-adresse li").first.wait_for()
+    # the list of the whole typed text, not of a prefix answered while typing (under load the
+    # keys can outrun the 150 ms pause and a prefix's list shows first)
+    page.wait_for_function("() => { const l = document.querySelector('#suggestions-adresse');"
+                           " return l.dataset.requete === '4 rue de la pa'"
+                           " && l.querySelectorAll('li').length > 0; }")
     libelles = page.locator("#suggestions-adresse li").all_inner_texts()
     assert any(x == "4 Rue de la Paix 93200 Saint-Denis" for x in libelles), libelles
     # keyboard: down to the Saint-Denis suggestion, Enter takes it, Enter again searches

@@ -58,6 +58,7 @@
         liste.appendChild(li);
       });
       liste.hidden = r.suggestions.length === 0;
+      liste.dataset.requete = q;  // which text the list answers (typing may outrun the answers)
       champ.setAttribute("aria-expanded", liste.hidden ? "false" : "true");
     }).catch(function () { fermer(); });
   }
@@ -69,6 +70,7 @@
       .bindTooltip(r.adresse_ban).addTo(carte);
     carte.setView([r.lat_ban, r.lon_ban], r.type_ban === "housenumber" ? 16 : 14);
     document.getElementById("carte").dataset.adresse = r.lon_ban + "," + r.lat_ban;
+    document.getElementById("carte").dataset.adresseA = String(Date.now());  // see app.js
   }
   function localiser() {
     var q = champ.value.trim();

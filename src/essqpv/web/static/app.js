@@ -596,6 +596,7 @@
   }
   function afficherCarte() {
     if (!initCarte()) { return; }
+    var debut = Date.now();
     var niveau = etat.indicateurs.territoire.niveau;
     etat.decoupage = ["france", "metropole", "drom"].indexOf(niveau) >= 0 ? (etat.decoupage || "regions") : "departements";
     var fiche = document.getElementById("fiche-quartier");
@@ -615,7 +616,8 @@
           couche.on("click", function () { montrerQuartier(f.properties.code, false); });
         }
       }).addTo(carte);
-      cadrerTerritoire();
+      // an address answered while the territory was loading keeps the map on its point
+      if (!(Number(document.getElementById("carte").dataset.adresseA) >= debut)) { cadrerTerritoire(); }
       if (niveau === "qpv") { montrerQuartier(etat.indicateurs.territoire.code.replace(/^QPV:/, ""), false, true); }
       return chargerPoints(etat.indicateurs.territoire.code);
     }).catch(function (e) { statut(e.message, true); });
