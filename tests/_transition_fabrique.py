@@ -73,7 +73,7 @@ def construire(d, forcer: bool = True):
 
 def bases(tmp_path_factory):
     """(the base as an older version built it, without its publication; the base as the
-    build writes it, with its protected publication), built once per session (shared by the
+    build writes it, with its protected publication), built once per session (used by the
     test modules of the transition)."""
     import shutil
 
