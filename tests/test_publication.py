@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from essqpv.config import confidentialite
+from essqpv.errors import EssqpvError
 from essqpv.indicators.publication import Plan, auditer, proteger_plan
 
 S = "salaries"
@@ -267,3 +268,77 @@ def test_certificat_sur_une_case_publiee_refuse():
     plan.certificats[0] = Certificat(cellules[ordre], np.append(c.delta, 1.0)[ordre])
     valide, _, _ = verifier_certificats(plan)
     assert not valide[0]
+
+
+# --- the same data, the same secrets, whatever order the queries return their rows in ------
+
+def _plan_de(base):
+    import duckdb
+
+    from essqpv.indicators.publication import construire_plan
+    con = duckdb.connect(str(base), read_only=True)
+    try:
+        millesime, tampon, emplois = con.execute(
+            "SELECT millesime, tampon_m, avec_emplois FROM millesimes").fetchone()
+        return construire_plan(con, millesime, int(tampon), bool(emplois))[0]
+    finally:
+        con.close()
+
+
+def _melange(plan: Plan, graine: int) -> Plan:
+    """The same cells and relations, added in another order (members too)."""
+    rng = np.random.default_rng(graine)
+    perm = rng.permutation(len(plan))
+    autre = Plan(plan.millesime)
+    nouveau = {}
+    for i in perm:
+        nouveau[int(i)] = autre.cellule(*plan.cles[i], plan.nombre[i], plan.valeur[i],
+                                        plan.maximum[i], publiee=plan.publiee[i],
+                                        niveau=plan.niveaux[i], extra=plan.extra[i])
+    for r in rng.permutation(len(plan.relations)):
+        total, membres = plan.relations[r]
+        autre.relation(nouveau[total], [nouveau[m] for m in rng.permutation(membres)])
+    return autre
+
+
+def test_plan_dans_un_ordre_fixe(base_demo):
+    """The plan built from a base lists its cells by key and its relations in a fixed order,
+    whatever order DuckDB's parallel aggregation returned the rows in."""
+    plan = _plan_de(base_demo)
+    assert len(plan) > 10_000
+    assert plan.cles == sorted(plan.cles)
+    assert plan.relations == sorted(plan.relations)
+    assert all(m == sorted(m) for _, m in plan.relations)
+    assert all(plan.indice(c) == i for i, c in enumerate(plan.cles))
+    autre = _melange(plan, 7)
+    assert autre.cles != plan.cles
+    autre.canonique()
+    for nom in ("cles", "niveaux", "nombre", "valeur", "maximum", "extra", "publiee",
+                "relations"):
+        assert getattr(autre, nom) == getattr(plan, nom), nom
+
+
+def test_meme_secret_quel_que_soit_l_ordre(petite_base):
+    """Two plans of the same data given in different orders publish the same secrets and the
+    same certificates once put in the canonical order."""
+    plan = _plan_de(petite_base)
+    resultats = []
+    for graine in (1, 2):
+        p = _melange(plan, graine)
+        p.canonique()
+        proteger_plan(p)
+        resultats.append((dict(zip(p.cles, p.statuts)),
+                          sorted((tuple(c.cellules), tuple(np.round(c.delta, 9)))
+                                 for c in p.certificats)))
+    assert resultats[0] == resultats[1]
+    assert sum(1 for s in resultats[0][0].values() if s) >= 1
+
+
+def test_plan_protege_ne_change_plus_d_ordre(petite_base):
+    plan = _plan_de(petite_base)
+    proteger_plan(plan)
+    assert plan.certificats
+    cles = list(plan.cles)
+    with pytest.raises(EssqpvError, match="déjà protégé"):
+        plan.canonique()
+    assert plan.cles == cles

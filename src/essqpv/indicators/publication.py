@@ -210,6 +210,38 @@ class Plan:
     def __len__(self) -> int:
         return len(self.cles)
 
+    def canonique(self) -> None:
+        """Put the cells in the order of their sorted keys and the relations in a fixed order.
+
+        The protection depends on the order it is given the cells in, and the queries that
+        make the plan return their rows in no fixed order (parallel aggregation): without
+        this, two builds of the same register could suppress different cells, and their two
+        publications, each protected, would together reveal secrets.
+        """
+        if self.certificats:
+            raise EssqpvError("Plan déjà protégé : son ordre ne peut plus changer.")
+        ordre = ordre_cles(self.cles)
+        rang = np.empty(len(ordre), dtype=np.int64)
+        rang[ordre] = np.arange(len(ordre))
+        for nom in ("cles", "niveaux", "nombre", "valeur", "maximum", "extra", "publiee",
+                    "statuts", "sensible"):
+            liste = getattr(self, nom)
+            if liste:
+                setattr(self, nom, [liste[i] for i in ordre])
+        self._index = {c: i for i, c in enumerate(self.cles)}
+        self.relations = sorted(
+            (int(rang[t]), sorted(int(rang[m]) for m in membres))
+            for t, membres in self.relations)
+
+
+def ordre_cles(cles: list[tuple]) -> np.ndarray:
+    """Indices of ``cles`` in the order of the sorted keys (keys are unique)."""
+    try:
+        return np.asarray(sorted(range(len(cles)), key=cles.__getitem__), dtype=np.int64)
+    except TypeError:  # (keys mixing None and text: compared by their text)
+        return np.asarray(sorted(range(len(cles)), key=lambda i: repr(cles[i])),
+                          dtype=np.int64)
+
 
 # --------------------------------------------------------------------------------------------
 # building the standard tables
@@ -408,6 +440,7 @@ def construire_plan(con, millesime: str, tampon: int, avec_emplois: bool) -> tup
         extension(plan, con, millesime)
     _verifier_relations(plan)
     _comptes(plan, con, millesime, tampon, territoires, communes_plan, epci_plan)
+    plan.canonique()
     return plan, territoires
 
 

@@ -45,11 +45,8 @@ GARDER = 4
 
 def _ordre(plan) -> np.ndarray:
     """Indices of the plan's cells in the order of their sorted keys (keys are unique)."""
-    try:
-        return np.asarray(sorted(range(len(plan)), key=plan.cles.__getitem__), dtype=np.int64)
-    except TypeError:  # (keys mixing None and text: compared by their text)
-        return np.asarray(sorted(range(len(plan)), key=lambda i: repr(plan.cles[i])),
-                          dtype=np.int64)
+    from essqpv.indicators.publication import ordre_cles
+    return ordre_cles(plan.cles)
 
 
 def _code() -> bytes:
