@@ -514,6 +514,8 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)
     eh.periodes = eh.periodes.clear()  # (released: its count is kept)
     inter = _intervalles(etab, ul)
+    n_ul_ess = ul.height
+    del ul  # (every frame is released once done with: the later stages start lower)
     points = points_de(m)
     annee_fin = int(m[:4])
     evts = _evenements(etab, inter, annee_fin)
@@ -530,6 +532,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
         absents, compte_stock = _positions_stock(manquants, etablissements, geolocalisation,
                                                  travail, int(meta.get("tampon_m") or 300))
     pos = _positions(con_b, m, couches, absents)
+    del absents
     geographies = [g for g in GEOGRAPHIES if g in couches]
 
     etape("Séries")
@@ -538,9 +541,10 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     for g in geographies:
         stocks.append(_cube(joint, points, g))
         flux.append(_agreger(evts, pos, g, "annee", "type"))
-    del joint
+    del joint, evts
     stock = pl.concat(stocks).select("geographie", "ordre", *DIMENSIONS, "n")
     flux_df = pl.concat(flux).select("geographie", "annee", "type", *DIMENSIONS, "n")
+    del stocks, flux
 
     # reconciliation: the vintage point against the base's own picture
     dernier = stock.filter((pl.col("ordre") == len(points) - 1) & (pl.col("geographie") == geo_m))
@@ -548,14 +552,16 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
         "SELECT count(*), count(qpv) FROM etablissements WHERE millesime = ?", [m]).fetchone()
     con_b.close()
     siret_hors_base = inter.join(pos.select("siret"), on="siret", how="anti")["siret"].n_unique()
+    n_inter, n_dans_le_champ = inter.height, inter["siret"].n_unique()
+    del inter, pos
     controle = {
         "millesime": m, "geographie_millesime": geo_m, "geographies": geographies,
         "points": [p for p, _ in points],
         "etablissements_historique": eh.reconciliation(),
         "unites_legales_historique": uh.reconciliation(),
-        "periodes_unites_legales_ess": ul.height,
-        "intervalles_dans_le_champ": inter.height,
-        "etablissements_dans_le_champ_une_fois_au_moins": inter["siret"].n_unique(),
+        "periodes_unites_legales_ess": n_ul_ess,
+        "intervalles_dans_le_champ": n_inter,
+        "etablissements_dans_le_champ_une_fois_au_moins": n_dans_le_champ,
         "etablissements_sans_position": siret_hors_base,
         "etablissements_places_par_le_stock": compte_stock,
         "part_localisee_par_point": _part_localisee(stock, geo_m, points),
@@ -592,6 +598,7 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     B.fermer_connexions(base)
     _ecrire(base, m, geographies, points, bool(meta.get("synthetique")), sources, controle,
             avertissements, stock, flux_df, rejets)
+    del stock, flux_df, dernier, rejets
     etape("Réponses publiées")
     controle["reponses_publiees"] = ecrire_reponses_evolution(base, m)
     controle["avertissements"] = avertissements
