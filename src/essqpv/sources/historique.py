@@ -48,7 +48,8 @@ import pyarrow as pa
 from essqpv.sources import sirene
 from essqpv.sources.lecteur import numpy_de, tableau
 
-__all__ = ["RENOMMAGE", "Filtre", "Historique", "charger", "lire_filtre", "MOTIFS"]
+__all__ = ["RENOMMAGE", "Filtre", "Historique", "charger", "lire_filtre", "MOTIFS",
+           "sens_des_periodes"]
 
 ETABLISSEMENTS, UNITES_LEGALES = "etablissements_historique", "unites_legales_historique"
 
@@ -155,27 +156,65 @@ def _verifier_lignes(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
         pl.col("_longueur").cast(pl.Int32)).drop("debut_brut", "fin_brut")
 
 
+def sens_des_periodes(cle: pl.Series, debut: pl.Series, tranche: int = 1 << 20) -> int:
+    """The order the rows already are in: ``1`` when the rows of each identifier are
+    consecutive, the identifiers increasing, and their starts strictly increasing (a period
+    without start first); ``-1`` the same with starts strictly decreasing (without start
+    last: the layout of INSEE's files, most recent period first); ``0`` otherwise (equal
+    starts included). Judged by slices of ``tranche`` rows (a few bytes a row at a time)."""
+    n = cle.len()
+    if n < 2:
+        return 1
+    jours = debut.cast(pl.Int32).fill_null(np.iinfo(np.int32).min)
+    croissant = decroissant = True
+    for i in range(0, n - 1, tranche):
+        k = cle.slice(i, tranche + 1).to_numpy()
+        d = jours.slice(i, tranche + 1).to_numpy()
+        if k.dtype == object or not np.all(k[1:] >= k[:-1]):
+            return 0
+        meme = k[1:] == k[:-1]
+        apres, avant = d[1:][meme], d[:-1][meme]
+        croissant = croissant and bool(np.all(apres > avant))
+        decroissant = decroissant and bool(np.all(apres < avant))
+        if not (croissant or decroissant):
+            return 0
+    return 1 if croissant else -1
+
+
 def _verifier_chevauchements(cadre: pl.DataFrame, role: str) -> pl.DataFrame:
     """Overlaps, among the periods that passed the rules of a line, in order of start (a
     period without start first): the first period of a chain is kept, each later one that
     starts on or before the end of the last kept one is rejected. The end of the last kept
-    period is carried by a cumulative maximum, so a chain is judged in one pass."""
+    period is carried by a cumulative maximum, so a chain is judged in one pass. Rows already
+    grouped by identifier in order of start, or in the reverse order within each identifier
+    (INSEE's files: :func:`sens_des_periodes`), are judged where they are, without sorting."""
     cle, _ = CLE[role]
-    # (the four columns judged, copied alone)
-    bons = (cadre.select(cle, "debut", "fin", "_ligne", "_motif")
-            .filter(pl.col("_motif").is_null()).drop("_motif")
-            .sort([cle, "debut", "_ligne"], nulls_last=False))
-    # one cumulative maximum over the whole sorted column, without a window per unit: the
-    # unit's rank times a stride larger than any span of days is added to each day, so the
-    # running maximum never crosses from one unit into the next
+    # (the four columns judged, taken alone: no copy when every row passed)
+    bons = cadre.select(cle, "debut", "fin", "_ligne", "_motif")
+    if bons["_motif"].null_count() != bons.height:
+        bons = bons.filter(pl.col("_motif").is_null())
+    bons = bons.drop("_motif")
+    sens = sens_des_periodes(bons[cle], bons["debut"])
+    if sens == 0:
+        bons = bons.sort([cle, "debut", "_ligne"], nulls_last=False)
+        sens = 1
+    # one cumulative maximum over the whole column, without a window per unit: the unit's
+    # rank times a stride larger than any span of days is added to each day, so the running
+    # maximum never crosses from one unit into the next; with starts decreasing within each
+    # unit, the same maximum is taken from the end (the ranks then decrease along the rows)
     jours = 4_000_000  # (days from 1970 of 0001-01-01 and 9999-12-31: within ±3.7 M)
     pas = 10 * jours
-    premier = (pl.int_range(pl.len()) == 0) | pl.col(cle).ne_missing(pl.col(cle).shift(1))
-    rang = premier.cum_sum().cast(pl.Int64) * pas
+    n = pl.len() - 1
+    if sens == 1:
+        premier = (pl.int_range(pl.len()) == 0) | pl.col(cle).ne_missing(pl.col(cle).shift(1))
+    else:  # (the first period of a unit is its last row)
+        premier = (pl.int_range(pl.len()) == n) | pl.col(cle).ne_missing(pl.col(cle).shift(-1))
+    rang = premier.cum_sum(reverse=sens == -1).cast(pl.Int64) * pas
     fin = pl.col("fin").cast(pl.Int64).fill_null(2_932_896) + jours  # 9999-12-31
     debut = pl.col("debut").cast(pl.Int64).fill_null(-719_162) + jours  # 0001-01-01
+    precedents = (rang + fin).cum_max(reverse=sens == -1).shift(sens)
     chevauche = bons.select(pl.col("_ligne").filter(
-        ~premier & (rang + debut <= (rang + fin).cum_max().shift(1))))["_ligne"]
+        ~premier & (rang + debut <= precedents)))["_ligne"]
     del bons
     if chevauche.len():
         cadre = cadre.with_columns(
