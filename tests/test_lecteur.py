@@ -373,6 +373,62 @@ def test_cle_numerique_comme_l_expression_polars(valeurs):
     assert obtenu.tolist() == attendu.to_series().to_list()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789/:", max_size=15)),
+                min_size=1, max_size=30), st.integers(0, 29), st.sampled_from([9, 14]),
+       st.sampled_from(["large_string", "string", "string_view", "morceaux"]))
+def test_cle_numerique_tranches_morceaux_et_types(valeurs, debut, chiffres, genre):
+    """The keys read from the buffers hold for a slice (an offset into the buffers), a
+    chunked column, 32-bit offsets and string views (cast): the same as per value (the
+    bytes just below '0' and above '9' are not digits)."""
+    import pyarrow as pa
+    attendu = [int(v) if v is not None and len(v) == chiffres and v.isascii() and v.isdigit()
+               else -1 for v in valeurs][debut:]
+    if genre == "morceaux":
+        moitie = len(valeurs) // 2
+        colonne = pa.chunked_array([pa.array(valeurs[:moitie], pa.large_string()),
+                                    pa.array(valeurs[moitie:], pa.large_string())],
+                                   pa.large_string())[debut:]
+    else:
+        colonne = pa.array(valeurs, getattr(pa, genre)())[debut:]
+    assert lecteur.cle_numerique(colonne, chiffres).tolist() == attendu
+
+
+def test_lecture_n_importe_pas_pandas(tmp_path):
+    """Reading a thinned file (numeric keys, the condition's lookups, the rest of the keys)
+    does not import pandas (0.5 to 0.8 s of a build that never uses it): no Arrow compute
+    call with a Python value on the way."""
+    import subprocess
+    import sys
+    pytest.importorskip("pandas")
+    csv_ = tmp_path / "e.csv"
+    csv_.write_text("siren,etatAdministratifEtablissement,x\n123456789,A,1\n12345678X,A,2\n"
+                    "987654321,F,3\n", "utf-8")
+    code = f"""
+import sys
+import polars as pl
+from essqpv.sources import lecteur
+cond = lecteur.Condition(pl.col("etatAdministratifEtablissement") == "A",
+                         dans=("siren", pl.Series(["123456789", "12345678X"])))
+tables = []
+lu = lecteur.lire({str(csv_)!r}, ["siren", "etatAdministratifEtablissement", "x"],
+                  ["siren", "etatAdministratifEtablissement", "x"], ",", cond,
+                  ("siren", "etatAdministratifEtablissement"),
+                  lambda t, g: tables.append((t, g)))
+assert lu.acceptees == 3, lu
+assert sum(g.num_rows for _, g in tables) == 2
+aucune = lecteur.Condition(dans=("siren", pl.Series(["111111111"])))  # (no row kept)
+lu = lecteur.lire({str(csv_)!r}, ["siren", "etatAdministratifEtablissement", "x"],
+                  ["siren", "etatAdministratifEtablissement", "x"], ",", aucune, ("siren",),
+                  lambda t, g: tables.append((t, g)))
+assert lu.acceptees == 3 and tables[-1][1].num_rows == 0, lu
+print("pandas" in sys.modules)
+"""
+    sortie = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert sortie == ["False"]
+
+
 def test_condition_dans_nombres_et_textes():
     """``Condition(dans=...)`` on a column of identifiers: the values of digits are looked up
     as numbers, the others (malformed identifiers) as text; a null is never in the set."""
