@@ -240,6 +240,27 @@ def test_enregistrement_trop_long_resynchronise(tmp_path):
     assert conv.equilibree
 
 
+@pytest.mark.parametrize("taille", [None, 4096, 97])
+@pytest.mark.parametrize("fin", [b"\n", b""])
+def test_guillemet_ouvert_sur_la_derniere_ligne_d_un_grand_fichier(monkeypatch, tmp_path,
+                                                                  taille, fin):
+    """A file larger than the first read (64 KiB) whose last line opens a quoted field never
+    closed: that line alone is rejected (the reader used to stop with an internal error,
+    the block holding the end of the file not being said to be the last one)."""
+    if taille:
+        monkeypatch.setattr(lecteur, "TAILLE_BLOC", taille)
+    lignes = [b"c0,c1,c2"] + [f"{i},x{i},y".encode() for i in range(2, 9002)] + [b'9002,"a,b']
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(b"\n".join(lignes) + fin)
+    assert chemin.stat().st_size > 1 << 16
+    conv = sirene.convertir(_source(chemin, 3), ["c0", "c1"], tmp_path / "p.arrow",
+                            numeroter=True)
+    assert [(r.ligne, r.motif, r.contenu) for r in conv.rejets] == [
+        (9002, "guillemets_invalides", b'9002,"a,b')]
+    df = conv.lire().collect()
+    assert df["_ligne"].to_list() == list(range(2, 9002)) and conv.equilibree
+
+
 def _source(chemin, n: int) -> sirene.FichierSource:
     return sirene.FichierSource(role="etablissements", chemin=chemin, csv=chemin,
                                 colonnes=[f"c{i}" for i in range(n)], separateur=",",

@@ -718,9 +718,13 @@ class _Lecteur:
 
 
 def _blocs(chemin: Path, taille: int):
-    """(bytes of whole lines, is last) of successive blocks, the header skipped. Each block
-    is read into a buffer of its own, after the end of the previous block's last line (one
-    copy of a few bytes, none of the block)."""
+    """(bytes of whole lines, is last) of successive blocks, the header skipped.
+
+    Each piece of the file is read as it comes (``read``: no buffer to zero first) one piece
+    ahead, so that the block holding the end of the file is the one said last (a record
+    left open on the last line is then judged, not carried past the end); a block is the
+    end of the previous piece's last line and this piece up to its last line end, joined
+    in one copy."""
     with open(chemin, "rb", buffering=0) as flux:
         entete = b""
         while b"\n" not in entete:
@@ -729,23 +733,24 @@ def _blocs(chemin: Path, taille: int):
                 return
             entete += morceau
         reste = entete[entete.index(b"\n") + 1:]
+        morceau = flux.read(taille)
         while True:
-            tampon = bytearray(len(reste) + taille)
-            tampon[:len(reste)] = reste
-            lu = flux.readinto(memoryview(tampon)[len(reste):])
-            n = len(reste) + lu
-            if not lu:
-                if n:
-                    del tampon[n:]
-                    yield bytes(tampon), True
+            suivant = flux.read(taille) if morceau else b""
+            if not suivant:  # (end of file: the rest is the last block)
+                dernier = reste + morceau if reste else morceau
+                if dernier:
+                    yield dernier, True
                 return
-            coupure = tampon.rfind(b"\n", 0, n)
+            coupure = morceau.rfind(b"\n")
             if coupure < 0:  # no line end yet: keep reading the line
-                reste = bytes(tampon[:n])
-                continue
-            reste = bytes(tampon[coupure + 1:n])
-            del tampon[coupure + 1:]
-            yield tampon, False
+                reste += morceau
+            elif not reste and coupure == len(morceau) - 1:
+                yield morceau, False
+                reste = b""
+            else:
+                yield b"".join((reste, memoryview(morceau)[:coupure + 1])), False
+                reste = morceau[coupure + 1:]
+            morceau = suivant
 
 
 def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
