@@ -261,6 +261,32 @@ def test_guillemet_ouvert_sur_la_derniere_ligne_d_un_grand_fichier(monkeypatch, 
     assert df["_ligne"].to_list() == list(range(2, 9002)) and conv.equilibree
 
 
+def test_blocs_tampons_reutilises_sans_ecraser(tmp_path):
+    """The blocks' buffers are reused once released, never while a block is held: the
+    blocks kept (all, or one in three with a NumPy view on it) stay as read, those dropped
+    are refilled, and either way the blocks make up the file after its header, whole lines
+    each, the last one alone said last."""
+    import numpy as np
+    lignes = [b"c0,c1"] + [f"{i},{'x' * (i % 37)}".encode() for i in range(2, 6000)]
+    chemin = tmp_path / "f.csv"
+    chemin.write_bytes(b"\n".join(lignes) + b"\n")
+    corps = b"\n".join(lignes[1:]) + b"\n"
+    gardes = list(lecteur._blocs(chemin, 1000))
+    assert b"".join(bytes(b) for b, _ in gardes) == corps
+    assert [d for _, d in gardes] == [False] * (len(gardes) - 1) + [True]
+    assert all(bytes(b).endswith(b"\n") for b, _ in gardes)
+    copies, vues, lus, ids = [], [], [], set()
+    for i, (b, _) in enumerate(lecteur._blocs(chemin, 1000)):
+        lus.append(bytes(b))
+        ids.add(id(b))
+        if i % 3 == 0:
+            copies.append(bytes(b))
+            vues.append(np.frombuffer(b, np.uint8))
+    assert b"".join(lus) == corps
+    assert [v.tobytes() for v in vues] == copies  # (held: never written over)
+    assert len(ids) < len(lus)  # (the others' buffers were reused)
+
+
 def _source(chemin, n: int) -> sirene.FichierSource:
     return sirene.FichierSource(role="etablissements", chemin=chemin, csv=chemin,
                                 colonnes=[f"c{i}" for i in range(n)], separateur=",",

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -717,14 +719,40 @@ class _Lecteur:
         return table
 
 
+class _Tampons:
+    """Buffers of blocks, reused once nobody holds them any more (no page of a new 16 MiB
+    buffer to fault in and zero for every block: that cost about as much as reading the
+    file). A buffer is reused only when this pool holds the last reference to it: a block
+    still queued, parsed or viewed (a NumPy or Arrow view holds its buffer) is never
+    written over."""
+
+    def __init__(self) -> None:
+        self.tampons: list[bytearray] = []
+
+    def prendre(self, taille: int) -> bytearray:
+        """A buffer of ``taille`` bytes (its content is not defined)."""
+        for i in range(len(self.tampons)):
+            # (references: the list, and getrefcount's argument)
+            if sys.getrefcount(self.tampons[i]) == 2:
+                tampon = self.tampons[i]
+                if len(tampon) > taille:
+                    del tampon[taille:]
+                elif len(tampon) < taille:
+                    tampon.extend(bytes(taille - len(tampon)))
+                return tampon
+        tampon = bytearray(taille)
+        self.tampons.append(tampon)
+        return tampon
+
+
 def _blocs(chemin: Path, taille: int):
     """(bytes of whole lines, is last) of successive blocks, the header skipped.
 
-    Each piece of the file is read as it comes (``read``: no buffer to zero first) one piece
-    ahead, so that the block holding the end of the file is the one said last (a record
-    left open on the last line is then judged, not carried past the end); a block is the
-    end of the previous piece's last line and this piece up to its last line end, joined
-    in one copy."""
+    Each block is the end of the previous block's last line and the next bytes of the file
+    up to the last line end, read into a buffer of :class:`_Tampons`. The block holding the
+    end of the file (its size when it is read) is the one said last, so that a record left
+    open on the last line is judged, not carried past the end."""
+    tampons = _Tampons()
     with open(chemin, "rb", buffering=0) as flux:
         entete = b""
         while b"\n" not in entete:
@@ -733,24 +761,28 @@ def _blocs(chemin: Path, taille: int):
                 return
             entete += morceau
         reste = entete[entete.index(b"\n") + 1:]
-        morceau = flux.read(taille)
+        position = len(entete)
         while True:
-            suivant = flux.read(taille) if morceau else b""
-            if not suivant:  # (end of file: the rest is the last block)
-                dernier = reste + morceau if reste else morceau
-                if dernier:
-                    yield dernier, True
+            fin_fichier = os.fstat(flux.fileno()).st_size
+            tampon = tampons.prendre(len(reste) + taille)
+            tampon[:len(reste)] = reste
+            with memoryview(tampon) as vue:
+                lu = flux.readinto(vue[len(reste):])
+            position += lu
+            n = len(reste) + lu
+            if not lu or position >= fin_fichier:  # the end of the file: the last block
+                if n:
+                    del tampon[n:]
+                    yield tampon, True
                 return
-            coupure = morceau.rfind(b"\n")
+            coupure = tampon.rfind(b"\n", 0, n)
             if coupure < 0:  # no line end yet: keep reading the line
-                reste += morceau
-            elif not reste and coupure == len(morceau) - 1:
-                yield morceau, False
-                reste = b""
-            else:
-                yield b"".join((reste, memoryview(morceau)[:coupure + 1])), False
-                reste = morceau[coupure + 1:]
-            morceau = suivant
+                reste = bytes(tampon[:n])
+                continue
+            reste = bytes(tampon[coupure + 1:n])
+            del tampon[coupure + 1:]
+            yield tampon, False
+            del tampon
 
 
 def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
