@@ -188,47 +188,31 @@ def _un_morceau(colonne: pa.Array | pa.ChunkedArray) -> pa.Array:
     return colonne
 
 
-_TEXTES_DECALAGES = {pa.large_string(): np.int64, pa.large_binary(): np.int64,
-                     pa.string(): np.int32, pa.binary(): np.int32}
+_TEXTES = (pa.large_string(), pa.string(), pa.large_binary(), pa.binary())
+
+
+def _scalaire(valeur: int | bool) -> pa.Scalar:
+    """An Arrow scalar (int64 or Boolean) built from an array, not by ``pa.scalar``: Arrow
+    compute calls given a Python value convert it by ``pa.scalar``, whose first call imports
+    pandas when it is installed (0.5 to 0.8 s of a build that never uses it)."""
+    return tableau(np.array([valeur], np.bool_ if isinstance(valeur, bool) else np.int64))[0]
 
 
 def cle_numerique(colonne: pa.Array | pa.ChunkedArray, chiffres: int) -> np.ndarray:
     """The numeric key of each value of an Arrow text column: its number when it is exactly
-    ``chiffres`` ASCII digits, else -1 (null too): the same keys as :func:`cle_et_reste`.
-
-    Read from the column's buffers with NumPy (offsets, bytes, validity): no regular
-    expression per value, and no Arrow compute call with a Python value (``pa.scalar``'s
-    first call imports pandas when it is installed: 0.5 to 0.8 s of a build that never
-    uses it)."""
+    ``chiffres`` ASCII digits, else -1 (null too): the same keys as :func:`cle_et_reste`,
+    by Arrow's compute functions (no regular expression per value; every value given to
+    them an Arrow scalar, see :func:`_scalaire`)."""
+    import pyarrow.compute as pc
     colonne = _un_morceau(colonne)
-    n = len(colonne)
-    cles = np.full(n, -1, np.int64)
-    if not n:
-        return cles
-    if colonne.type not in _TEXTES_DECALAGES:  # (string views of polars...)
+    if not len(colonne):
+        return np.zeros(0, np.int64)
+    if colonne.type not in _TEXTES:  # (string views of polars...)
         colonne = colonne.cast(pa.large_string())
-    largeur = _TEXTES_DECALAGES[colonne.type]
-    validite, decalages, donnees = colonne.buffers()[:3]
-    debut = colonne.offset
-    positions = np.frombuffer(decalages, largeur, count=n + 1,
-                              offset=debut * np.dtype(largeur).itemsize).astype(np.int64)
-    candidats = (positions[1:] - positions[:-1]) == chiffres
-    if validite is not None and colonne.null_count:
-        bits = np.unpackbits(np.frombuffer(validite, np.uint8), bitorder="little")
-        candidats &= bits[debut:debut + n].astype(np.bool_)
-    rangs = np.flatnonzero(candidats)
-    if not len(rangs) or donnees is None:
-        return cles
-    octets = np.frombuffer(donnees, np.uint8)
-    depart = positions[:-1][rangs]
-    valeurs = np.zeros(len(rangs), np.int64)
-    chiffre_ok = np.ones(len(rangs), np.bool_)
-    for k in range(chiffres):
-        chiffre = octets[depart + k] - np.uint8(48)  # (wraps above 9 for a byte below '0')
-        chiffre_ok &= chiffre <= 9
-        valeurs = valeurs * 10 + chiffre
-    cles[rangs[chiffre_ok]] = valeurs[chiffre_ok]
-    return cles
+    nombre = pc.and_kleene(pc.equal(pc.binary_length(colonne), _scalaire(chiffres)),
+                           pc.ascii_is_decimal(colonne)).fill_null(_scalaire(False))
+    cles = pc.if_else(nombre, colonne, pa.nulls(1, colonne.type)[0]).cast(pa.int64())
+    return numpy_de(cles.fill_null(_scalaire(-1)))
 
 
 def reste_de_cle(colonne: pa.Array | pa.ChunkedArray, cle: np.ndarray) -> pa.Array:
