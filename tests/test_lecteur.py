@@ -443,7 +443,7 @@ def test_cle_numerique_tranches_morceaux_et_types(valeurs, debut, chiffres, genr
 
 def test_lecture_n_importe_pas_pandas(tmp_path):
     """Reading a thinned file (numeric keys, the condition's lookups, the rest of the keys)
-    does not import pandas (≈ 0.3 s of CPU in a build that never uses it): no Arrow compute
+    does not import pandas (≈ 0.2 s of CPU in a build that never uses it): no Arrow compute
     call with a Python value on the way."""
     import subprocess
     import sys

@@ -194,7 +194,7 @@ _TEXTES = (pa.large_string(), pa.string(), pa.large_binary(), pa.binary())
 def _scalaire(valeur: int | bool) -> pa.Scalar:
     """An Arrow scalar (int64 or Boolean) built from an array, not by ``pa.scalar``: Arrow
     compute calls given a Python value convert it by ``pa.scalar``, whose first call imports
-    pandas when it is installed (≈ 0.3 s of CPU in a build that never uses it)."""
+    pandas when it is installed (≈ 0.2 s of CPU in a build that never uses it)."""
     return tableau(np.array([valeur], np.bool_ if isinstance(valeur, bool) else np.int64))[0]
 
 
