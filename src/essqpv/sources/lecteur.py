@@ -712,12 +712,14 @@ class _Tampons:
 
     def __init__(self) -> None:
         self.tampons: list[bytearray] = []
+        self._seul = [bytearray()]  # held by this list alone: the count of a free buffer
 
     def prendre(self, taille: int) -> bytearray:
         """A buffer of ``taille`` bytes (its content is not defined)."""
         for i in range(len(self.tampons)):
-            # (references: the list, and getrefcount's argument)
-            if sys.getrefcount(self.tampons[i]) == 2:
+            # (free: as many references as a buffer this pool alone holds, counted the same
+            # way, whatever the interpreter counts for the argument itself)
+            if sys.getrefcount(self.tampons[i]) == sys.getrefcount(self._seul[0]):
                 tampon = self.tampons[i]
                 if len(tampon) > taille:
                     del tampon[taille:]
