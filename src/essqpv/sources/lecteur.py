@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -179,29 +181,47 @@ def numpy_de(colonne: pa.Array | pa.ChunkedArray) -> np.ndarray:
 CHIFFRES_RECHERCHE = {"siren": 9, "siret": 14}
 
 
+def _un_morceau(colonne: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """An Arrow column as one array (a chunked one combined)."""
+    if isinstance(colonne, pa.ChunkedArray):
+        return colonne.combine_chunks() if colonne.num_chunks != 1 else colonne.chunk(0)
+    return colonne
+
+
+_TEXTES = (pa.large_string(), pa.string(), pa.large_binary(), pa.binary())
+
+
+def _scalaire(valeur: int | bool) -> pa.Scalar:
+    """An Arrow scalar (int64 or Boolean) built from an array, not by ``pa.scalar``: Arrow
+    compute calls given a Python value convert it by ``pa.scalar``, whose first call imports
+    pandas when it is installed (≈ 0.2 s of CPU in a build that never uses it)."""
+    return tableau(np.array([valeur], np.bool_ if isinstance(valeur, bool) else np.int64))[0]
+
+
 def cle_numerique(colonne: pa.Array | pa.ChunkedArray, chiffres: int) -> np.ndarray:
     """The numeric key of each value of an Arrow text column: its number when it is exactly
     ``chiffres`` ASCII digits, else -1 (null too): the same keys as :func:`cle_et_reste`,
-    by Arrow's compute functions (no regular expression per value)."""
+    by Arrow's compute functions (no regular expression per value; every value given to
+    them an Arrow scalar, see :func:`_scalaire`)."""
     import pyarrow.compute as pc
-    if isinstance(colonne, pa.ChunkedArray):
-        colonne = colonne.combine_chunks() if colonne.num_chunks != 1 else colonne.chunk(0)
+    colonne = _un_morceau(colonne)
     if not len(colonne):
         return np.zeros(0, np.int64)
-    nombre = pc.and_kleene(pc.equal(pc.binary_length(colonne), chiffres),
-                           pc.ascii_is_decimal(colonne)).fill_null(False)
-    cles = pc.if_else(nombre, colonne, pa.scalar(None, colonne.type)).cast(pa.int64())
-    return numpy_de(cles.fill_null(-1))
+    if colonne.type not in _TEXTES:  # (string views of polars...)
+        colonne = colonne.cast(pa.large_string())
+    nombre = pc.and_kleene(pc.equal(pc.binary_length(colonne), _scalaire(chiffres)),
+                           pc.ascii_is_decimal(colonne)).fill_null(_scalaire(False))
+    cles = pc.if_else(nombre, colonne, pa.nulls(1, colonne.type)[0]).cast(pa.int64())
+    return numpy_de(cles.fill_null(_scalaire(-1)))
 
 
 def reste_de_cle(colonne: pa.Array | pa.ChunkedArray, cle: np.ndarray) -> pa.Array:
     """The text of ``colonne`` where ``cle`` (:func:`cle_numerique`) is -1, else null."""
     import pyarrow.compute as pc
-    if isinstance(colonne, pa.ChunkedArray):
-        colonne = colonne.combine_chunks() if colonne.num_chunks != 1 else colonne.chunk(0)
+    colonne = _un_morceau(colonne)
     if (cle >= 0).all():
         return pa.nulls(len(colonne), colonne.type)
-    return pc.if_else(tableau(cle < 0), colonne, pa.scalar(None, colonne.type))
+    return pc.if_else(tableau(cle < 0), colonne, pa.nulls(len(colonne), colonne.type))
 
 
 def _uniques_tries(x: np.ndarray) -> np.ndarray:
@@ -583,7 +603,7 @@ class _Lecteur:
             return "skip"
 
         if not tampon:
-            return pa.table({c: pa.array([], pa.large_string()) for c in colonnes}), []
+            return pa.table({c: pa.nulls(0, pa.large_string()) for c in colonnes}), []
         quote = '"' if b'"' in tampon else False
         table = pacsv.read_csv(
             pa.BufferReader(tampon),
@@ -652,8 +672,7 @@ class _Lecteur:
         gardees = gardees.append_column("_rang", tableau(rangs))
         colonnes, noms = [], []
         for c in self.toujours:
-            texte = table.column(c)
-            texte = texte.combine_chunks() if texte.num_chunks != 1 else texte.chunk(0)
+            texte = _un_morceau(table.column(c))
             if c in self.cles:
                 colonnes += [tableau(cles[c]), reste_de_cle(texte, cles[c])]
                 noms += [f"_cle_{c}", c]
@@ -684,10 +703,42 @@ class _Lecteur:
         return table
 
 
+class _Tampons:
+    """Buffers of blocks, reused once nobody holds them any more (no page of a new 16 MiB
+    buffer to fault in and zero for every block: that cost about as much as reading the
+    file). A buffer is reused only when this pool holds the last reference to it: a block
+    still queued, parsed or viewed (a NumPy or Arrow view holds its buffer) is never
+    written over."""
+
+    def __init__(self) -> None:
+        self.tampons: list[bytearray] = []
+        self._seul = [bytearray()]  # held by this list alone: the count of a free buffer
+
+    def prendre(self, taille: int) -> bytearray:
+        """A buffer of ``taille`` bytes (its content is not defined)."""
+        for i in range(len(self.tampons)):
+            # (free: as many references as a buffer this pool alone holds, counted the same
+            # way, whatever the interpreter counts for the argument itself)
+            if sys.getrefcount(self.tampons[i]) == sys.getrefcount(self._seul[0]):
+                tampon = self.tampons[i]
+                if len(tampon) > taille:
+                    del tampon[taille:]
+                elif len(tampon) < taille:
+                    tampon.extend(bytes(taille - len(tampon)))
+                return tampon
+        tampon = bytearray(taille)
+        self.tampons.append(tampon)
+        return tampon
+
+
 def _blocs(chemin: Path, taille: int):
-    """(bytes of whole lines, is last) of successive blocks, the header skipped. Each block
-    is read into a buffer of its own, after the end of the previous block's last line (one
-    copy of a few bytes, none of the block)."""
+    """(bytes of whole lines, is last) of successive blocks, the header skipped.
+
+    Each block is the end of the previous block's last line and the next bytes of the file
+    up to the last line end, read into a buffer of :class:`_Tampons`. The block holding the
+    end of the file (its size when it is read) is the one said last, so that a record left
+    open on the last line is judged, not carried past the end."""
+    tampons = _Tampons()
     with open(chemin, "rb", buffering=0) as flux:
         entete = b""
         while b"\n" not in entete:
@@ -696,15 +747,19 @@ def _blocs(chemin: Path, taille: int):
                 return
             entete += morceau
         reste = entete[entete.index(b"\n") + 1:]
+        position = len(entete)
         while True:
-            tampon = bytearray(len(reste) + taille)
+            fin_fichier = os.fstat(flux.fileno()).st_size
+            tampon = tampons.prendre(len(reste) + taille)
             tampon[:len(reste)] = reste
-            lu = flux.readinto(memoryview(tampon)[len(reste):])
+            with memoryview(tampon) as vue:
+                lu = flux.readinto(vue[len(reste):])
+            position += lu
             n = len(reste) + lu
-            if not lu:
+            if not lu or position >= fin_fichier:  # the end of the file: the last block
                 if n:
                     del tampon[n:]
-                    yield bytes(tampon), True
+                    yield tampon, True
                 return
             coupure = tampon.rfind(b"\n", 0, n)
             if coupure < 0:  # no line end yet: keep reading the line
@@ -713,6 +768,7 @@ def _blocs(chemin: Path, taille: int):
             reste = bytes(tampon[coupure + 1:n])
             del tampon[coupure + 1:]
             yield tampon, False
+            del tampon
 
 
 def lire(csv_: Path, colonnes_fichier: list[str], colonnes: list[str], separateur: str,
