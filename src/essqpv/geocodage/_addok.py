@@ -155,6 +155,7 @@ def brancher(socket: str, sqlite: str | Path, lecture_seule: bool = False) -> No
         _memoriser_zinter()
     ds.DS.instance = config.DOCUMENT_STORE()
     _DOCUMENTS["par_cle"] = {}
+    _DOCUMENTS["fiches"] = {}
     _DOCUMENTS["actif"] = lecture_seule
     _accelerer()
     _branche.update(socket=socket, sqlite=sqlite, lecture_seule=lecture_seule)
@@ -197,6 +198,9 @@ def _convert(self) -> None:
     if not ids:
         return
     avant, milieu, apres = processeurs[:e], processeurs[e + 1:k], processeurs[k + 1:]
+    if (_DOCUMENTS["actif"] and avant == [match_housenumber]
+            and milieu == _MILIEU_STANDARD()):
+        return _convert_fiches(self, ids, apres)
     if _DOCUMENTS["actif"]:
         # decoded documents remembered: each result gets its own copy of the top level
         # (``Result.update`` writes there) and addok's match_housenumber, which pops from
@@ -230,8 +234,9 @@ def _convert(self) -> None:
             self.results[_id] = result
 
 
-#: decoded documents of a read-only index, by key (``actif`` set by :func:`brancher`)
-_DOCUMENTS: dict = {"actif": False, "par_cle": {}}
+#: decoded documents of a read-only index, by key (``actif`` set by :func:`brancher`), and
+#: the :class:`_Fiche` of each street met (``fiches``)
+_DOCUMENTS: dict = {"actif": False, "par_cle": {}, "fiches": {}}
 #: at most this many documents remembered per process (a street read on demand is its text
 #: and its other fields, ≈ 5 kB: ≈ 0.5 GB per process at most)
 MAX_DOCUMENTS = 100_000
@@ -254,6 +259,150 @@ def _documents(ids):
         doc = memoire.get(cle)
         if doc is not None:
             yield cle, dict(doc)
+
+
+def _MILIEU_STANDARD() -> list:
+    from addok.helpers.results import score_by_autocomplete_distance, score_by_importance
+    return [score_by_importance, score_by_autocomplete_distance]
+
+
+#: the fields of a house number in the BAN's addok documents (``raw`` added by addok's
+#: import): a matched number that has only these changes the point and the identifier,
+#: nothing that the labels or the importance read
+_CHAMPS_NUMERO = frozenset({"raw", "id", "x", "y", "lon", "lat"})
+
+
+class _Fiche:
+    """What addok's result processors draw from one document of a read-only index, whatever
+    the query: the document, its house numbers, its importance score, and its labels without
+    house number (those of its own type and those of a matched house number, each with
+    their folded texts, computed when first needed)."""
+
+    __slots__ = ("doc", "numeros", "importance", "sans", "avec")
+
+    def __init__(self, helper, doc: dict):
+        from addok.core import Result
+        from addok.helpers.results import score_by_importance
+        self.doc = doc
+        r = Result(dict(doc))
+        self.numeros = r.housenumbers  # (addok's attribute: the field, or "")
+        score_by_importance(helper, r)
+        self.importance = r._scores.get("importance")
+        self.sans = self.avec = None
+
+    def etiquettes(self, helper, numero: bool) -> tuple[list[str], list[str]]:
+        """(labels, folded labels) of addok-france's make_labels for this document without
+        house number: as found (``numero`` false) or typed ``housenumber`` (a number
+        matched)."""
+        e = self.avec if numero else self.sans
+        if e is None:
+            from addok.core import Result
+            from addok_france import make_labels
+
+            from essqpv.geocodage import _scores
+            r = Result(dict(self.doc))
+            if numero:
+                r.type = "housenumber"
+            make_labels(helper, r)
+            e = (r.labels, [_scores._pli(x) for x in r.labels])
+            if numero:
+                self.avec = e
+            else:
+                self.sans = e
+        return e
+
+
+def _convert_fiches(self, ids, apres) -> None:
+    """``_convert`` for addok.conf's processors (addok's match_housenumber, addok-france's
+    make_labels, importance, autocomplete distance, then the n-gram score and the rest):
+    each candidate's result built from its document's :class:`_Fiche` — the fields,
+    type, labels and importance score those processors would give it — then scored
+    together. The same results, in the same order: a ``Result`` whose attributes are those
+    addok's processors leave (``tests/test_geocodage.py`` compares with addok alone). A
+    matched house number with other fields than :data:`_CHAMPS_NUMERO` goes through the
+    processors themselves."""
+    from addok.core import Result
+    from addok.ds import get_documents
+    from addok.helpers.results import score_by_autocomplete_distance, score_by_importance
+    from addok_france import make_labels  # noqa: F401  (the fiches' labels)
+
+    from essqpv.geocodage import _scores
+    fiches = _DOCUMENTS["fiches"]
+    trouvees = {}
+    manquants = []
+    for i in ids:
+        f = fiches.get(i)
+        if f is None:
+            manquants.append(i)
+        else:
+            trouvees[i] = f
+    if manquants:
+        if len(fiches) + len(manquants) > MAX_DOCUMENTS:
+            fiches.clear()  # (those of this search are kept in ``trouvees``)
+        for cle, doc in get_documents(*manquants):
+            trouvees[cle] = fiches[cle] = _Fiche(self, doc)
+    raw = "".join(sorted(self.housenumbers, key=lambda t: t.position))
+    verifier, seulement = self.check_housenumber, self.only_housenumber
+    chercher = bool(verifier and raw)
+    processeur_numero = _numero_de(self)
+    gardes = []
+    plies = []
+    nouveau = object.__new__
+    for cle in sorted(trouvees):
+        f = trouvees[cle]
+        if chercher and raw in f.numeros:
+            data = dict(f.numeros[raw])
+            if not data.keys() <= _CHAMPS_NUMERO or "raw" not in data:
+                # addok's own processors for this one
+                result = Result(dict(f.doc))
+                if processeur_numero(self, result) is False:
+                    continue
+                pliees = _etiquettes(self, result)
+                if (score_by_importance(self, result) is False
+                        or score_by_autocomplete_distance(self, result) is False):
+                    continue
+                gardes.append((cle, result))
+                plies.append(pliees)
+                continue
+            numero = data.pop("raw")
+            if seulement and not numero:
+                continue  # (addok's match_housenumber drops it)
+            doc = dict(f.doc)
+            doc.update(data)
+            base, pliees_base = f.etiquettes(self, True)
+            libelles, pliees = [], []
+            if numero:
+                pli_numero = _scores._pli_texte(str(numero))
+                for libelle, pli in zip(base, pliees_base):
+                    complet = f"{numero} {libelle}"
+                    libelles += (complet, libelle)
+                    pliees += (f"{pli_numero} {pli}" if pli_numero and pli
+                               else _scores._pli(complet), pli)
+            else:
+                libelles, pliees = list(base), list(pliees_base)
+            result = nouveau(Result)
+            result.__dict__.update(housenumber=numero, _scores={}, _cache=dict(data),
+                                   _doc=doc, labels=libelles, type="housenumber")
+        else:
+            if seulement:
+                continue  # (addok's match_housenumber drops it)
+            base, pliees_base = f.etiquettes(self, False)
+            pliees = list(pliees_base)
+            result = nouveau(Result)
+            result.__dict__.update(housenumber=None, _scores={}, _cache={},
+                                   _doc=dict(f.doc), labels=list(base))
+        if f.importance is not None:
+            result._scores["importance"] = f.importance
+        gardes.append((cle, result))
+        plies.append(pliees)
+    for (_id, result), score in zip(gardes, _scores.scores_du_lot(self, plies)):
+        if score is not None:
+            result.add_score("str_distance", score, ceiling=1.0)
+        for processor in apres:
+            if processor(self, result) is False:
+                break
+        else:
+            self.results[_id] = result
 
 
 def _numero_de(helper):

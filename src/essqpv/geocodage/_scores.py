@@ -192,7 +192,8 @@ class Documents:
 
 
 _NUMEROS = b'"housenumbers": {'
-_PAS_ACCOLADES = bytes(c for c in range(256) if c not in b"{}")
+_HORS_FORME = bytes(c for c in range(256) if c not in b'{}"')
+_FORME_NUMEROS = re.compile(rb'\{(?:""\{(?:"")*\})+\}')
 _CLE_SURE = re.compile(r"[a-z0-9]+")
 
 
@@ -205,9 +206,9 @@ def _document_paresseux(texte: bytes, orjson):
     text is addok's ``json.dumps`` (``", "`` and ``": "``); in the BAN's schema the
     ``housenumbers`` object holds flat objects, so it ends at the first ``}}`` after it.
     That is checked, not assumed: ``"housenumbers": {`` is in the text once; up to that
-    ``}}`` there is no backslash (so every quote opens or closes a string), the quotes are
-    balanced, and outside the strings the braces are exactly ``{`` ``{}``… ``}`` (an
-    object of flat objects, closed there). Then the rest of the document is read at once
+    ``}}`` there is no backslash (so every quote opens or closes a string), no string holds
+    a brace, and the quotes and braces alone read « ``{``, then for each number a key
+    string, ``{``, strings, ``}``, then ``}`` » (an object of flat objects, closed there). Then the rest of the document is read at once
     and the house numbers replaced by :class:`_Numeros`; any other text is read whole."""
     debut = texte.find(_NUMEROS)
     if debut < 0 or texte.find(_NUMEROS, debut + 1) >= 0:
@@ -219,12 +220,11 @@ def _document_paresseux(texte: bytes, orjson):
     objet = texte[ouverture:fin + 2]
     if b"\\" in objet:
         return None
-    morceaux = objet.split(b'"')
-    if len(morceaux) % 2 == 0:
-        return None
-    accolades = b"".join(morceaux[::2]).translate(None, _PAS_ACCOLADES)
-    n = (len(accolades) - 2) // 2
-    if n < 1 or accolades != b"{" + b"{}" * n + b"}":
+    # its quotes and braces only: with no backslash every quote opens or closes a string,
+    # so ``"…"`` strings without braces are ``""`` here, and the object of flat objects
+    # is « { then, for each number, a key string, { and its strings, } ... then } »
+    # (a brace inside any string: read whole)
+    if _FORME_NUMEROS.fullmatch(objet.translate(None, _HORS_FORME)) is None:
         return None
     try:
         doc = orjson.loads(texte[:ouverture] + b"0" + texte[fin + 2:])
