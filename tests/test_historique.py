@@ -452,3 +452,21 @@ def test_qpv_dans_l_autre_geographie_refuse(registre):
         with pytest.raises(ParametreInvalide, match="géographie de son millésime"):
             fonction(base, "QPV:QP093001", "2024")
     assert HI.evolution(base, "QPV:QP093001")["geographie_qpv"] == "2015"
+
+
+def test_evenements_refusent_une_annee_hors_de_la_cle():
+    """Events are joined on siret × 2¹⁵ + day since the eve of 2008: a year the key cannot
+    hold is refused with a message, not by an assertion that ``python -O`` would drop."""
+    import datetime as dt
+
+    import polars as pl
+
+    from essqpv.errors import ParametreInvalide
+    etab = pl.DataFrame({"siret": [10000000100011], "debut": [dt.date(2010, 1, 1)],
+                         "etat": ["A"]})
+    inter = pl.DataFrame({"siret": [10000000100011], "famille": ["association"],
+                          "secteur": ["S"], "employeur": [True],
+                          "debut": [dt.date(2010, 1, 1)], "fin": [dt.date(2011, 1, 1)]})
+    assert HI._evenements(etab, inter, 2096).height == 1  # (its creation in 2010)
+    with pytest.raises(ParametreInvalide, match="2096 au plus"):
+        HI._evenements(etab, inter, 2097)

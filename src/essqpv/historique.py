@@ -233,7 +233,9 @@ def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.D
     d0 = dt.date(ANNEE_DEBUT, 1, 1) - dt.timedelta(days=1)  # (the eve of a closure on 1 Jan)
     d1 = dt.date(annee_fin, 12, 31)
     zero = (d0 - dt.date(1970, 1, 1)).days
-    assert (d1 - d0).days < 1 << 15 and 10**14 << 15 < 1 << 63
+    if (d1 - d0).days >= 1 << 15:  # (a siret < 10**14: 10**14 << 15 fits in 63 bits)
+        raise ParametreInvalide(f"Millésime {annee_fin} : les séries vont de {ANNEE_DEBUT} à "
+                                f"{ANNEE_DEBUT + 88} au plus.")
 
     def cle(jour: str) -> pl.Expr:
         j = pl.col(jour)
