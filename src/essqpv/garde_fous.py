@@ -443,15 +443,18 @@ def _signature(lignes: list[tuple[str, int, str]]) -> dict:
 
 
 def signature_base(base: Path, millesime: str) -> dict | None:
-    """Signature of the rejects of one vintage as the base stores them (None: no vintage)."""
+    """Signature of the rejects of one vintage as the base stores them (None: no vintage);
+    ``millesime="historique"``: those of the historical series (None: no series)."""
     import duckdb
     try:
         con = duckdb.connect(str(base), read_only=True)
     except duckdb.Error:
         return None
     try:
-        if not con.execute("SELECT count(*) FROM millesimes WHERE millesime = ?",
-                           [millesime]).fetchone()[0]:
+        presente = ("SELECT count(*) FROM historique_meta" if millesime == "historique" else
+                    "SELECT count(*) FROM millesimes WHERE millesime = ?")
+        if not con.execute(presente, [] if millesime == "historique" else [millesime]
+                           ).fetchone()[0]:
             return None
         return _signature([tuple(r) for r in con.execute(
             "SELECT fichier, ligne, motif FROM rejets WHERE millesime = ?",
@@ -545,7 +548,8 @@ def reparer_rejets(base: Path) -> list[str]:
     if not racine.is_dir():
         return []
     faits: list[str] = []
-    motif = re.compile(r"(?P<m>[0-9]{4}-[0-9]{2})\.(?P<sorte>tmp|ancien)-(?P<pid>[0-9]+)")
+    motif = re.compile(r"(?P<m>[0-9]{4}-[0-9]{2}|historique)\.(?P<sorte>tmp|ancien)"
+                       r"-(?P<pid>[0-9]+)")
     restes = sorted((m.group("sorte") != "tmp", m.group("m"), p) for p in racine.iterdir()
                     if (m := motif.fullmatch(p.name)) and p.is_dir() and not p.is_symlink()
                     and not processus_vivant(int(m.group("pid"))))

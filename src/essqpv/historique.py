@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -449,7 +450,31 @@ def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str) -> p
 
 # --------------------------------------------------------------------------- build
 
-def construire_historique(*, base: str | Path, etablissements_historique: str | Path,
+def construire_historique(*, base: str | Path, **parametres) -> dict:
+    """Build the series of a base's vintage and store them in the base (see
+    :func:`_construire_historique` for the parameters), holding the base's build lock: a
+    build or another series of the same base running meanwhile is named and this one stops
+    (the base and its rejects stay as they were); what killed builds left is cleaned first."""
+    from essqpv import garde_fous
+    base = Path(base)
+    if base.is_symlink():
+        base = base.resolve()
+    if not base.is_file():
+        raise BaseInvalide(f"Base introuvable : {base} (construisez-la d'abord avec "
+                           "« essqpv construire »).")
+    with garde_fous.Verrou(base) as verrou:
+        restes = garde_fous.nettoyer_restes(base)
+        controle = _construire_historique(base=base, **parametres)
+    if verrou.repris:
+        controle["avertissements"].append(
+            f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
+    if restes:
+        controle["avertissements"].append(
+            "Restes de constructions interrompues supprimés : " + ", ".join(restes) + ".")
+    return controle
+
+
+def _construire_historique(*, base: Path, etablissements_historique: str | Path,
                           unites_legales_historique: str | Path,
                           millesime: str | None = None, qpv: str | Path | None = None,
                           table_naf: str | Path | None = None,
@@ -623,7 +648,13 @@ def dossier_rejets(base: str | Path) -> Path:
 def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: bool,
             sources: list, controle: dict, avertissements: list, stock: pl.DataFrame,
             flux: pl.DataFrame, rejets: list) -> None:
-    """Replace the series in one transaction (an interrupted build keeps the old ones)."""
+    """Replace the series in one transaction (an interrupted build keeps the old ones), then
+    swap in their rejects folder, written and checked beforehand (a build killed between
+    the two is finished or undone at the next start: :func:`essqpv.garde_fous.reparer_rejets`)."""
+    from essqpv import garde_fous
+    # rejects file, as for the stocks: ligne<TAB>motif<TAB>line unchanged
+    tmp_rejets = garde_fous.preparer_rejets(base, "historique",
+                                            sorted(rejets, key=lambda r: (r[0], r[1])))
     con = duckdb.connect(str(base))
     try:
         con.execute("BEGIN")
@@ -663,20 +694,11 @@ def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: boo
             con.execute("ROLLBACK")
         except duckdb.Error:
             pass
+        shutil.rmtree(tmp_rejets, ignore_errors=True)  # (written by this build only)
         raise
     finally:
         con.close()
-    # rejects file, as for the stocks: ligne<TAB>motif<TAB>line unchanged
-    dossier = dossier_rejets(base)
-    for ancien in dossier.glob("*.txt") if dossier.exists() else []:
-        ancien.unlink()
-    if rejets:
-        dossier.mkdir(parents=True, exist_ok=True)
-        for role in sorted({r[0] for r in rejets}):
-            with open(dossier / f"{role}.txt", "wb") as f:
-                f.write(b"# essqpv - lignes rejetees : ligne<TAB>motif<TAB>contenu inchange\n")
-                for r in sorted((r for r in rejets if r[0] == role), key=lambda r: r[1]):
-                    f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
+    garde_fous.echanger_rejets(base, "historique", tmp_rejets)
 
 
 # --------------------------------------------------------------------------- reading
