@@ -532,14 +532,9 @@ def construire(*, base: str | Path, forcer: bool = False, **parametres) -> dict:
                 f"Disque plein pendant la construction de {base.name} : la base et ses rejets "
                 f"sont restés tels qu'ils étaient. Libérez de la place (le cache "
                 f"{base.name}.travail/ peut être supprimé sans perte) et relancez.") from None
-    if verrou.repris or restes:
-        rapport.setdefault("avertissements", [])
-        if verrou.repris:
-            rapport["avertissements"].append(
-                f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
-        if restes:
-            rapport["avertissements"].append(
-                "Restes de constructions interrompues supprimés : " + ", ".join(restes) + ".")
+    avertissements = garde_fous.avertissements_du_verrou(verrou, restes)
+    if avertissements:
+        rapport.setdefault("avertissements", []).extend(avertissements)
     return rapport
 # --- end fiabilite -------------------------------------------------------------------------
 

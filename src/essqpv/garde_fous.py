@@ -193,6 +193,18 @@ def _pid_mort(nom: str, motif: re.Pattern) -> bool:
     return bool(m) and not processus_vivant(int(m.group("pid")))
 
 
+def avertissements_du_verrou(verrou: Verrou, restes: list[str]) -> list[str]:
+    """The warnings a build reports after :class:`Verrou` and :func:`nettoyer_restes`: a
+    lock taken over from a killed process, the leftovers removed."""
+    sortie = []
+    if verrou.repris:
+        sortie.append(f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
+    if restes:
+        sortie.append("Restes de constructions interrompues supprimés : "
+                      + ", ".join(restes) + ".")
+    return sortie
+
+
 def nettoyer_restes(base: Path) -> list[str]:
     """Remove what dead builds of ``base`` left (only names this tool writes, dead pids).
 
@@ -451,10 +463,12 @@ def signature_base(base: Path, millesime: str) -> dict | None:
     except duckdb.Error:
         return None
     try:
-        presente = ("SELECT count(*) FROM historique_meta" if millesime == "historique" else
-                    "SELECT count(*) FROM millesimes WHERE millesime = ?")
-        if not con.execute(presente, [] if millesime == "historique" else [millesime]
-                           ).fetchone()[0]:
+        if millesime == "historique":
+            presente = con.execute("SELECT count(*) FROM historique_meta")
+        else:
+            presente = con.execute("SELECT count(*) FROM millesimes WHERE millesime = ?",
+                                   [millesime])
+        if not presente.fetchone()[0]:
             return None
         return _signature([tuple(r) for r in con.execute(
             "SELECT fichier, ligne, motif FROM rejets WHERE millesime = ?",

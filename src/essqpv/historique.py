@@ -465,12 +465,7 @@ def construire_historique(*, base: str | Path, **parametres) -> dict:
     with garde_fous.Verrou(base) as verrou:
         restes = garde_fous.nettoyer_restes(base)
         controle = _construire_historique(base=base, **parametres)
-    if verrou.repris:
-        controle["avertissements"].append(
-            f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
-    if restes:
-        controle["avertissements"].append(
-            "Restes de constructions interrompues supprimés : " + ", ".join(restes) + ".")
+    controle["avertissements"] += garde_fous.avertissements_du_verrou(verrou, restes)
     return controle
 
 
@@ -501,10 +496,6 @@ def _construire_historique(*, base: Path, etablissements_historique: str | Path,
     from essqpv.sources.qpv import lire_qpv
 
     etape = progression or (lambda _t: None)
-    base = Path(base)
-    if not base.exists():
-        raise BaseInvalide(f"Base introuvable : {base} (construisez-la d'abord avec "
-                           "« essqpv construire »).")
     m = B.millesime_par_defaut(base, millesime)
     meta = B.metadonnees(base, m)
     geo_m = meta["geographie_qpv"]
