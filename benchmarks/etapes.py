@@ -11,7 +11,8 @@ publication plan and its protection (``ecrire_plan``) are skipped, everything el
 perimeter, placement, employment, rejects, base, transition) runs as in ``essqpv construire``.
 ``--vider`` empties the base's cache folder first (a build from the raw files).
 
-Prints one line per stage (name, wall s, CPU s, peak RSS GiB during the stage), the totals,
+Prints one line per stage (name, wall s, CPU s, peak RSS GiB during the stage, then the
+peaks of its two parts: anonymous memory and pages of mapped files), the totals,
 and the main counts (rows read, ESS rows, in scope, in QPV, legal-unit rows), to compare two
 versions alternated under the same load (the machine is shared: compare CPU times).
 """
@@ -48,16 +49,29 @@ def main() -> None:
     dossier, base = a.dossier, a.base
     if a.vider:
         shutil.rmtree(base.with_name(base.name + ".travail"), ignore_errors=True)
-    courant = {"etape": "imports", "pic": 0}
+    courant = {"etape": "imports", "pic": 0, "anon": 0, "fichiers": 0}
     lignes = []
 
     def rss() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096
 
+    def parts() -> tuple[int, int]:
+        """(anonymous memory, pages of mapped files) in the RSS (/proc/self/status)."""
+        vals = {}
+        with open("/proc/self/status") as f:
+            for ligne in f:
+                if ligne.startswith(("RssAnon:", "RssFile:")):
+                    nom, kb = ligne.split()[:2]
+                    vals[nom] = int(kb) * 1024
+        return vals.get("RssAnon:", 0), vals.get("RssFile:", 0)
+
     def echantillonner() -> None:
         while True:
             courant["pic"] = max(courant["pic"], rss())
+            anon, fichiers = parts()
+            courant["anon"] = max(courant["anon"], anon)
+            courant["fichiers"] = max(courant["fichiers"], fichiers)
             time.sleep(0.05)
 
     threading.Thread(target=echantillonner, daemon=True).start()
@@ -67,8 +81,11 @@ def main() -> None:
     def etape(nom: str) -> None:
         t, c = time.perf_counter(), time.process_time()
         lignes.append((courant["etape"], round(t - dernier[0], 2), round(c - dernier[1], 2),
-                       round(courant["pic"] / 2**30, 2)))
-        courant["etape"], courant["pic"], dernier[:] = nom, rss(), [t, c]
+                       round(courant["pic"] / 2**30, 2), round(courant["anon"] / 2**30, 2),
+                       round(courant["fichiers"] / 2**30, 2)))
+        anon, fichiers = parts()
+        courant.update(etape=nom, pic=rss(), anon=anon, fichiers=fichiers)
+        dernier[:] = [t, c]
 
     from essqpv.base import construire
     if a.coeur:
