@@ -280,7 +280,11 @@ def _perimetre_ess(c_etab: sirene.Conversion,
              .filter(pl.col("_rang").is_in(rangs.implode())).collect())
     if not reste["_rang"].equals(rangs):  # (same rows in the same order, by construction)
         reste = rangs.to_frame().join(reste, on="_rang", how="left", maintain_order="left")
-    dans_df = dans_cles.drop("_rang").hstack(reste.drop("_rang").get_columns())
+    # (each part in one chunk: columns chunked differently side by side make every later
+    # expression on the frame copy it whole first to align them, ≈ 0.9 GiB at 40 M)
+    dans_df = dans_cles.drop("_rang").rechunk()
+    del dans_cles
+    dans_df = dans_df.hstack(reste.drop("_rang").rechunk().get_columns())
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_n,
                      "sans_ul": sans_ul, "acceptees": acceptees_df.item()}
 
@@ -316,10 +320,11 @@ def _en_enum(df: pl.DataFrame, colonnes: tuple[str, ...]) -> pl.DataFrame:
 
 def _ajouter(df: pl.DataFrame, droite: pl.DataFrame, on: str) -> pl.DataFrame:
     """``df`` left-joined with ``droite`` (at most one row per key), without copying ``df``:
-    the columns of ``droite`` are gathered in the order of ``df`` and added beside its own."""
+    the columns of ``droite`` are gathered in the order of ``df`` and added beside its own
+    (both in one chunk: see :func:`_perimetre_ess`; no copy when ``df`` already is)."""
     cote = (df.select(on).join(droite, on=on, how="left", maintain_order="left",
                                validate="m:1").drop(on))
-    return df.hstack(cote.get_columns())
+    return df.rechunk().hstack(cote.rechunk().get_columns())
 
 
 def _cle_derivee(*parties: str) -> str:
@@ -695,8 +700,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         dans_df = dans_df.with_columns(
             pl.coalesce(pl.col("departement"), _departement_du_code()).alias("departement_crs"),
             _adresse()).drop(_PARTIES_ADRESSE)
-        comptes["communes_inconnues"] = dans_df.filter(
-            pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
+        # (counted on the two columns: a filter of the whole frame would first copy every
+        # column, its chunks aligned — ≈ 0.9 GiB at 40 M)
+        comptes["communes_inconnues"] = dans_df.select(
+            (pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).sum()).item()
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
             # (a siret given twice: its first physical line decides, whatever order the
@@ -754,7 +761,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
             {"multiples": int(getattr(index, "multiples", 0))}
 
     places, info_placement = _cache_derive(travail, "placement", cle_placement, placer)
-    dans_df = dans_df.drop(ENTREES_PLACEMENT, strict=False).hstack(places.get_columns())
+    dans_df = dans_df.drop(ENTREES_PLACEMENT, strict=False).rechunk().hstack(
+        places.rechunk().get_columns())
     del places
     # Addresses (issue 19): establishments without usable coordinates placed from their Sirene
     # address when an address geocoder is installed (source_coordonnees = ban); else unchanged.
@@ -762,9 +770,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     dans_df, geocodage_ban = completer_par_adresse(dans_df, couche, reglages.tampon_m, etape)
     # (the transition's QPV on the other map: from the placement's cache, except for the
     # establishments the address geocoder placed, placed on the other map again there)
-    autre_carte = dans_df.filter(pl.col("localise")
-                                 & (pl.col("source_coordonnees") != "ban")).select(
-        "siret", "qpv_autre")
+    autre_carte = dans_df.select("siret", "qpv_autre").filter(
+        dans_df["localise"] & (dans_df["source_coordonnees"] != "ban"))
     dans_df = dans_df.drop("qpv_autre")
 
     # INSEE's own QPV code, for the same geography.
@@ -782,8 +789,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                                         "qpv_insee": pl.String})
     if colonne_insee and c_geo is not None and any(
             f.a(c) for f in [fichiers.geolocalisation] for c in colonne_insee):
-        comparees = dans_df.filter((pl.col("source_coordonnees") == "geolocalisation")
-                                   & pl.col("localise") & pl.col("qpv_insee_brut").is_not_null())
+        # (on the four columns read: a filter of the whole frame copies every column)
+        comparees = dans_df.select("siret", "qpv", "qpv_insee").filter(
+            (dans_df["source_coordonnees"] == "geolocalisation") & dans_df["localise"]
+            & dans_df["qpv_insee_brut"].is_not_null())
         differentes = comparees.filter(pl.col("qpv").fill_null("") !=
                                        pl.col("qpv_insee").fill_null(""))
         accord = {"colonne": colonne_insee[0], "comparees": comparees.height,
@@ -791,6 +800,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
                   "discordantes": differentes.height}
         discordances = differentes.select("siret", pl.col("qpv").alias("qpv_essqpv"),
                                           "qpv_insee")
+        del comparees, differentes
 
     # (only the columns the base keeps, before the employment join copies every row)
     dans_df = dans_df.select([c for c in dans_df.columns
@@ -812,8 +822,8 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
 
     # Reconciliation (METHODOLOGY 8).
     localisees = int(dans_df["localise"].sum())
-    motifs = (dans_df.filter(~pl.col("localise")).group_by("motif_non_localise").len()
-              .sort("motif_non_localise"))
+    motifs = (dans_df.select("localise", "motif_non_localise").filter(~pl.col("localise"))
+              .group_by("motif_non_localise").len().sort("motif_non_localise"))
     en_qpv = int(dans_df["qpv"].is_not_null().sum())
     rapport = {
         "millesime": millesime,
@@ -915,8 +925,9 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     # (the establishments' table handed over to the writer, which frees it once it is in
     # the base: the transition and the publication then read the base)
     from essqpv import transition
-    pour_transition = dans_df.filter(pl.col("localise")).select(
-        transition.colonnes_etablissements(fichiers.emplois is not None))
+    pour_transition = dans_df.select(
+        transition.colonnes_etablissements(fichiers.emplois is not None)).filter(
+        dans_df["localise"])
     etablissements = [dans_df.with_columns(pl.lit(millesime).alias("millesime"))]
     del dans_df
     try:
