@@ -276,15 +276,22 @@ def _perimetre_ess(c_etab: sirene.Conversion,
     autres = [c for c in gardees.collect_schema().names()
               if c not in dans_cles.columns and c not in _INUTILES]
     rangs = dans_cles["_rang"]
+    # (the address parts read once, into ``adresse``)
     reste = (gardees.select("_rang", *autres)
-             .filter(pl.col("_rang").is_in(rangs.implode())).collect())
+             .filter(pl.col("_rang").is_in(rangs.implode()))
+             .with_columns(_adresse()).drop(_PARTIES_ADRESSE).collect())
     if not reste["_rang"].equals(rangs):  # (same rows in the same order, by construction)
         reste = rangs.to_frame().join(reste, on="_rang", how="left", maintain_order="left")
-    # (each part in one chunk: columns chunked differently side by side make every later
-    # expression on the frame copy it whole first to align them, ≈ 0.9 GiB at 40 M)
-    dans_df = dans_cles.drop("_rang").rechunk()
-    del dans_cles
-    dans_df = dans_df.hstack(reste.drop("_rang").rechunk().get_columns())
+    # The text columns with few values as ``Enum`` already (the same rows as in the base:
+    # the same categories), but ``code_commune``, joined as text to the communes; each part
+    # in one chunk, one column at a time: columns chunked differently side by side make
+    # every later expression on the frame copy it whole first (≈ 0.9 GiB at 40 M).
+    enum = tuple(c for c in COLONNES_ENUM if c != "code_commune")
+    dans_cles = _en_enum(dans_cles.drop("_rang"), enum)
+    dans_df = _en_un_morceau(dans_cles)
+    reste = _en_enum(reste.drop("_rang"), enum)
+    dans_df = dans_df.hstack(_en_un_morceau(reste).get_columns())
+    del dans_cles, reste
     return dans_df, {**comptes_df.row(0, named=True), "actives": actives_n,
                      "sans_ul": sans_ul, "acceptees": acceptees_df.item()}
 
@@ -316,6 +323,13 @@ def _en_enum(df: pl.DataFrame, colonnes: tuple[str, ...]) -> pl.DataFrame:
     return df.with_columns(
         pl.col(c).cast(pl.Enum(df[c].drop_nulls().unique().sort()))
         for c in colonnes if df.schema.get(c) == pl.String)
+
+
+def _en_un_morceau(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` (consumed) with each column in one chunk, copied one column at a time."""
+    if all(s.n_chunks() == 1 for s in df.get_columns()):
+        return df
+    return pl.DataFrame([df.drop_in_place(nom).rechunk() for nom in list(df.columns)])
 
 
 def _ajouter(df: pl.DataFrame, droite: pl.DataFrame, on: str) -> pl.DataFrame:
@@ -698,8 +712,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         dans_df = _ajouter(dans_df, table_communes().rename({"code": "code_commune"}),
                            "code_commune")
         dans_df = dans_df.with_columns(
-            pl.coalesce(pl.col("departement"), _departement_du_code()).alias("departement_crs"),
-            _adresse()).drop(_PARTIES_ADRESSE)
+            pl.coalesce(pl.col("departement"), _departement_du_code()).alias("departement_crs"))
         # (counted on the two columns: a filter of the whole frame would first copy every
         # column, its chunks aligned — ≈ 0.9 GiB at 40 M)
         comptes["communes_inconnues"] = dans_df.select(
