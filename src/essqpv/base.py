@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from essqpv import __version__, garde_fous, perimeter, reference
 from essqpv.config import LICENCE_DONNEES, Reglages
@@ -703,6 +704,9 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
         if indice:
             avertissements.append(f"{f.chemin.name} : {indice}")
 
+    # (the reader's Arrow buffers are freed by now: the memory pool keeps them for reuse,
+    # which the polars stages that follow do not make; given back to the system here)
+    pa.default_memory_pool().release_unused()
     etape("Périmètre de l'ESS")
 
     def amont() -> tuple[pl.DataFrame, dict]:
