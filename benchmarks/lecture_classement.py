@@ -24,8 +24,6 @@ from pathlib import Path
 
 
 def _interne(dossier: Path, travail: Path) -> None:
-    import duckdb
-
     from essqpv.base import (
         RENOMMAGE_ETABLISSEMENTS,
         RENOMMAGE_UNITES_LEGALES,
@@ -40,14 +38,11 @@ def _interne(dossier: Path, travail: Path) -> None:
     etab_src = sirene.preparer(dossier / "StockEtablissement_utf8.csv", "etablissements",
                                travail)
     ul_src = sirene.preparer(dossier / "StockUniteLegale_utf8.csv", "unites_legales", travail)
-    con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = true")
     garder, regles = _candidats_ess(ul_src)
-    c_ul = _convertir_cache(ul_src, list(RENOMMAGE_UNITES_LEGALES), travail, con, garder,
+    c_ul = _convertir_cache(ul_src, list(RENOMMAGE_UNITES_LEGALES), travail, garder,
                             ("siren",), regles)
-    c_etab = _convertir_cache(etab_src, list(RENOMMAGE_ETABLISSEMENTS), travail, con,
+    c_etab = _convertir_cache(etab_src, list(RENOMMAGE_ETABLISSEMENTS), travail,
                               *_garder_etablissements(c_ul))
-    con.close()
     lecture = time.perf_counter() - t0
     dans, comptes = _perimetre_ess(c_etab, c_ul)
     print(json.dumps({"lecture_s": round(lecture, 3),
