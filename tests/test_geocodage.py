@@ -467,6 +467,45 @@ def test_chemin_exact_homonymes_et_collisions(installe, tmp_path):
         "3", "bis", "avenue", "du", "general", "leclerc", "09000", "foix"]
 
 
+def test_jetons_mot_a_mot_comme_le_texte_entier():
+    # the normalisation is remembered word by word (split at the ASCII space): the same
+    # words as the whole text normalised at once, whatever the characters around the spaces
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from unidecode import unidecode
+
+    from essqpv.geocodage import exactes
+
+    def entier(texte):
+        sortie = []
+        for m in re.split(r"[^a-z0-9]+", unidecode(texte).lower()):
+            if not m:
+                continue
+            colle = re.match(r"^(\d+)([a-z]+)$", m)
+            if colle:
+                sortie += [str(int(colle.group(1))),
+                           exactes._EQUIVALENTS.get(colle.group(2), colle.group(2))]
+            elif m.isdigit() and len(m) != 5:
+                sortie.append(str(int(m)))
+            else:
+                sortie.append(exactes._EQUIVALENTS.get(m, m))
+        return sortie
+
+    lettres = st.sampled_from(list(" \u00a0\t\n-',.éèÀÇœŒßﬁ\u0301\u2028\u3000\u200b0123456789"
+                                   "abstXYZ°№ǅæ") + ["av", "bd", "St", "3bis", "007", "93200"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(lettres, max_size=30).map("".join))
+    def verifier(texte):
+        assert exactes.jetons(texte) == entier(texte)
+        assert exactes.jetons(texte) == entier(texte)  # (from memory the second time)
+
+    verifier()
+    assert exactes.jetons("") == [] and exactes.jetons(None) == []
+
+
 def test_scores_d_addok_inchanges(geocodeur):
     # addok.conf's faster n-gram score: every result of addok's own processor, same score
     from addok.config import config
