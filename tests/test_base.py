@@ -387,3 +387,27 @@ def test_colonnes_a_peu_de_valeurs_en_texte_dans_la_base(registre, tmp_path):
     assert {r[0] for r in lignes} and any(r[list(types).index("qpv")] for r in lignes)
     B.construire(base=b, **fichiers)
     assert lire() == (types, lignes)
+
+
+@pytest.mark.parametrize("dedans_d_abord", [True, False])
+def test_siret_en_double_dans_la_geolocalisation_la_premiere_ligne_decide(tmp_path,
+                                                                         dedans_d_abord):
+    """A siret given twice in the geolocation file, once inside QP093001 and once 4 m
+    outside: its first physical line gives its coordinates, in either order (never whichever
+    row a join happens to return first)."""
+    _, _, xy_in, xy_out = F.points_bord("QP093001", 4.0)
+    etab = F.ecrire(tmp_path / "StockEtablissement_utf8.csv", "etablissements",
+                    [F.etab("10000000100011", "93013", tranche="12")])
+    ul = F.ecrire(tmp_path / "StockUniteLegale_utf8.csv", "unites_legales",
+                  [F.ul("100000001", "9220", nom="ASSO")])
+    lignes = [{"siret": "10000000100011", "x": f"{x:.2f}", "y": f"{y:.2f}", "qualite_xy": "11",
+               "epsg": "2154", "plg_qp15": "QP093001"} for x, y in (xy_in, xy_out)]
+    if not dedans_d_abord:
+        lignes.reverse()
+    geo = F.ecrire(tmp_path / "geo.csv", "geolocalisation", lignes, sep=";")
+    B.construire(etablissements=etab, unites_legales=ul, geolocalisation=geo,
+                 millesime="2024-01", base=tmp_path / "obs.duckdb", geographie="2015")
+    con = duckdb.connect(str(tmp_path / "obs.duckdb"), read_only=True)
+    assert con.execute("SELECT qpv FROM etablissements").fetchall() == [
+        ("QP093001" if dedans_d_abord else None,)]
+    con.close()

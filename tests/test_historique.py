@@ -9,6 +9,7 @@ historical files that go with it, written in INSEE's official schemas
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -17,7 +18,7 @@ import shapely
 
 from essqpv import base as B
 from essqpv import historique as HI
-from essqpv.errors import ColonneManquante, FichierInvalide
+from essqpv.errors import BaseInvalide, ColonneManquante, FichierInvalide
 from essqpv.sources import historique as H
 from essqpv.territoires import Territoire
 from tests import _fabrique as F
@@ -452,3 +453,80 @@ def test_qpv_dans_l_autre_geographie_refuse(registre):
         with pytest.raises(ParametreInvalide, match="géographie de son millésime"):
             fonction(base, "QPV:QP093001", "2024")
     assert HI.evolution(base, "QPV:QP093001")["geographie_qpv"] == "2015"
+
+
+def test_evenements_refusent_une_annee_hors_de_la_cle():
+    """Events are joined on siret × 2¹⁵ + day since the eve of 2008: a year the key cannot
+    hold is refused with a message, not by an assertion that ``python -O`` would drop."""
+    import datetime as dt
+
+    import polars as pl
+
+    from essqpv.errors import ParametreInvalide
+    etab = pl.DataFrame({"siret": [10000000100011], "debut": [dt.date(2010, 1, 1)],
+                         "etat": ["A"]})
+    inter = pl.DataFrame({"siret": [10000000100011], "famille": ["association"],
+                          "secteur": ["S"], "employeur": [True],
+                          "debut": [dt.date(2010, 1, 1)], "fin": [dt.date(2011, 1, 1)]})
+    assert HI._evenements(etab, inter, 2096).height == 1  # (its creation in 2010)
+    with pytest.raises(ParametreInvalide, match="2096 au plus"):
+        HI._evenements(etab, inter, 2097)
+
+
+def test_series_et_construction_ne_se_croisent_pas(registre, tmp_path):
+    """The series take the base's build lock: while a build (or other series) holds it, they
+    stop naming the holder, and the base's series and rejects stay as they were (before: the
+    second writer stopped on DuckDB's internal lock error, or wrote into a file the build
+    was about to replace)."""
+    import shutil
+
+    from essqpv import garde_fous
+    from essqpv.errors import BaseOccupee
+    base, f, _ = registre
+    copie = tmp_path / "b.duckdb"
+    shutil.copy(base, copie)
+    shutil.copytree(HI.dossier_rejets(base).parent, HI.dossier_rejets(copie).parent)
+    avant = copie.read_bytes(), sorted(p.name for p in HI.dossier_rejets(copie).iterdir())
+    with garde_fous.Verrou(copie):
+        with pytest.raises(BaseOccupee, match=f"processus {os.getpid()}"):
+            HI.construire_historique(base=copie, etablissements_historique=f["eh"],
+                                     unites_legales_historique=f["uh"])
+    assert (copie.read_bytes(), sorted(p.name for p in HI.dossier_rejets(copie).iterdir())
+            ) == avant
+    with pytest.raises(BaseInvalide, match="Base introuvable"):
+        HI.construire_historique(base=tmp_path / "absente" / "b.duckdb",
+                                 etablissements_historique=f["eh"],
+                                 unites_legales_historique=f["uh"])
+    assert not (tmp_path / "absente").exists()
+
+
+def test_series_tuees_entre_la_base_et_les_rejets_sont_reparees(registre, tmp_path):
+    """Killed (SIGKILL) once the series are committed and the old rejects folder set aside,
+    before the new one is swapped in: the next start puts the checked folder in place, in
+    accord with the base (the same machinery as the stocks' rejects)."""
+    import shutil
+    import subprocess
+    import sys
+
+    base, f, _ = registre
+    copie = tmp_path / "b.duckdb"
+    shutil.copy(base, copie)
+    shutil.copytree(HI.dossier_rejets(base).parent, HI.dossier_rejets(copie).parent)
+    code = ("from essqpv.historique import construire_historique as c; "
+            f"c(base={str(copie)!r}, etablissements_historique={str(f['eh'])!r}, "
+            f"unites_legales_historique={str(f['uh'])!r})")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       env={**os.environ, "ESSQPV_ARRET_TEST": "rejets_anciens_ecartes"})
+    assert p.returncode == -9, p.stderr.decode()[-2000:]
+    racine = HI.dossier_rejets(copie).parent
+    assert not HI.dossier_rejets(copie).exists()
+    assert {q.name.split("-")[0] for q in racine.iterdir() if q.name.startswith("historique.")
+            } == {"historique.tmp", "historique.ancien"}
+    from essqpv import garde_fous
+    faits = garde_fous.nettoyer_restes(copie)
+    assert any("remis en accord" in x for x in faits), faits
+    assert sorted(q.name for q in racine.iterdir() if q.name.startswith("historique")) == [
+        "historique"]
+    assert garde_fous.signature_dossier(HI.dossier_rejets(copie)) == \
+        garde_fous.signature_base(copie, "historique")
+    assert garde_fous.signature_base(copie, "historique")["lignes"] == 2

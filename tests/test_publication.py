@@ -342,3 +342,34 @@ def test_plan_protege_ne_change_plus_d_ordre(petite_base):
     with pytest.raises(EssqpvError, match="déjà protégé"):
         plan.canonique()
     assert plan.cles == cles
+
+
+def test_epci_a_cheval_range_de_meme_quel_que_soit_l_ordre(monkeypatch):
+    """The EPCI 245900758 has four communes in the Nord (59) and four in the Pas-de-Calais
+    (62). Which département its cells go with decides which small programs the protection
+    tries first, hence which cells it suppresses: the choice must not depend on the order in
+    which the commune table comes (a parallel grouping returns its rows in no fixed order;
+    two builds of the demo once published one cell differently because of it). On a tie, the
+    smaller code: 59."""
+    import polars as pl
+
+    from essqpv import reference, territoires
+    from essqpv.indicators import protection
+
+    table = territoires.table_communes()
+    communes = sorted(table.filter(pl.col("epci") == "245900758")["commune"].unique())
+    assert [c[:2] for c in communes].count("59") == [c[:2] for c in communes].count("62") == 4
+    p = Plan("2024-01")
+    total = p.cellule(S, "EPCI:245900758", "strict", "qpv", "Ensemble", 8 * 3, 80.0, 10.0)
+    membres = [p.cellule(S, f"COM:{c}", "strict", "qpv", "Ensemble", 3, 10.0, 10.0)
+               for c in communes]
+    p.relation(total, membres)
+    red = protection._Reduit(protection.Systeme(p), np.asarray(p.nombre))
+    codes = sorted(d["code"] for d in reference.departements())  # (the index _groupes gives)
+    vus = set()
+    for graine in range(8):
+        melangee = table.sample(fraction=1.0, shuffle=True, seed=graine)
+        monkeypatch.setattr(territoires, "table_communes", lambda m=melangee: m)
+        g = protection._groupes(p, red)
+        vus.add(int(g["dep"][red.cls[total]]))
+    assert vus == {codes.index("59")}

@@ -532,14 +532,9 @@ def construire(*, base: str | Path, forcer: bool = False, **parametres) -> dict:
                 f"Disque plein pendant la construction de {base.name} : la base et ses rejets "
                 f"sont restés tels qu'ils étaient. Libérez de la place (le cache "
                 f"{base.name}.travail/ peut être supprimé sans perte) et relancez.") from None
-    if verrou.repris or restes:
-        rapport.setdefault("avertissements", [])
-        if verrou.repris:
-            rapport["avertissements"].append(
-                f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
-        if restes:
-            rapport["avertissements"].append(
-                "Restes de constructions interrompues supprimés : " + ", ".join(restes) + ".")
+    avertissements = garde_fous.avertissements_du_verrou(verrou, restes)
+    if avertissements:
+        rapport.setdefault("avertissements", []).extend(avertissements)
     return rapport
 # --- end fiabilite -------------------------------------------------------------------------
 
@@ -666,10 +661,13 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
             pl.col("commune").is_null() & pl.col("code_commune").is_not_null()).height
         if c_geo is not None:
             etape("Coordonnées de géolocalisation")
-            geo = (c_geo.lire_gardees().drop("_rang")
+            # (a siret given twice: its first physical line decides, whatever order the
+            # join returns its rows in)
+            geo = (c_geo.lire_gardees()
                    .rename(RENOMMAGE_GEOLOCALISATION)
                    .join(dans_df.lazy().select("siret"), on="siret", how="semi")
-                   .unique("siret", keep="first")
+                   .sort("_rang").unique("siret", keep="first", maintain_order=True)
+                   .drop("_rang")
                    .with_columns(pl.lit(True).alias("geo_present")).collect())
             dans_df = _ajouter(dans_df, geo, "siret").with_columns(
                 pl.col("geo_present").fill_null(False))
@@ -684,7 +682,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     # Everything up to placement is cached too (a few hundred thousand rows): a rebuild
     # from the cache (other QPV contours or buffer, new employment file) then reads no
     # large file at all.
-    cle_amont = _cle_derivee("amont-3", c_etab.chemin.name, c_ul.chemin.name,
+    cle_amont = _cle_derivee("amont-4", c_etab.chemin.name, c_ul.chemin.name,
                              c_geo.chemin.name if c_geo is not None else "-")
     # The placement is cached by the establishments placed, the contours and the buffer (a
     # rebuild with the same files only writes the base), with each establishment's strict

@@ -193,6 +193,18 @@ def _pid_mort(nom: str, motif: re.Pattern) -> bool:
     return bool(m) and not processus_vivant(int(m.group("pid")))
 
 
+def avertissements_du_verrou(verrou: Verrou, restes: list[str]) -> list[str]:
+    """The warnings a build reports after :class:`Verrou` and :func:`nettoyer_restes`: a
+    lock taken over from a killed process, the leftovers removed."""
+    sortie = []
+    if verrou.repris:
+        sortie.append(f"Verrou laissé par le processus {verrou.repris} (arrêté) repris.")
+    if restes:
+        sortie.append("Restes de constructions interrompues supprimés : "
+                      + ", ".join(restes) + ".")
+    return sortie
+
+
 def nettoyer_restes(base: Path) -> list[str]:
     """Remove what dead builds of ``base`` left (only names this tool writes, dead pids).
 
@@ -443,15 +455,20 @@ def _signature(lignes: list[tuple[str, int, str]]) -> dict:
 
 
 def signature_base(base: Path, millesime: str) -> dict | None:
-    """Signature of the rejects of one vintage as the base stores them (None: no vintage)."""
+    """Signature of the rejects of one vintage as the base stores them (None: no vintage);
+    ``millesime="historique"``: those of the historical series (None: no series)."""
     import duckdb
     try:
         con = duckdb.connect(str(base), read_only=True)
     except duckdb.Error:
         return None
     try:
-        if not con.execute("SELECT count(*) FROM millesimes WHERE millesime = ?",
-                           [millesime]).fetchone()[0]:
+        if millesime == "historique":
+            presente = con.execute("SELECT count(*) FROM historique_meta")
+        else:
+            presente = con.execute("SELECT count(*) FROM millesimes WHERE millesime = ?",
+                                   [millesime])
+        if not presente.fetchone()[0]:
             return None
         return _signature([tuple(r) for r in con.execute(
             "SELECT fichier, ligne, motif FROM rejets WHERE millesime = ?",
@@ -545,7 +562,8 @@ def reparer_rejets(base: Path) -> list[str]:
     if not racine.is_dir():
         return []
     faits: list[str] = []
-    motif = re.compile(r"(?P<m>[0-9]{4}-[0-9]{2})\.(?P<sorte>tmp|ancien)-(?P<pid>[0-9]+)")
+    motif = re.compile(r"(?P<m>[0-9]{4}-[0-9]{2}|historique)\.(?P<sorte>tmp|ancien)"
+                       r"-(?P<pid>[0-9]+)")
     restes = sorted((m.group("sorte") != "tmp", m.group("m"), p) for p in racine.iterdir()
                     if (m := motif.fullmatch(p.name)) and p.is_dir() and not p.is_symlink()
                     and not processus_vivant(int(m.group("pid"))))

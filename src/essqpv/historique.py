@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -233,7 +234,9 @@ def _evenements(etab: pl.DataFrame, inter: pl.DataFrame, annee_fin: int) -> pl.D
     d0 = dt.date(ANNEE_DEBUT, 1, 1) - dt.timedelta(days=1)  # (the eve of a closure on 1 Jan)
     d1 = dt.date(annee_fin, 12, 31)
     zero = (d0 - dt.date(1970, 1, 1)).days
-    assert (d1 - d0).days < 1 << 15 and 10**14 << 15 < 1 << 63
+    if (d1 - d0).days >= 1 << 15:  # (a siret < 10**14: 10**14 << 15 fits in 63 bits)
+        raise ParametreInvalide(f"Millésime {annee_fin} : les séries vont de {ANNEE_DEBUT} à "
+                                f"{ANNEE_DEBUT + 88} au plus.")
 
     def cle(jour: str) -> pl.Expr:
         j = pl.col(jour)
@@ -447,7 +450,26 @@ def _agreger(lignes: pl.DataFrame, pos: pl.DataFrame, geo: str, *cles: str) -> p
 
 # --------------------------------------------------------------------------- build
 
-def construire_historique(*, base: str | Path, etablissements_historique: str | Path,
+def construire_historique(*, base: str | Path, **parametres) -> dict:
+    """Build the series of a base's vintage and store them in the base (see
+    :func:`_construire_historique` for the parameters), holding the base's build lock: a
+    build or another series of the same base running meanwhile is named and this one stops
+    (the base and its rejects stay as they were); what killed builds left is cleaned first."""
+    from essqpv import garde_fous
+    base = Path(base)
+    if base.is_symlink():
+        base = base.resolve()
+    if not base.is_file():
+        raise BaseInvalide(f"Base introuvable : {base} (construisez-la d'abord avec "
+                           "« essqpv construire »).")
+    with garde_fous.Verrou(base) as verrou:
+        restes = garde_fous.nettoyer_restes(base)
+        controle = _construire_historique(base=base, **parametres)
+    controle["avertissements"] += garde_fous.avertissements_du_verrou(verrou, restes)
+    return controle
+
+
+def _construire_historique(*, base: Path, etablissements_historique: str | Path,
                           unites_legales_historique: str | Path,
                           millesime: str | None = None, qpv: str | Path | None = None,
                           table_naf: str | Path | None = None,
@@ -474,10 +496,6 @@ def construire_historique(*, base: str | Path, etablissements_historique: str | 
     from essqpv.sources.qpv import lire_qpv
 
     etape = progression or (lambda _t: None)
-    base = Path(base)
-    if not base.exists():
-        raise BaseInvalide(f"Base introuvable : {base} (construisez-la d'abord avec "
-                           "« essqpv construire »).")
     m = B.millesime_par_defaut(base, millesime)
     meta = B.metadonnees(base, m)
     geo_m = meta["geographie_qpv"]
@@ -621,7 +639,13 @@ def dossier_rejets(base: str | Path) -> Path:
 def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: bool,
             sources: list, controle: dict, avertissements: list, stock: pl.DataFrame,
             flux: pl.DataFrame, rejets: list) -> None:
-    """Replace the series in one transaction (an interrupted build keeps the old ones)."""
+    """Replace the series in one transaction (an interrupted build keeps the old ones), then
+    swap in their rejects folder, written and checked beforehand (a build killed between
+    the two is finished or undone at the next start: :func:`essqpv.garde_fous.reparer_rejets`)."""
+    from essqpv import garde_fous
+    # rejects file, as for the stocks: ligne<TAB>motif<TAB>line unchanged
+    tmp_rejets = garde_fous.preparer_rejets(base, "historique",
+                                            sorted(rejets, key=lambda r: (r[0], r[1])))
     con = duckdb.connect(str(base))
     try:
         con.execute("BEGIN")
@@ -661,20 +685,11 @@ def _ecrire(base: Path, m: str, geographies: list[str], points, synthetique: boo
             con.execute("ROLLBACK")
         except duckdb.Error:
             pass
+        shutil.rmtree(tmp_rejets, ignore_errors=True)  # (written by this build only)
         raise
     finally:
         con.close()
-    # rejects file, as for the stocks: ligne<TAB>motif<TAB>line unchanged
-    dossier = dossier_rejets(base)
-    for ancien in dossier.glob("*.txt") if dossier.exists() else []:
-        ancien.unlink()
-    if rejets:
-        dossier.mkdir(parents=True, exist_ok=True)
-        for role in sorted({r[0] for r in rejets}):
-            with open(dossier / f"{role}.txt", "wb") as f:
-                f.write(b"# essqpv - lignes rejetees : ligne<TAB>motif<TAB>contenu inchange\n")
-                for r in sorted((r for r in rejets if r[0] == role), key=lambda r: r[1]):
-                    f.write(f"{r[1]}\t{r[2]}\t".encode() + r[3] + b"\n")
+    garde_fous.echanger_rejets(base, "historique", tmp_rejets)
 
 
 # --------------------------------------------------------------------------- reading

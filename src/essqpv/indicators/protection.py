@@ -250,9 +250,13 @@ def _groupes(plan, red: _Reduit) -> dict[str, np.ndarray]:
     t = table_communes()
     dep_com = dict(t.select("commune", "departement").unique("commune").iter_rows())
     epci_com = dict(t.select("commune", "epci").unique("commune").iter_rows())
+    # an EPCI goes with the département holding most of its communes, the smaller code on a
+    # tie (the grouping returns its rows in no fixed order: an unordered choice here made two
+    # builds of the same data suppress different cells)
     epci_dep: dict[str, str] = {}
     for e, d in (t.filter(pl.col("epci").is_not_null()).group_by("epci", "departement")
-                 .len().sort("len", descending=True).unique("epci", keep="first")
+                 .len().sort(["len", "departement"], descending=[True, False])
+                 .unique("epci", keep="first", maintain_order=True)
                  .select("epci", "departement").iter_rows()):
         epci_dep[e] = d
     reg_dep = {d["code"]: d["region"] for d in reference.departements()}
