@@ -610,36 +610,6 @@ def meilleur(q: str) -> dict | None:
 
 def initialiser_travailleur(socket: str, sqlite: str) -> None:
     brancher(socket, sqlite, lecture_seule=True)
-    _ATTENTE["socket"] = socket
-
-
-#: the Redis a worker has not yet seen answer (the workers start while it loads its index)
-_ATTENTE: dict = {"socket": None}
-
-
-def _attendre_redis(socket: str, delai_s: float = 600.0, grace_s: float = 5.0) -> None:
-    """Wait until the Redis of ``socket`` has loaded its index: while it says it is loading
-    (at most ``delai_s``), or for ``grace_s`` while its socket is not there yet. A server
-    that is gone raises redis's error (the parent process stops the workers)."""
-    import time
-
-    import redis
-    debut = time.monotonic()
-    client = redis.Redis(unix_socket_path=socket, socket_connect_timeout=1)
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.BusyLoadingError:
-                if time.monotonic() > debut + delai_s:
-                    raise
-            except (redis.ConnectionError, FileNotFoundError):
-                if time.monotonic() > debut + grace_s:
-                    raise
-            time.sleep(0.02)
-    finally:
-        client.close()
 
 
 def traiter_lot(travail: tuple[list[str], int]) -> list[list[dict]]:
@@ -650,9 +620,6 @@ def traiter_lot(travail: tuple[list[str], int]) -> list[list[dict]]:
     worker's CPU. Objects frozen are still freed when no longer referenced."""
     import gc
     requetes, limite = travail
-    if _ATTENTE["socket"] is not None:
-        _attendre_redis(_ATTENTE["socket"])
-        _ATTENTE["socket"] = None
     sortie = [rechercher(q, limite=limite) if q else [] for q in requetes]
     gc.collect()
     gc.freeze()

@@ -70,69 +70,45 @@ class ServeurRedis:
         self.socket: str | None = None
         self._temporaire: str | None = None
         self._processus: subprocess.Popen | None = None
-        self._delai: float | None = None  # set while started and not yet waited for
 
     # -- life cycle -------------------------------------------------------------------------
-    def demarrer(self, delai_s: float | None = None, attendre: bool = True) -> "ServeurRedis":
-        """Start the server and wait until its index is loaded (``attendre`` false: start
-        it and return at once, :meth:`attendre` waits — loading a large index takes
-        seconds that the caller may spend on something else)."""
+    def demarrer(self, delai_s: float | None = None) -> "ServeurRedis":
+        """Start the server and wait until its index is loaded."""
         self.dossier.mkdir(parents=True, exist_ok=True)
-        self._exe = executable_redis()
+        exe = executable_redis()
         index = self.dossier / FICHIER_INDEX
         if delai_s is None:
             # loading a dump: generous, in proportion to its size
             taille = index.stat().st_size if index.exists() else 0
             delai_s = 30.0 + taille / 20e6
-        self._delai = delai_s
+        derniere = ""
         self._temporaire = tempfile.mkdtemp(prefix="essqpv-redis-")
         self.socket = os.path.join(self._temporaire, "redis.sock")
-        self._lancer()
-        if attendre:
-            self.attendre()
-        return self
-
-    @property
-    def pret(self) -> bool:
-        """Started and its index loaded (:meth:`attendre` returned)."""
-        return self._processus is not None and self._delai is None
-
-    def attendre(self) -> "ServeurRedis":
-        """Wait until the server started by :meth:`demarrer` has loaded its index (at once
-        when it has); a port taken meanwhile: started again on another (5 tries)."""
-        if self._delai is None:
-            return self
-        derniere = ""
-        for essai in range(5):
+        for _ in range(5):
+            self.port = _port_libre()
+            # the log goes to the private folder: a search writes nothing into the index
+            journal = Path(self._temporaire) / "redis.log"
+            commande = [exe, "--bind", "127.0.0.1", "--port", str(self.port),
+                        "--protected-mode", "yes", "--dir", str(self.dossier.resolve()),
+                        "--dbfilename", FICHIER_INDEX, "--save", "", "--appendonly", "no",
+                        "--daemonize", "no", "--logfile", str(journal.resolve()),
+                        "--databases", "2", "--stop-writes-on-bgsave-error", "no",
+                        "--rdbcompression", "yes", "--loglevel", "warning",
+                        "--unixsocket", self.socket, "--unixsocketperm", "700"]
+            self._processus = subprocess.Popen(commande, stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.PIPE,
+                                               preexec_fn=_mourir_avec_le_parent)
             try:
-                self._attendre(self._delai)
-                self._delai = None
+                self._attendre(delai_s)
                 return self
             except GeocodeurIndisponible as exc:
                 derniere = str(exc)
                 self._tuer()
-                if "port" not in derniere.lower() or essai == 4:
+                if "port" not in derniere.lower():
                     break
-                self._lancer()
-        self._delai = None
         self._nettoyer()
         raise GeocodeurIndisponible(derniere)
-
-    def _lancer(self) -> None:
-        self.port = _port_libre()
-        # the log goes to the private folder: a search writes nothing into the index
-        journal = Path(self._temporaire) / "redis.log"
-        commande = [self._exe, "--bind", "127.0.0.1", "--port", str(self.port),
-                    "--protected-mode", "yes", "--dir", str(self.dossier.resolve()),
-                    "--dbfilename", FICHIER_INDEX, "--save", "", "--appendonly", "no",
-                    "--daemonize", "no", "--logfile", str(journal.resolve()),
-                    "--databases", "2", "--stop-writes-on-bgsave-error", "no",
-                    "--rdbcompression", "yes", "--loglevel", "warning",
-                    "--unixsocket", self.socket, "--unixsocketperm", "700"]
-        self._processus = subprocess.Popen(commande, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE,
-                                           preexec_fn=_mourir_avec_le_parent)
 
     def _attendre(self, delai_s: float) -> None:
         import redis
@@ -197,7 +173,6 @@ class ServeurRedis:
     def arreter(self) -> None:
         """Stop the server (SIGTERM: with no save point and no append-only file configured,
         Redis exits without writing anything) and wait for it (killed after 10 s)."""
-        self._delai = None
         if self._processus is None:
             return
         if self._processus.poll() is None:

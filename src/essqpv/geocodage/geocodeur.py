@@ -21,10 +21,6 @@ __all__ = ["Geocodeur", "geocodeur_installe"]
 #: below this many addok queries, one process (starting workers costs ~1 s)
 SEUIL_PARALLELE = 500
 _LOT = 400
-#: the last ``_RESERVE`` lots' worth of queries is kept back until the whole list is read,
-#: then given out in lots of at least ``_LOT_MIN``
-_RESERVE = 2
-_LOT_MIN = 25
 #: queries looked up in the exact index at a time, while the workers run addok
 _BLOC = 4000
 
@@ -72,10 +68,11 @@ class Geocodeur:
     def index(self) -> Path:
         return self.dossier / "index"
 
-    def ouvrir(self, attendre: bool = True) -> "Geocodeur":
-        """Start the Redis of the index and connect addok (``attendre`` false: start it and
-        return while it loads its index; the first search waits for it)."""
-        self._pret(attendre)
+    def ouvrir(self) -> "Geocodeur":
+        if self._serveur is None:
+            self._serveur = ServeurRedis(self.index).demarrer()
+            _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS,
+                            lecture_seule=True)
         return self
 
     def fermer(self) -> None:
@@ -95,15 +92,10 @@ class Geocodeur:
     def __exit__(self, *exc) -> None:
         self.fermer()
 
-    def _pret(self, attendre: bool = True) -> None:
+    def _pret(self) -> None:
         if self._serveur is None:
-            self._serveur = ServeurRedis(self.index).demarrer(attendre=False)
-        if attendre:
-            try:
-                self._serveur.attendre()
-            except GeocodeurIndisponible:
-                self._serveur = None
-                raise
+            self.ouvrir()
+        else:
             _addok.brancher(self._serveur.socket, self.index / FICHIER_DOCUMENTS,
                             lecture_seule=True)
 
@@ -132,19 +124,11 @@ class Geocodeur:
         are looked up in this process while the worker processes already run addok on the
         previous blocks' other queries (both cores busy from the start)."""
         import redis
-        # Redis may still be loading its index: the exact index and the start of the
-        # workers do not need it (waited for before the first addok answer)
-        self._pret(attendre=False)
+        self._pret()
         requetes = list(requetes)
         try:
             return self._geocoder(requetes, limite, travailleurs or self.travailleurs,
                                   progression or (lambda *_: None), exacte)
-        except GeocodeurIndisponible:  # our Redis did not start: the workers wait for it
-            if self._pool is not None:
-                self._pool.terminate()
-                self._pool.join()
-                self._pool = None
-            raise
         except (redis.ConnectionError, redis.TimeoutError, ConnectionError) as exc:
             # our Redis died (killed, out of memory...): nothing half-done is returned
             if self._pool is not None:
@@ -176,16 +160,10 @@ class Geocodeur:
             suivre(plus_haut[0], total)
 
         def confier(tout: bool) -> None:
-            # full lots to the workers, keeping the last queries back: when the list is
-            # read (``tout``), they go in small lots, so that the workers finish together
-            # (one last full lot on one worker: seconds with the other idle)
-            self._travailleurs(travailleurs)  # (started now: they load while we read)
-            taille = _LOT
-            if tout:
-                taille = max(_LOT_MIN, -(-len(en_attente) // (4 * travailleurs)))
-            while len(en_attente) >= _LOT * (1 + _RESERVE) or (tout and en_attente):
-                q, ix = en_attente[:taille], indices_attente[:taille]
-                del en_attente[:taille], indices_attente[:taille]
+            # full lots to the workers (all that is left when ``tout``)
+            while len(en_attente) >= _LOT or (tout and en_attente):
+                q, ix = en_attente[:_LOT], indices_attente[:_LOT]
+                del en_attente[:_LOT], indices_attente[:_LOT]
                 lots.append((ix, self._travailleurs(travailleurs).apply_async(
                     _addok.traiter_lot, ((q, limite),))))
 
@@ -208,7 +186,6 @@ class Geocodeur:
             if travailleurs > 1 and (lots or len(en_attente) >= SEUIL_PARALLELE):
                 confier(tout=False)
             avancer(faits + sum(len(ix) for ix, r in lots if r.ready()), n)
-        self._pret()  # Redis loaded (or why not), addok connected in this process
         if lots or (travailleurs > 1 and len(en_attente) >= SEUIL_PARALLELE):
             confier(tout=True)
         else:  # few addok queries: in this process

@@ -361,13 +361,9 @@ def adresses_du_fichier(df, colonnes: dict, dossier, couche, tampon_m: int, scor
         qs = [requete(numero=n, voie=v, code_postal=c, commune=m) if v and str(v).strip()
               else "" for n, v, c, m in zip(valeurs("numero"), valeurs("voie"), valeurs(
                   "code_postal"), valeurs("commune"))]
-    # Redis loads its index while the exact index answers (the first addok query waits)
-    g = Geocodeur(dossier).ouvrir(attendre=False)
-    try:
+    with Geocodeur(dossier) as g:
         resultat = localiser_adresses(qs, g, couche=couche, tampon_m=tampon_m,
                                       score_min=score_min, codes_postaux=cp,
                                       progression=progression)
         source = source_adresses(g)
-    finally:
-        g.fermer()
     return utilisees, resultat, source
