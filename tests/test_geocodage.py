@@ -267,6 +267,53 @@ def test_lot_reparti_sur_des_processus(geocodeur):
     assert [f for f, _ in vus] == sorted(f for f, _ in vus)
 
 
+def test_requetes_d_un_code_postal_au_meme_processus():
+    # the queries of one postcode go to one worker, the workers are given as many queries,
+    # every query is given out once; once the list is read, a worker whose queries are done
+    # takes some of another's, in smaller lots
+    import random
+
+    from essqpv.geocodage import geocodeur as module
+    rng = random.Random(3)
+    cps = [f"{rng.randrange(10000, 99999)}" for _ in range(40)]
+    requetes = [f"{k} rue {rng.choice('abcdef')} {rng.choice(cps)} ville" for k in range(3000)]
+    requetes += [f"{k} rue sans code postal" for k in range(200)] + ["12 rue 1234567 x"]
+    files = module._Files(3)
+    for i, q in enumerate(requetes):
+        files.ajouter(i, q)
+    assert len(files) == len(requetes)
+    par_cp: dict = {}
+    for w, file in enumerate(files.files):
+        for _i, q in file:
+            cp = module._cle(q)
+            if cp is not None:
+                par_cp.setdefault(cp, set()).add(w)
+    assert set(par_cp) == set(cps) and all(len(ws) == 1 for ws in par_cp.values())
+    assert module._cle("12 rue 1234567 x") is None and module._cle("4 rue 93200") == "93200"
+    tailles = [len(f) for f in files.files]
+    assert max(tailles) - min(tailles) <= module._ECART + 1
+    # a file of one postcode: shared out as well (the postcode moves)
+    une = module._Files(2)
+    for i in range(5000):
+        une.ajouter(i, f"{i} rue de la paix 93200 saint-denis")
+    assert abs(len(une.files[0]) - len(une.files[1])) <= module._ECART + 1
+    donnes = []
+    while (lot := files.prendre(0, tout=False)) is not None:
+        assert len(lot[0]) == module._LOT
+        donnes += lot[0]
+    assert len(files.files[0]) < module._LOT and files.prendre(0, tout=False) is None
+    # the list is read: worker 0 finishes its own queries, then takes from the others
+    tailles_fin = []
+    while (lot := files.prendre(0, tout=True)) is not None:
+        ix, qs = lot
+        assert [requetes[i] for i in ix] == qs
+        tailles_fin.append(len(ix))
+        donnes += ix
+    assert sorted(donnes) == list(range(len(requetes))) and len(files) == 0
+    assert min(tailles_fin) >= 1 and tailles_fin[-1] <= module._LOT_MIN
+    assert files.tout() == ([], [])
+
+
 def test_autocompletion(geocodeur):
     r = geocodeur.rechercher("4 rue de la pa", limite=5, autocomplete=True)
     assert r and all("Rue de la Paix" in x["label"] for x in r[:4])
