@@ -617,9 +617,18 @@ def test_recherche_identique_a_addok_seul(geocodeur):
                  for r in geocodeur.rechercher(q, limite=5)] for q in requetes]
     rapides = tous()
     rapides_encore = tous()  # the second time, from what the process remembered
+    from addok.db import DB
+    assert DB.instance._paires  # the fuzzy intersections were made here, from pair sets
+    ancien = _addok.MAX_PAIRES
+    _addok.MAX_PAIRES = 50  # the pair sets forgotten again and again
+    try:
+        DB.instance._paires.clear()
+        rapides_oublie = tous()
+    finally:
+        _addok.MAX_PAIRES = ancien
     with _addok.addok_seul():
         d_addok = tous()
-    assert rapides == d_addok and rapides_encore == d_addok
+    assert rapides == d_addok and rapides_encore == d_addok and rapides_oublie == d_addok
     assert sum(map(len, rapides)) > 2500
     assert len({r[0][2] for r in rapides if r}) >= 3  # housenumber, street, municipality...
 
