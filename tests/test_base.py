@@ -252,6 +252,12 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
     images = list(travail.glob("image-*.duckdb"))
     assert len(images) == 1
     avant, date_image = contenu(b), images[0].stat().st_mtime_ns
+
+    def sans_resultat():  # (the finished result is not taken: the image is)
+        for f in travail.glob("resultat-*"):
+            f.unlink()
+
+    sans_resultat()
     assert B.construire(base=b, progression=etapes_reprise.append, **fichiers) == premier
     # the transition 2015 -> 2024 is in the image too: not computed again
     assert "Transition 2015 → 2024" in etapes_premier
@@ -260,6 +266,7 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
     assert images[0].stat().st_mtime_ns == date_image  # reused, not written again
     assert contenu(b) == avant
     images[0].write_bytes(b"pas une base")  # a damaged image: the rows are written anew
+    sans_resultat()
     assert B.construire(base=b, **fichiers) == premier
     assert contenu(b) == avant
     images = list(travail.glob("image-*.duckdb"))
@@ -277,6 +284,115 @@ def test_reconstruction_repart_de_l_image_de_la_base(registre, tmp_path):
                        ).fetchall() == [("2023-01", len(avant["etablissements"])),
                                         ("2024-01", len(avant["etablissements"]))]
     con.close()
+
+
+def _tables(b) -> dict:
+    con = duckdb.connect(str(b), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for (t,) in
+                con.execute("SELECT table_name FROM information_schema.tables "
+                            "ORDER BY 1").fetchall()}
+    finally:
+        con.close()
+
+
+def _memes_tables(a, b) -> None:
+    """Same tables and same rows (EXCEPT ALL both ways), the build's date aside."""
+    assert _tables(a) == _tables(b)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+        for t in _tables(a):
+            sauf = " EXCLUDE (date_construction)" if t == "millesimes" else ""
+            for x, y in (("a", "b"), ("b", "a")):
+                assert con.execute(f"SELECT count(*) FROM (SELECT *{sauf} FROM {x}.{t} "
+                                   f"EXCEPT ALL SELECT *{sauf} FROM {y}.{t})"
+                                   ).fetchone()[0] == 0, t
+    finally:
+        con.close()
+
+
+def test_reconstruction_reprend_le_resultat_des_memes_entrees(registre, tmp_path):
+    """(issue 21) A build of the same files and settings takes the finished result the
+    previous build stored, recognised by the inputs' key: the same tables, report and
+    rejects files as the normal build; one changed byte of an input, another buffer or
+    other contours miss; a damaged entry falls back to the normal build."""
+    import os
+    import shutil
+
+    from essqpv.config import Reglages
+    entrees = tmp_path / "entrees"
+    entrees.mkdir()
+    for cle in ("etab", "ul", "geo", "emplois"):
+        shutil.copy2(registre[cle], entrees / registre[cle].name)
+    fichiers = {"etablissements": entrees / registre["etab"].name,
+                "unites_legales": entrees / registre["ul"].name,
+                "geolocalisation": entrees / registre["geo"].name,
+                "emplois": entrees / registre["emplois"].name,
+                "millesime": "2024-01", "geographie": "2015"}
+    b = tmp_path / "obs.duckdb"
+    travail = tmp_path / "obs.duckdb.travail"
+    reprise = "Résultat déjà construit avec les mêmes fichiers et réglages"
+
+    def construire(**autres):
+        etapes = []
+        r = B.construire(base=b, progression=etapes.append, **{**fichiers, **autres})
+        return r, reprise in etapes
+
+    def rejets_ecrits():
+        d = B.dossier_rejets(b, "2024-01")
+        return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+    premier, repris = construire()
+    assert not repris and len(list(travail.glob("resultat-*.duckdb"))) == 1
+    second, repris = construire()
+    assert repris and second == premier
+    assert rejets_ecrits() and "emplois.txt" in rejets_ecrits()
+    de_la_reprise, rejets_reprise = tmp_path / "reprise.duckdb", rejets_ecrits()
+    shutil.copyfile(b, de_la_reprise)
+    for f in travail.glob("resultat-*"):
+        f.unlink()
+    normal, repris = construire()  # the normal build, from the other caches
+    assert not repris and normal == second
+    _memes_tables(de_la_reprise, b)
+    assert rejets_ecrits() == rejets_reprise
+    # a damaged entry (truncated base, then truncated JSON): the normal build, same result
+    copie = next(travail.glob("resultat-*.duckdb"))
+    copie.write_bytes(copie.read_bytes()[:copie.stat().st_size // 2])
+    r, repris = construire()
+    assert not repris and r == normal
+    _memes_tables(de_la_reprise, b)
+    meta = next(travail.glob("resultat-*.json"))
+    meta.write_text(meta.read_text("utf-8")[:100], "utf-8")
+    r, repris = construire()
+    assert not repris and r == normal
+    assert construire() == (normal, True)
+    # another buffer, other contours (the other geography): missed, then taken again
+    r, repris = construire(reglages=Reglages(tampon_m=100))
+    assert not repris and "en_qpv_100m" in r
+    assert construire(reglages=Reglages(tampon_m=100)) == (r, True)
+    r, repris = construire(geographie="2024")
+    assert not repris and r["millesime"] == "2024-01"
+    # one byte of an input changed (same size, same modification time): missed
+    ul = fichiers["unites_legales"]
+    st = ul.stat()
+    contenu = ul.read_bytes()
+    assert contenu.count(b"SCOP DU SUD") == 1
+    ul.write_bytes(contenu.replace(b"SCOP DU SUD", b"SCOP DU SUE"))
+    os.utime(ul, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r, repris = construire()
+    assert not repris
+    con = duckdb.connect(str(b), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM etablissements WHERE denomination = "
+                           "'SCOP DU SUE'").fetchone()[0] == 1
+    finally:
+        con.close()
+    # a base holding another vintage too: never taken from an entry of one vintage
+    B.construire(base=b, **{**fichiers, "millesime": "2023-01"})
+    r, repris = construire()
+    assert not repris and {m["millesime"] for m in B.millesimes(b)} == {"2023-01", "2024-01"}
 
 
 @pytest.mark.parametrize("variante", ["triee", "non_triee", "siren_mal_forme"])

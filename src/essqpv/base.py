@@ -112,8 +112,8 @@ def _empreinte_rapide(chemin: Path) -> str:
     h = hashlib.sha256(f"{chemin.resolve()}|{st.st_size}|{st.st_mtime_ns}|{__version__}".encode())
     with open(chemin, "rb") as f:
         h.update(f.read(8 << 20))
-        if st.st_size > 16 << 20:
-            f.seek(-(8 << 20), os.SEEK_END)
+        if st.st_size > 8 << 20:  # (the last 8 MiB, or what follows the first 8 MiB)
+            f.seek(max(8 << 20, st.st_size - (8 << 20)))
             h.update(f.read())
     return h.hexdigest()[:20]
 
@@ -350,6 +350,31 @@ def _empreinte_couche(couche) -> str:
     h.update(np.asarray(couche.epsg_metriques, np.int64).tobytes())
     h.update(reference.chemin("crs_departements.csv").read_bytes())
     return h.hexdigest()[:20]
+
+
+@lru_cache(maxsize=1)
+def _empreinte_code() -> str:
+    """Fingerprint of the package's own files (code, schemas, reference files): a stored
+    result (:func:`_cle_resultat`) is not reused by other code."""
+    racine = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(racine.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(f.relative_to(racine).as_posix().encode() + b"\x00" + f.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _versions() -> str:
+    """Versions of the libraries a build's output depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+    parties = []
+    for paquet in ("duckdb", "polars", "pyarrow", "numpy", "shapely", "pyproj", "scipy",
+                   "pyogrio"):
+        try:
+            parties.append(f"{paquet}={version(paquet)}")
+        except PackageNotFoundError:
+            parties.append(f"{paquet}=-")
+    return "|".join(parties)
 
 
 def _en_cache(travail: Path, prefixe: str, cle: str) -> bool:
@@ -617,6 +642,19 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     if couche.avertissement:  # 2024 contours rounded to ≈ 11 m: said in every output
         avertissements.append(couche.avertissement)
 
+    # The finished result of the same inputs and settings (issue 21): recognised by the
+    # inputs' key before anything large is read, and taken as it was written (a base that
+    # holds nothing but this vintage; no address geocoder, whose data the key cannot see).
+    from essqpv.geocodage.geocodeur import geocodeur_installe
+    cle_resultat = None
+    if not geocodeur_installe():
+        cle_resultat = _cle_resultat(fichiers, couche, base, millesime, reglages,
+                                     bool(synthetique), avertissements)
+        if not base.exists() or _remplacable(base, millesime):
+            repris = _reprendre_resultat(base, travail, millesime, cle_resultat, forcer, etape)
+            if repris is not None:
+                return _echanger_resultat(base, millesime, *repris)
+
     # Legal units first: only those an ESS rule can match keep their attributes, then
     # only the active establishments of those legal units keep theirs, then only the
     # geolocation rows of those establishments (every row is still counted and checked).
@@ -827,6 +865,7 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
             rejets.append((role, r.ligne, r.motif, r.contenu))
     # fiabilite: gates before anything is replaced (ConstructionRefusee unless forcer)
     etape("Vérification de la plausibilité")
+    avant_garde = list(avertissements)
     avertissements += garde_fous.verifier_plausibilite(
         rapport, garde_fous.controle_precedent(base, millesime), rejets, forcer)
     rapport["avertissements"] = avertissements
@@ -883,7 +922,10 @@ def _construire(*, etablissements: str | Path, unites_legales: str | Path,
     try:
         _ecrire(base, millesime, meta, etablissements,
                 qpv_df, rejets, discordances.with_columns(pl.lit(millesime).alias("millesime")),
-                travail, etape, autre_carte, pour_transition)
+                travail, etape, autre_carte, pour_transition,
+                resultat=None if cle_resultat is None else {
+                    "cle": cle_resultat, "rapport": rapport, "avant_garde": avant_garde,
+                    "rejets": [[r[0], r[1], r[2], r[3].hex()] for r in rejets]})
     except BaseException:
         shutil.rmtree(rejets_prepares, ignore_errors=True)
         raise
@@ -992,7 +1034,8 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             qpv: pl.DataFrame, rejets: list, discordances: pl.DataFrame,
             travail: Path | None = None, etape: Progression | None = None,
             autre_carte: pl.DataFrame | None = None,
-            pour_transition: pl.DataFrame | None = None) -> None:
+            pour_transition: pl.DataFrame | None = None,
+            resultat: dict | None = None) -> None:
     """Write one vintage into a copy of the base, then swap it in atomically.
 
     ``etablissements`` holds the establishments' table, taken out of the list (so that it
@@ -1005,7 +1048,9 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
     When the base holds nothing but this vintage (a new file is started), the file holding
     only the establishments table is kept in ``travail`` (``image-<key>.duckdb``, the key
     being the rows written): a later build writing the same rows (a rebuild from the cache)
-    starts from a copy of that file instead of inserting them again."""
+    starts from a copy of that file instead of inserting them again. There too, the
+    finished base is kept with ``resultat`` (the inputs' key, the report, the rejects:
+    :func:`_garder_resultat`), taken as it is by a build of the same inputs."""
     etab = etablissements.pop()
     temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
     fermer_connexions(base)
@@ -1092,6 +1137,8 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        if neuve and travail is not None and resultat is not None:
+            _garder_resultat(travail, temporaire, resultat)
         garde_fous.point_arret("base_temporaire_ecrite")
         os.replace(temporaire, base)
     except BaseException:
@@ -1099,6 +1146,145 @@ def _ecrire(base: Path, millesime: str, meta: dict, etablissements: list[pl.Data
             if f.exists():
                 f.unlink()
         raise
+
+
+# Version of the stored result's format and of what its key covers.
+RESULTAT = "resultat-1"
+
+
+def _cle_resultat(fichiers: _Fichiers, couche, base: Path, millesime: str,
+                  reglages: Reglages, synthetique: bool, avertissements: list[str]) -> str:
+    """Key of a build's finished result, from its inputs only: each input file's
+    fingerprint (:func:`_empreinte_rapide`, what the conversions' caches trust) and schema,
+    the QPV contours as placed, the vintage, the settings, the base's path (the sources'
+    public paths), the versions and schemas, the embedded reference files, and the
+    warnings known so far. What the gates add depends on the base replaced: checked on
+    reuse (:func:`_reprendre_resultat`)."""
+    import sys
+
+    from essqpv import transition
+    # (the publication plan writer, as called: another one, e.g. a benchmark's, misses)
+    publication = sys.modules.get("essqpv.indicators.publication")
+    plan = "essqpv.indicators.publication.ecrire_plan" if publication is None else \
+        f"{publication.ecrire_plan.__module__}.{publication.ecrire_plan.__qualname__}"
+    h = hashlib.sha256("|".join((
+        RESULTAT, __version__, _versions(), _empreinte_code(), SCHEMA, transition.SCHEMA,
+        plan, millesime, str(base.resolve()), repr(reglages), str(synthetique),
+        couche.geographie, str(couche.fichier), str(couche.reparees),
+        str(couche.avertissement), _empreinte_couche(couche),
+        json.dumps(avertissements, ensure_ascii=False))).encode())
+    for role in ("etablissements", "unites_legales", "geolocalisation", "emplois"):
+        f = getattr(fichiers, role)
+        h.update(f"|{role}|".encode())
+        if f is not None:
+            h.update(f"{_empreinte_rapide(f.chemin)}|{f.variante}|{f.taille}|"
+                     f"{f.chemin.name}|{_chemin_public(f.chemin, base)}".encode())
+    dossier = Path(str(reference.chemin("communes.csv"))).parent
+    for chemin in sorted(dossier.rglob("*")):
+        if chemin.is_file() and "__pycache__" not in chemin.parts:
+            h.update(f"|{chemin.relative_to(dossier)}|".encode())
+            h.update(chemin.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _garder_resultat(travail: Path, fichier: Path, resultat: dict) -> None:
+    """Keep the finished base ``fichier`` (written, checkpointed, closed) and what the build
+    returns and writes besides (report, warnings before the gates, rejects) in ``travail``
+    under the inputs' key: ``resultat-<key>.duckdb`` and ``.json``, each written whole
+    then renamed (the JSON last: an entry without it is not used)."""
+    cle = resultat["cle"]
+    for ancien in travail.glob("resultat-*"):
+        ancien.unlink()
+    copie = travail / f"resultat-{cle}.duckdb"
+    meta = travail / f"resultat-{cle}.json"
+    partielle = copie.with_name(copie.name + f".partiel-{os.getpid()}")
+    partiel = meta.with_name(meta.name + f".partiel-{os.getpid()}")
+    try:
+        shutil.copyfile(fichier, partielle)
+        os.replace(partielle, copie)
+        partiel.write_text(json.dumps({**resultat, "format": RESULTAT,
+                                       "taille": copie.stat().st_size}, ensure_ascii=False),
+                           "utf-8")
+        os.replace(partiel, meta)
+    finally:
+        partielle.unlink(missing_ok=True)
+        partiel.unlink(missing_ok=True)
+
+
+def _reprendre_resultat(base: Path, travail: Path, millesime: str, cle: str, forcer: bool,
+                        etape: Progression) -> tuple[dict, list, Path] | None:
+    """The stored result of the inputs' key ``cle`` (:func:`_garder_resultat`), copied to
+    the base's temporary file and dated now: ``(report, rejects, temporary file)``; None
+    when there is none, when it is damaged (then removed) or when the gates, on the base
+    replaced, warn otherwise than when it was written (the normal build then runs).
+    A refusal of the gates is raised as the normal build would."""
+    copie = travail / f"resultat-{cle}.duckdb"
+    meta = travail / f"resultat-{cle}.json"
+    if not (copie.is_file() and meta.is_file()):
+        return None
+    try:
+        m = json.loads(meta.read_text("utf-8"))
+        if m["format"] != RESULTAT or m["cle"] != cle or m["taille"] != copie.stat().st_size:
+            raise ValueError
+        rapport, avant = m["rapport"], list(m["avant_garde"])
+        rejets = [(r[0], int(r[1]), r[2], bytes.fromhex(r[3])) for r in m["rejets"]]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        copie.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        return None
+    etape("Résultat déjà construit avec les mêmes fichiers et réglages")
+    etape("Vérification de la plausibilité")
+    sans = {k: v for k, v in rapport.items() if k != "avertissements"}
+    avant += garde_fous.verifier_plausibilite(
+        sans, garde_fous.controle_precedent(base, millesime), rejets, forcer)
+    if avant != rapport.get("avertissements"):
+        return None
+    etape("Écriture de la base")
+    temporaire = base.with_name(base.name + f".tmp-{os.getpid()}")
+    fermer_connexions(base)
+    try:
+        shutil.copyfile(copie, temporaire)
+        con = duckdb.connect(str(temporaire))
+        try:
+            if con.execute("SELECT list(millesime) FROM millesimes").fetchone()[0] != \
+                    [millesime] or not con.execute(
+                        "SELECT count(*) FROM etablissements").fetchone()[0] == \
+                    rapport["dans_perimetre"]:
+                raise ValueError
+            con.execute("UPDATE millesimes SET date_construction = ? WHERE millesime = ?",
+                        [dt.datetime.now().replace(microsecond=0), millesime])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    except (OSError, duckdb.Error, ValueError):  # (damaged: the normal build runs)
+        for f in (temporaire, temporaire.with_name(temporaire.name + ".wal"), copie, meta):
+            f.unlink(missing_ok=True)
+        return None
+    rapport["avertissements"] = avant
+    return rapport, rejets, temporaire
+
+
+def _echanger_resultat(base: Path, millesime: str, rapport: dict, rejets: list,
+                       temporaire: Path) -> dict:
+    """Swap a reused result (:func:`_reprendre_resultat`) in, with its rejects files, in the
+    order and with the checks of a normal build."""
+    rejets_prepares = None
+    try:
+        garde_fous.point_arret("avant_ecriture")
+        rejets_prepares = garde_fous.preparer_rejets(base, millesime, rejets)
+        garde_fous.point_arret("rejets_prepares")
+        garde_fous.point_arret("base_temporaire_ecrite")
+        os.replace(temporaire, base)
+    except BaseException:
+        for f in (temporaire, temporaire.with_name(temporaire.name + ".wal")):
+            f.unlink(missing_ok=True)
+        if rejets_prepares is not None:
+            shutil.rmtree(rejets_prepares, ignore_errors=True)
+        raise
+    garde_fous.point_arret("base_echangee")
+    garde_fous.echanger_rejets(base, millesime, rejets_prepares)
+    garde_fous.point_arret("rejets_echanges")
+    return rapport
 
 
 # --------------------------------------------------------------------------- reading
