@@ -267,6 +267,53 @@ def test_lot_reparti_sur_des_processus(geocodeur):
     assert [f for f, _ in vus] == sorted(f for f, _ in vus)
 
 
+def test_requetes_d_un_code_postal_au_meme_processus():
+    # the queries of one postcode go to one worker, the workers are given as many queries,
+    # every query is given out once; once the list is read, a worker whose queries are done
+    # takes some of another's, in smaller lots
+    import random
+
+    from essqpv.geocodage import geocodeur as module
+    rng = random.Random(3)
+    cps = [f"{rng.randrange(10000, 99999)}" for _ in range(40)]
+    requetes = [f"{k} rue {rng.choice('abcdef')} {rng.choice(cps)} ville" for k in range(3000)]
+    requetes += [f"{k} rue sans code postal" for k in range(200)] + ["12 rue 1234567 x"]
+    files = module._Files(3)
+    for i, q in enumerate(requetes):
+        files.ajouter(i, q)
+    assert len(files) == len(requetes)
+    par_cp: dict = {}
+    for w, file in enumerate(files.files):
+        for _i, q in file:
+            cp = module._cle(q)
+            if cp is not None:
+                par_cp.setdefault(cp, set()).add(w)
+    assert set(par_cp) == set(cps) and all(len(ws) == 1 for ws in par_cp.values())
+    assert module._cle("12 rue 1234567 x") is None and module._cle("4 rue 93200") == "93200"
+    tailles = [len(f) for f in files.files]
+    assert max(tailles) - min(tailles) <= module._ECART + 1
+    # a file of one postcode: shared out as well (the postcode moves)
+    une = module._Files(2)
+    for i in range(5000):
+        une.ajouter(i, f"{i} rue de la paix 93200 saint-denis")
+    assert abs(len(une.files[0]) - len(une.files[1])) <= module._ECART + 1
+    donnes = []
+    while (lot := files.prendre(0, tout=False)) is not None:
+        assert len(lot[0]) == module._LOT
+        donnes += lot[0]
+    assert len(files.files[0]) < module._LOT and files.prendre(0, tout=False) is None
+    # the list is read: worker 0 finishes its own queries, then takes from the others
+    tailles_fin = []
+    while (lot := files.prendre(0, tout=True)) is not None:
+        ix, qs = lot
+        assert [requetes[i] for i in ix] == qs
+        tailles_fin.append(len(ix))
+        donnes += ix
+    assert sorted(donnes) == list(range(len(requetes))) and len(files) == 0
+    assert min(tailles_fin) >= 1 and tailles_fin[-1] <= module._LOT_MIN
+    assert files.tout() == ([], [])
+
+
 def test_autocompletion(geocodeur):
     r = geocodeur.rechercher("4 rue de la pa", limite=5, autocomplete=True)
     assert r and all("Rue de la Paix" in x["label"] for x in r[:4])
@@ -467,6 +514,45 @@ def test_chemin_exact_homonymes_et_collisions(installe, tmp_path):
         "3", "bis", "avenue", "du", "general", "leclerc", "09000", "foix"]
 
 
+def test_jetons_mot_a_mot_comme_le_texte_entier():
+    # the normalisation is remembered word by word (split at the ASCII space): the same
+    # words as the whole text normalised at once, whatever the characters around the spaces
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from unidecode import unidecode
+
+    from essqpv.geocodage import exactes
+
+    def entier(texte):
+        sortie = []
+        for m in re.split(r"[^a-z0-9]+", unidecode(texte).lower()):
+            if not m:
+                continue
+            colle = re.match(r"^(\d+)([a-z]+)$", m)
+            if colle:
+                sortie += [str(int(colle.group(1))),
+                           exactes._EQUIVALENTS.get(colle.group(2), colle.group(2))]
+            elif m.isdigit() and len(m) != 5:
+                sortie.append(str(int(m)))
+            else:
+                sortie.append(exactes._EQUIVALENTS.get(m, m))
+        return sortie
+
+    lettres = st.sampled_from(list(" \u00a0\t\n-',.éèÀÇœŒßﬁ\u0301\u2028\u3000\u200b0123456789"
+                                   "abstXYZ°№ǅæ") + ["av", "bd", "St", "3bis", "007", "93200"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(lettres, max_size=30).map("".join))
+    def verifier(texte):
+        assert exactes.jetons(texte) == entier(texte)
+        assert exactes.jetons(texte) == entier(texte)  # (from memory the second time)
+
+    verifier()
+    assert exactes.jetons("") == [] and exactes.jetons(None) == []
+
+
 def test_scores_d_addok_inchanges(geocodeur):
     # addok.conf's faster n-gram score: every result of addok's own processor, same score
     from addok.config import config
@@ -531,9 +617,18 @@ def test_recherche_identique_a_addok_seul(geocodeur):
                  for r in geocodeur.rechercher(q, limite=5)] for q in requetes]
     rapides = tous()
     rapides_encore = tous()  # the second time, from what the process remembered
+    from addok.db import DB
+    assert DB.instance._paires  # the fuzzy intersections were made here, from pair sets
+    ancien = _addok.MAX_PAIRES
+    _addok.MAX_PAIRES = 50  # the pair sets forgotten again and again
+    try:
+        DB.instance._paires.clear()
+        rapides_oublie = tous()
+    finally:
+        _addok.MAX_PAIRES = ancien
     with _addok.addok_seul():
         d_addok = tous()
-    assert rapides == d_addok and rapides_encore == d_addok
+    assert rapides == d_addok and rapides_encore == d_addok and rapides_oublie == d_addok
     assert sum(map(len, rapides)) > 2500
     assert len({r[0][2] for r in rapides if r}) >= 3  # housenumber, street, municipality...
 

@@ -20,6 +20,9 @@ __all__ = ["brancher", "rechercher", "meilleur", "CONFIGURATION"]
 
 
 _PERMANENTES = ("w|", "n|", "p|", "g|")  # tokens, edge ngrams, pairs, geohashes
+#: members of the pair sets kept per process, at most (then forgotten and read again):
+#: ≈ 55 bytes each, ≈ 0.3 GB at most; half the benchmark's file keeps ≈ 870,000
+MAX_PAIRES = 5_000_000
 
 
 def _client_lecture_seule(**parametres):
@@ -72,9 +75,10 @@ def _client_lecture_seule(**parametres):
 
         # addok's fuzzy search asks, for each word to correct, SADD <its process key>
         # <neighbours>, SINTER <pairs of the other words> <process key>, DEL <process key>:
-        # three round trips for one answer that depends only on the index. The neighbours
-        # are kept here, the three commands sent together at SINTER (one round trip), and
-        # the answer remembered.
+        # three round trips (hundreds of neighbours sent each time) for one answer that
+        # depends only on the index. The neighbours are kept here and intersected in this
+        # process with the pair sets of the other words, each read once (SMEMBERS of a
+        # permanent key, at most MAX_PAIRES members kept): the same set.
         def sadd(self, cle, *valeurs):
             from addok.core import REDIS_UNIQUE_ID
             if cle == REDIS_UNIQUE_ID:
@@ -89,16 +93,22 @@ def _client_lecture_seule(**parametres):
                     or REDIS_UNIQUE_ID in cles[:-1]
                     or not all(str(c).startswith("p|") for c in cles[:-1])):
                 return redis.Redis.sinter(self, cles)
-            k = ("sinter", tuple(cles[:-1]), self._voisins)
+            voisins = {str(x).encode() for x in self._voisins}
+            return voisins.intersection(*sorted(map(self.paires, cles[:-1]), key=len))
+
+        def paires(self, cle) -> frozenset:
+            """The members of the pair set ``cle`` (SMEMBERS, remembered: permanent)."""
             try:
-                v = self._reponses[k]
+                return self._paires[cle]
             except KeyError:
-                tube = self.pipeline(transaction=False)
-                tube.sadd(REDIS_UNIQUE_ID, *self._voisins)
-                tube.sinter(cles)
-                tube.delete(REDIS_UNIQUE_ID)
-                v = self._reponses[k] = tube.execute()[1]
-            return set(v)
+                pass
+            v = frozenset(redis.Redis.smembers(self, cle))
+            self._taille_paires += len(v)
+            if self._taille_paires > MAX_PAIRES:
+                self._paires.clear()
+                self._taille_paires = len(v)
+            self._paires[cle] = v
+            return v
 
         def delete(self, *cles):
             from addok.core import REDIS_UNIQUE_ID
@@ -124,6 +134,8 @@ def _client_lecture_seule(**parametres):
     client = LectureSeule(**parametres)
     client._reponses = {}
     client._voisins = None
+    client._paires = {}
+    client._taille_paires = 0
     return client
 
 

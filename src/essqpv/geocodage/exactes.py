@@ -22,6 +22,7 @@ wrong answer.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -54,9 +55,20 @@ _ANNEXES = {"cedex", "france"}
 def jetons(texte: str) -> list[str]:
     """Normalised words: ASCII, lower case, punctuation out, ``3bis`` → ``3 bis``, leading
     zeros of numbers out (postcodes kept), usual abbreviations folded."""
+    # word by word (split at the ASCII space, which every step keeps as a separator: the
+    # same words as the whole text), each word's remembered: they come back row after row
+    sortie: list[str] = []
+    for morceau in (texte or "").split(" "):
+        if morceau:
+            sortie += _jetons_morceau(morceau)
+    return sortie
+
+
+@functools.lru_cache(maxsize=262_144)
+def _jetons_morceau(texte: str) -> tuple[str, ...]:
     from unidecode import unidecode
     sortie = []
-    for m in _NON_MOTS.split(unidecode(texte or "").lower()):
+    for m in _NON_MOTS.split(unidecode(texte).lower()):
         if not m:
             continue
         colle = _NUMERO_COLLE.match(m)
@@ -67,7 +79,7 @@ def jetons(texte: str) -> list[str]:
             sortie.append(str(int(m)))
         else:
             sortie.append(_EQUIVALENTS.get(m, m))
-    return sortie
+    return tuple(sortie)
 
 
 def _h(texte: str) -> int:
@@ -84,6 +96,13 @@ def _liste(v) -> list:
 def _cles(noms: list[str], villes: list[str]) -> list[str]:
     """The normalised "voie commune" texts of a street (every name × every city name)."""
     return list(dict.fromkeys(" ".join(jetons(n) + jetons(v)) for n in noms for v in villes))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _cles_json(noms: str, villes: str) -> tuple[str, ...]:
+    """:func:`_cles` of a street row of the index (its names and cities in JSON),
+    remembered: the streets of a file come back row after row."""
+    return tuple(_cles(json.loads(noms), json.loads(villes)))
 
 
 def construire(fichiers: Iterable[str | Path], chemin: str | Path) -> dict:
@@ -214,7 +233,7 @@ class IndexExact:
             # the row's own texts: a hash collision never answers
             vrais = [c for c in candidats if texte in {
                 " ".join(jetons(c[10]) + [t]) if c[10] is not None else t
-                for t in _cles(json.loads(c[2]), json.loads(c[5]))}]
+                for t in _cles_json(c[2], c[5])}]
             for i in indices:
                 cp = demandes[i][1]
                 bons = {(c[14], c[15]): c for c in vrais if cp is None or c[3] == cp}

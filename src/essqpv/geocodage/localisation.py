@@ -16,6 +16,7 @@ Statuses added to those of :mod:`essqpv.lookup`:
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 
@@ -62,9 +63,10 @@ _VIDES = {"de", "la", "du", "des", "l", "le", "les", "d", "et", "a", "aux", "au"
           "sur", "sous"}
 
 
-def _mots(texte: str) -> list[str]:
+@functools.lru_cache(maxsize=65_536)
+def _mots(texte: str) -> tuple[str, ...]:
     from unidecode import unidecode
-    return re.findall(r"[a-z0-9]+", unidecode(texte or "").lower())
+    return tuple(re.findall(r"[a-z0-9]+", unidecode(texte or "").lower()))
 
 
 def _proche(mot: str, candidats: set[str]) -> bool:
@@ -233,6 +235,13 @@ def localiser_adresses(requetes: Sequence[str | None], geocodeur, couche=None,
     index = index_qpv(couche)
     res = _placer(lon, lat, statut, index, tampon_m, None)
     cle_tampon = f"qpv_code_{tampon_m}m"
+    # the nearest QPV within 500 m of the points whose buffer column does not hold it
+    # (rows to check, and rows outside every buffer), all at once
+    sans_code = [i for i in range(n) if res["statut"][i] == "localise"
+                 and res["distance_qpv_m"][i] is not None and not res[cle_tampon][i]
+                 and (a_verifier[i] and not res["qpv_code"][i]
+                      or not a_verifier[i] and not res["dans_qpv"][i])]
+    proches = dict(zip(sans_code, _codes_proches(index, lon[sans_code], lat[sans_code])))
     # where the approximate point of a row to check falls: said, never declared
     for i in np.flatnonzero(a_verifier):
         if res["statut"][i] == "localise":
@@ -240,7 +249,7 @@ def localiser_adresses(requetes: Sequence[str | None], geocodeur, couche=None,
                 ou = f"le point approché tombe dans le QPV {res['qpv_code'][i]}"
             elif res["distance_qpv_m"][i] is not None:
                 ou = (f"le point approché est à {res['distance_qpv_m'][i]:.0f} m du QPV "
-                      f"{res[cle_tampon][i] or _code_proche(index, lon[i], lat[i])}")
+                      f"{res[cle_tampon][i] or proches[i]}")
             else:
                 ou = "le point approché est loin de tout QPV"
             remarque[i] = remarque[i][:-1] + f" ({ou}, sans valeur d'attestation)."
@@ -249,13 +258,15 @@ def localiser_adresses(requetes: Sequence[str | None], geocodeur, couche=None,
             res[k][i] = None
         res["statut"][i] = "a_verifier"
     noms = np.asarray(index.couche.noms, dtype=object)
-    codes = np.asarray(index.codes, dtype=object)
+    rang: dict = {}
+    for j, c in enumerate(index.codes):
+        rang.setdefault(c, j)  # (the first QPV of that code)
     reponse = []
     for i in range(n):
         s = res["statut"][i]
         if s == "localise" and not res["dans_qpv"][i] and res["distance_qpv_m"][i] is not None:
-            code = res[cle_tampon][i] or _code_proche(index, lon[i], lat[i])
-            j = int(np.flatnonzero(codes == code)[0]) if code else -1
+            code = res[cle_tampon][i] or proches[i]
+            j = rang[code] if code else -1
             reponse.append(phrase_qpv(False, code, noms[j] if j >= 0 else "",
                                       res["distance_qpv_m"][i], s))
         else:
@@ -268,16 +279,18 @@ def _virgule(v: float) -> str:
     return f"{v:.2f}".replace(".", ",")
 
 
-def _code_proche(index, lon: float, lat: float) -> str | None:
-    """Code of the nearest QPV within 500 m (the buffer column only holds it within the
-    buffer)."""
+def _codes_proches(index, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
+    """Code of the nearest QPV within 500 m of each point (the buffer column only holds it
+    within the buffer)."""
     from essqpv.lookup import ordre_par_longitude
     from essqpv.placement import DISTANCE_MAX_M
-    x, y = np.array([lon]), np.array([lat])
+    x, y = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    if not len(x):
+        return []
     o = ordre_par_longitude(x, y)
     s = index.strict_indices(x, y, o)
     p, _ = index.proches_indices(x, y, DISTANCE_MAX_M, s, o)
-    return str(index.codes[p[0]]) if p[0] >= 0 else None
+    return [str(index.codes[k]) if k >= 0 else None for k in p]
 
 
 def source_adresses(geocodeur) -> str:
