@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import warnings
 import zipfile
@@ -520,3 +521,25 @@ def test_chemin_rapide_du_cache(client):
     # an error is never cached
     assert client.get("/api/indicateurs/DEP:999").status_code == 404
     assert client.get("/api/indicateurs/DEP:999").status_code == 404
+
+
+def test_dossier_des_telechargements_supprime_a_la_fin(base_demo, tmp_path):
+    """The folder of the files made for downloads goes with the application and with the
+    process: a server run leaves nothing behind in the temporary directory."""
+    import gc
+    import subprocess
+    import sys
+    app = creer_application(base_demo)
+    dossier = Path(app.state.dossier_fichiers)
+    assert dossier.is_dir()
+    del app
+    gc.collect()
+    assert not dossier.exists()
+    # a process that ends with its application alive
+    code = ("import sys; from essqpv.web import creer_application; "
+            "a = creer_application(sys.argv[1]); print(a.state.dossier_fichiers)")
+    r = subprocess.run([sys.executable, "-c", code, str(base_demo)], capture_output=True,
+                       text=True, check=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    fait = Path(r.stdout.strip().splitlines()[-1])
+    assert fait.parent == tmp_path and not fait.exists()
+    assert not list(tmp_path.glob("essqpv-web-*"))

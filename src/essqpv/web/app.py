@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -306,6 +307,9 @@ def creer_application(base: Path | str) -> FastAPI:
     )
     app.state.donnees = donnees
     app.state.dossier_fichiers = dossier_fichiers
+    # the files made for downloads go with the application (or with the process at the
+    # latest): no folder of this run is left behind in the temporary directory
+    weakref.finalize(app, shutil.rmtree, dossier_fichiers, True)
     app.add_middleware(_Securite, donnees=donnees)
     app.mount("/static", StaticFiles(directory=STATIQUE), name="static")
 
