@@ -16,7 +16,8 @@ Steps:
 4. measured, in a child process (wall time, CPU time, peak RSS by ``wait4``): the whole
    ``construire_historique`` — both historical files read and checked, the stock and the
    geolocation file read for the establishments the vintage does not hold, both QPV
-   geographies (the 2024 contours of ``../shared/data/qpv/2024``, ``--qpv``), every
+   geographies (the vintage's, from the base, and the other one: the embedded 2015
+   contours for a 2024 vintage, or the file given by ``--qpv``), every
    series written into the base — with the time of each stage.
 
 ``--tuiles K`` measures at national scale on ``K`` copies of the register, its historical
@@ -44,8 +45,6 @@ TRAVAIL = ICI / "work"
 RESULTATS = TRAVAIL / "historique.jsonl"
 
 
-QPV2024 = ICI.parent.parent / "shared" / "data" / "qpv" / "2024" / \
-    "QP2024_France_Hexagonale_Outre_Mer_WGS84_arrondi4.geojson"
 
 
 def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: Path) -> None:
@@ -257,8 +256,10 @@ def main() -> None:
     ap.add_argument("--donnees", type=Path,
                     default=Path(os.environ.get("ESSQPV_BENCH_DONNEES", TRAVAIL / "donnees")))
     ap.add_argument("--repetitions", type=int, default=1)
-    ap.add_argument("--qpv", type=Path, default=QPV2024 if QPV2024.exists() else Path("-"),
-                    help="contours de la seconde géographie (2024 ; « - » : aucune)")
+    ap.add_argument("--qpv", type=Path, default=Path("-"),
+                    help="contours de l'autre géographie que celle du millésime (« - », par "
+                         "défaut : ceux de 2015 embarqués pour un millésime en géographie "
+                         "2024)")
     ap.add_argument("--tuiles", type=int, default=1,
                     help="échelle nationale par copies : N copies du registre, de ses fichiers "
                          "historiques et de sa base (identifiants décalés), dans --donnees")
