@@ -886,7 +886,8 @@ def publier(brute: dict) -> dict:
     (the publication plan marks no count table secret). No cell is suppressed: ``secret`` is
     empty and the index 2015 = 100 is computed on every point.
     """
-    s = json.loads(json.dumps(brute))  # a deep copy
+    import orjson
+    s = orjson.loads(orjson.dumps(brute))  # a deep copy (as JSON: what is stored)
     s["part_localisee"] = [
         (round(l / t, 4) if t else None)
         for l, t in zip(s["localises"], s["etablissements_territoire"])]
