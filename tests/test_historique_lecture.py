@@ -126,32 +126,6 @@ def test_recherche_sans_verifier_la_forme(tmp_path):
     assert all(r.ligne not in lignes_voulues for r in rejets)
 
 
-def test_recherche_par_siren_sauf_des_siret(tmp_path):
-    """The stock's look-up beside the reading: the lines of the wanted sirens, except those
-    of the sirets the base already places — found on the bytes of the lines of the usual
-    layout, and on the parsed fields of the others (quoted fields)."""
-    brut = _fichier(tmp_path, False)
-    source = sirene.preparer(tmp_path / "h.csv", H.ETABLISSEMENTS, tmp_path)
-    colonnes = list(H.RENOMMAGE[H.ETABLISSEMENTS])
-    conv = sirene.convertir(source, colonnes, tmp_path / "tout.arrow", numeroter=True)
-    tout = conv.lire().collect()
-    dans = tout.filter(pl.col("siren").is_in(ESS))
-    exclus = dans["siret"].unique().sort()[::2]
-    lignes = brut.split(b"\n")
-    cites = {lignes[n - 1][:1] == b'"' for n in dans.filter(
-        pl.col("siret").is_in(exclus.implode()))["_ligne"].to_list()}
-    assert cites == {True, False}  # excluded sirets on quoted lines and on plain ones
-    filtre = H.Filtre(identifiant=("siren", 9, np.array([int(s) for s in ESS])), forme=False,
-                      sauf=("siret", (9, 5), 14, exclus.cast(pl.Int64).to_numpy()))
-    cadre, lues, _, _ = H.lire_filtre(source, colonnes, filtre, taille=1 << 12)
-    attendu = dans.filter(~pl.col("siret").is_in(exclus.implode())).sort("_ligne")
-    assert attendu.height and cadre.sort("_ligne").select(attendu.columns).equals(attendu)
-    assert lues == brut.count(b"\n") - 1
-    with pytest.raises(ValueError):
-        H.Filtre(identifiant=("siren", 9, np.array([1])), sauf=("siret", (9, 5), 14,
-                                                                 np.array([1])))
-
-
 def test_codes_compares_des_champs_entiers(tmp_path):
     """A code is kept when the whole field is one of the codes (compared as the field's
     bytes): not a longer field that starts with it, nor a shorter one that it starts with;

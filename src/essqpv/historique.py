@@ -30,7 +30,6 @@ import json
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -283,44 +282,29 @@ _SIRET_NOMBRE = ("CASE WHEN regexp_full_match(siret, '[0-9]{14}') "
                  "THEN CAST(siret AS BIGINT) END")
 
 
-def _lire_stock_positions(sirens: np.ndarray, places: np.ndarray, etablissements: str | Path,
-                          travail: Path) -> tuple[pl.DataFrame, dict]:
-    """The stock's rows (siret, commune, coordinates) of the establishments of the legal
-    units ``sirens`` that the vintage does not hold (``places``: the vintage's sirets), and
-    the look-up's count. Read while the historical file of establishments is (the sirets
-    wanted are then not known yet: those of the legal units are, and both are found on each
-    line's bytes)."""
-    from essqpv import base as B
-    from essqpv.sources import sirene
-    src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
-    colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
-                "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
-    # (in the stock, the siren comes first, then the nic and the siret)
-    lues, n_lues, rejets, _ = H.lire_filtre(
-        src, ["siren", *colonnes],
-        H.Filtre(identifiant=("siren", 9, sirens), forme=False,
-                 sauf=("siret", (9, 5), 14, places)))
-    df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
-          .unique("siret", keep="first")
-          .with_columns(pl.col("siret").cast(pl.Int64, strict=False)))  # (14 digits)
-    return df, {"fichier": src.chemin.name, "lignes_lues": n_lues,
-                "lignes_rejetees": len(rejets)}
-
-
-def _positions_stock(stock: pl.DataFrame, compte: dict, sirets: pl.Series,
+def _positions_stock(sirets: pl.Series, etablissements: str | Path,
                      geolocalisation: str | Path | None, travail: Path,
                      tampon_m: int) -> tuple[pl.DataFrame, dict]:
     """Commune and coordinates of establishments absent from the vintage (closed, or out of
-    the ESS now), from the stock's rows :func:`_lire_stock_positions` read (the stock keeps
-    the closed ones) and the geolocation file, placed by the rules of METHODOLOGY 5."""
+    the ESS now), read from the stock of establishments (which keeps the closed ones) and the
+    geolocation file, placed by the rules of METHODOLOGY 5."""
     from essqpv import base as B
     from essqpv.placement import localiser_etablissements
     from essqpv.sources import sirene
     from essqpv.territoires import table_communes
-    nombres = sirets.cast(pl.Int64, strict=False).drop_nulls()
-    df = stock.filter(pl.col("siret").is_in(nombres.implode()))
-    compte = {**compte, "trouves": df.height}
-    nombres = nombres.to_numpy()
+    src = sirene.preparer(etablissements, "etablissements", travail / "extraits")
+    colonnes = ["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
+                "coordonneeLambertOrdonneeEtablissement", "longitude", "latitude"]
+    nombres = sirets.cast(pl.Int64, strict=False).drop_nulls().to_numpy()
+    # (in the stock, the siret follows the siren and the nic)
+    lues, n_lues, rejets, _ = H.lire_filtre(
+        src, colonnes, H.Filtre(identifiant=("siret", 14, nombres), prefixe=(9, 5),
+                                forme=False))
+    df = (lues.select(colonnes).rename({c: B.RENOMMAGE_ETABLISSEMENTS[c] for c in colonnes})
+          .unique("siret", keep="first")
+          .with_columns(pl.col("siret").cast(pl.Int64, strict=False)))  # (14 digits)
+    compte = {"fichier": src.chemin.name, "lignes_lues": n_lues,
+              "lignes_rejetees": len(rejets), "trouves": df.height}
     if geolocalisation is not None:
         gsrc = sirene.preparer(geolocalisation, "geolocalisation", travail / "extraits")
         gcols = list(B.RENOMMAGE_GEOLOCALISATION)
@@ -541,24 +525,8 @@ def _construire_historique(*, base: Path, etablissements_historique: str | Path,
     uh.periodes = uh.periodes.clear()  # (released: its count is kept)
     etape("Lecture de l'historique des établissements")
     sirens = ul["siren"].unique().cast(pl.Int64, strict=False).drop_nulls().to_numpy()
-    con_b = B.ouvrir(base)
-    places = con_b.sql(f"SELECT {_SIRET_NOMBRE} AS siret FROM etablissements "
-                       "WHERE millesime = ?", params=[m]).pl()
-    con_b.close()
-    lecture_stock = None
-    fond = ThreadPoolExecutor(max_workers=1)
-    try:
-        if etablissements is not None:
-            # the stock's look-up for the positions runs beside the reading (both read
-            # files; on two cores, the waits of one are the other's work)
-            lecture_stock = fond.submit(_lire_stock_positions, sirens,
-                                        places["siret"].drop_nulls().to_numpy(),
-                                        etablissements, travail)
-        eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
-                       H.Filtre(identifiant=("siren", 9, sirens)))
-        del sirens
-    finally:
-        fond.shutdown(wait=False, cancel_futures=True)
+    eh = H.charger(etablissements_historique, H.ETABLISSEMENTS, travail,
+                   H.Filtre(identifiant=("siren", 9, sirens)))
 
     etape("Périodes dans le champ de l'ESS")
     etab, comptes_naf = _periodes_etablissements(eh.periodes, naf1)
@@ -575,14 +543,12 @@ def _construire_historique(*, base: Path, etablissements_historique: str | Path,
     con_b = B.ouvrir(base)
     couches = {geo_m: _couche_de_la_base(con_b, m, geo_m), **autres}
     absents, compte_stock = None, None
-    if lecture_stock is not None:
-        manquants = inter.join(places, on="siret", how="anti")["siret"].unique()
-        stock_lu, compte_lu = lecture_stock.result()
-        absents, compte_stock = _positions_stock(stock_lu, compte_lu, manquants,
-                                                 geolocalisation, travail,
-                                                 int(meta.get("tampon_m") or 300))
-        del stock_lu, lecture_stock
-    del places
+    if etablissements is not None:
+        manquants = inter.join(con_b.sql(
+            f"SELECT {_SIRET_NOMBRE} AS siret FROM etablissements WHERE millesime = ?",
+            params=[m]).pl(), on="siret", how="anti")["siret"].unique()
+        absents, compte_stock = _positions_stock(manquants, etablissements, geolocalisation,
+                                                 travail, int(meta.get("tampon_m") or 300))
     pos = _positions(con_b, m, couches, absents)
     del absents
     geographies = [g for g in GEOGRAPHIES if g in couches]

@@ -284,27 +284,15 @@ class Filtre:
     #: still read by the project's reader (rejects and counts are then not those of a full
     #: reading, which the build of the base did)
     forme: bool = True
-    #: (look-ups only) ``(colonne, prefixe, chiffres, valeurs)``: the lines whose identifier
-    #: ``colonne`` (``chiffres`` digits, found after the digit fields ``prefixe``) is one of
-    #: ``valeurs`` are not kept (the establishments the base already places)
-    sauf: tuple[str, tuple[int, ...], int, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.identifiant is not None:
             c, k, v = self.identifiant
             self.identifiant = (c, k, np.unique(np.asarray(v, np.int64)))
             self.bits = _bits_de(self.identifiant[2])
-        if self.sauf is not None:
-            if self.forme:
-                raise ValueError("Filtre.sauf : pour une recherche (forme=False) seulement")
-            c, p, k, v = self.sauf
-            self.sauf = (c, tuple(p), k, np.unique(np.asarray(v, np.int64)))
-            self.bits_sauf = _bits_de(self.sauf[3])
 
     def colonnes(self) -> list[str]:
-        return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {}) + \
-            ([self.sauf[0]] if self.sauf is not None and self.sauf[0] != (
-                self.identifiant or ("",))[0] else [])
+        return ([self.identifiant[0]] if self.identifiant else []) + list(self.codes or {})
 
     def garde(self, table: pa.Table) -> np.ndarray:
         """The condition on parsed text columns (one Boolean per row), by Arrow's compute
@@ -324,10 +312,6 @@ class Filtre:
             col = table.column(c)
             dans = pc.is_in(col, value_set=pa.array(valeurs, col.type)).fill_null(False)
             garde |= numpy_de(dans)
-        if self.sauf is not None:
-            c, _, k, valeurs = self.sauf
-            nombres = cle_numerique(table.column(c), k)
-            garde &= ~((nombres >= 0) & _parmi(nombres, valeurs, self.bits_sauf))
         return garde
 
 
@@ -614,20 +598,6 @@ class _LecteurFiltre:
         d = debuts + sum(w + 1 for w in self.filtre.prefixe)
         ok, nombres = _chiffres(a, np.minimum(d, max(len(a) - k, 0)), k)
         garde = ok & (d + k <= fins) & _parmi(nombres, valeurs, self.filtre.bits)
-        if self.filtre.sauf is not None:
-            # (not kept: the lines of that layout — each field of ``p`` its width, then a
-            # separator — whose identifier there is excluded; the others are judged once read)
-            _, p, k2, exclus = self.filtre.sauf
-            d2 = debuts.copy()
-            dernier = max(len(a) - 1, 0)
-            mise_en_page = np.ones(n, np.bool_)
-            for w in p:
-                d2 += w
-                mise_en_page &= a[np.minimum(d2, dernier)] == self.sep
-                d2 += 1
-            ok2, n2 = _chiffres(a, np.minimum(d2, max(len(a) - k2, 0)), k2)
-            garde &= ~(mise_en_page & ok2 & (d2 + k2 <= fins)
-                       & _parmi(n2, exclus, self.filtre.bits_sauf))
         # a line starting with a quote (fields quoted) is read, then judged on its parsed
         # identifier
         garde |= (longueurs > 0) & (a[np.minimum(debuts, max(len(a) - 1, 0))] == ord('"'))
