@@ -123,12 +123,14 @@ def correspondance_naf(chemin: str | Path | None) -> dict[str, str]:
 
 def _unites_legales_ess(ul: pl.DataFrame) -> pl.DataFrame:
     """ESS periods of the legal units (siren, debut, fin, famille)."""
-    classees = perimeter.familles_unites_legales(
+    # (lazily, filtered and selected in the same query: only the ESS periods' four columns
+    # are materialised, not the family's reason nor the texts cast for the rules)
+    return perimeter.familles_unites_legales(
         ul.lazy().with_columns(pl.lit(None, dtype=pl.String).alias("sigle"),
                                *[pl.col(c).cast(pl.String) for c in ("etat_ul", "ess")
-                                 if c in ul.columns])).collect()
-    return classees.filter(pl.col("famille").is_not_null()).select(
-        "siren", "debut", "fin", "famille")
+                                 if c in ul.columns])
+    ).filter(pl.col("famille").is_not_null()).select(
+        "siren", "debut", "fin", pl.col("famille").cast(pl.Categorical)).collect()
 
 
 #: bits of the integer that codes a combination of activity, nomenclature and employer
