@@ -846,7 +846,7 @@ def serie(base: str | Path, territoire, geographie: str | None = None) -> dict:
 
 # --------------------------------------------------------------------------- publication
 
-def publier(brute: dict) -> dict:
+def publier(brute: dict, copier: bool = True) -> dict:
     """The series of :func:`serie`, as published (METHODOLOGY 7).
 
     Every value of a series is a count of establishments, and establishment counts are
@@ -855,7 +855,9 @@ def publier(brute: dict) -> dict:
     empty and the index 2015 = 100 is computed on every point.
     """
     import orjson
-    s = orjson.loads(orjson.dumps(brute))  # a deep copy (as JSON: what is stored)
+    # a deep copy (as JSON: what is stored); ``copier`` false: ``brute`` itself is
+    # completed (a series made for this answer only; only its first level is added to)
+    s = orjson.loads(orjson.dumps(brute)) if copier else brute
     s["part_localisee"] = [
         (round(l / t, 4) if t else None)
         for l, t in zip(s["localises"], s["etablissements_territoire"])]
@@ -1127,7 +1129,7 @@ def reponses_evolution(con, millesime: str):
     for geo in info["geographies"]:
         liste = [t for t in territoires if t.niveau != "qpv" or geo == geo_m]
         for code, brute in series_en_bloc(con, info, geo, liste).items():
-            yield genre_de(geo, info), code, "strict", publier(brute)
+            yield genre_de(geo, info), code, "strict", publier(brute, copier=False)
 
 
 def _enregistrer_genre() -> None:
