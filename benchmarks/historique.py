@@ -45,8 +45,6 @@ TRAVAIL = ICI / "work"
 RESULTATS = TRAVAIL / "historique.jsonl"
 
 
-
-
 def _interne(registre: Path, historiques: Path, base: Path, sortie: Path, qpv: Path) -> None:
     """(child process) Build the series, recording when each stage starts."""
     import resource
